@@ -1,0 +1,305 @@
+"""The library API: one public function per command, each taking the config first.
+
+The CLI is a thin layer over these; tests and embedders call them directly, e.g.
+``keyservices.run(load_config("config.yaml"), dry_run=True)``. Nothing here prints or exits:
+results come back as data, failures as ``KeyservicesError`` subclasses with an exit code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import digest as digest_mod
+from . import mail
+from .classify import classify
+from .config import Config
+from .diff import guard_message, penetration, plan_changes
+from .erp import (ErpTables, StatementCounter, attribute_id, connect, display_url,
+                  verify_schema, wrap_db_error)
+from .errors import EXIT_GUARD, EXIT_OK, EXIT_UNDELIVERED, GuardTripped, KeyservicesError, SchemaError
+from .facts import read_categories, read_facts
+from .model import Change, Counts, CustomerRef, DigestData, ServiceCount
+from .progress import Reporter, Timings, step
+from .rules import RuleSet, load_rules
+from .state import StateStore, run_lock
+from .writeback import apply_changes
+
+log = logging.getLogger("keyservices")
+
+
+@dataclass
+class RunResult:
+    """What one run did; ``exit_code`` is what the scheduler sees."""
+
+    run_id: int | None
+    as_of: dt.date
+    mode: str
+    dry_run: bool
+    baseline: bool
+    counts: Counts
+    changes: list[Change]
+    no_configuration: list[CustomerRef]
+    no_attribute: list[CustomerRef]
+    services: list[ServiceCount]
+    statements: int
+    timings: dict[str, float]
+    guard_message: str | None = None
+    digest_eml: Path | None = None
+    digest_html: Path | None = None
+    delivery_error: str | None = None
+    sent: list[Path] = field(default_factory=list)
+    exit_code: int = EXIT_OK
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["as_of"] = self.as_of.isoformat()
+        for key in ("digest_eml", "digest_html"):
+            data[key] = str(data[key]) if data[key] else None
+        data["sent"] = [str(p) for p in self.sent]
+        return data
+
+
+def _rules_for(config: Config) -> RuleSet:
+    return load_rules(config.rules)
+
+
+def _tables_for(config: Config, rules: RuleSet) -> ErpTables:
+    extra = {}
+    if rules.industry_source.startswith("column:"):
+        extra["customers"] = [rules.industry_source.split(":", 1)[1]]
+    return ErpTables(config.erp.profile and {k: v.model_dump() for k, v in config.erp.profile.items()},
+                     config.erp.db_schema, extra)
+
+
+def needed_tables(rules: RuleSet) -> list[str]:
+    """The profile tables this rule set reads (and so must exist)."""
+    needed = ["customers", "sales_reps", "branches", "attributes", "custom_properties",
+              "model_categories"]
+    if rules.industry_source == "customer_type":
+        needed.append("customer_types")
+    if any(s.equipment for s in rules.services):
+        needed += ["equipment", "models"]
+    if any(s.contracts for s in rules.services):
+        needed += ["contracts", "contract_codes", "bill_codes"]
+    if any(s.gl for s in rules.services):
+        needed += ["gl_detail", "gl_accounts"]
+    if any(s.items_sold for s in rules.services):
+        needed += ["invoices", "invoice_lines", "items", "models"]
+    return list(dict.fromkeys(needed))
+
+
+def run(config: Config, *, dry_run: bool = False, force: bool = False, send: bool = True,
+        as_of: dt.date | None = None, reporter: Reporter | None = None) -> RunResult:
+    """The nightly job: read facts, classify, diff, write changed values, render and send the digest.
+
+    ``dry_run`` computes the plan and writes nothing anywhere (ERP, state store, outbox).
+    """
+    as_of = as_of or dt.date.today()
+    rules = _rules_for(config)  # validated completely before the database is touched
+    tables = _tables_for(config, rules)
+    erp_name = display_url(config.erp.url)
+    if dry_run:
+        return _compute(config, rules, tables, as_of, run_id=None, baseline=False, dry_run=True,
+                        reporter=reporter)
+    with run_lock(config.state.dir):
+        state = StateStore(config.state_url)
+        try:
+            abandoned = state.unfinished_runs()
+            if abandoned:
+                log.warning("run(s) %s did not finish (the process ended); marking them failed",
+                            ", ".join(map(str, abandoned)))
+                state.mark_abandoned(abandoned)
+            baseline = not state.has_live_run(erp_name, rules.property)
+            run_id = state.begin_run(as_of=as_of, erp=erp_name, prop=rules.property,
+                                     mode=config.mode, baseline=baseline)
+            try:
+                result = _compute(config, rules, tables, as_of, run_id=run_id, baseline=baseline,
+                                  dry_run=False, force=force, state=state, reporter=reporter)
+            except KeyservicesError as exc:
+                state.finish_run(run_id, status="failed", exit_code=exc.exit_code,
+                                 message=str(exc))
+                raise
+            except Exception as exc:
+                state.finish_run(run_id, status="failed", exit_code=1,
+                                 message=f"{type(exc).__name__}: {exc}")
+                raise
+            result = _digest_and_send(config, rules, result, send=send, reporter=reporter)
+            status = "guard" if result.guard_message else "done"
+            state.finish_run(run_id, status=status, exit_code=result.exit_code,
+                             message=result.guard_message or result.delivery_error,
+                             counts=result.counts.as_dict(), timings=result.timings,
+                             statements=result.statements)
+        finally:
+            state.close()
+    if result.guard_message:
+        raise GuardTripped(result.guard_message, result)
+    return result
+
+
+def _compute(config: Config, rules: RuleSet, tables: ErpTables, as_of: dt.date, *,
+             run_id: int | None, baseline: bool, dry_run: bool, force: bool = False,
+             state: StateStore | None = None, reporter: Reporter | None = None) -> RunResult:
+    timings = Timings()
+    engine = connect(config.erp.url, password=config.erp_password(),
+                     connect_timeout=config.erp.connect_timeout)
+    counter = StatementCounter()
+    sa.event.listen(engine, "before_cursor_execute", counter)
+    try:
+        with engine.connect() as conn:
+            attr = attribute_id(conn, tables, rules.property)
+            facts = read_facts(conn, tables, rules, attr, as_of, reporter=reporter,
+                               timings=timings)
+        read_statements = counter.count
+        with step(reporter, timings, "classify", total=len(facts.customers)) as advance:
+            classification = classify(facts, rules)
+            advance(len(facts.customers))
+        plan = plan_changes(facts, classification, rules)
+        counts = Counts(read=len(facts.customers), classified=len(classification.services),
+                        changed=len(plan.changes), unchanged=plan.unchanged,
+                        no_configuration=len(plan.no_configuration),
+                        no_attribute=len(plan.no_attribute), inactive=classification.inactive,
+                        prospects=classification.prospects,
+                        locations_rolled_up=classification.locations_rolled_up)
+        guard = None if (force or baseline) else guard_message(
+            len(plan.changes), plan.in_scope, config.write.max_changes,
+            config.write.max_changes_percent)
+        result = RunResult(
+            run_id=run_id, as_of=as_of, mode=config.mode, dry_run=dry_run, baseline=baseline,
+            counts=counts, changes=plan.changes, no_configuration=plan.no_configuration,
+            no_attribute=plan.no_attribute, services=penetration(classification, rules),
+            statements=read_statements, timings=timings, guard_message=guard)
+        if guard:
+            result.exit_code = EXIT_GUARD
+        elif not dry_run and config.mode == "live" and plan.changes:
+            assert state is not None and run_id is not None
+            report = apply_changes(engine, tables, attr, plan.changes, state=state,
+                                   run_id=run_id, chunk_size=config.write.chunk_size,
+                                   reporter=reporter, timings=timings)
+            counts.written = len(report.applied)
+            counts.conflicts = len(report.conflicts)
+        return result
+    except SQLAlchemyError as exc:
+        raise wrap_db_error(exc, config.erp.url) from exc
+    finally:
+        engine.dispose()
+
+
+def _digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send: bool,
+                     reporter: Reporter | None) -> RunResult:
+    """Render the digest into the outbox, then deliver everything queued there."""
+    timings = Timings(result.timings)
+    quiet = (not result.changes and not result.guard_message and not result.baseline)
+    if quiet and not config.digest.send_empty:
+        return result
+    data = DigestData(
+        run_id=result.run_id, as_of=result.as_of, generated_at=dt.datetime.now(),
+        dealer=config.dealer, property_name=rules.property, mode=result.mode,
+        dry_run=result.dry_run, baseline=result.baseline, counts=result.counts,
+        changes=result.changes, no_configuration=result.no_configuration,
+        no_attribute=result.no_attribute, services=result.services,
+        service_names=rules.service_names(), guard_message=result.guard_message)
+    with step(reporter, timings, "digest") as advance:
+        templates = digest_mod.find_templates_dir(config.digest.templates)
+        rendered = digest_mod.render(data, templates, max_rows=config.digest.max_rows)
+        message = digest_mod.build_message(rendered, sender=config.digest.sender,
+                                           recipients=config.digest.to)
+        stem = f"{result.as_of.isoformat()}-run{result.run_id:04d}-digest"
+        paths = digest_mod.write_outbox(message, rendered, config.digest.outbox, stem)
+        result.digest_eml, result.digest_html = paths.eml, paths.html
+        advance(1)
+    if send and config.smtp is not None:
+        with step(reporter, timings, "send") as advance:
+            settings = mail.SmtpSettings(
+                host=config.smtp.host, port=config.smtp.port, security=config.smtp.security,
+                username=config.smtp.username, password=config.smtp_password(),
+                timeout=config.smtp.timeout, sender=config.digest.sender)
+            report = mail.send_outbox(settings, config.digest.outbox)
+            result.sent = list(report.sent)
+            advance(len(report.sent))
+            if report.error:
+                result.delivery_error = (f"the digest could not be sent ({report.error}); it stays "
+                                         f"queued in {config.digest.outbox} and the next run (or "
+                                         f"'keyservices send-outbox') retries it")
+                if result.exit_code == EXIT_OK:
+                    result.exit_code = EXIT_UNDELIVERED
+    result.timings = dict(timings)
+    return result
+
+
+@dataclass
+class CheckReport:
+    """What ``check`` found; ``problems`` make it fail (exit 2), ``warnings`` do not."""
+
+    erp: str
+    rules_files: list[Path]
+    services: list[str]
+    attribute_id: int | None = None
+    customers: int = 0
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    unmapped_categories: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["rules_files"] = [str(p) for p in self.rules_files]
+        return data
+
+
+def check(config: Config) -> CheckReport:
+    """Validate config and rules, connect, verify tables, columns and the attribute.
+
+    Raises SchemaError (exit 2) when something the run needs is missing; unmapped dealer model
+    categories are warnings, listed with their active equipment counts.
+    """
+    rules = _rules_for(config)
+    tables = _tables_for(config, rules)
+    report = CheckReport(erp=display_url(config.erp.url), rules_files=list(rules.files),
+                         services=[f"{s.code} ({s.name})" for s in rules.services])
+    engine = connect(config.erp.url, password=config.erp_password(),
+                     connect_timeout=config.erp.connect_timeout)
+    try:
+        with engine.connect() as conn:
+            report.problems = verify_schema(conn, tables, needed_tables(rules))
+            if not report.problems:
+                try:
+                    report.attribute_id = attribute_id(conn, tables, rules.property)
+                except SchemaError as exc:
+                    report.problems.append(str(exc))
+                c = tables.customers
+                report.customers = int(conn.execute(
+                    sa.select(sa.func.count()).select_from(c)).scalar() or 0)
+                report.unmapped_categories = _unmapped(conn, tables, rules)
+                for cat, units in report.unmapped_categories.items():
+                    report.warnings.append(f"model category {cat} ({units} active units) maps to "
+                                           "no model class; add it under model_classes")
+    except SQLAlchemyError as exc:
+        raise wrap_db_error(exc, config.erp.url) from exc
+    finally:
+        engine.dispose()
+    if report.problems:
+        raise SchemaError("the ERP database is not as configured:\n" + "\n".join(
+            f"  - {p}" for p in report.problems), report)
+    return report
+
+
+def _unmapped(conn: sa.Connection, tables: ErpTables, rules: RuleSet) -> dict[str, int]:
+    categories = read_categories(conn, tables)
+    unmapped = [c for c in categories if rules.class_of(c) is None]
+    if not unmapped:
+        return {}
+    e, m, mc = tables.equipment, tables.models, tables.model_categories
+    rows = conn.execute(
+        sa.select(mc.c.code, sa.func.count(e.c.id))
+        .select_from(mc.join(m, m.c.category_id == mc.c.id)
+                     .outerjoin(e, sa.and_(e.c.model_id == m.c.id, e.c.active == sa.true())))
+        .where(mc.c.code.in_(unmapped)).group_by(mc.c.code))
+    counts = {code: int(n) for code, n in rows}
+    return {c: counts.get(c, 0) for c in unmapped}

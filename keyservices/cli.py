@@ -1,0 +1,281 @@
+"""The command line: parse, call one library function, print the result, map errors to exit codes.
+
+No business logic lives here. Every option is defined once below and stacked on the commands that
+use it; a single handler turns ``KeyservicesError`` into ``Error: ...`` and its exit code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import logging.handlers
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import EXIT_CODES, EXIT_FAILURE, KeyservicesError
+
+log = logging.getLogger("keyservices")
+
+EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code}  {text}"
+                                                  for code, text in EXIT_CODES.items())
+
+
+# -- shared options (defined once, stacked) ------------------------------------------------------
+def config_option(f: Callable) -> Callable:
+    return click.option("-c", "--config", "config_path", type=click.Path(path_type=Path),
+                        default=Path("config.yaml"), show_default=True,
+                        help="The configuration file.")(f)
+
+
+def json_option(f: Callable) -> Callable:
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print the result as JSON (for scripts) instead of text.")(f)
+
+
+def as_of_option(f: Callable) -> Callable:
+    return click.option("--as-of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+                        help="Run as if today were this date (YYYY-MM-DD); default today.")(f)
+
+
+# -- the group and its error handler -------------------------------------------------------------
+class KeyservicesGroup(click.Group):
+    """Maps library errors to one readable line and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyservicesError as exc:
+            log.error("%s", exc)
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # unexpected: one line, the traceback to the log
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            log.exception("unexpected error")
+            click.echo(f"Error: unexpected {type(exc).__name__}: {exc} "
+                       "(rerun with --debug for the traceback)", err=True)
+            ctx.exit(EXIT_FAILURE)
+
+
+@click.group(cls=KeyservicesGroup, epilog=EXIT_CODES_HELP,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="keyservices")
+@click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for unexpected errors.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
+    """Which customers use which key services, and who is missing one.
+
+    keyservices reads an ECi e-automate database each night, classifies every customer against
+    the rules in rules/*.yaml, writes the result into one customer custom property (such as
+    ZCJKeyServices) where it changed, and emails managers a digest.
+
+    \b
+    New here? See it work on a generated demo dealer:
+      keyservices demo
+    Then point a config at your ERP and check it:
+      keyservices check -c config.yaml
+      keyservices run -c config.yaml --dry-run
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    _setup_stderr_logging(level)
+
+
+def _setup_stderr_logging(level: int) -> None:
+    root = logging.getLogger("keyservices")
+    root.setLevel(logging.DEBUG)
+    for h in list(root.handlers):
+        if getattr(h, "_keyservices_stderr", False):
+            root.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler._keyservices_stderr = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+
+
+def _setup_file_logging(state_dir: Path) -> None:
+    """A rotating, human-readable log in the state folder: what an admin reads the morning after."""
+    root = logging.getLogger("keyservices")
+    target = (state_dir / "keyservices.log").resolve()
+    for h in root.handlers:
+        if isinstance(h, logging.FileHandler) and Path(h.baseFilename) == target:
+            return
+    state_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(target, maxBytes=2_000_000, backupCount=5,
+                                                   encoding="utf-8", delay=True)
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+
+
+def _load(config_path: Path) -> Any:
+    from .config import load_config
+
+    config = load_config(config_path)
+    _setup_file_logging(config.state.dir)
+    return config
+
+
+def _reporter(as_json: bool) -> Any:
+    from .console import make_reporter
+
+    return make_reporter(enabled=not as_json)
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+# -- commands ------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("keyservices-demo"), show_default=True,
+              help="Folder for the demo database, config, rules and outbox.")
+@click.option("--customers", type=click.IntRange(10, 1_000_000), default=2000, show_default=True,
+              help="How many customers the demo dealer has.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Random seed of the data.")
+@as_of_option
+@json_option
+def demo(directory: Path, customers: int, seed: int, as_of: dt.datetime | None,
+         as_json: bool) -> None:
+    """Run two nights on a generated demo dealer and show the digests.
+
+    Builds an e-automate-shaped SQLite database in DIR, writes config.yaml and the example rules
+    beside it, runs night 1 (a baseline), simulates a day in the ERP (contracts start and end,
+    equipment is removed, new GL lines), runs night 2, and writes both digests to DIR/outbox.
+    Running it again in the same DIR starts the demo afresh.
+
+    \b
+    Example:
+      keyservices demo --dir /tmp/ks-demo
+    """
+    from .console import print_demo
+    from .demo import demo as run_demo
+
+    result = run_demo(directory, customers=customers, seed=seed,
+                      as_of=as_of.date() if as_of else None, reporter=_reporter(as_json))
+    if as_json:
+        _emit_json({"directory": str(result.directory), "database": str(result.database),
+                    "config": str(result.config), "outbox": str(result.outbox),
+                    "nights": [n.to_dict() for n in result.nights]})
+    else:
+        print_demo(result)
+
+
+@cli.command("demo-db")
+@click.option("--customers", type=click.IntRange(1, 10_000_000), default=2000, show_default=True,
+              help="How many customers (parents and locations).")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="The SQLite file to create.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Random seed of the data.")
+@as_of_option
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@json_option
+def demo_db(customers: int, out: Path, seed: int, as_of: dt.datetime | None, force: bool,
+            as_json: bool) -> None:
+    """Create a synthetic e-automate-shaped dealer database (SQLite).
+
+    The same --customers, --seed and --as-of always give the same data. Useful for benchmarks
+    and for trying rules without a real ERP.
+
+    \b
+    Example:
+      keyservices demo-db --customers 100000 --out dealer.sqlite
+    """
+    import dataclasses
+
+    from .demodb import build_demo_db
+
+    summary = build_demo_db(out, customers=customers, seed=seed,
+                            as_of=as_of.date() if as_of else dt.date.today(), overwrite=force)
+    if as_json:
+        _emit_json(dataclasses.asdict(summary))
+    else:
+        click.echo(f"Created {out} with {customers:,} customers.")
+        click.echo(f"Point erp.url at it: sqlite:///{out.resolve().as_posix()}")
+
+
+@cli.command("run")
+@config_option
+@click.option("--dry-run", is_flag=True,
+              help="Compute and print the plan; write nothing (ERP, state, outbox).")
+@click.option("--force", is_flag=True,
+              help="Write even when the change guard would stop the run (after review).")
+@click.option("--no-email", is_flag=True, help="Write the digest to the outbox but do not send it.")
+@as_of_option
+@json_option
+def run_cmd(config_path: Path, dry_run: bool, force: bool, no_email: bool,
+            as_of: dt.datetime | None, as_json: bool) -> None:
+    """The nightly job: classify every customer and write the property where it changed.
+
+    Reads facts with a few aggregate queries, classifies, writes changed values in guarded,
+    chunked transactions (never INSERT or DELETE), audits every change with its before-value,
+    writes the digest to the outbox and sends it when SMTP is configured.
+
+    \b
+    Examples:
+      keyservices run -c config.yaml --dry-run
+      keyservices run -c config.yaml
+    """
+    from .api import run
+    from .console import print_run
+    from .errors import GuardTripped
+
+    config = _load(config_path)
+    try:
+        result = run(config, dry_run=dry_run, force=force, send=not no_email,
+                     as_of=as_of.date() if as_of else None, reporter=_reporter(as_json))
+    except GuardTripped as exc:
+        if exc.detail is not None:
+            if as_json:
+                _emit_json(exc.detail.to_dict())
+            else:
+                print_run(exc.detail)
+        raise
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        print_run(result)
+    if result.delivery_error:
+        click.echo(f"Error: {result.delivery_error}", err=True)
+    sys.exit(result.exit_code) if result.exit_code else None
+
+
+@cli.command()
+@config_option
+@json_option
+def check(config_path: Path, as_json: bool) -> None:
+    """Validate config and rules, connect, and verify the ERP schema.
+
+    Checks every table and column the rules need, that the custom-property attribute exists,
+    and lists dealer model categories that map to no model class (with their equipment counts).
+
+    \b
+    Example:
+      keyservices check -c config.yaml
+    """
+    from .api import check as run_check
+    from .console import print_check
+
+    report = run_check(_load(config_path))
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        print_check(report)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="keyservices")

@@ -1,0 +1,132 @@
+"""Terminal output for the CLI: progress bars on a terminal, readable summaries, plan tables.
+
+Kept apart from the library so that library code never prints.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                           TimeElapsedColumn)
+from rich.table import Table
+
+from .progress import NullReporter
+
+if TYPE_CHECKING:
+    from .api import CheckReport, RunResult
+    from .demo import DemoResult
+
+PLAN_ROWS = 30
+
+
+class RichReporter:
+    """Progress bars on stderr, one per step, only when stderr is a terminal."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description:<32}"),
+                                 BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 console=Console(stderr=True), transient=False)
+        self.task: Any = None
+        self.started = False
+
+    def begin(self, step: str, total: int | None) -> None:
+        if not self.started:
+            self.progress.start()
+            self.started = True
+        self.task = self.progress.add_task(step, total=total)
+
+    def advance(self, n: int) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task, n)
+
+    def end(self, step: str, count: int, seconds: float) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, total=max(count, 1), completed=max(count, 1))
+            self.task = None
+
+    def close(self) -> None:
+        if self.started:
+            self.progress.stop()
+
+
+def make_reporter(enabled: bool = True) -> Any:
+    if enabled and sys.stderr.isatty():
+        return RichReporter()
+    return NullReporter()
+
+
+def _out() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def print_run(result: RunResult) -> None:
+    c = result.counts
+    what = ("dry run: nothing written" if result.dry_run else
+            "test mode: nothing written to the ERP" if result.mode == "test" else
+            "change guard: nothing written" if result.guard_message else
+            f"baseline: {c.written} values written" if result.baseline else
+            f"{c.written} values written")
+    click.echo(f"Run {result.run_id or '-'} as of {result.as_of}: {what}.")
+    click.echo(f"  customers read {c.read:,}; classified {c.classified:,}; changed {c.changed:,}; "
+               f"unchanged {c.unchanged:,}; conflicts {c.conflicts:,}")
+    click.echo(f"  cannot be written: {c.no_configuration:,} without configuration, "
+               f"{c.no_attribute:,} without the attribute; skipped {c.inactive:,} inactive, "
+               f"{c.prospects:,} prospects")
+    click.echo("  services: " + ", ".join(f"{s.code} {s.customers:,} ({s.share:.0%})"
+                                          for s in result.services))
+    click.echo(f"  {result.statements} statements read the ERP; "
+               + ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()))
+    if result.dry_run and result.changes:
+        table = Table(title=f"Plan: {len(result.changes):,} change(s)", show_lines=False)
+        for col in ("customer", "name", "before", "after", "added", "removed"):
+            table.add_column(col, overflow="fold")
+        for ch in result.changes[:PLAN_ROWS]:
+            table.add_row(ch.number, ch.name, ch.before or "", ch.after or "",
+                          " ".join(ch.added), " ".join(ch.removed))
+        _out().print(table)
+        if len(result.changes) > PLAN_ROWS:
+            click.echo(f"  +{len(result.changes) - PLAN_ROWS:,} more (use --json for all)")
+    if result.guard_message:
+        click.echo(result.guard_message, err=True)
+    if result.digest_eml:
+        click.echo(f"  digest: {result.digest_html}")
+        click.echo(f"          {result.digest_eml}" + (" (sent)" if result.sent else " (queued)"))
+
+
+def print_demo(result: DemoResult) -> None:
+    s = result.database_summary
+    if result.replaced:
+        click.echo(f"Replaced the previous demo in {result.directory}.")
+    click.echo(f"Demo dealer in {result.directory}")
+    click.echo(f"  ERP database  {result.database}  ({s.customers:,} customers, "
+               f"{s.equipment:,} machines, {s.contracts:,} contracts, {s.gl_lines:,} GL lines)")
+    click.echo(f"  config        {result.config}")
+    click.echo(f"  rules         {result.rules}")
+    for i, night in enumerate(result.nights, start=1):
+        c = night.counts
+        kind = "baseline" if night.baseline else "changes"
+        click.echo(f"Night {i} ({night.as_of}, {kind}): {c.classified:,} classified, "
+                   f"{c.changed:,} changed, {c.written:,} written, "
+                   f"{c.no_configuration + c.no_attribute:,} cannot be written; "
+                   f"{night.statements} ERP statements")
+        if night.digest_html:
+            click.echo(f"  digest  {night.digest_html}")
+            click.echo(f"          {night.digest_eml}")
+    click.echo("")
+    click.echo("Open the .html digest in a browser, or the .eml in your mail program.")
+    click.echo(f"Next: keyservices run -c {result.config} --dry-run")
+
+
+def print_check(report: CheckReport) -> None:
+    click.echo(f"ERP {report.erp}: schema OK, {report.customers:,} customers; "
+               f"attribute id {report.attribute_id}.")
+    click.echo(f"Rules: {len(report.services)} services from "
+               f"{', '.join(p.name for p in report.rules_files)}: {', '.join(report.services)}")
+    for w in report.warnings:
+        click.echo(f"Warning: {w}")
+    if not report.warnings:
+        click.echo("Every model category maps to a model class.")

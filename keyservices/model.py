@@ -1,0 +1,152 @@
+"""Plain data passed between the steps of a run.
+
+Pure: no SQLAlchemy, no I/O. The facts step fills these from aggregate queries; classify, diff and
+digest read them. Slots keep a million customers affordable in memory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Customer:
+    """One ``ARCustomers`` row with its current custom-property state."""
+
+    id: int
+    number: str
+    name: str
+    parent_id: int | None  # ARCustomers.LocationID: the parent of a location; None for a parent
+    active: bool
+    prospect: bool
+    industry: str | None = None
+    sales_rep: str | None = None
+    branch: str | None = None
+    config_id: int | None = None  # ShTrackingConfigID: None means "no configuration"
+    has_value_row: bool = False  # a value row for the attribute exists (so it can be written)
+    current_value: str | None = None  # TextVal as read
+
+    @property
+    def is_location(self) -> bool:
+        return self.parent_id is not None and self.parent_id != self.id
+
+
+@dataclass(slots=True)
+class ItemsSold:
+    """Invoice lines of one model category within one lookback window."""
+
+    lines: int = 0
+    quantity: float = 0.0
+    amount: float = 0.0
+    max_unit_price: float | None = None
+
+
+@dataclass(slots=True)
+class ContractFact:
+    """Contracts of one contract code / bill code pair that are active on the run date."""
+
+    count: int = 0
+    base_rate: float = 0.0
+
+
+@dataclass(slots=True)
+class CustomerFacts:
+    """Compact aggregates for one customer row (not rolled up). Empty dicts cost nothing shared."""
+
+    equipment: dict[str, int] = field(default_factory=dict)  # model category -> active units
+    contracts: dict[tuple[str, str], ContractFact] = field(default_factory=dict)  # (code, bill code)
+    gl: dict[tuple[str, int], float] = field(default_factory=dict)  # (account, window days) -> revenue
+    items_sold: dict[tuple[str, int], ItemsSold] = field(default_factory=dict)  # (category, window)
+
+
+@dataclass(slots=True)
+class Facts:
+    """Everything the classifier needs, keyed by CustomerID."""
+
+    as_of: dt.date
+    customers: dict[int, Customer]
+    facts: dict[int, CustomerFacts]
+    categories: dict[str, str]  # model category code -> description (all dealer categories)
+    statements: int = 0  # statements sent to the ERP to read these facts
+
+    def of(self, customer_id: int) -> CustomerFacts:
+        return self.facts.get(customer_id) or _EMPTY
+
+
+_EMPTY = CustomerFacts()
+
+
+# --- what a run reports (used by the digest, the CLI's --json and the state store) -------------
+
+
+@dataclass(slots=True)
+class CustomerRef:
+    number: str
+    name: str
+    branch: str | None = None
+    sales_rep: str | None = None
+
+
+@dataclass(slots=True)
+class Change:
+    """One customer whose property value differs from what the rules say it should be."""
+
+    customer_id: int
+    number: str
+    name: str
+    branch: str | None
+    sales_rep: str | None
+    before: str | None
+    after: str | None  # None: no services (the property is cleared)
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    status: str = "planned"  # planned | applied | conflict | skipped
+
+
+@dataclass(slots=True)
+class Counts:
+    read: int = 0
+    classified: int = 0
+    changed: int = 0
+    written: int = 0
+    conflicts: int = 0
+    unchanged: int = 0
+    no_configuration: int = 0
+    no_attribute: int = 0
+    inactive: int = 0
+    prospects: int = 0
+    locations_rolled_up: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+
+
+@dataclass(slots=True)
+class ServiceCount:
+    code: str
+    name: str
+    customers: int
+    share: float  # of classified customers
+
+
+@dataclass(slots=True)
+class DigestData:
+    """Everything the digest templates render. Built by the run; pure data."""
+
+    run_id: int | None
+    as_of: dt.date
+    generated_at: dt.datetime
+    dealer: str
+    property_name: str
+    mode: str  # live | test
+    dry_run: bool
+    baseline: bool
+    counts: Counts
+    changes: list[Change]
+    no_configuration: list[CustomerRef]
+    no_attribute: list[CustomerRef]
+    services: list[ServiceCount]
+    service_names: dict[str, str]
+    guard_message: str | None = None
+    notes: list[str] = field(default_factory=list)

@@ -1,0 +1,150 @@
+"""The ERP schema profile: logical table/column names -> the names in the dealer's database.
+
+Names marked [INF] in ``shared/eautomate-schema.md`` were never seen on a real e-automate database, so
+every name here can be overridden in ``config.yaml`` under ``erp.profile``, table by table and column by
+column. Pure data: no SQLAlchemy here, so config validation can use it cheaply.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+# logical table -> {"table": physical name, "columns": {logical column -> physical column}}
+DEFAULT_PROFILE: dict[str, dict[str, Any]] = {
+    "customers": {  # [DB]
+        "table": "ARCustomers",
+        "columns": {
+            "id": "CustomerID",
+            "number": "CustomerNumber",
+            "name": "CustomerName",
+            "parent_id": "LocationID",
+            "type_id": "CustomerTypeID",
+            "sales_rep_id": "SalesRepID",
+            "branch_id": "BranchID",
+            "active": "Active",
+            "prospect": "Prospect",
+            "config_id": "ShTrackingConfigID",
+        },
+    },
+    "customer_types": {  # [INF] the list behind ARCustomers.CustomerTypeID (used as industry)
+        "table": "ARCustomerTypes",
+        "columns": {"id": "CustomerTypeID", "name": "CustomerType", "description": "Description"},
+    },
+    "branches": {  # [INF]
+        "table": "GLBranches",
+        "columns": {"id": "BranchID", "number": "BranchNumber", "name": "Description"},
+    },
+    "sales_reps": {  # [SQL] SHAgents; that reps are agents is [INF]
+        "table": "SHAgents",
+        "columns": {"id": "AgentID", "name": "PrefFullName"},
+    },
+    "models": {  # [SQL] ICModels; the category FK is [INF]
+        "table": "ICModels",
+        "columns": {"id": "ModelID", "model": "Model", "category_id": "CategoryID"},
+    },
+    "model_categories": {  # [INF] table name; the code is varchar(15) in dealer views
+        "table": "ICModelCategories",
+        "columns": {"id": "CategoryID", "code": "ModelCategory", "description": "Description"},
+    },
+    "equipment": {  # [SQL]
+        "table": "SCEquipments",
+        "columns": {
+            "id": "EquipmentID",
+            "customer_id": "CustomerID",
+            "location_id": "LocationID",
+            "model_id": "ModelID",
+            "active": "Active",
+        },
+    },
+    "contracts": {  # [DB]
+        "table": "SCContracts",
+        "columns": {
+            "id": "ContractID",
+            "customer_id": "CustomerID",
+            "contract_code_id": "ContractCodeID",
+            "bill_code_id": "BillCodeID",
+            "start_date": "StartDate",
+            "exp_date": "ExpDate",
+            "active": "Active",
+            "base_rate": "BaseRate",
+        },
+    },
+    "contract_codes": {  # [INF] table; the code is varchar(15) in dealer views
+        "table": "SCContractCodes",
+        "columns": {"id": "ContractCodeID", "code": "ContractCode", "description": "Description"},
+    },
+    "bill_codes": {  # [INF]
+        "table": "SCBillCodes",
+        "columns": {"id": "BillCodeID", "code": "BillCode", "description": "Description"},
+    },
+    "gl_accounts": {  # [INF]
+        "table": "GLAccounts",
+        "columns": {"id": "GLID", "number": "AccountNumber", "name": "AccountName"},
+    },
+    "gl_detail": {  # [INF]
+        "table": "GLDetail",
+        "columns": {
+            "id": "GLDetailID",
+            "account_id": "GLID",
+            "customer_id": "CustomerID",
+            "date": "TransactionDate",
+            "amount": "Amount",
+        },
+    },
+    "invoices": {  # [SQL] InvoiceID, CustomerID; the rest [API]/[INF]
+        "table": "ARInvoices",
+        "columns": {
+            "id": "InvoiceID",
+            "customer_id": "CustomerID",
+            "date": "InvoiceDate",
+            "void": "IsVoid",
+        },
+    },
+    "invoice_lines": {  # [INF] table; fields per the API InvoiceDetail shape
+        "table": "ARInvoiceDetails",
+        "columns": {
+            "id": "InvoiceDetailID",
+            "invoice_id": "InvoiceID",
+            "item_id": "ItemID",
+            "quantity": "Quantity",
+            "amount": "Amount",
+            "cost": "Cost",
+        },
+    },
+    "items": {  # [INF]
+        "table": "ICItems",
+        "columns": {"id": "ItemID", "number": "Item", "model_id": "ModelID"},
+    },
+    "attributes": {  # [SQL]
+        "table": "ShAttributes",
+        "columns": {"id": "ShAttributeID", "name": "AttributeName"},
+    },
+    "custom_properties": {  # [SQL] CustomerID, ShAttributeID, TextVal
+        "table": "ARCustomerCustomProperties",
+        "columns": {"customer_id": "CustomerID", "attribute_id": "ShAttributeID", "text": "TextVal"},
+    },
+    "contacts": {  # [SQL] CMContacts; the customer link is [INF]
+        "table": "CMContacts",
+        "columns": {
+            "id": "ContactID",
+            "customer_id": "CustomerID",
+            "full_name": "PrefFullName",
+            "first_name": "FirstName",
+            "last_name": "LastName",
+            "email": "Email",
+            "phone": "Phone1",
+            "active": "Active",
+        },
+    },
+}
+
+
+def merged_profile(overrides: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """The default profile with the config's overrides applied (already validated by config)."""
+    profile = copy.deepcopy(DEFAULT_PROFILE)
+    for logical, override in (overrides or {}).items():
+        if override.get("table"):
+            profile[logical]["table"] = override["table"]
+        profile[logical]["columns"].update(override.get("columns") or {})
+    return profile

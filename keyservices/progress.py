@@ -1,0 +1,57 @@
+"""How the library reports progress without printing: the CLI passes a reporter, tests pass none."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+log = logging.getLogger("keyservices")
+
+
+class Reporter(Protocol):
+    """A sink for step progress; ``keyservices.cli`` implements it with rich on a terminal."""
+
+    def begin(self, step: str, total: int | None) -> None: ...
+    def advance(self, n: int) -> None: ...
+    def end(self, step: str, count: int, seconds: float) -> None: ...
+
+
+class NullReporter:
+    def begin(self, step: str, total: int | None) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        pass
+
+    def end(self, step: str, count: int, seconds: float) -> None:
+        pass
+
+
+class Timings(dict[str, float]):
+    """Seconds per step, in order; part of every run result and log."""
+
+
+@contextlib.contextmanager
+def step(reporter: Reporter | None, timings: Timings | None, name: str,
+         total: int | None = None) -> Iterator[Callable[[int], None]]:
+    """Time a step, log it with its count, and give the body an ``advance(n)`` callable."""
+    rep = reporter or NullReporter()
+    counter = [0]
+
+    def advance(n: int = 1) -> None:
+        counter[0] += n
+        rep.advance(n)
+
+    start = time.perf_counter()
+    rep.begin(name, total)
+    try:
+        yield advance
+    finally:
+        seconds = time.perf_counter() - start
+        rep.end(name, counter[0], seconds)
+        if timings is not None:
+            timings[name] = round(timings.get(name, 0.0) + seconds, 4)
+        log.info("%s: %d in %.2fs", name, counter[0], seconds)

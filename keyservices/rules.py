@@ -1,0 +1,326 @@
+"""The rule language: what makes a customer use a key service.
+
+Admins write ``rules/*.yaml``; this module validates them completely (every problem at once, with file,
+line and key) and compiles them for ``classify``. Pure: pydantic and the standard library only.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import RulesError
+from .yamlfile import Problem, YamlProblems, load_yaml, position, problems_from_validation
+
+PROPERTY_MAX_LENGTH = 1024  # ARCustomerCustomProperties.TextVal is varchar(1024)
+CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}$"
+
+Glob = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EquipmentSection(_Strict):
+    """Active equipment in the field whose model category maps to one of the classes or globs."""
+
+    model_classes: list[str] = []
+    categories: list[Glob] = []
+    min_count: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _needs_a_filter(self) -> EquipmentSection:
+        if not self.model_classes and not self.categories:
+            raise ValueError("name at least one of model_classes or categories")
+        return self
+
+
+class ItemsSoldSection(_Strict):
+    """Items invoiced in a lookback window (CEO Juice's "only include model items sold").
+
+    ``min_unit_price`` is what keeps a zero-cost, never-registered licence from making a customer.
+    """
+
+    model_classes: list[str] = []
+    categories: list[Glob] = []
+    window_days: int = Field(730, ge=1, le=3660)
+    min_unit_price: float | None = Field(None, ge=0)
+    min_amount: float | None = Field(None, ge=0)
+    min_quantity: float = Field(1, gt=0)
+
+    @model_validator(mode="after")
+    def _needs_a_filter(self) -> ItemsSoldSection:
+        if not self.model_classes and not self.categories:
+            raise ValueError("name at least one of model_classes or categories")
+        return self
+
+
+class ContractsSection(_Strict):
+    """Contracts active on the run date whose contract code (and bill code) match the globs."""
+
+    contract_codes: list[Glob] = []
+    bill_codes: list[Glob] = []
+    min_count: int = Field(1, ge=1)
+    min_base_rate: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _needs_a_filter(self) -> ContractsSection:
+        if not self.contract_codes and not self.bill_codes:
+            raise ValueError("name at least one of contract_codes or bill_codes")
+        return self
+
+
+class GlSection(_Strict):
+    """GL revenue on matching accounts within a lookback window."""
+
+    accounts: list[Glob] = Field(min_length=1)
+    window_days: int = Field(365, ge=1, le=3660)
+    min_revenue: float = Field(0.01, ge=0)
+
+
+SECTION_NAMES = ("equipment", "items_sold", "contracts", "gl")
+
+
+class Service(_Strict):
+    """One key service: a combination of sections, matched ANY (exclusive) or ALL (inclusive)."""
+
+    code: str = Field(pattern=CODE_PATTERN)
+    name: str = Field(min_length=1, max_length=64)
+    description: str = ""
+    match: Literal["any", "all"] = "any"
+    equipment: EquipmentSection | None = None
+    items_sold: ItemsSoldSection | None = None
+    contracts: ContractsSection | None = None
+    gl: GlSection | None = None
+
+    @model_validator(mode="after")
+    def _needs_a_section(self) -> Service:
+        if not self.sections():
+            raise ValueError(f"service {self.code} has no section: add equipment, items_sold, "
+                             "contracts or gl")
+        return self
+
+    def sections(self) -> list[tuple[str, Any]]:
+        return [(n, getattr(self, n)) for n in SECTION_NAMES if getattr(self, n) is not None]
+
+
+class Industry(_Strict):
+    source: str = "customer_type"
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        if value == "customer_type" or re.match(r"^(custom_property|column):\S+$", value):
+            return value
+        raise ValueError("use customer_type, custom_property:<name> or column:<name>")
+
+
+class RuleFile(_Strict):
+    """What one rule file may contain; files in ``rules/`` are merged (services concatenated)."""
+
+    property: str | None = Field(None, pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+    level: Literal["parent", "location"] | None = None
+    separator: str | None = Field(None, min_length=1, max_length=3)
+    value: Literal["codes", "names"] | None = None
+    industry: Industry | None = None
+    model_classes: dict[Glob, str] = {}
+    services: list[Service] = []
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """All rule files merged, validated and compiled; what ``classify`` evaluates."""
+
+    property: str
+    level: Literal["parent", "location"]
+    separator: str
+    value: Literal["codes", "names"]
+    industry_source: str
+    model_classes: tuple[tuple[str, str], ...]  # (category glob, class), first match wins
+    services: tuple[Service, ...]
+    files: tuple[Path, ...]
+
+    # -- compiled helpers ------------------------------------------------------------------------
+    def class_of(self, category: str) -> str | None:
+        """The model class a dealer category maps to (first matching glob), or None if unmapped."""
+        up = category.upper()
+        for pattern, cls in self.model_classes:
+            if fnmatch.fnmatchcase(up, pattern.upper()):
+                return cls
+        return None
+
+    def service_names(self) -> dict[str, str]:
+        return {s.code: s.name for s in self.services}
+
+    def render_value(self, codes: frozenset[str] | set[str]) -> str:
+        """The property value for a set of service codes, in rule order."""
+        items = [s.code if self.value == "codes" else s.name for s in self.services
+                 if s.code in codes]
+        return self.separator.join(items)
+
+    def parse_value(self, value: str | None) -> frozenset[str]:
+        """Service codes in a stored value (names are mapped back to codes when value: names)."""
+        if not value:
+            return frozenset()
+        parts = [p.strip() for p in value.split(self.separator) if p.strip()]
+        if self.value == "names":
+            by_name = {s.name: s.code for s in self.services}
+            return frozenset(by_name.get(p, p) for p in parts)
+        return frozenset(parts)
+
+    def windows(self) -> tuple[set[int], set[int]]:
+        """Lookback windows (days) used by GL and items-sold sections; the queries compute each."""
+        gl = {s.gl.window_days for s in self.services if s.gl}
+        items = {s.items_sold.window_days for s in self.services if s.items_sold}
+        return gl, items
+
+    def gl_account_globs(self) -> list[str]:
+        return sorted({a for s in self.services if s.gl for a in s.gl.accounts})
+
+    def categories_for(self, section: EquipmentSection | ItemsSoldSection,
+                       categories: list[str]) -> set[str]:
+        """Which of the dealer's categories a section counts (mapped classes or raw globs)."""
+        wanted = {c.upper() for c in section.model_classes}
+        out = set()
+        for cat in categories:
+            cls = self.class_of(cat)
+            if cls is not None and cls.upper() in wanted:
+                out.add(cat)
+            elif any(fnmatch.fnmatchcase(cat.upper(), g.upper()) for g in section.categories):
+                out.add(cat)
+        return out
+
+
+def glob_match(value: str, globs: list[str]) -> bool:
+    up = value.upper()
+    return any(fnmatch.fnmatchcase(up, g.upper()) for g in globs)
+
+
+def rule_files(location: Path) -> list[Path]:
+    """The rule files at ``location``: one file, or the ``*.yaml``/``*.yml`` directly in a folder
+    (sub-folders such as ``rules/tests/`` hold other things)."""
+    if location.is_file():
+        return [location]
+    if location.is_dir():
+        return sorted(p for p in location.iterdir()
+                      if p.is_file() and p.suffix in (".yaml", ".yml"))
+    raise RulesError(f"rules not found: {location} (set 'rules:' in config.yaml to a folder of "
+                     "*.yaml rule files, or run 'keyservices init' to get a starter set)")
+
+
+def load_rules(location: Path, *, property_override: str | None = None) -> RuleSet:
+    """Load, merge and validate every rule file; raise RulesError listing all problems."""
+    files = rule_files(location)
+    if not files:
+        raise RulesError(f"no *.yaml rule files in {location}")
+    problems: list[Problem] = []
+    parsed: list[tuple[Path, Any, RuleFile]] = []
+    for path in files:
+        try:
+            data = load_yaml(path)
+        except YamlProblems as exc:
+            problems.extend(exc.problems)
+            continue
+        if not isinstance(data, dict):
+            problems.append(Problem(path, 1, 1, "", f"must be a mapping, got {type(data).__name__}"))
+            continue
+        try:
+            parsed.append((path, data, RuleFile.model_validate(dict(data))))
+        except ValidationError as exc:
+            problems.extend(problems_from_validation(exc, data, path, RuleFile))
+    if problems:
+        raise RulesError(_summary(problems))
+    ruleset, merge_problems = _merge(parsed, property_override)
+    if merge_problems:
+        raise RulesError(_summary(merge_problems))
+    assert ruleset is not None
+    return ruleset
+
+
+def _summary(problems: list[Problem]) -> str:
+    n = len(problems)
+    head = f"{n} problem{'s' if n != 1 else ''} in the rules:"
+    return "\n".join([head, *(f"  {p}" for p in problems)])
+
+
+def _merge(parsed: list[tuple[Path, Any, RuleFile]],
+           property_override: str | None) -> tuple[RuleSet | None, list[Problem]]:
+    problems: list[Problem] = []
+    settings: dict[str, tuple[Any, Path]] = {}
+    classes: dict[str, tuple[str, Path]] = {}
+    services: list[Service] = []
+    seen_codes: dict[str, Path] = {}
+    for path, data, rf in parsed:
+        for key in ("property", "level", "separator", "value", "industry"):
+            val = getattr(rf, key)
+            if val is None:
+                continue
+            if key in settings and settings[key][0] != val:
+                line, col = position(data, (key,))
+                problems.append(Problem(path, line, col, key,
+                                        f"already set differently in {settings[key][1]}"))
+            settings[key] = (val, path)
+        for glob, cls in rf.model_classes.items():
+            if glob in classes and classes[glob][0] != cls:
+                line, col = position(data, ("model_classes", glob))
+                problems.append(Problem(path, line, col, f"model_classes.{glob}",
+                                        f"mapped to {classes[glob][0]} in {classes[glob][1]}"))
+            classes[glob] = (cls, path)
+        for i, svc in enumerate(rf.services):
+            if svc.code in seen_codes:
+                line, col = position(data, ("services", i, "code"))
+                problems.append(Problem(path, line, col, f"services[{i}].code",
+                                        f"duplicate service code {svc.code!r} "
+                                        f"(first defined in {seen_codes[svc.code]})"))
+            seen_codes[svc.code] = path
+            services.append(svc)
+    if not services and not problems:
+        problems.append(Problem(parsed[0][0] if parsed else Path("rules"), None, None, "services",
+                                "no services defined"))
+    sep = settings.get("separator", (";", None))[0]
+    mapped_classes = {c.upper() for c, _ in classes.values()}
+    for path, data, rf in parsed:
+        for i, svc in enumerate(rf.services):
+            if sep in svc.code:
+                line, col = position(data, ("services", i, "code"))
+                problems.append(Problem(path, line, col, f"services[{i}].code",
+                                        f"contains the separator {sep!r}"))
+            for section in ("equipment", "items_sold"):
+                sec = getattr(svc, section)
+                for cls in sec.model_classes if sec else ():
+                    if cls.upper() not in mapped_classes:
+                        line, col = position(data, ("services", i, section, "model_classes"))
+                        problems.append(Problem(
+                            path, line, col, f"services[{i}].{section}.model_classes",
+                            f"model class {cls!r} is mapped from no category; add it under "
+                            f"model_classes (known: {', '.join(sorted(mapped_classes)) or 'none'})"))
+    if problems:
+        return None, problems
+    ruleset = RuleSet(
+        property=property_override or settings.get("property", ("ZCJKeyServices", None))[0],
+        level=settings.get("level", ("parent", None))[0],
+        separator=sep,
+        value=settings.get("value", ("codes", None))[0],
+        industry_source=settings.get("industry", (Industry(), None))[0].source,
+        model_classes=tuple((g, c) for g, (c, _) in classes.items()),
+        services=tuple(services),
+        files=tuple(p for p, _, _ in parsed),
+    )
+    everything = ruleset.render_value({s.code for s in services})
+    if len(everything) > PROPERTY_MAX_LENGTH:
+        problems.append(Problem(ruleset.files[0], None, None, "services",
+                                f"with every service the value is {len(everything)} characters; "
+                                f"the attribute holds {PROPERTY_MAX_LENGTH}"))
+    try:
+        everything.encode("cp1252")
+    except UnicodeEncodeError:
+        problems.append(Problem(ruleset.files[0], None, None, "services",
+                                "service codes/names contain characters a varchar column cannot "
+                                "hold (keep to Windows-1252)"))
+    return (None, problems) if problems else (ruleset, [])

@@ -1,0 +1,81 @@
+"""Write-back: the only code that changes the ERP, and it changes one column.
+
+Only ``TextVal`` of existing value rows of the configured attribute is updated, never INSERT or DELETE.
+Each chunk is one transaction with an optimistic guard (``WHERE TextVal`` is still the value read), so
+a value edited in e-automate since the read is reported as a conflict, never overwritten. The audit
+row is stored as *pending* before the ERP transaction and marked after it, so a crash between the two
+leaves evidence the next run can reconcile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from .erp import ErpTables
+from .model import Change
+from .progress import Reporter, Timings, step
+from .state import StateStore
+
+
+@dataclass(slots=True)
+class WriteReport:
+    applied: list[int] = field(default_factory=list)
+    conflicts: list[int] = field(default_factory=list)
+    statements: int = 0
+
+
+def update_statements(tables: ErpTables, attr_id: int) -> tuple[sa.Update, sa.Update]:
+    """The two guarded UPDATEs: for a value read as NULL and for a value read as text."""
+    cp = tables.custom_properties
+    base = (cp.update()
+            .where(cp.c.customer_id == sa.bindparam("b_customer_id"),
+                   cp.c.attribute_id == sa.bindparam("b_attr", attr_id))
+            .values(text=sa.bindparam("b_after")))
+    return (base.where(cp.c.text.is_(None)),
+            base.where(cp.c.text == sa.bindparam("b_before")))
+
+
+def apply_changes(engine: Engine, tables: ErpTables, attr_id: int, planned: Sequence[Change],
+                  *, state: StateStore, run_id: int, chunk_size: int,
+                  reporter: Reporter | None = None, timings: Timings | None = None) -> WriteReport:
+    """Write the planned values chunk by chunk; each chunk commits or rolls back as a whole."""
+    report = WriteReport()
+    when_null, when_text = update_statements(tables, attr_id)
+    cp = tables.custom_properties
+    with step(reporter, timings, "write values", total=len(planned)) as advance:
+        for start in range(0, len(planned), chunk_size):
+            chunk = planned[start:start + chunk_size]
+            state.record_pending(run_id, chunk)
+            ids = [c.customer_id for c in chunk]
+            with engine.begin() as conn:
+                nulls = [{"b_customer_id": c.customer_id, "b_after": c.after}
+                         for c in chunk if c.before is None]
+                texts = [{"b_customer_id": c.customer_id, "b_after": c.after, "b_before": c.before}
+                         for c in chunk if c.before is not None]
+                if nulls:
+                    conn.execute(when_null, nulls)
+                    report.statements += 1
+                if texts:
+                    conn.execute(when_text, texts)
+                    report.statements += 1
+                # read back in the same transaction: rowcount after executemany is not reliable
+                # on every driver, the values are
+                now = dict(conn.execute(
+                    sa.select(cp.c.customer_id, cp.c.text)
+                    .where(cp.c.attribute_id == attr_id,
+                           cp.c.customer_id.in_(sa.bindparam("ids", ids, expanding=True)))).all())
+                report.statements += 1
+            applied = [c.customer_id for c in chunk if now.get(c.customer_id) == c.after]
+            conflicts = [c.customer_id for c in chunk if now.get(c.customer_id) != c.after]
+            state.mark(run_id, applied, "applied")
+            state.mark(run_id, conflicts, "conflict")
+            report.applied += applied
+            report.conflicts += conflicts
+            for c in chunk:
+                c.status = "applied" if now.get(c.customer_id) == c.after else "conflict"
+            advance(len(chunk))
+    return report

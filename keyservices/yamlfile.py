@@ -1,0 +1,155 @@
+"""YAML files that remember where each key came from, and pydantic errors that point back to them.
+
+Admins edit ``config.yaml`` and ``rules/*.yaml`` by hand. When one is wrong they need the file, line,
+column and key, all problems at once, and a "did you mean" for typos, never a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One validation problem at a position in a YAML file."""
+
+    path: Path
+    line: int | None  # 1-based
+    column: int | None  # 1-based
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = str(self.path)
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        key = f" {self.key}:" if self.key else ""
+        return f"{where}:{key} {self.message}"
+
+
+def load_yaml(path: Path) -> Any:
+    """Parse one YAML file keeping positions; syntax errors become a one-problem list."""
+    yaml = YAML(typ="rt")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise YamlProblems([Problem(path, None, None, "", f"not UTF-8 text ({exc.reason})")]) from None
+    try:
+        data = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        col = mark.column + 1 if mark is not None else None
+        what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
+        raise YamlProblems([Problem(path, line, col, "", f"YAML syntax error: {what}")]) from None
+    except YAMLError as exc:
+        raise YamlProblems([Problem(path, None, None, "", f"YAML error: {exc}")]) from None
+    return {} if data is None else data
+
+
+class YamlProblems(Exception):
+    """Carries every problem found in one or more files; callers wrap it in their own error."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def position(data: Any, loc: tuple[int | str, ...]) -> tuple[int | None, int | None]:
+    """Walk ``loc`` through ruamel's commented containers to the deepest node with a position."""
+    line: int | None = None
+    col: int | None = None
+    node = data
+    for part in loc:
+        if isinstance(node, CommentedMap) and part in node:
+            try:
+                ln, cl = node.lc.key(part)
+                line, col = ln + 1, cl + 1
+            except (KeyError, TypeError, AttributeError):
+                pass
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+            try:
+                ln, cl = node.lc.item(part)
+                line, col = ln + 1, cl + 1
+            except (KeyError, TypeError, AttributeError):
+                pass
+            node = node[part]
+        else:
+            break
+    if line is None and isinstance(data, CommentedMap | CommentedSeq):
+        line, col = data.lc.line + 1, data.lc.col + 1
+    return line, col
+
+
+def dotted(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The pydantic model whose field set applies at ``loc`` (for 'did you mean')."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(part)
+        if field is None:
+            return None
+        current = _inner_model(field.annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _inner_model(annotation: Any) -> Any:
+    """Find a BaseModel inside Optional[...] / list[...] / dict[..., ...] annotations."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def problems_from_validation(
+    exc: ValidationError, data: Any, path: Path, model: type[BaseModel], prefix: tuple = ()
+) -> list[Problem]:
+    """Turn every pydantic error into a positioned Problem, with suggestions for unknown keys."""
+    problems: list[Problem] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        # pydantic puts tagged-union / function-validator names into loc; keep only real keys
+        loc = tuple(p for p in loc if isinstance(p, int) or not str(p).startswith("function-"))
+        line, col = position(data, loc[len(prefix):] if prefix else loc)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            parent = _model_at(model, loc[:-1])
+            msg = "unknown key"
+            if parent is not None:
+                close = difflib.get_close_matches(str(loc[-1]), list(parent.model_fields), n=1)
+                if close:
+                    msg += f" (did you mean '{close[0]}'?)"
+                else:
+                    msg += f" (allowed: {', '.join(parent.model_fields)})"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        problems.append(Problem(path, line, col, dotted(loc), msg))
+    return problems
