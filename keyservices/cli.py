@@ -51,7 +51,7 @@ class KeyservicesGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KeyservicesError as exc:
-            log.error("%s", exc)
+            log.error("%s", exc, extra={"echoed": True})  # to the log file; stderr gets the echo
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
@@ -59,7 +59,7 @@ class KeyservicesGroup(click.Group):
         except Exception as exc:  # unexpected: one line, the traceback to the log
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            log.exception("unexpected error")
+            log.exception("unexpected error", extra={"echoed": True})
             click.echo(f"Error: unexpected {type(exc).__name__}: {exc} "
                        "(rerun with --debug for the traceback)", err=True)
             ctx.exit(EXIT_FAILURE)
@@ -102,6 +102,7 @@ def _setup_stderr_logging(level: int) -> None:
     handler.setLevel(level)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     handler._keyservices_stderr = True  # type: ignore[attr-defined]
+    handler.addFilter(lambda record: not getattr(record, "echoed", False))
     root.addHandler(handler)
 
 

@@ -80,7 +80,5 @@ class DeliveryFailed(KeyservicesError):
     exit_code = EXIT_UNDELIVERED
 
 
-class MissingExtra(KeyservicesError):
-    """An optional dependency is needed for this database URL."""
-
-    exit_code = EXIT_INVALID
+class MissingExtra(SourceUnavailable):
+    """An optional dependency (e.g. pyodbc for SQL Server) is needed for this database URL."""

@@ -1,0 +1,618 @@
+"""A synthetic, e-automate-shaped dealer database, deterministic for a given seed and date.
+
+The demo, the tests and the benchmarks need a realistic ERP without a dealer's data: parents and
+locations, copiers and printers and PCs and water coolers in the field, contracts for the four key
+services, items sold (including the zero-cost licence trap) and years of GL revenue; customers
+without the custom-property configuration; awkward names. Table and column names follow
+``profile.DEFAULT_PROFILE`` plus the other e-automate columns that make it look real.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import (CHAR, Boolean, Column, DateTime, Index, Integer, MetaData, Numeric,
+                        String, Table)
+
+from .errors import ConfigError
+
+ATTRIBUTE_ID = 2044
+CONFIG_STANDARD, CONFIG_LEGACY = 101, 102
+BATCH = 5000
+
+# code -> (description, model names)
+CATEGORIES: dict[str, tuple[str, list[str]]] = {
+    "MFP-A3-CO-03": ("MFP A3 Color Segment 3", ["bizhub C300i", "imageRUNNER ADVANCE DX C3835i"]),
+    "MFP-A3-CO-04": ("MFP A3 Color Segment 4", ["bizhub C450i", "imageRUNNER ADVANCE DX C5860i"]),
+    "MFP-A3-BW-04": ("MFP A3 Mono Segment 4", ["bizhub 450i", "TASKalfa 5003i"]),
+    "MFP-A3-BW-05": ("MFP A3 Mono Segment 5", ["bizhub 750i", "TASKalfa 7003i"]),
+    "MFP-A4-CO-01": ("MFP A4 Color Segment 1", ["ECOSYS MA2100cfx", "bizhub C3120i"]),
+    "MFP-A4-BW-01": ("MFP A4 Mono Segment 1", ["ECOSYS MA4500ifx", "bizhub 4020i"]),
+    "PRN-A4-BW": ("Printer A4 Mono", ["ECOSYS PA4500x", "LaserJet M406dn"]),
+    "PRN-A4-CO": ("Printer A4 Color", ["ECOSYS PA2100cwx", "Color LaserJet M455dn"]),
+    "PRN-WIDE": ("Wide format printer", ["imagePROGRAF TM-300"]),
+    "SW-DM-ECOPY": ("Scanning software (eCopy)", ["eCopy ShareScan Desktop"]),
+    "SW-DM-CAPTURE": ("Capture software", ["Kofax Capture", "Dispatcher Phoenix"]),
+    "SW-DM-ARCHIVE": ("Document archive software", ["DocuWare Cloud", "M-Files Business"]),
+    "SW-PM-PAPERCUT": ("Print management software", ["PaperCut MF"]),
+    "PC-DESKTOP": ("Desktop PC", ["OptiPlex 7010", "ThinkCentre M70q"]),
+    "PC-LAPTOP": ("Laptop", ["Latitude 5440", "ThinkPad T14"]),
+    "SRV-RACK": ("Rack server", ["PowerEdge R660"]),
+    "NET-ROUTER": ("Router", ["Meraki MX68"]),
+    "NET-SWITCH": ("Switch", ["Meraki MS120-24P"]),
+    "NET-FIREWALL": ("Firewall", ["FortiGate 60F"]),
+    "FURN-DESK": ("Office desk", ["Steelcase Migration SE"]),
+    "FURN-CHAIR": ("Office chair", ["Steelcase Series 2"]),
+    "WTR-COOLER": ("Water cooler", ["Culligan Bottleless"]),
+    "SCAN-DESKTOP": ("Desktop scanner", ["fi-8170"]),
+}
+COPIERS = [c for c in CATEGORIES if c.startswith("MFP-")]
+PRINTERS = ["PRN-A4-BW", "PRN-A4-CO", "PRN-WIDE"]
+DM_SOFTWARE = ["SW-DM-CAPTURE", "SW-DM-ARCHIVE"]
+IT_GEAR = ["PC-DESKTOP", "PC-LAPTOP", "SRV-RACK", "NET-ROUTER", "NET-SWITCH", "NET-FIREWALL"]
+OTHER = ["FURN-DESK", "FURN-CHAIR", "WTR-COOLER", "SCAN-DESKTOP", "SW-PM-PAPERCUT"]
+CONTRACT_CODES = {"COPY-MAINT": "Copier maintenance", "COPY-CPC": "Copier cost per copy",
+                  "RENT-COPY": "Copier rental", "MPS-FLEET": "Managed print fleet",
+                  "MPS-CLICK": "Managed print per click", "DM-SUB": "Document management "
+                  "subscription", "DM-SUPPORT": "Document management support",
+                  "IT-MANAGED": "Managed IT services", "IT-HELPDESK": "IT help desk",
+                  "SUPPLY-ONLY": "Supplies only"}
+BILL_CODES = {"MONTHLY": "Monthly", "QUARTERLY": "Quarterly", "ANNUAL": "Annual",
+              "IN-ARREARS": "In arrears"}
+GL_ACCOUNTS = {"4000": "Equipment sales", "4100": "Copier service revenue",
+               "4150": "Document management software & services", "4200": "Managed print revenue",
+               "4300": "Managed IT services", "4310": "IT project services", "4500": "Supplies",
+               "4900": "Other income"}
+# industry -> likelihood of (copiers, managed print, document management, managed IT)
+INDUSTRIES: dict[str, tuple[float, float, float, float]] = {
+    "Legal": (0.85, 0.20, 0.55, 0.25), "Healthcare": (0.80, 0.45, 0.25, 0.30),
+    "Education": (0.85, 0.50, 0.15, 0.20), "Manufacturing": (0.70, 0.25, 0.10, 0.45),
+    "Government": (0.80, 0.35, 0.30, 0.15), "Real Estate": (0.70, 0.10, 0.25, 0.15),
+    "Accounting": (0.80, 0.15, 0.50, 0.30), "Non-profit": (0.65, 0.10, 0.10, 0.10),
+    "Retail": (0.55, 0.15, 0.05, 0.25), "Construction": (0.60, 0.10, 0.10, 0.20),
+}
+BRANCHES = ["Springfield (Main)", "Shelbyville", "Capital City", "Ogdenville"]
+REPS = ["Dana Whitfield", "Marco Rossi", "Priya Nair", "Tom O'Connell", "Zoë Lambert",
+        "Sam Okafor", "Lena Schäfer", "Chris Park"]
+_FIRST = ["Anna", "Ben", "Chloé", "David", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jack",
+          "Kai", "Lucía", "Mia", "Noah", "Olga", "Pete", "Rosa", "Sven", "Tara", "Yusuf"]
+_LAST = ["Smith", "O'Brien", "Müller", "García", "Nguyen", "Kowalski", "Dubois", "Johnson",
+         "Rossi", "Andersen", "Brown", "Novák", "Silva", "Taylor", "Walsh", "Lefèvre"]
+_WORDS = ["Summit", "Harbor", "Pioneer", "Evergreen", "Keystone", "Maple", "Granite", "Lakeside",
+          "Riverside", "Northwind", "Bluebird", "Cedar", "Meridian", "Oakridge", "Sterling"]
+_SUFFIX = {"Legal": ["Law Group", "& Partners LLP", "Legal Services"],
+           "Healthcare": ["Family Clinic", "Medical Center", "Dental Care"],
+           "Education": ["Academy", "School District", "Learning Center"],
+           "Manufacturing": ["Manufacturing", "Fabrication Inc.", "Tooling Co."],
+           "Government": ["County Office", "City Hall", "Water Authority"],
+           "Real Estate": ["Realty", "Properties", "Estates"],
+           "Accounting": ["CPAs", "Accounting & Tax", "Bookkeeping"],
+           "Non-profit": ["Foundation", "Food Bank", "Community Trust"],
+           "Retail": ["Outfitters", "Market", "Home & Garden"],
+           "Construction": ["Builders", "Construction", "Roofing & Siding"]}
+_AWKWARD = ["O'Brien & Sons", "Smith <Legal> LLP", "Café Müller GmbH",
+            "Société Générale d'Études", 'The "Best" Copies Ltd', "AT&T Regional Office",
+            "Ñandú Importaciones S.A.", "Zürich Treuhand AG",
+            "Very Long Name Holdings International Consolidated Regional Services and "
+            "Document Solutions Partnership of the Greater Tri-County Area LLC"]
+
+
+def _audit() -> list[Column]:
+    return [Column("Locks", Integer, nullable=False, default=0),
+            Column("CreatorID", CHAR(8), nullable=False, default="DEMO"),
+            Column("UpdatorID", CHAR(8), nullable=False, default="DEMO"),
+            Column("CreateDate", DateTime, nullable=False, default=dt.datetime(2015, 1, 1)),
+            Column("LastUpdate", DateTime, nullable=False, default=dt.datetime(2015, 1, 1))]
+
+
+def _money(name: str, nullable: bool = False) -> Column:
+    return Column(name, Numeric(19, 4, asdecimal=False), nullable=nullable, default=0)
+
+
+def build_metadata(schema: str | None = None) -> MetaData:
+    """The demo's e-automate tables (``schema`` is ``dbo`` on PostgreSQL/SQL Server tests)."""
+    md = MetaData(schema=schema)
+    Table("ARCustomerTypes", md, Column("CustomerTypeID", Integer, primary_key=True),
+          Column("CustomerType", String(32), nullable=False), Column("Description", String(64)),
+          Column("Active", Boolean, nullable=False, default=True))
+    Table("GLBranches", md, Column("BranchID", Integer, primary_key=True),
+          Column("BranchNumber", String(15), nullable=False), Column("Description", String(64)))
+    Table("SHAgents", md, Column("AgentID", Integer, primary_key=True),
+          Column("PrefFullName", String(50), nullable=False), Column("Email", String(64)),
+          Column("Active", Boolean, nullable=False, default=True))
+    Table("ARCustomers", md,
+          Column("CustomerID", Integer, primary_key=True),
+          Column("CustomerNumber", String(32), nullable=False, unique=True),
+          Column("CustomerName", String(128), nullable=False),
+          Column("LocationID", Integer), Column("BillToID", Integer),
+          Column("CustomerTypeID", Integer), Column("SalesRepID", Integer),
+          Column("TerritoryID", Integer), Column("TechnicianID", Integer),
+          Column("BranchID", Integer, nullable=False),
+          Column("Prospect", Boolean, nullable=False, default=False),
+          Column("Active", Boolean, nullable=False, default=True),
+          Column("Email", String(64), nullable=False, default=""),
+          Column("Phone1", String(32)), Column("Address", String(128)),
+          Column("City", String(64)), Column("State", String(32)), Column("Zip", String(16)),
+          Column("DecisionContactID", Integer), Column("ShTrackingConfigID", Integer),
+          Column("InheritParentCustomPrices", Boolean, nullable=False, default=False),
+          Column("ShowInAllBranches", Boolean, nullable=False, default=False), *_audit())
+    Table("CMContacts", md, Column("ContactID", Integer, primary_key=True),
+          Column("CustomerID", Integer, nullable=False), Column("ContactNumber", String(15)),
+          Column("FirstName", String(15)), Column("LastName", String(20)),
+          Column("PrefFullName", String(50)), Column("Email", String(255)),
+          Column("Phone1", String(30)), Column("Active", Boolean, nullable=False, default=True))
+    Table("ICModelCategories", md, Column("CategoryID", Integer, primary_key=True),
+          Column("ModelCategory", String(15), nullable=False),
+          Column("Description", String(64)))
+    Table("ICModels", md, Column("ModelID", Integer, primary_key=True),
+          Column("Model", String(32), nullable=False), Column("CategoryID", Integer),
+          Column("Active", Boolean, nullable=False, default=True))
+    Table("ICItems", md, Column("ItemID", Integer, primary_key=True),
+          Column("Item", String(32), nullable=False), Column("ModelID", Integer),
+          Column("Description", String(128)))
+    Table("SCEquipments", md, Column("EquipmentID", Integer, primary_key=True),
+          Column("EquipmentNumber", String(32), nullable=False, default=""),
+          Column("SerialNumber", String(30)), Column("CustomerID", Integer, nullable=False),
+          Column("LocationID", Integer), Column("ModelID", Integer, nullable=False),
+          Column("InstallDate", DateTime), Column("Active", Boolean, nullable=False, default=True),
+          *_audit())
+    Table("SCContractCodes", md, Column("ContractCodeID", Integer, primary_key=True),
+          Column("ContractCode", String(15), nullable=False), Column("Description", String(64)))
+    Table("SCBillCodes", md, Column("BillCodeID", Integer, primary_key=True),
+          Column("BillCode", String(15), nullable=False), Column("Description", String(64)))
+    Table("SCContracts", md, Column("ContractID", Integer, primary_key=True),
+          Column("ContractNumber", String(35), nullable=False, default=""),
+          Column("ContractMajor", String(30)), Column("ContractMinor", String(4)),
+          Column("CustomerID", Integer, nullable=False), Column("BillToID", Integer, nullable=False),
+          Column("ContractCodeID", Integer, nullable=False),
+          Column("BillCodeID", Integer, nullable=False),
+          Column("StartDate", DateTime, nullable=False), Column("ExpDate", DateTime),
+          Column("ExpDateInitial", DateTime), Column("Active", Boolean, nullable=False, default=True),
+          Column("ContractStatusID", Integer, nullable=False, default=1),
+          Column("Bill", Boolean, nullable=False, default=True),
+          Column("Accrual", Boolean, nullable=False, default=False), _money("BaseRate"),
+          Column("SalesRepID", Integer), Column("BranchID", Integer, nullable=False, default=1),
+          Column("ShTrackingConfigID", Integer), *_audit())
+    Table("SCContractDetails", md, Column("ContractDetailID", Integer, primary_key=True),
+          Column("ContractID", Integer, nullable=False), Column("EquipmentID", Integer),
+          Column("LocationID", Integer), Column("StartDate", DateTime), Column("EndDate", DateTime))
+    Table("GLAccounts", md, Column("GLID", Integer, primary_key=True),
+          Column("AccountNumber", String(32), nullable=False),
+          Column("AccountName", String(64), nullable=False))
+    Table("GLDetail", md, Column("GLDetailID", Integer, primary_key=True),
+          Column("GLID", Integer, nullable=False), Column("CustomerID", Integer),
+          Column("BranchID", Integer), Column("TransactionDate", DateTime, nullable=False),
+          Column("TransactionType", String(32)), _money("Amount"), Column("Description", String(64)))
+    Table("ARInvoices", md, Column("InvoiceID", Integer, primary_key=True),
+          Column("InvoiceNumber", String(15), nullable=False, default=""),
+          Column("CustomerID", Integer, nullable=False), Column("InvoiceDate", DateTime,
+                                                                nullable=False),
+          Column("InvoiceType", CHAR(2)), Column("IsVoid", Boolean, nullable=False, default=False),
+          _money("Total"))
+    Table("ARInvoiceDetails", md, Column("InvoiceDetailID", Integer, primary_key=True),
+          Column("InvoiceID", Integer, nullable=False), Column("ItemID", Integer),
+          Column("LineNumber", Integer), Column("Description", String(128)),
+          Column("Quantity", Numeric(19, 4, asdecimal=False), nullable=False, default=1),
+          _money("Amount"), _money("Cost"))
+    Table("ShAttributes", md, Column("ShAttributeID", Integer, primary_key=True),
+          Column("AttributeName", String(64), nullable=False), Column("Description", String(128)),
+          Column("DataType", String(32)))
+    Table("ShTrackingConfigs", md, Column("ShTrackingConfigID", Integer, primary_key=True),
+          Column("Description", String(64), nullable=False), Column("GroupName", String(32)))
+    Table("ARCustomerCustomProperties", md,
+          Column("CustomerCustomPropertyID", Integer, primary_key=True),
+          Column("CustomerID", Integer, nullable=False),
+          Column("ShAttributeID", Integer, nullable=False), Column("IDVal", Integer),
+          Column("TextVal", String(1024)), Column("Required", Boolean, nullable=False, default=False),
+          Column("CreatorID", CHAR(8), nullable=False, default="DEMO"),
+          Column("CreateDate", DateTime, nullable=False, default=dt.datetime(2015, 1, 1)))
+    return md
+
+
+def _indexes(md: MetaData) -> list[Index]:
+    """Created after loading: the columns the tool groups and joins on."""
+    t = md.tables
+    key = (md.schema + ".") if md.schema else ""
+    return [Index("ix_cust_location", t[key + "ARCustomers"].c.LocationID),
+            Index("ix_eq_customer", t[key + "SCEquipments"].c.CustomerID),
+            Index("ix_eq_location", t[key + "SCEquipments"].c.LocationID),
+            Index("ix_eq_model", t[key + "SCEquipments"].c.ModelID),
+            Index("ix_contract_customer", t[key + "SCContracts"].c.CustomerID),
+            Index("ix_gl_customer_date", t[key + "GLDetail"].c.CustomerID,
+                  t[key + "GLDetail"].c.TransactionDate),
+            Index("ix_inv_customer", t[key + "ARInvoices"].c.CustomerID),
+            Index("ix_invline_invoice", t[key + "ARInvoiceDetails"].c.InvoiceID),
+            Index("ix_cp_customer_attr", t[key + "ARCustomerCustomProperties"].c.CustomerID,
+                  t[key + "ARCustomerCustomProperties"].c.ShAttributeID, unique=True)]
+
+
+@dataclass
+class DemoSummary:
+    customers: int = 0
+    parents: int = 0
+    locations: int = 0
+    equipment: int = 0
+    contracts: int = 0
+    gl_lines: int = 0
+    invoice_lines: int = 0
+    no_configuration: int = 0
+    configuration_without_attribute: int = 0
+    inactive: int = 0
+    prospects: int = 0
+    free_licences: int = 0
+    url: str = ""
+
+
+@dataclass
+class NextDaySummary:
+    contracts_ended: int = 0
+    contracts_started: int = 0
+    equipment_removed: int = 0
+    gl_lines_added: int = 0
+    invoices_added: int = 0
+    free_licences_added: int = 0
+
+
+@dataclass
+class _Ids:
+    """Sequential ids per table, so the data does not depend on the database's identity columns."""
+
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def next(self, table: str) -> int:
+        self.counters[table] = self.counters.get(table, 0) + 1
+        return self.counters[table]
+
+
+class _Generator:
+    """Produces rows table by table; every random choice comes from one seeded RNG."""
+
+    def __init__(self, *, customers: int, seed: int, as_of: dt.date) -> None:
+        self.n = customers
+        self.rng = random.Random(seed)
+        self.day = dt.datetime.combine(as_of, dt.time())
+        self.ids = _Ids()
+        self.summary = DemoSummary()
+        self.rows: dict[str, list[dict[str, Any]]] = {}
+        self.model_ids: dict[str, list[int]] = {}
+        self.item_ids: dict[str, list[int]] = {}
+
+    def emit(self, table: str, row: dict[str, Any]) -> None:
+        self.rows.setdefault(table, []).append(row)
+
+    def days_ago(self, lo: int, hi: int) -> dt.datetime:
+        return self.day - dt.timedelta(days=self.rng.randint(lo, hi))
+
+    def reference(self) -> None:
+        for i, name in enumerate(INDUSTRIES, 1):
+            self.emit("ARCustomerTypes", {"CustomerTypeID": i, "CustomerType": name,
+                                          "Description": f"{name} customers"})
+        for i, name in enumerate(BRANCHES, 1):
+            self.emit("GLBranches", {"BranchID": i, "BranchNumber": f"{i:02d}", "Description": name})
+        for i, name in enumerate(REPS, 1):
+            self.emit("SHAgents", {"AgentID": i, "PrefFullName": name,
+                                   "Email": name.lower().replace(" ", ".").replace("'", "")
+                                   + "@demo-dealer.example"})
+        for cat, (desc, models) in CATEGORIES.items():
+            cid = self.ids.next("cat")
+            self.emit("ICModelCategories", {"CategoryID": cid, "ModelCategory": cat,
+                                            "Description": desc})
+            for model in models:
+                mid = self.ids.next("model")
+                self.model_ids.setdefault(cat, []).append(mid)
+                self.emit("ICModels", {"ModelID": mid, "Model": model, "CategoryID": cid})
+                iid = self.ids.next("item")
+                self.item_ids.setdefault(cat, []).append(iid)
+                self.emit("ICItems", {"ItemID": iid, "Item": f"{cat[:10]}-{mid:04d}",
+                                      "ModelID": mid, "Description": model})
+        for i, (code, desc) in enumerate(CONTRACT_CODES.items(), 1):
+            self.emit("SCContractCodes", {"ContractCodeID": i, "ContractCode": code,
+                                          "Description": desc})
+        for i, (code, desc) in enumerate(BILL_CODES.items(), 1):
+            self.emit("SCBillCodes", {"BillCodeID": i, "BillCode": code, "Description": desc})
+        for i, (num, name) in enumerate(GL_ACCOUNTS.items(), 1):
+            self.emit("GLAccounts", {"GLID": i, "AccountNumber": num, "AccountName": name})
+        for aid, name, desc in [(2001, "ZCJNextReviewDue", "Next contract review"),
+                                (2006, "ZCJDisable116", "Disable ID116 alert"),
+                                (ATTRIBUTE_ID, "ZCJKeyServices", "Key services in use"),
+                                (2050, "Industry", "Industry (free text)")]:
+            self.emit("ShAttributes", {"ShAttributeID": aid, "AttributeName": name,
+                                       "Description": desc, "DataType": "Text"})
+        self.emit("ShTrackingConfigs", {"ShTrackingConfigID": CONFIG_STANDARD,
+                                        "Description": "Customer - Standard", "GroupName": "Customer"})
+        self.emit("ShTrackingConfigs", {"ShTrackingConfigID": CONFIG_LEGACY,
+                                        "Description": "Customer - Legacy", "GroupName": "Customer"})
+
+    def customers(self) -> Iterator[None]:
+        """Companies (a parent and 0-5 locations) until ``n`` customer records exist; yields per
+        company so the caller can flush batches."""
+        made = 0
+        industries = list(INDUSTRIES)
+        while made < self.n:
+            rng = self.rng
+            industry = rng.choice(industries)
+            size = 1 if rng.random() < 0.8 else 1 + rng.randint(1, 4)
+            size = min(size, self.n - made)
+            name = self._company_name(industry, made)
+            active = rng.random() > 0.05
+            prospect = active and rng.random() < 0.04
+            parent = self._customer(name, industry, None, active, prospect)
+            records = [parent] + [self._customer(f"{name} – Site {k}", industry, parent, active
+                                                 and rng.random() > 0.05, prospect)
+                                  for k in range(1, size)]
+            made += size
+            if not prospect:
+                self._services(industry, parent, records)
+            yield None
+
+    def _company_name(self, industry: str, made: int) -> str:
+        rng = self.rng
+        if rng.random() < 0.03:
+            return rng.choice(_AWKWARD) + ("" if made < 50 else f" {made}")
+        return f"{rng.choice(_WORDS)} {rng.choice(_SUFFIX[industry])}"
+
+    def _customer(self, name: str, industry: str, parent: int | None, active: bool,
+                  prospect: bool) -> int:
+        rng, s = self.rng, self.summary
+        cid = self.ids.next("customer")
+        contacts = []
+        for _ in range(rng.randint(1, 3)):
+            ctid = self.ids.next("contact")
+            first, last = rng.choice(_FIRST), rng.choice(_LAST)
+            contacts.append(ctid)
+            self.emit("CMContacts", {"ContactID": ctid, "CustomerID": cid,
+                                     "ContactNumber": f"CT{ctid:07d}", "FirstName": first,
+                                     "LastName": last, "PrefFullName": f"{first} {last}",
+                                     "Email": f"{first}.{last}@customer{cid}.example".lower()
+                                     .replace("'", ""),
+                                     "Phone1": f"555-{rng.randint(100, 999)}-{rng.randint(1000, 9999)}"})
+        r = rng.random()
+        config = None if r < 0.07 else CONFIG_LEGACY if r < 0.10 else CONFIG_STANDARD
+        self.emit("ARCustomers", {
+            "CustomerID": cid, "CustomerNumber": f"{name[:3].upper().replace(' ', 'X')}{cid:06d}",
+            "CustomerName": name[:128], "LocationID": parent, "BillToID": parent or cid,
+            "CustomerTypeID": list(INDUSTRIES).index(industry) + 1,
+            "SalesRepID": rng.randint(1, len(REPS)), "BranchID": rng.randint(1, len(BRANCHES)),
+            "Prospect": prospect, "Active": active, "Email": f"info@customer{cid}.example",
+            "Phone1": f"555-{rng.randint(100, 999)}-{rng.randint(1000, 9999)}",
+            "City": rng.choice(["Springfield", "Shelbyville", "Capital City", "Ogdenville"]),
+            "DecisionContactID": contacts[0], "ShTrackingConfigID": config})
+        s.customers += 1
+        s.parents += parent is None
+        s.locations += parent is not None
+        s.inactive += not active
+        s.prospects += prospect
+        if active and not prospect:
+            s.no_configuration += config is None
+            s.configuration_without_attribute += config == CONFIG_LEGACY
+        if config is not None:
+            self._property(cid, 2001, (self.day + dt.timedelta(days=rng.randint(10, 300)))
+                           .date().isoformat())
+            if config == CONFIG_STANDARD:
+                self._property(cid, ATTRIBUTE_ID, "CPY" if rng.random() < 0.05 else None)
+        return cid
+
+    def _property(self, cid: int, attr: int, text: str | None) -> None:
+        self.emit("ARCustomerCustomProperties", {
+            "CustomerCustomPropertyID": self.ids.next("cp"), "CustomerID": cid,
+            "ShAttributeID": attr, "TextVal": text, "Required": False})
+
+    def _services(self, industry: str, parent: int, records: list[int]) -> None:
+        rng = self.rng
+        p_cpy, p_mps, p_dm, p_it = INDUSTRIES[industry]
+        sites = records  # equipment sits at the parent (single site) or at its locations
+        if rng.random() < p_cpy:
+            for _ in range(rng.randint(1, 4)):
+                self.equipment(parent, rng.choice(sites), rng.choice(COPIERS))
+            if rng.random() < 0.7:
+                self.contract(rng.choice([parent] * 4 + sites), rng.choice(["COPY-MAINT",
+                                                                            "COPY-CPC"]))
+            elif rng.random() < 0.3:
+                self.contract(parent, "RENT-COPY")
+            self.sale(parent, rng.choice(COPIERS), rng.uniform(3500, 18000), 60, 1500)
+        if rng.random() < p_mps:
+            self.contract(parent, rng.choice(["MPS-FLEET", "MPS-CLICK"]))
+            fleet = 1 if rng.random() < 0.1 else rng.randint(3, 12)  # a few too small to count
+            for _ in range(fleet):
+                self.equipment(parent, rng.choice(sites), rng.choice(PRINTERS))
+            self.gl(parent, "4200", 300, 2500, 12)
+        if rng.random() < p_dm:
+            how = rng.random()
+            if how < 0.4:
+                self.contract(parent, rng.choice(["DM-SUB", "DM-SUPPORT"]))
+            elif how < 0.8:
+                self.sale(parent, rng.choice(DM_SOFTWARE), rng.uniform(400, 6000), 30, 700)
+            self.gl(parent, "4150", 250, 2000, 4 if how >= 0.8 else 1)
+        elif rng.random() < 0.08:  # the trap: a zero-cost, never-registered eCopy licence
+            self.sale(parent, "SW-DM-ECOPY", 0.0, 30, 700)
+            self.summary.free_licences += 1
+        if rng.random() < p_it:
+            if rng.random() < 0.6:
+                self.contract(parent, rng.choice(["IT-MANAGED", "IT-HELPDESK"]))
+            self.gl(parent, "4300", 400, 3000, rng.randint(3, 12))
+        if rng.random() < 0.5:
+            for _ in range(rng.randint(1, 8)):
+                self.equipment(parent, rng.choice(sites), rng.choice(IT_GEAR))
+            self.gl(parent, "4310", 500, 8000, 1)
+        if rng.random() < 0.3:
+            self.equipment(parent, rng.choice(sites), rng.choice(OTHER))
+        if rng.random() < 0.2:
+            self.contract(parent, "SUPPLY-ONLY")
+        self.gl(parent, "4100", 100, 1500, rng.randint(2, 10))
+        self.gl(parent, "4500", 50, 600, rng.randint(1, 6))
+
+    def equipment(self, owner: int, site: int, category: str, active: bool = True) -> int:
+        eid = self.ids.next("equipment")
+        self.emit("SCEquipments", {
+            "EquipmentID": eid, "EquipmentNumber": f"EQ{eid:07d}",
+            "SerialNumber": f"SN{self.rng.randint(10**7, 10**8 - 1)}", "CustomerID": owner,
+            "LocationID": site, "ModelID": self.rng.choice(self.model_ids[category]),
+            "InstallDate": self.days_ago(30, 2000), "Active": active})
+        self.summary.equipment += 1
+        return eid
+
+    def contract(self, customer: int, code: str, start: dt.datetime | None = None) -> int:
+        rng = self.rng
+        kid = self.ids.next("contract")
+        start = start or self.days_ago(30, 1400)
+        term = rng.choice([12, 36, 48, 60])
+        exp = start + dt.timedelta(days=30 * term)
+        if exp < self.day:  # renewed: keep most contracts running
+            exp = self.day + dt.timedelta(days=rng.randint(20, 700))
+        self.emit("SCContracts", {
+            "ContractID": kid, "ContractNumber": f"CN{kid:06d}-01", "ContractMajor": f"CN{kid:06d}",
+            "ContractMinor": "01", "CustomerID": customer, "BillToID": customer,
+            "ContractCodeID": list(CONTRACT_CODES).index(code) + 1,
+            "BillCodeID": rng.randint(1, len(BILL_CODES)), "StartDate": start, "ExpDate": exp,
+            "ExpDateInitial": exp, "Active": True, "BaseRate": round(rng.uniform(49, 1900), 2),
+            "SalesRepID": rng.randint(1, len(REPS))})
+        self.summary.contracts += 1
+        return kid
+
+    def gl(self, customer: int, account: str, lo: float, hi: float, lines: int,
+           within: int = 1095) -> None:
+        for _ in range(lines):
+            self.emit("GLDetail", {
+                "GLDetailID": self.ids.next("gl"), "GLID": list(GL_ACCOUNTS).index(account) + 1,
+                "CustomerID": customer, "BranchID": 1, "TransactionDate": self.days_ago(0, within),
+                "TransactionType": "service invoice", "Amount": round(self.rng.uniform(lo, hi), 2),
+                "Description": GL_ACCOUNTS[account]})
+            self.summary.gl_lines += 1
+
+    def sale(self, customer: int, category: str, price: float, lo: int, hi: int,
+             when: dt.datetime | None = None) -> None:
+        inv = self.ids.next("invoice")
+        price = round(price, 2)
+        self.emit("ARInvoices", {"InvoiceID": inv, "InvoiceNumber": f"IN{inv:07d}",
+                                 "CustomerID": customer,
+                                 "InvoiceDate": when or self.days_ago(lo, hi), "InvoiceType": "SI",
+                                 "IsVoid": self.rng.random() < 0.02, "Total": price})
+        self.emit("ARInvoiceDetails", {
+            "InvoiceDetailID": self.ids.next("invline"), "InvoiceID": inv,
+            "ItemID": self.rng.choice(self.item_ids[category]), "LineNumber": 1,
+            "Description": CATEGORIES[category][1][0], "Quantity": 1, "Amount": price,
+            "Cost": round(price * 0.6, 2)})
+        self.summary.invoice_lines += 1
+
+
+def _flush(conn: sa.Connection, md: MetaData, gen: _Generator, force: bool = False) -> None:
+    key = (md.schema + ".") if md.schema else ""
+    for name in list(gen.rows):
+        rows = gen.rows[name]
+        if rows and (force or len(rows) >= BATCH):
+            conn.execute(md.tables[key + name].insert(), rows)
+            gen.rows[name] = []
+
+
+def populate(engine: sa.Engine, *, customers: int, seed: int = 42, as_of: dt.date,
+             schema: str | None = None) -> DemoSummary:
+    """Create the tables and load a deterministic dealer (streamed in batches)."""
+    md = build_metadata(schema)
+    gen = _Generator(customers=customers, seed=seed, as_of=as_of)
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA synchronous=OFF")
+        md.create_all(conn)
+        gen.reference()
+        for _ in gen.customers():
+            _flush(conn, md, gen)
+        _flush(conn, md, gen, force=True)
+        for index in _indexes(md):
+            index.create(conn)
+    gen.summary.url = engine.url.render_as_string(hide_password=True)
+    return gen.summary
+
+
+def build_demo_db(path: Path, *, customers: int, seed: int = 42, as_of: dt.date,
+                  overwrite: bool = False) -> DemoSummary:
+    """A demo SQLite ERP file; refuses to replace an existing file unless ``overwrite``."""
+    path = Path(path)
+    if path.exists():
+        if not overwrite:
+            raise ConfigError(f"{path} already exists; choose another --out or use --force "
+                              "to replace it")
+        path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(f"sqlite:///{path.as_posix()}")
+    try:
+        return populate(engine, customers=customers, seed=seed, as_of=as_of)
+    finally:
+        engine.dispose()
+
+
+def simulate_next_day(engine: sa.Engine, *, day: dt.date, seed: int = 43,
+                      schema: str | None = None) -> NextDaySummary:
+    """A plausible day in the ERP between two nightly runs: contracts end and start, machines
+    are removed, new revenue and sales arrive. (The ERP's own writes, not the tool's.)"""
+    md = build_metadata(schema)
+    key = (md.schema + ".") if md.schema else ""
+    t = {name[len(key):]: tbl for name, tbl in md.tables.items()}
+    rng = random.Random(seed)
+    today = dt.datetime.combine(day, dt.time())
+    yesterday = today - dt.timedelta(days=1)
+    out = NextDaySummary()
+    with engine.begin() as conn:
+        customers = conn.execute(sa.select(t["ARCustomers"].c.CustomerID).where(
+            t["ARCustomers"].c.Active == sa.true(), t["ARCustomers"].c.Prospect == sa.false(),
+            t["ARCustomers"].c.LocationID.is_(None)).order_by(t["ARCustomers"].c.CustomerID)
+        ).scalars().all()
+        k = t["SCContracts"]
+        running = conn.execute(sa.select(k.c.ContractID).where(
+            k.c.Active == sa.true(), k.c.StartDate < today,
+            sa.or_(k.c.ExpDate.is_(None), k.c.ExpDate >= today)).order_by(k.c.ContractID)
+        ).scalars().all()
+        ending = rng.sample(running, max(1, len(running) // 50))
+        for i in range(0, len(ending), 500):
+            conn.execute(k.update().where(k.c.ContractID.in_(ending[i:i + 500]))
+                         .values(ExpDate=yesterday))
+        out.contracts_ended = len(ending)
+        e = t["SCEquipments"]
+        active_eq = conn.execute(sa.select(e.c.EquipmentID).where(e.c.Active == sa.true())
+                                 .order_by(e.c.EquipmentID)).scalars().all()
+        removed = set(rng.sample(active_eq, max(1, len(active_eq) // 100)))
+        # a few customers return every machine they had (they lose Copiers)
+        for cid in rng.sample(customers, max(1, len(customers) // 200)):
+            removed |= set(conn.execute(sa.select(e.c.EquipmentID).where(
+                e.c.CustomerID == cid, e.c.Active == sa.true())).scalars())
+        removed_list = sorted(removed)
+        for i in range(0, len(removed_list), 500):
+            conn.execute(e.update().where(e.c.EquipmentID.in_(removed_list[i:i + 500]))
+                         .values(Active=False))
+        out.equipment_removed = len(removed_list)
+        gen = _Generator(customers=0, seed=seed, as_of=day)
+        gen.rng = rng
+        for name, col in [("contract", k.c.ContractID), ("gl", t["GLDetail"].c.GLDetailID),
+                          ("invoice", t["ARInvoices"].c.InvoiceID),
+                          ("invline", t["ARInvoiceDetails"].c.InvoiceDetailID)]:
+            gen.ids.counters[name] = conn.execute(sa.select(sa.func.max(col))).scalar() or 0
+        mc, m, it = t["ICModelCategories"], t["ICModels"], t["ICItems"]
+        for cat, item in conn.execute(sa.select(mc.c.ModelCategory, it.c.ItemID).select_from(
+                it.join(m, m.c.ModelID == it.c.ModelID).join(mc, mc.c.CategoryID == m.c.CategoryID)
+        ).order_by(it.c.ItemID)):
+            gen.item_ids.setdefault(cat, []).append(item)
+        starters = rng.sample(customers, max(2, len(customers) * 3 // 200))
+        for cid in starters:
+            gen.contract(cid, rng.choice(["IT-MANAGED", "DM-SUB", "COPY-MAINT", "IT-HELPDESK"]),
+                         start=today)
+        out.contracts_started = len(starters)
+        for cid in rng.sample(customers, max(1, len(customers) // 100)):
+            gen.gl(cid, "4300", 1500, 4000, 1, within=0)
+            out.gl_lines_added += 1
+        for cid in rng.sample(customers, max(1, len(customers) // 150)):
+            gen.sale(cid, rng.choice(DM_SOFTWARE), rng.uniform(500, 5000), 0, 0, when=yesterday)
+            out.invoices_added += 1
+        for cid in rng.sample(customers, max(1, len(customers) // 400)):
+            gen.sale(cid, "SW-DM-ECOPY", 0.0, 0, 0, when=yesterday)
+            out.free_licences_added += 1
+        for name, rows in gen.rows.items():
+            if name == "ARInvoices":
+                for r in rows:
+                    r["IsVoid"] = False
+        _flush(conn, md, gen, force=True)
+    return out

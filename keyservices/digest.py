@@ -1,0 +1,170 @@
+"""The morning digest: rendered from Jinja templates into an email, always written to the outbox.
+
+The HTML is email-safe (tables and inline styles only: Outlook ignores most CSS) and autoescaped, the
+plain-text twin carries the same facts, and the subject carries dates and counts only, never customer
+data. Long lists are capped in the body and attached in full as CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import email.policy
+import email.utils
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from email.message import EmailMessage
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
+
+from .errors import ConfigError
+from .model import Change, CustomerRef, DigestData
+from .resources import templates_dir as packaged_templates
+
+HTML_TEMPLATE = "digest.html.j2"
+TEXT_TEMPLATE = "digest.txt.j2"
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedDigest:
+    subject: str
+    html: str
+    text: str
+    csv: str  # every change and unwritable customer; empty when there is nothing to list
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxPaths:
+    eml: Path
+    html: Path
+
+
+def find_templates_dir(override: Path | None = None) -> Path:
+    """The configured template folder, else the one that ships with keyservices."""
+    folder = override or packaged_templates()
+    if not (folder / HTML_TEMPLATE).is_file() or not (folder / TEXT_TEMPLATE).is_file():
+        raise ConfigError(f"digest templates {HTML_TEMPLATE} and {TEXT_TEMPLATE} not found in "
+                          f"{folder} (check digest.templates in config.yaml)")
+    return folder
+
+
+def subject_for(data: DigestData) -> str:
+    c = data.counts
+    added = sum(len(ch.added) for ch in data.changes)
+    removed = sum(len(ch.removed) for ch in data.changes)
+    marks = [m for m, on in (("TEST", data.mode == "test"), ("DRY RUN", data.dry_run),
+                             ("CHANGE GUARD", bool(data.guard_message))) if on]
+    prefix = "[keyservices" + "".join(f" {m}" for m in marks) + "]"
+    unwritable = c.no_configuration + c.no_attribute
+    if data.baseline:
+        body = f"baseline, {c.classified:,} customers classified"
+    elif not data.changes:
+        body = "nothing changed"
+    else:
+        body = f"{added:,} services added, {removed:,} removed on {len(data.changes):,} customers"
+    return f"{prefix} {data.as_of.isoformat()}: {body}; {unwritable:,} cannot be written"
+
+
+def _groups(changes: list[Change], names: dict[str, str], limit: int) -> list[dict[str, Any]]:
+    """Changes grouped by branch then sales rep, capped at ``limit`` rows in all."""
+    ordered = sorted(changes, key=lambda ch: (ch.branch or "~", ch.sales_rep or "~",
+                                              ch.number.upper()))[:limit]
+    out = []
+    for (branch, rep), rows in groupby(ordered, key=lambda ch: (ch.branch, ch.sales_rep)):
+        out.append({"branch": branch or "(no branch)", "sales_rep": rep or "(no sales rep)",
+                    "rows": [{"number": ch.number, "name": ch.name,
+                              "added": [names.get(c, c) for c in ch.added],
+                              "removed": [names.get(c, c) for c in ch.removed],
+                              "before": ch.before or "", "after": ch.after or ""}
+                             for ch in rows]})
+    return out
+
+
+def render(data: DigestData, templates_dir: Path, *, max_rows: int = 50) -> RenderedDigest:
+    """Both parts of the digest, and the CSV of everything listed."""
+    env = Environment(loader=FileSystemLoader(str(templates_dir)), undefined=StrictUndefined,
+                      autoescape=lambda name: bool(name and name.endswith(".html.j2")),
+                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["pct"] = lambda x: f"{x * 100:.0f}%"
+    context = {
+        "d": data, "c": data.counts, "subject": subject_for(data), "max_rows": max_rows,
+        "groups": _groups(data.changes, data.service_names, max_rows),
+        "more_changes": max(0, len(data.changes) - max_rows),
+        "no_configuration": data.no_configuration[:max_rows],
+        "more_no_configuration": max(0, len(data.no_configuration) - max_rows),
+        "no_attribute": data.no_attribute[:max_rows],
+        "more_no_attribute": max(0, len(data.no_attribute) - max_rows),
+        "added_total": sum(len(ch.added) for ch in data.changes),
+        "removed_total": sum(len(ch.removed) for ch in data.changes),
+        "wrote": data.mode == "live" and not data.dry_run and not data.guard_message,
+    }
+    try:
+        html = env.get_template(HTML_TEMPLATE).render(context)
+        text = env.get_template(TEXT_TEMPLATE).render(context)
+    except TemplateError as exc:
+        where = getattr(exc, "filename", None) or templates_dir
+        line = getattr(exc, "lineno", None)
+        raise ConfigError(f"digest template error in {where}{f':{line}' if line else ''}: "
+                          f"{exc}") from None
+    return RenderedDigest(subject=context["subject"], html=html, text=text, csv=_csv(data))
+
+
+def _csv(data: DigestData) -> str:
+    if not (data.changes or data.no_configuration or data.no_attribute):
+        return ""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow(["kind", "customer_number", "customer_name", "branch", "sales_rep", "before",
+                "after", "added", "removed"])
+    for ch in data.changes:
+        w.writerow(["change", ch.number, ch.name, ch.branch or "", ch.sales_rep or "",
+                    ch.before or "", ch.after or "", ";".join(ch.added), ";".join(ch.removed)])
+    refs: list[tuple[str, CustomerRef]] = [("no_configuration", r) for r in data.no_configuration]
+    refs += [("no_attribute", r) for r in data.no_attribute]
+    for kind, r in refs:
+        w.writerow([kind, r.number, r.name, r.branch or "", r.sales_rep or "", "", "", "", ""])
+    return buf.getvalue()
+
+
+def build_message(rendered: RenderedDigest, *, sender: str, recipients: list[str],
+                  csv_name: str = "keyservices-changes.csv") -> EmailMessage:
+    """A multipart/alternative email (text, then HTML) with the full lists attached as CSV."""
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["Subject"] = rendered.subject
+    msg["From"] = sender
+    msg["To"] = ", ".join(recipients) if recipients else sender
+    msg["Date"] = email.utils.formatdate(localtime=True)
+    msg["Message-ID"] = email.utils.make_msgid(domain="keyservices.local")
+    msg.set_content(rendered.text)
+    msg.add_alternative(rendered.html, subtype="html")
+    if rendered.csv:
+        msg.add_attachment(rendered.csv.encode("utf-8-sig"), maintype="text", subtype="csv",
+                           filename=csv_name)
+    return msg
+
+
+def write_outbox(message: EmailMessage, rendered: RenderedDigest, outbox: Path,
+                 stem: str) -> OutboxPaths:
+    """Queue the message as ``stem.eml`` (atomically) and keep ``stem.html`` to open by hand."""
+    outbox.mkdir(parents=True, exist_ok=True)
+    html_path = outbox / f"{stem}.html"
+    eml_path = outbox / f"{stem}.eml"
+    _atomic_write(html_path, rendered.html.encode("utf-8"))
+    _atomic_write(eml_path, message.as_bytes())
+    return OutboxPaths(eml=eml_path, html=html_path)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write beside the target, then rename: a crash never leaves half a message queued."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

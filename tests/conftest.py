@@ -1,0 +1,180 @@
+"""Fixture factories: a hand-built e-automate database, a config beside it, a CLI runner."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from keyservices import demodb
+from keyservices.config import Config, load_config
+from keyservices.resources import example_rules_dir
+
+AS_OF = dt.date(2026, 11, 24)
+ATTR_ID = 2044
+
+CATEGORIES = ["MFP-A3-CO-03", "MFP-A4-BW-01", "PRN-A4-BW", "SW-DM-ECOPY", "SW-DM-CAPTURE",
+              "PC-DESKTOP", "NET-ROUTER", "WTR-COOLER", "SCAN-DESKTOP"]
+CONTRACT_CODES = ["COPY-MAINT", "RENT-COPY", "MPS-FLEET", "DM-SUB", "IT-MANAGED"]
+ACCOUNTS = ["4000", "4150", "4300", "4310"]
+
+
+def _filler(col: sa.Column) -> Any:
+    """A harmless value for a NOT NULL column the test does not care about."""
+    t = col.type
+    if isinstance(t, sa.Boolean):
+        return False
+    if isinstance(t, sa.DateTime | sa.Date):
+        return dt.datetime(2020, 1, 1)
+    if isinstance(t, sa.Integer | sa.Numeric | sa.Float):
+        return 0
+    length = getattr(t, "length", None) or 8
+    return "TEST"[:length]
+
+
+class ErpBuilder:
+    """Builds a tiny e-automate-shaped database row by row, for tests that need exact facts."""
+
+    def __init__(self, path: Path | None, schema: str | None = None, url: str | None = None):
+        self.url = url or f"sqlite:///{path.as_posix()}"  # type: ignore[union-attr]
+        self.schema = schema
+        self.engine = sa.create_engine(self.url)
+        self.metadata = demodb.build_metadata(schema)
+        if schema:
+            with self.engine.begin() as conn:
+                conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
+        self.metadata.create_all(self.engine)
+        self.ids = itertools.count(1)
+        self.t = {t.name: t for t in self.metadata.tables.values()}  # by unqualified name
+        self._reference_data()
+
+    def insert(self, table: str, **values: Any) -> int:
+        tbl = self.t[table]
+        for col in tbl.columns:
+            if col.name not in values and not col.nullable and col.default is None \
+                    and col.server_default is None and not (col.primary_key and col.autoincrement
+                                                            in (True, "auto")
+                                                            and isinstance(col.type, sa.Integer)):
+                values[col.name] = _filler(col)
+        pk = [c for c in tbl.primary_key.columns]
+        if pk and pk[0].name not in values:
+            values[pk[0].name] = next(self.ids)
+        with self.engine.begin() as conn:
+            conn.execute(tbl.insert().values(**values))
+        return values[pk[0].name] if pk else 0
+
+    def _reference_data(self) -> None:
+        self.insert("ShAttributes", ShAttributeID=ATTR_ID, AttributeName="ZCJKeyServices")
+        self.insert("ShAttributes", ShAttributeID=2001, AttributeName="ZCJNextReviewDue")
+        self.insert("ARCustomerTypes", CustomerTypeID=1, CustomerType="Legal")
+        self.insert("GLBranches", BranchID=1, BranchNumber="01", Description="Main")
+        self.insert("SHAgents", AgentID=1, PrefFullName="Dana Rep")
+        self.category, self.model, self.item = {}, {}, {}
+        for cat in CATEGORIES:
+            cid = self.insert("ICModelCategories", ModelCategory=cat, Description=cat)
+            self.category[cat] = cid
+            self.model[cat] = self.insert("ICModels", Model=f"Model {cat}", CategoryID=cid)
+            self.item[cat] = self.insert("ICItems", Item=f"ITEM-{cat}", ModelID=self.model[cat])
+        self.contract_code = {c: self.insert("SCContractCodes", ContractCode=c, Description=c)
+                              for c in CONTRACT_CODES}
+        self.bill_code = self.insert("SCBillCodes", BillCode="MONTHLY", Description="Monthly")
+        self.account = {a: self.insert("GLAccounts", AccountNumber=a, AccountName=a)
+                        for a in ACCOUNTS}
+
+    # -- the facts a test needs -----------------------------------------------------------------
+    def customer(self, number: str, name: str | None = None, *, parent: int | None = None,
+                 active: bool = True, prospect: bool = False, config: int | None = 101,
+                 attribute: bool = True, value: str | None = None) -> int:
+        cid = self.insert("ARCustomers", CustomerNumber=number, CustomerName=name or number,
+                          LocationID=parent, CustomerTypeID=1, SalesRepID=1, BranchID=1,
+                          Active=active, Prospect=prospect, ShTrackingConfigID=config)
+        if config is not None:
+            self.insert("ARCustomerCustomProperties", CustomerID=cid, ShAttributeID=2001,
+                        TextVal="2027-01-01", Required=False)
+            if attribute:
+                self.insert("ARCustomerCustomProperties", CustomerID=cid,
+                            ShAttributeID=ATTR_ID, TextVal=value, Required=False)
+        return cid
+
+    def equipment(self, customer: int, category: str, *, location: int | None = None,
+                  active: bool = True) -> int:
+        return self.insert("SCEquipments", CustomerID=customer, LocationID=location,
+                           ModelID=self.model[category], Active=active)
+
+    def contract(self, customer: int, code: str, *, start: dt.date | None = None,
+                 end: dt.date | None = None, rate: float = 100.0, active: bool = True) -> int:
+        start = start or AS_OF - dt.timedelta(days=200)
+        return self.insert("SCContracts", CustomerID=customer, BillToID=customer,
+                           ContractCodeID=self.contract_code[code], BillCodeID=self.bill_code,
+                           StartDate=dt.datetime.combine(start, dt.time()),
+                           ExpDate=dt.datetime.combine(end, dt.time()) if end else None,
+                           Active=active, BaseRate=rate, ContractNumber=f"CN{customer}-{code}")
+
+    def gl(self, customer: int, account: str, amount: float, *, days_ago: int = 30) -> int:
+        when = dt.datetime.combine(AS_OF - dt.timedelta(days=days_ago), dt.time())
+        return self.insert("GLDetail", GLID=self.account[account], CustomerID=customer,
+                           TransactionDate=when, Amount=amount)
+
+    def sale(self, customer: int, category: str, price: float, *, quantity: float = 1,
+             days_ago: int = 30) -> int:
+        when = dt.datetime.combine(AS_OF - dt.timedelta(days=days_ago), dt.time())
+        inv = self.insert("ARInvoices", CustomerID=customer, InvoiceDate=when, IsVoid=False)
+        return self.insert("ARInvoiceDetails", InvoiceID=inv, ItemID=self.item[category],
+                           Quantity=quantity, Amount=price * quantity, Cost=0)
+
+    def value(self, customer: int) -> str | None:
+        cp = self.t["ARCustomerCustomProperties"]
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(cp.c.TextVal).where(
+                cp.c.CustomerID == customer, cp.c.ShAttributeID == ATTR_ID)).scalar()
+
+    def set_value(self, customer: int, text: str | None) -> None:
+        cp = self.t["ARCustomerCustomProperties"]
+        with self.engine.begin() as conn:
+            conn.execute(cp.update().where(cp.c.CustomerID == customer,
+                                           cp.c.ShAttributeID == ATTR_ID).values(TextVal=text))
+
+    def dump(self) -> dict[str, list[tuple]]:
+        """Every row of every ERP table, to prove what a run did or did not touch."""
+        out = {}
+        with self.engine.connect() as conn:
+            for name, tbl in self.t.items():
+                out[name] = sorted(map(tuple, conn.execute(sa.select(tbl))), key=repr)
+        return out
+
+
+@pytest.fixture
+def erp(tmp_path: Path) -> Iterator[ErpBuilder]:
+    builder = ErpBuilder(tmp_path / "erp.sqlite")
+    yield builder
+    builder.engine.dispose()
+
+
+def write_config(directory: Path, erp_url: str, extra: str = "") -> Path:
+    """A config.yaml with the example rules copied beside it."""
+    rules = directory / "rules"
+    if not rules.exists():
+        shutil.copytree(example_rules_dir(), rules)
+    path = directory / "config.yaml"
+    path.write_text(f"dealer: Test Dealer\nerp:\n  url: '{erp_url}'\n"
+                    f"digest:\n  to: [managers@example.com]\n{extra}", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def config_for(tmp_path: Path):
+    def make(erp: ErpBuilder, extra: str = "") -> Config:
+        return load_config(write_config(tmp_path, erp.url, extra))
+    return make
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
