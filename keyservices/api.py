@@ -24,7 +24,8 @@ from .config import Config
 from .diff import guard_message, penetration, plan_changes
 from .erp import (ErpTables, StatementCounter, attribute_id, connect, display_url,
                   verify_schema, wrap_db_error)
-from .errors import EXIT_GUARD, EXIT_OK, EXIT_UNDELIVERED, GuardTripped, KeyservicesError, SchemaError
+from .errors import (EXIT_GUARD, EXIT_OK, EXIT_UNDELIVERED, ConfigError, GuardTripped,
+                     KeyservicesError, SchemaError)
 from .facts import read_categories, read_facts
 from .model import Change, Counts, CustomerRef, DigestData, ServiceCount
 from .progress import Reporter, Timings, step
@@ -208,7 +209,8 @@ def _digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send:
         service_names=rules.service_names(), guard_message=result.guard_message)
     with step(reporter, timings, "digest") as advance:
         templates = digest_mod.find_templates_dir(config.digest.templates)
-        rendered = digest_mod.render(data, templates, max_rows=config.digest.max_rows)
+        rendered = digest_mod.render(data, templates, max_rows=config.digest.max_rows,
+                                     max_unwritable_rows=config.digest.max_unwritable_rows)
         message = digest_mod.build_message(rendered, sender=config.digest.sender,
                                            recipients=config.digest.to)
         stem = f"{result.as_of.isoformat()}-run{result.run_id:04d}-digest"
@@ -217,12 +219,12 @@ def _digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send:
         advance(1)
     if send and config.smtp is not None:
         with step(reporter, timings, "send") as advance:
-            settings = mail.SmtpSettings(
-                host=config.smtp.host, port=config.smtp.port, security=config.smtp.security,
-                username=config.smtp.username, password=config.smtp_password(),
-                timeout=config.smtp.timeout, sender=config.digest.sender)
-            report = mail.send_outbox(settings, config.digest.outbox)
+            report = send_outbox(config)
             result.sent = list(report.sent)
+            if result.digest_eml in report.sent:  # delivered: it now lives in outbox/sent
+                sent = config.digest.outbox / "sent"
+                result.digest_eml = sent / result.digest_eml.name
+                result.digest_html = sent / result.digest_html.name
             advance(len(report.sent))
             if report.error:
                 result.delivery_error = (f"the digest could not be sent ({report.error}); it stays "
@@ -232,6 +234,23 @@ def _digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send:
                     result.exit_code = EXIT_UNDELIVERED
     result.timings = dict(timings)
     return result
+
+
+def _smtp_settings(config: Config) -> mail.SmtpSettings | None:
+    if config.smtp is None:
+        return None
+    return mail.SmtpSettings(
+        host=config.smtp.host, port=config.smtp.port, security=config.smtp.security,
+        username=config.smtp.username, password=config.smtp_password(),
+        timeout=config.smtp.timeout, sender=config.digest.sender)
+
+
+def send_outbox(config: Config) -> mail.DeliveryReport:
+    """Deliver every digest still queued in the outbox (oldest first); needs ``smtp:``."""
+    if config.smtp is None:
+        raise ConfigError("no smtp: section in the config, so nothing can be sent; the digests "
+                          f"stay in {config.digest.outbox}")
+    return mail.send_outbox(_smtp_settings(config), config.digest.outbox)
 
 
 @dataclass

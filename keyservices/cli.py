@@ -163,7 +163,7 @@ def demo(directory: Path, customers: int, seed: int, as_of: dt.datetime | None,
       keyservices demo --dir /tmp/ks-demo
     """
     from .console import print_demo
-    from .demo import demo as run_demo
+    from .demorun import demo as run_demo
 
     result = run_demo(directory, customers=customers, seed=seed,
                       as_of=as_of.date() if as_of else None, reporter=_reporter(as_json))
@@ -275,6 +275,31 @@ def check(config_path: Path, as_json: bool) -> None:
         _emit_json(report.to_dict())
     else:
         print_check(report)
+
+
+@cli.command("send-outbox")
+@config_option
+@json_option
+def send_outbox_cmd(config_path: Path, as_json: bool) -> None:
+    """Send the digests still queued in the outbox (after an SMTP outage).
+
+    Each run already retries the queue; this sends it now. Exits 5 if SMTP still fails.
+
+    \b
+    Example:
+      keyservices send-outbox -c config.yaml
+    """
+    from .api import send_outbox
+    from .errors import DeliveryFailed
+
+    report = send_outbox(_load(config_path))
+    if as_json:
+        _emit_json({"sent": [str(p) for p in report.sent],
+                    "queued": [str(p) for p in report.queued], "error": report.error})
+    else:
+        click.echo(f"Sent {len(report.sent)}, still queued {len(report.queued)}.")
+    if report.error:
+        raise DeliveryFailed(f"{report.error}; {len(report.queued)} message(s) stay queued")
 
 
 def main() -> None:

@@ -83,7 +83,8 @@ class DigestSettings(_Strict):
     sender: str = "keyservices@localhost"
     to: list[str] = []
     send_empty: bool = True
-    max_rows: int = Field(50, ge=1, le=10_000)
+    max_rows: int = Field(50, ge=1, le=10_000)  # changes listed before "+N more"
+    max_unwritable_rows: int = Field(20, ge=1, le=10_000)  # per list of unwritable customers
 
 
 class SmtpSettings(_Strict):

@@ -18,7 +18,7 @@ from .progress import NullReporter
 
 if TYPE_CHECKING:
     from .api import CheckReport, RunResult
-    from .demo import DemoResult
+    from .demorun import DemoResult
 
 PLAN_ROWS = 30
 

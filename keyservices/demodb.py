@@ -103,6 +103,12 @@ _AWKWARD = ["O'Brien & Sons", "Smith <Legal> LLP", "Café Müller GmbH",
             "Document Solutions Partnership of the Greater Tri-County Area LLC"]
 
 
+def _prefix(name: str) -> str:
+    """Customer numbers look like e-automate's: letters from the name, then digits."""
+    letters = [ch for ch in name.upper() if "A" <= ch <= "Z"]
+    return "".join(letters[:3]).ljust(3, "X")
+
+
 def _audit() -> list[Column]:
     return [Column("Locks", Integer, nullable=False, default=0),
             Column("CreatorID", CHAR(8), nullable=False, default="DEMO"),
@@ -375,7 +381,7 @@ class _Generator:
         r = rng.random()
         config = None if r < 0.07 else CONFIG_LEGACY if r < 0.10 else CONFIG_STANDARD
         self.emit("ARCustomers", {
-            "CustomerID": cid, "CustomerNumber": f"{name[:3].upper().replace(' ', 'X')}{cid:06d}",
+            "CustomerID": cid, "CustomerNumber": f"{_prefix(name)}{cid:06d}",
             "CustomerName": name[:128], "LocationID": parent, "BillToID": parent or cid,
             "CustomerTypeID": list(INDUSTRIES).index(industry) + 1,
             "SalesRepID": rng.randint(1, len(REPS)), "BranchID": rng.randint(1, len(BRANCHES)),

@@ -84,8 +84,12 @@ def _groups(changes: list[Change], names: dict[str, str], limit: int) -> list[di
     return out
 
 
-def render(data: DigestData, templates_dir: Path, *, max_rows: int = 50) -> RenderedDigest:
-    """Both parts of the digest, and the CSV of everything listed."""
+def render(data: DigestData, templates_dir: Path, *, max_rows: int = 50,
+           max_unwritable_rows: int = 20) -> RenderedDigest:
+    """Both parts of the digest, and the CSV of everything listed.
+
+    The unwritable lists repeat every night until fixed, so they get a smaller cap than changes.
+    """
     env = Environment(loader=FileSystemLoader(str(templates_dir)), undefined=StrictUndefined,
                       autoescape=lambda name: bool(name and name.endswith(".html.j2")),
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
@@ -94,10 +98,10 @@ def render(data: DigestData, templates_dir: Path, *, max_rows: int = 50) -> Rend
         "d": data, "c": data.counts, "subject": subject_for(data), "max_rows": max_rows,
         "groups": _groups(data.changes, data.service_names, max_rows),
         "more_changes": max(0, len(data.changes) - max_rows),
-        "no_configuration": data.no_configuration[:max_rows],
-        "more_no_configuration": max(0, len(data.no_configuration) - max_rows),
-        "no_attribute": data.no_attribute[:max_rows],
-        "more_no_attribute": max(0, len(data.no_attribute) - max_rows),
+        "no_configuration": data.no_configuration[:max_unwritable_rows],
+        "more_no_configuration": max(0, len(data.no_configuration) - max_unwritable_rows),
+        "no_attribute": data.no_attribute[:max_unwritable_rows],
+        "more_no_attribute": max(0, len(data.no_attribute) - max_unwritable_rows),
         "added_total": sum(len(ch.added) for ch in data.changes),
         "removed_total": sum(len(ch.removed) for ch in data.changes),
         "wrote": data.mode == "live" and not data.dry_run and not data.guard_message,
@@ -142,7 +146,8 @@ def build_message(rendered: RenderedDigest, *, sender: str, recipients: list[str
     msg.set_content(rendered.text)
     msg.add_alternative(rendered.html, subtype="html")
     if rendered.csv:
-        msg.add_attachment(rendered.csv.encode("utf-8-sig"), maintype="text", subtype="csv",
+        # the BOM makes Excel read the UTF-8 correctly (accents in customer names)
+        msg.add_attachment("\ufeff" + rendered.csv, subtype="csv", charset="utf-8",
                            filename=csv_name)
     return msg
 

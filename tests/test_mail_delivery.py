@@ -1,0 +1,134 @@
+"""Delivery to a real SMTP server (aiosmtpd) started by the test; nothing lost when it is down."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from click.testing import CliRunner
+
+import keyservices
+from keyservices.cli import cli
+
+from .conftest import AS_OF, ErpBuilder
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's API)
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        self.messages.append(email.message_from_bytes(envelope.content,
+                                                      policy=email.policy.default))
+        return "250 OK"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_port() -> int:
+    return free_port()
+
+
+def start_server(port: int) -> tuple[Controller, Inbox]:
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    return controller, inbox
+
+
+@pytest.fixture
+def hostile_dealer(erp: ErpBuilder) -> Iterator[ErpBuilder]:
+    cid = erp.customer("COP001", "Copier Customer")
+    erp.equipment(cid, "MFP-A3-CO-03")
+    # a hostile name where a baseline digest shows it: the customers that cannot be written
+    erp.customer("NOCFG1", "<script>alert(\"x\")</script> & 'Co'", config=None)
+    yield erp
+
+
+def smtp_config(port: int) -> str:
+    return (f"smtp:\n  host: 127.0.0.1\n  port: {port}\n  security: none\n  timeout: 5\n")
+
+
+def test_digest_arrives_with_both_parts_and_attachment(hostile_dealer: ErpBuilder, config_for,
+                                                       smtp_port: int) -> None:
+    controller, inbox = start_server(smtp_port)
+    try:
+        config = config_for(hostile_dealer, smtp_config(smtp_port))
+        result = keyservices.run(config, as_of=AS_OF)
+    finally:
+        controller.stop()
+    assert result.exit_code == 0 and result.delivery_error is None
+    (msg,) = inbox.messages
+    assert inbox.envelopes[0][1] == ["managers@example.com"]
+    assert msg["Subject"].startswith("[keyservices] 2026-11-24: baseline")
+    assert "script" not in msg["Subject"]
+    html = msg.get_body(preferencelist=("html",)).get_content()
+    text = msg.get_body(preferencelist=("plain",)).get_content()
+    assert "&lt;script&gt;" in html and "<script>" not in html
+    assert "<script>alert(\"x\")</script> & 'Co'" in text
+    (attachment,) = list(msg.iter_attachments())
+    assert "NOCFG1" in attachment.get_content()
+    assert result.digest_eml.parent.name == "sent" and result.digest_eml.exists()
+    assert not list(config.digest.outbox.glob("*.eml"))
+
+
+def test_smtp_down_queues_exit_5_then_delivers(hostile_dealer: ErpBuilder, config_for,
+                                               smtp_port: int, runner: CliRunner) -> None:
+    config = config_for(hostile_dealer, smtp_config(smtp_port))
+    # nothing listens on the port: the run completes, the digest stays queued, exit 5
+    result = runner.invoke(cli, ["run", "-c", str(config.config_path), "--as-of",
+                                 AS_OF.isoformat()])
+    assert result.exit_code == 5, result.output
+    assert "could not be sent" in result.output and "stays queued" in result.output
+    queued = list(config.digest.outbox.glob("*.eml"))
+    assert len(queued) == 1
+    controller, inbox = start_server(smtp_port)
+    try:
+        sent = runner.invoke(cli, ["send-outbox", "-c", str(config.config_path)])
+    finally:
+        controller.stop()
+    assert sent.exit_code == 0, sent.output
+    assert "Sent 1, still queued 0." in sent.output
+    assert len(inbox.messages) == 1
+    assert (config.digest.outbox / "sent" / queued[0].name).exists()
+
+
+def test_next_run_delivers_what_an_outage_left_queued(hostile_dealer: ErpBuilder, config_for,
+                                                      smtp_port: int) -> None:
+    config = config_for(hostile_dealer, smtp_config(smtp_port))
+    first = keyservices.run(config, as_of=AS_OF)
+    assert first.exit_code == 5 and first.delivery_error
+    controller, inbox = start_server(smtp_port)
+    try:
+        second = keyservices.run(config, as_of=AS_OF)
+    finally:
+        controller.stop()
+    assert second.exit_code == 0
+    subjects = sorted(m["Subject"] for m in inbox.messages)
+    assert len(subjects) == 2 and "baseline" in subjects[0] + subjects[1]
+
+
+def test_smtp_password_never_appears_in_errors(hostile_dealer: ErpBuilder, config_for,
+                                               smtp_port: int,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KEYSERVICES_SMTP_PASSWORD", "pa55-w0rd-secret")
+    config = config_for(hostile_dealer, smtp_config(smtp_port) + "  username: ks\n")
+    result = keyservices.run(config, as_of=AS_OF)
+    assert result.exit_code == 5
+    assert "pa55-w0rd-secret" not in (result.delivery_error or "")
+    log = (config.state.dir / "keyservices.log")
+    assert not log.exists() or "pa55-w0rd-secret" not in log.read_text(encoding="utf-8")
