@@ -130,9 +130,9 @@ def _load(config_path: Path) -> Any:
 
 
 def _reporter(as_json: bool) -> Any:
-    from .console import make_reporter
+    from .console import reporter
 
-    return make_reporter(enabled=not as_json)
+    return reporter(enabled=not as_json)
 
 
 def _emit_json(data: Any) -> None:
@@ -165,8 +165,9 @@ def demo(directory: Path, customers: int, seed: int, as_of: dt.datetime | None,
     from .console import print_demo
     from .demorun import demo as run_demo
 
-    result = run_demo(directory, customers=customers, seed=seed,
-                      as_of=as_of.date() if as_of else None, reporter=_reporter(as_json))
+    with _reporter(as_json) as progress:
+        result = run_demo(directory, customers=customers, seed=seed,
+                          as_of=as_of.date() if as_of else None, reporter=progress)
     if as_json:
         _emit_json({"directory": str(result.directory), "database": str(result.database),
                     "config": str(result.config), "outbox": str(result.outbox),
@@ -236,8 +237,9 @@ def run_cmd(config_path: Path, dry_run: bool, force: bool, no_email: bool,
 
     config = _load(config_path)
     try:
-        result = run(config, dry_run=dry_run, force=force, send=not no_email,
-                     as_of=as_of.date() if as_of else None, reporter=_reporter(as_json))
+        with _reporter(as_json) as progress:
+            result = run(config, dry_run=dry_run, force=force, send=not no_email,
+                         as_of=as_of.date() if as_of else None, reporter=progress)
     except GuardTripped as exc:
         if exc.detail is not None:
             if as_json:

@@ -5,7 +5,9 @@ Kept apart from the library so that library code never prints.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -51,12 +53,20 @@ class RichReporter:
     def close(self) -> None:
         if self.started:
             self.progress.stop()
+            self.started = False
 
 
-def make_reporter(enabled: bool = True) -> Any:
-    if enabled and sys.stderr.isatty():
-        return RichReporter()
-    return NullReporter()
+@contextlib.contextmanager
+def reporter(enabled: bool = True) -> Iterator[Any]:
+    """Progress bars when stderr is a terminal (and not --json); silent under a scheduler."""
+    if not (enabled and sys.stderr.isatty()):
+        yield NullReporter()
+        return
+    rich_reporter = RichReporter()
+    try:
+        yield rich_reporter
+    finally:
+        rich_reporter.close()
 
 
 def _out() -> Console:
