@@ -56,6 +56,7 @@ class RunResult:
     digest_eml: Path | None = None
     digest_html: Path | None = None
     delivery_error: str | None = None
+    delivery: str = "none"  # none | outbox (no smtp configured) | sent | queued (SMTP failed)
     sent: list[Path] = field(default_factory=list)
     exit_code: int = EXIT_OK
 
@@ -216,11 +217,13 @@ def _digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send:
         stem = f"{result.as_of.isoformat()}-run{result.run_id:04d}-digest"
         paths = digest_mod.write_outbox(message, rendered, config.digest.outbox, stem)
         result.digest_eml, result.digest_html = paths.eml, paths.html
+        result.delivery = "outbox"
         advance(1)
     if send and config.smtp is not None:
         with step(reporter, timings, "send") as advance:
             report = send_outbox(config)
             result.sent = list(report.sent)
+            result.delivery = "sent" if result.digest_eml in report.sent else "queued"
             if result.digest_eml in report.sent:  # delivered: it now lives in outbox/sent
                 sent = config.digest.outbox / "sent"
                 result.digest_eml = sent / result.digest_eml.name

@@ -104,7 +104,9 @@ def print_run(result: RunResult) -> None:
         click.echo(result.guard_message, err=True)
     if result.digest_eml:
         click.echo(f"  digest: {result.digest_html}")
-        click.echo(f"          {result.digest_eml}" + (" (sent)" if result.sent else " (queued)"))
+        note = {"sent": "sent", "queued": "queued: SMTP failed, the next run retries",
+                "outbox": "not emailed: no smtp: in the config"}.get(result.delivery, "")
+        click.echo(f"          {result.digest_eml} ({note})")
 
 
 def print_demo(result: DemoResult) -> None:

@@ -27,21 +27,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class EquipmentSection(_Strict):
+class _Section(_Strict):
+    """A section filters on at least one of its ``_filters``; an empty filter would match all."""
+
+    _filters: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _needs_a_filter(self) -> _Section:
+        if not any(getattr(self, name) for name in self._filters):
+            raise ValueError(f"name at least one of {' or '.join(self._filters)}")
+        return self
+
+
+class EquipmentSection(_Section):
     """Active equipment in the field whose model category maps to one of the classes or globs."""
 
     model_classes: list[str] = []
     categories: list[Glob] = []
     min_count: int = Field(1, ge=1)
-
-    @model_validator(mode="after")
-    def _needs_a_filter(self) -> EquipmentSection:
-        if not self.model_classes and not self.categories:
-            raise ValueError("name at least one of model_classes or categories")
-        return self
+    _filters = ("model_classes", "categories")
 
 
-class ItemsSoldSection(_Strict):
+class ItemsSoldSection(_Section):
     """Items invoiced in a lookback window (CEO Juice's "only include model items sold").
 
     ``min_unit_price`` is what keeps a zero-cost, never-registered licence from making a customer.
@@ -53,27 +60,17 @@ class ItemsSoldSection(_Strict):
     min_unit_price: float | None = Field(None, ge=0)
     min_amount: float | None = Field(None, ge=0)
     min_quantity: float = Field(1, gt=0)
-
-    @model_validator(mode="after")
-    def _needs_a_filter(self) -> ItemsSoldSection:
-        if not self.model_classes and not self.categories:
-            raise ValueError("name at least one of model_classes or categories")
-        return self
+    _filters = ("model_classes", "categories")
 
 
-class ContractsSection(_Strict):
+class ContractsSection(_Section):
     """Contracts active on the run date whose contract code (and bill code) match the globs."""
 
     contract_codes: list[Glob] = []
     bill_codes: list[Glob] = []
     min_count: int = Field(1, ge=1)
     min_base_rate: float | None = Field(None, ge=0)
-
-    @model_validator(mode="after")
-    def _needs_a_filter(self) -> ContractsSection:
-        if not self.contract_codes and not self.bill_codes:
-            raise ValueError("name at least one of contract_codes or bill_codes")
-        return self
+    _filters = ("contract_codes", "bill_codes")
 
 
 class GlSection(_Strict):
