@@ -257,6 +257,96 @@ def send_outbox(config: Config) -> mail.DeliveryReport:
 
 
 @dataclass
+class Explanation:
+    """Why a customer (and each of its locations) has or lacks each service."""
+
+    as_of: dt.date
+    level: str
+    customer: dict[str, Any]
+    value_now: str | None
+    value_by_rules: str | None
+    records: list[dict[str, Any]]  # the customer and its locations, each with facts and verdicts
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["as_of"] = self.as_of.isoformat()
+        return data
+
+
+def _facts_dict(f: Any) -> dict[str, Any]:
+    return {"equipment": dict(f.equipment),
+            "contracts": {f"{k[0]}/{k[1]}": dataclasses.asdict(v) for k, v in f.contracts.items()},
+            "gl": {f"{k[0]} ({k[1]} days)": v for k, v in f.gl.items()},
+            "items_sold": {f"{k[0]} ({k[1]} days)": dataclasses.asdict(v)
+                           for k, v in f.items_sold.items()}}
+
+
+def explain(config: Config, customer: str, *, as_of: dt.date | None = None) -> Explanation:
+    """The facts and every service's verdict with reasons, for one customer by number or name.
+
+    Reads the same set-based facts as a run (a constant number of statements), then explains the
+    customer's own record and, at ``level: parent``, each of its locations.
+    """
+    from .classify import explain as explain_rows
+    from .classify import facts_for, scope
+
+    as_of = as_of or dt.date.today()
+    rules = _rules_for(config)
+    tables = _tables_for(config, rules)
+    engine = connect(config.erp.url, password=config.erp_password(),
+                     connect_timeout=config.erp.connect_timeout)
+    try:
+        with engine.connect() as conn:
+            attr = attribute_id(conn, tables, rules.property)
+            facts = read_facts(conn, tables, rules, attr, as_of)
+    except SQLAlchemyError as exc:
+        raise wrap_db_error(exc, config.erp.url) from exc
+    finally:
+        engine.dispose()
+    wanted = customer.strip().casefold()
+    matches = [c for c in facts.customers.values() if c.number.casefold() == wanted] or \
+              [c for c in facts.customers.values() if wanted in c.name.casefold()]
+    if not matches:
+        raise ConfigError(f"no customer with number or name {customer!r}; try part of the name")
+    if len(matches) > 1:
+        sample = ", ".join(f"{c.number} ({c.name})" for c in matches[:8])
+        raise ConfigError(f"{len(matches)} customers match {customer!r}: {sample}"
+                          f"{' ...' if len(matches) > 8 else ''}; use the customer number")
+    target = matches[0]
+    if rules.level == "parent" and target.is_location and target.parent_id in facts.customers:
+        target = facts.customers[target.parent_id]  # the parent's record carries the value
+    members, _, _, _ = scope(facts, rules)
+    counted = members.get(target.id, [])
+    rows = [target] + ([c for c in facts.customers.values()
+                        if c.parent_id == target.id and c.id != target.id]
+                       if rules.level == "parent" else [])
+    classification = classify(facts, rules)
+    records = []
+    if len(counted) > 1:  # the verdict that is written: parent and active locations together
+        records.append({"number": target.number, "name": f"{target.name} (with "
+                        f"{len(counted) - 1} active location(s), as written)",
+                        "location": False, "active": True, "prospect": False, "counted": True,
+                        "facts": _facts_dict(facts_for(facts, counted)),
+                        "verdicts": [dataclasses.asdict(v) for v in
+                                     explain_rows(facts, rules, counted)]})
+    for c in rows:
+        records.append({
+            "number": c.number, "name": c.name, "location": c.is_location, "active": c.active,
+            "prospect": c.prospect, "counted": c.id in counted,
+            "facts": _facts_dict(facts.of(c.id)),
+            "verdicts": [dataclasses.asdict(v) for v in explain_rows(facts, rules, [c.id])]})
+    services = classification.services.get(target.id)
+    return Explanation(
+        as_of=as_of, level=rules.level,
+        customer={"number": target.number, "name": target.name, "industry": target.industry,
+                  "branch": target.branch, "sales_rep": target.sales_rep,
+                  "configuration": target.config_id, "has_value_row": target.has_value_row},
+        value_now=target.current_value,
+        value_by_rules=None if services is None else (rules.render_value(services) or None),
+        records=records)
+
+
+@dataclass
 class CheckReport:
     """What ``check`` found; ``problems`` make it fail (exit 2), ``warnings`` do not."""
 

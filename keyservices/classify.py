@@ -1,14 +1,18 @@
 """Classify: which key services each customer uses, with the reasons when asked.
 
-Pure Python over the compact facts. Each customer row (parent or location) is evaluated on its own
-facts; with ``level: parent`` a parent has a service iff it or one of its active locations qualifies.
+Pure Python over the compact facts. With ``level: location`` each customer record is evaluated on
+its own facts. With ``level: parent`` a parent is evaluated on the facts of its own record and of its
+active locations added together, because e-automate dealers keep contracts on the parent and machines
+at the locations: a managed-print contract on the parent and printers at three sites make one
+managed-print customer. Every section is monotone (counts, sums, maxima), so a parent always has
+every service that its own record or any one active location would qualify for on its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .model import CustomerFacts, Facts
+from .model import ContractFact, CustomerFacts, Facts, ItemsSold
 from .rules import (ContractsSection, EquipmentSection, GlSection, ItemsSoldSection, RuleSet,
                     Service, glob_match)
 
@@ -33,7 +37,6 @@ class Classification:
     """Services per in-scope customer (the records that get written), plus why others are out."""
 
     services: dict[int, frozenset[str]]
-    own: dict[int, frozenset[str]]  # per evaluated row, before roll-up
     inactive: int = 0
     prospects: int = 0
     locations_rolled_up: int = 0
@@ -139,41 +142,78 @@ class Classifier:
         return frozenset(s.code for s in self.rules.services if self.evaluate(s, f).has)
 
 
+def merge_facts(parts: list[CustomerFacts]) -> CustomerFacts:
+    """The facts of several records added together (a parent and its locations)."""
+    out = CustomerFacts()
+    for f in parts:
+        for cat, n in f.equipment.items():
+            out.equipment[cat] = out.equipment.get(cat, 0) + n
+        for key, c in f.contracts.items():
+            have = out.contracts.get(key)
+            out.contracts[key] = (ContractFact(c.count, c.base_rate) if have is None else
+                                  ContractFact(have.count + c.count, have.base_rate + c.base_rate))
+        for key, v in f.gl.items():
+            out.gl[key] = out.gl.get(key, 0.0) + v
+        for key, i in f.items_sold.items():
+            have_i = out.items_sold.get(key)
+            if have_i is None:
+                out.items_sold[key] = ItemsSold(i.lines, i.quantity, i.amount, i.max_unit_price)
+                continue
+            top = [x for x in (have_i.max_unit_price, i.max_unit_price) if x is not None]
+            out.items_sold[key] = ItemsSold(have_i.lines + i.lines, have_i.quantity + i.quantity,
+                                            have_i.amount + i.amount, max(top) if top else None)
+    return out
+
+
+def scope(facts: Facts, rules: RuleSet) -> tuple[dict[int, list[int]], int, int, int]:
+    """The records written (active, not prospects) and, per record, the rows whose facts count.
+
+    Returns (members by written customer, inactive, prospects, locations rolled up).
+    """
+    customers = facts.customers
+    members: dict[int, list[int]] = {}
+    inactive = prospects = rolled = 0
+    for cid, c in customers.items():
+        if not c.active:
+            inactive += 1
+            continue
+        if c.prospect:
+            prospects += 1
+            continue
+        parent = customers.get(c.parent_id) if c.is_location else None  # type: ignore[arg-type]
+        if rules.level == "location" or parent is None:
+            members.setdefault(cid, []).insert(0, cid)  # a parent, or an orphaned location
+        elif parent.active and not parent.prospect:
+            members.setdefault(parent.id, []).append(cid)
+            rolled += 1
+    return members, inactive, prospects, rolled
+
+
+def facts_for(facts: Facts, rows: list[int]) -> CustomerFacts:
+    parts = [facts.facts[r] for r in rows if r in facts.facts]
+    if not parts:
+        return CustomerFacts()
+    return parts[0] if len(parts) == 1 else merge_facts(parts)
+
+
 def classify(facts: Facts, rules: RuleSet) -> Classification:
     """Services for every customer in scope: active, not a prospect, at the rule set's level."""
     clf = Classifier(rules, list(facts.categories))
-    customers = facts.customers
-    own: dict[int, frozenset[str]] = {}
-    result = Classification(services={}, own=own)
-    empty: frozenset[str] = frozenset()
+    members, inactive, prospects, rolled = scope(facts, rules)
     no_facts = clf.services_of(CustomerFacts())  # customers with no facts share one evaluation
-    for cid, c in customers.items():
-        if not c.active:
-            result.inactive += 1
-            continue
-        if c.prospect:
-            result.prospects += 1
-            continue
-        f = facts.facts.get(cid)
-        own[cid] = clf.services_of(f) if f is not None else no_facts
-    if rules.level == "location":
-        result.services = dict(own)
-        return result
-    for cid, services in own.items():
-        c = customers[cid]
-        parent = customers.get(c.parent_id) if c.is_location else None
-        if parent is None:  # a parent, or a location whose parent is unknown: its own record
-            result.services[cid] = result.services.get(cid, empty) | services
-        elif parent.id in own:  # an active location of an active parent: credit the parent
-            result.services[parent.id] = result.services.get(parent.id, empty) | services
-            result.locations_rolled_up += 1
-    return result
+    services: dict[int, frozenset[str]] = {}
+    for cid, rows in members.items():
+        has_facts = any(r in facts.facts for r in rows)
+        services[cid] = clf.services_of(facts_for(facts, rows)) if has_facts else no_facts
+    return Classification(services=services, inactive=inactive, prospects=prospects,
+                          locations_rolled_up=rolled)
 
 
-def explain(facts: Facts, rules: RuleSet, customer_id: int) -> list[Verdict]:
-    """Each service's verdict for one customer row, with the reason for every section."""
+def explain(facts: Facts, rules: RuleSet, rows: list[int]) -> list[Verdict]:
+    """Each service's verdict, with the reason for every section, on the facts of ``rows`` added
+    together (one record, or a parent with its active locations)."""
     clf = Classifier(rules, list(facts.categories))
-    f = facts.of(customer_id)
+    f = facts_for(facts, rows)
     return [clf.evaluate(s, f, why=True) for s in rules.services]
 
 

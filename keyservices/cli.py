@@ -279,6 +279,32 @@ def check(config_path: Path, as_json: bool) -> None:
         print_check(report)
 
 
+@cli.command()
+@click.argument("customer")
+@config_option
+@as_of_option
+@json_option
+def explain(customer: str, config_path: Path, as_of: dt.datetime | None, as_json: bool) -> None:
+    """Why a customer has or lacks each service: its facts and every rule's verdict.
+
+    CUSTOMER is a customer number, or part of a name. With level: parent, the parent and each
+    of its locations are shown, since a location's services count for its parent.
+
+    \b
+    Example:
+      keyservices explain COP001 -c config.yaml
+      keyservices explain "Café Müller" -c config.yaml --json
+    """
+    from .api import explain as run_explain
+    from .console import print_explanation
+
+    result = run_explain(_load(config_path), customer, as_of=as_of.date() if as_of else None)
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        print_explanation(result)
+
+
 @cli.command("send-outbox")
 @config_option
 @json_option

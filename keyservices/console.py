@@ -19,7 +19,7 @@ from rich.table import Table
 from .progress import NullReporter
 
 if TYPE_CHECKING:
-    from .api import CheckReport, RunResult
+    from .api import CheckReport, Explanation, RunResult
     from .demorun import DemoResult
 
 PLAN_ROWS = 30
@@ -142,3 +142,27 @@ def print_check(report: CheckReport) -> None:
         click.echo(f"Warning: {w}")
     if not report.warnings:
         click.echo("Every model category maps to a model class.")
+
+
+def print_explanation(e: Explanation) -> None:
+    c = e.customer
+    click.echo(f"{c['number']}  {c['name']}  (industry {c['industry'] or '-'}, branch "
+               f"{c['branch'] or '-'}, rep {c['sales_rep'] or '-'}) as of {e.as_of}")
+    if c["configuration"] is None:
+        click.echo("  cannot be written: no custom-property configuration")
+    elif not c["has_value_row"]:
+        click.echo("  cannot be written: its configuration lacks the attribute")
+    click.echo(f"  value now: {e.value_now or '(empty)'}   by the rules: "
+               f"{e.value_by_rules or '(empty)'}   (level: {e.level})")
+    for rec in e.records:
+        status = "" if rec["counted"] else (
+            "  [inactive: not counted]" if not rec["active"] else
+            "  [prospect: not counted]" if rec["prospect"] else "  [not counted]")
+        kind = "location" if rec["location"] else "customer"
+        click.echo(f"\n  {kind} {rec['number']}  {rec['name']}{status}")
+        for v in rec["verdicts"]:
+            mark = "YES" if v["has"] else "no "
+            click.echo(f"    {mark} {v['code']:<6} {v['name']}")
+            for sec in v["sections"]:
+                click.echo(f"          {'+' if sec['matched'] else '-'} {sec['section']}: "
+                           f"{sec['reason']}")

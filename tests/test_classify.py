@@ -63,7 +63,7 @@ def test_zero_cost_licence_does_not_make_a_dm_customer() -> None:
     })
     assert got == {1: frozenset(), 2: {"DM"}}
     reasons = explain(facts_of([customer(1)], {1: CustomerFacts(
-        items_sold={("SW-DM-ECOPY", 730): free})}), RULES, 1)
+        items_sold={("SW-DM-ECOPY", 730): free})}), RULES, [1])
     dm = next(v for v in reasons if v.code == "DM")
     assert not dm.has
     assert "highest unit price 0.00" in dm.sections[0].reason
@@ -75,6 +75,17 @@ def test_gl_revenue_threshold_and_window() -> None:
         2: CustomerFacts(gl={("4300", 365): 999.99, ("4310", 365): 5000.0}),  # 4310 is projects
     })
     assert got == {1: {"MIT"}, 2: frozenset()}
+
+
+def test_contract_on_parent_and_fleet_at_locations_make_one_mps_customer() -> None:
+    """e-automate dealers keep contracts on the parent and machines at the locations."""
+    cs = [customer(1), customer(2, parent=1), customer(3, parent=1)]
+    got = services(cs, {
+        1: CustomerFacts(contracts={("MPS-CLICK", "MONTHLY"): ContractFact(1, 250.0)}),
+        2: CustomerFacts(equipment={"PRN-A4-BW": 2}),
+        3: CustomerFacts(equipment={"MFP-A3-CO-03": 1}),
+    })
+    assert got == {1: {"CPY", "MPS"}}
 
 
 def test_location_services_roll_up_to_an_active_parent() -> None:
@@ -131,20 +142,34 @@ def test_change_guard_messages() -> None:
 section = st.sampled_from([
     CustomerFacts(),
     CustomerFacts(equipment={"MFP-A3-CO-03": 1}),
-    CustomerFacts(gl={("4300", 365): 2000.0}),
-    CustomerFacts(contracts={("DM-SUB", "ANNUAL"): ContractFact(1, 50.0)}),
+    CustomerFacts(equipment={"PRN-A4-BW": 2}),
+    CustomerFacts(gl={("4300", 365): 600.0}),
+    CustomerFacts(contracts={("MPS-FLEET", "ANNUAL"): ContractFact(1, 50.0)}),
+    CustomerFacts(items_sold={("SW-DM-ECOPY", 730): ItemsSold(1, 1, 0.0, 0.0)}),
+    CustomerFacts(items_sold={("SW-DM-CAPTURE", 730): ItemsSold(1, 1, 90.0, 90.0)}),
 ])
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 3), section, st.booleans()), min_size=1, max_size=12))
-def test_rollup_invariant(rows: list[tuple[int, CustomerFacts, bool]]) -> None:
-    """With level: parent, a parent has a service iff it or one of its active locations does."""
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), section, st.booleans()), min_size=1, max_size=12),
+       st.lists(section, min_size=4, max_size=4))
+def test_rollup_invariants(rows: list[tuple[int, CustomerFacts, bool]],
+                           own: list[CustomerFacts]) -> None:
+    """With level: parent, a parent has every service its own record or any active location
+    has alone, and exactly the services of all those facts added together; inactive locations
+    never count."""
+    from keyservices.classify import Classifier, merge_facts
+
     parents = [customer(p) for p in range(4)]
     locations = [customer(10 + i, parent=p, active=active) for i, (p, _, active) in enumerate(rows)]
-    facts = {10 + i: f for i, (_, f, _) in enumerate(rows)}
+    facts = {p: own[p] for p in range(4)}
+    facts.update({10 + i: f for i, (_, f, _) in enumerate(rows)})
     result = classify(facts_of(parents + locations, facts), RULES)
+    clf = Classifier(RULES, list(CATEGORIES))
     for p in range(4):
-        expected = set().union(*[result.own[loc.id] for loc in locations
-                                 if loc.parent_id == p and loc.active], result.own[p])
-        assert result.services[p] == expected
+        counted = [own[p]] + [facts[loc.id] for loc in locations
+                              if loc.parent_id == p and loc.active]
+        alone = set().union(*[clf.services_of(f) for f in counted])
+        assert result.services[p] >= alone
+        assert result.services[p] == clf.services_of(merge_facts(counted))
+    assert set(result.services) == {0, 1, 2, 3}

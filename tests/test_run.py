@@ -253,3 +253,32 @@ def test_check_names_a_missing_table_and_the_setting(erp: ErpBuilder, config_for
     with pytest.raises(SchemaError, match="table GLTransactions \\(gl_detail\\) not found; .*"
                                           "erp.profile.gl_detail.table"):
         keyservices.check(config)
+
+
+def test_explain_shows_facts_and_reasons_for_parent_and_locations(erp: ErpBuilder,
+                                                                   dealer: dict[str, int],
+                                                                   config_for) -> None:
+    config = config_for(erp)
+    e = keyservices.explain(config, "PAR001-L1", as_of=AS_OF)  # a location explains its parent
+    assert e.customer["number"] == "PAR001" and e.value_by_rules == "CPY;MIT"
+    combined, parent, location = e.records
+    assert combined["counted"] and "with 1 active location(s)" in combined["name"]
+    verdicts = {v["code"]: v for v in combined["verdicts"]}
+    assert verdicts["CPY"]["has"] and verdicts["MIT"]["has"] and not verdicts["DM"]["has"]
+    assert "1 active contract(s) matching IT-* (IT-MANAGED)" in \
+        verdicts["MIT"]["sections"][0]["reason"]
+    assert location["facts"]["equipment"] == {"MFP-A4-BW-01": 1}
+    free = keyservices.explain(config, "zero cost", as_of=AS_OF)
+    dm = next(v for v in free.records[0]["verdicts"] if v["code"] == "DM")
+    assert not dm["has"] and "highest unit price 0.00" in dm["sections"][0]["reason"]
+
+
+def test_explain_unknown_or_ambiguous_customer(erp: ErpBuilder, dealer: dict[str, int],
+                                               config_for) -> None:
+    from keyservices.errors import ConfigError
+
+    config = config_for(erp)
+    with pytest.raises(ConfigError, match="no customer with number or name 'nobody'"):
+        keyservices.explain(config, "nobody", as_of=AS_OF)
+    with pytest.raises(ConfigError, match="customers match 'co'.*use the customer number"):
+        keyservices.explain(config, "co", as_of=AS_OF)
