@@ -58,6 +58,7 @@ class RunResult:
     delivery_error: str | None = None
     delivery: str = "none"  # none | outbox (no smtp configured) | sent | queued (SMTP failed)
     sent: list[Path] = field(default_factory=list)
+    digests: list[Path] = field(default_factory=list)  # the consolidated copy, then per branch
     exit_code: int = EXIT_OK
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,6 +67,7 @@ class RunResult:
         for key in ("digest_eml", "digest_html"):
             data[key] = str(data[key]) if data[key] else None
         data["sent"] = [str(p) for p in self.sent]
+        data["digests"] = [str(p) for p in self.digests]
         return data
 
 
@@ -102,8 +104,24 @@ def run(config: Config, *, dry_run: bool = False, force: bool = False, send: boo
         as_of: dt.date | None = None, reporter: Reporter | None = None) -> RunResult:
     """The nightly job: read facts, classify, diff, write changed values, render and send the digest.
 
-    ``dry_run`` computes the plan and writes nothing anywhere (ERP, state store, outbox).
+    ``dry_run`` computes the plan and writes nothing anywhere (ERP, state store, outbox). A run
+    that fails (exit 1-4) queues a short failure alert for the admins and sends it if it can.
     """
+    try:
+        return _run(config, dry_run=dry_run, force=force, send=send, as_of=as_of,
+                    reporter=reporter)
+    except KeyservicesError as exc:
+        if not dry_run and exc.exit_code in (1, 2, 3, 4):
+            alert_failure(config, exc, exc.exit_code)
+        raise
+    except Exception as exc:
+        if not dry_run:
+            alert_failure(config, exc, 1)
+        raise
+
+
+def _run(config: Config, *, dry_run: bool, force: bool, send: bool, as_of: dt.date | None,
+         reporter: Reporter | None) -> RunResult:
     as_of = as_of or dt.date.today()
     rules = _rules_for(config)  # validated completely before the database is touched
     tables = _tables_for(config, rules)
@@ -210,15 +228,26 @@ def _digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send:
         service_names=rules.service_names(), guard_message=result.guard_message)
     with step(reporter, timings, "digest") as advance:
         templates = digest_mod.find_templates_dir(config.digest.templates)
-        rendered = digest_mod.render(data, templates, max_rows=config.digest.max_rows,
-                                     max_unwritable_rows=config.digest.max_unwritable_rows)
-        message = digest_mod.build_message(rendered, sender=config.digest.sender,
-                                           recipients=config.digest.to)
         stem = f"{result.as_of.isoformat()}-run{result.run_id:04d}-digest"
-        paths = digest_mod.write_outbox(message, rendered, config.digest.outbox, stem)
-        result.digest_eml, result.digest_html = paths.eml, paths.html
+        copies: list[tuple[str, DigestData, list[str]]] = []
+        if config.digest.to or not config.digest.branches:
+            copies.append((stem, data, config.digest.to))
+        for branch, recipients in config.digest.branches.items():
+            mine = digest_mod.for_branch(data, branch)
+            if mine.changes or mine.guard_message or mine.baseline or config.digest.send_empty:
+                copies.append((f"{stem}-{digest_mod.slug(branch)}", mine, recipients))
+        for name, copy, recipients in copies:
+            rendered = digest_mod.render(copy, templates, max_rows=config.digest.max_rows,
+                                         max_unwritable_rows=config.digest.max_unwritable_rows)
+            message = digest_mod.build_message(rendered, sender=config.digest.sender,
+                                               recipients=recipients)
+            paths = digest_mod.write_outbox(message, rendered, config.digest.outbox, name)
+            result.digests.append(paths.eml)
+            if result.digest_eml is None:
+                result.digest_eml, result.digest_html = paths.eml, paths.html
+            advance(1)
         result.delivery = "outbox"
-        advance(1)
+        digest_mod.save_data(data, _digest_data_path(config, result.run_id))
     if send and config.smtp is not None:
         with step(reporter, timings, "send") as advance:
             report = send_outbox(config)
@@ -237,6 +266,66 @@ def _digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send:
                     result.exit_code = EXIT_UNDELIVERED
     result.timings = dict(timings)
     return result
+
+
+def _digest_data_path(config: Config, run_id: int | None) -> Path:
+    return config.state.dir / "digests" / f"run-{run_id or 0:06d}.json.gz"
+
+
+def preview_digest(config: Config, *, run_id: int | None = None,
+                   out: Path | None = None) -> tuple[Path, str]:
+    """Render a run's digest (the latest by default) with the current templates.
+
+    Returns the HTML file written and the plain-text part; handy when editing the templates.
+    """
+    folder = config.state.dir / "digests"
+    if run_id is not None:
+        path = _digest_data_path(config, run_id)
+        if not path.exists():
+            raise ConfigError(f"no digest stored for run {run_id} in {folder}")
+    else:
+        stored = sorted(folder.glob("run-*.json.gz")) if folder.is_dir() else []
+        if not stored:
+            raise ConfigError(f"no run has produced a digest yet (looked in {folder}); "
+                              "run 'keyservices run' first")
+        path = stored[-1]
+    data = digest_mod.load_data(path)
+    rendered = digest_mod.render(data, digest_mod.find_templates_dir(config.digest.templates),
+                                 max_rows=config.digest.max_rows,
+                                 max_unwritable_rows=config.digest.max_unwritable_rows)
+    target = out or (config.state.dir / "preview.html")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(rendered.html, encoding="utf-8")
+    return target, rendered.text
+
+
+def alert_failure(config: Config, error: BaseException, exit_code: int) -> Path | None:
+    """Queue (and try to send) a short alert for a failed run; never raises.
+
+    A failure must never go unnoticed at 2 a.m., but the alert must not hide the failure either:
+    any problem while alerting is logged and swallowed.
+    """
+    try:
+        log_file = config.state.dir / "keyservices.log"
+        tail: list[str] = []
+        if log_file.exists():
+            tail = log_file.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]
+        when = dt.datetime.now()
+        message = digest_mod.failure_message(
+            error=str(error) or type(error).__name__, exit_code=exit_code, when=when,
+            dealer=config.dealer, log_tail=tail, sender=config.digest.sender,
+            recipients=config.digest.admins or config.digest.to)
+        config.digest.outbox.mkdir(parents=True, exist_ok=True)
+        path = config.digest.outbox / f"{when:%Y-%m-%d-%H%M%S}-failure-exit{exit_code}.eml"
+        digest_mod._atomic_write(path, message.as_bytes())
+        if config.smtp is not None:
+            report = send_outbox(config)
+            if report.error:
+                log.warning("the failure alert stays queued: %s", report.error)
+        return path
+    except Exception:  # noqa: BLE001 - alerting is best effort by design
+        log.exception("could not queue the failure alert")
+        return None
 
 
 def _smtp_settings(config: Config) -> mail.SmtpSettings | None:

@@ -305,6 +305,31 @@ def explain(customer: str, config_path: Path, as_of: dt.datetime | None, as_json
         print_explanation(result)
 
 
+@cli.command()
+@config_option
+@click.option("--preview", "mode", flag_value="preview", default=True,
+              help="Write the digest as an HTML file and print its path (the default).")
+@click.option("--text", "mode", flag_value="text", help="Print the plain-text digest instead.")
+@click.option("--run", "run_id", type=int, default=None,
+              help="The run whose digest to render; default the latest.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Where to write the HTML; default preview.html in the state folder.")
+def digest(config_path: Path, mode: str, run_id: int | None, out: Path | None) -> None:
+    """Render the latest run's digest again, with the current templates.
+
+    Every run keeps the data of its digest in the state folder, so you can edit
+    templates/digest.html.j2 and see the result at once, without another run.
+
+    \b
+    Example:
+      keyservices digest --preview -c config.yaml
+    """
+    from .api import preview_digest
+
+    path, text = preview_digest(_load(config_path), run_id=run_id, out=out)
+    click.echo(text if mode == "text" else str(path))
+
+
 @cli.command("send-outbox")
 @config_option
 @json_option

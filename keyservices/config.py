@@ -81,7 +81,9 @@ class DigestSettings(_Strict):
     outbox: Path = Path("outbox")
     templates: Path | None = None
     sender: str = "keyservices@localhost"
-    to: list[str] = []
+    to: list[str] = []  # the consolidated digest (every branch)
+    branches: dict[str, list[str]] = {}  # branch name -> recipients of that branch's own copy
+    admins: list[str] = []  # failure alerts; default: the 'to' list
     send_empty: bool = True
     max_rows: int = Field(50, ge=1, le=10_000)  # changes listed before "+N more"
     max_unwritable_rows: int = Field(20, ge=1, le=10_000)  # per list of unwritable customers

@@ -8,7 +8,12 @@ data. Long lists are capped in the body and attached in full as CSV.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import datetime as dt
 import email.policy
+import gzip
+import json
+import re
 import email.utils
 import io
 import os
@@ -22,7 +27,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 
 from .errors import ConfigError
-from .model import Change, CustomerRef, DigestData
+from .model import (Change, Counts, CustomerRef, DigestData, Opportunity, ServiceCount,
+                    StatusAlert)
 from .resources import templates_dir as packaged_templates
 
 HTML_TEMPLATE = "digest.html.j2"
@@ -52,14 +58,33 @@ def find_templates_dir(override: Path | None = None) -> Path:
     return folder
 
 
+def for_branch(data: DigestData, branch: str) -> DigestData:
+    """A branch manager's copy: the same run, listing only that branch's customers."""
+    def mine(items: list[Any]) -> list[Any]:
+        return [x for x in items if (x.branch or "") == branch]
+
+    return dataclasses.replace(
+        data, branch=branch, changes=mine(data.changes),
+        no_configuration=mine(data.no_configuration), no_attribute=mine(data.no_attribute),
+        opportunities=mine(data.opportunities), alerts=mine(data.alerts))
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a branch name."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "branch"
+
+
 def subject_for(data: DigestData) -> str:
     c = data.counts
     added = sum(len(ch.added) for ch in data.changes)
     removed = sum(len(ch.removed) for ch in data.changes)
     marks = [m for m, on in (("TEST", data.mode == "test"), ("DRY RUN", data.dry_run),
                              ("CHANGE GUARD", bool(data.guard_message))) if on]
+    if data.branch:
+        marks.insert(0, data.branch)
     prefix = "[keyservices" + "".join(f" {m}" for m in marks) + "]"
-    unwritable = c.no_configuration + c.no_attribute
+    unwritable = (len(data.no_configuration) + len(data.no_attribute) if data.branch
+                  else c.no_configuration + c.no_attribute)
     if data.baseline:
         body = f"baseline, {c.classified:,} customers classified"
     elif not data.changes:
@@ -102,6 +127,10 @@ def render(data: DigestData, templates_dir: Path, *, max_rows: int = 50,
         "more_no_configuration": max(0, len(data.no_configuration) - max_unwritable_rows),
         "no_attribute": data.no_attribute[:max_unwritable_rows],
         "more_no_attribute": max(0, len(data.no_attribute) - max_unwritable_rows),
+        "opportunities": data.opportunities[:max_rows],
+        "more_opportunities": max(0, len(data.opportunities) - max_rows),
+        "alerts": data.alerts[:max_rows],
+        "more_alerts": max(0, len(data.alerts) - max_rows),
         "added_total": sum(len(ch.added) for ch in data.changes),
         "removed_total": sum(len(ch.removed) for ch in data.changes),
         "wrote": data.mode == "live" and not data.dry_run and not data.guard_message,
@@ -173,3 +202,51 @@ def _atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def failure_message(*, error: str, exit_code: int, when: dt.datetime, dealer: str,
+                    log_tail: list[str], sender: str, recipients: list[str]) -> EmailMessage:
+    """A short plain-text alert for a run that failed (exit 1-4): what, when, and the log tail."""
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["Subject"] = f"[keyservices FAILED] {when:%Y-%m-%d %H:%M}: exit {exit_code}"
+    msg["From"] = sender
+    msg["To"] = ", ".join(recipients) if recipients else sender
+    msg["Date"] = email.utils.format_datetime(when.astimezone())
+    msg["Message-ID"] = email.utils.make_msgid(domain="keyservices.local")
+    body = [f"The keyservices run for {dealer} failed at {when:%Y-%m-%d %H:%M} with exit code "
+            f"{exit_code}.", "", error, "",
+            "Nothing was half-written: a failed run writes no value it has not audited.",
+            "See 'keyservices --help' for the exit codes; 'keyservices check -c config.yaml' "
+            "tests the setup.", ""]
+    if log_tail:
+        body += ["Last lines of the log:", *("  " + line for line in log_tail)]
+    msg.set_content("\n".join(body) + "\n")
+    return msg
+
+
+# -- the digest data of each run, kept so that 'keyservices digest --preview' can re-render it ---
+def save_data(data: DigestData, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = json.dumps(dataclasses.asdict(data), default=_json_default).encode("utf-8")
+    _atomic_write(path, gzip.compress(payload))
+
+
+def load_data(path: Path) -> DigestData:
+    raw = json.loads(gzip.decompress(path.read_bytes()))
+    raw["as_of"] = dt.date.fromisoformat(raw["as_of"])
+    raw["generated_at"] = dt.datetime.fromisoformat(raw["generated_at"])
+    raw["counts"] = Counts(**raw["counts"])
+    raw["changes"] = [Change(**{**c, "added": tuple(c["added"]), "removed": tuple(c["removed"])})
+                      for c in raw["changes"]]
+    raw["no_configuration"] = [CustomerRef(**r) for r in raw["no_configuration"]]
+    raw["no_attribute"] = [CustomerRef(**r) for r in raw["no_attribute"]]
+    raw["services"] = [ServiceCount(**r) for r in raw["services"]]
+    raw["opportunities"] = [Opportunity(**r) for r in raw.get("opportunities", [])]
+    raw["alerts"] = [StatusAlert(**r) for r in raw.get("alerts", [])]
+    return DigestData(**raw)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")

@@ -131,6 +131,30 @@ class ServiceCount:
 
 
 @dataclass(slots=True)
+class Opportunity:
+    """A customer lacking a service worth offering (filled by the opportunities step)."""
+
+    number: str
+    name: str
+    branch: str | None
+    sales_rep: str | None
+    service: str
+    priority: str  # Low | Medium | High | Critical
+    reason: str
+
+
+@dataclass(slots=True)
+class StatusAlert:
+    """A status monitor hit for one customer, with its rendered text."""
+
+    number: str
+    name: str
+    branch: str | None
+    monitor: str
+    text: str
+
+
+@dataclass(slots=True)
 class DigestData:
     """Everything the digest templates render. Built by the run; pure data."""
 
@@ -150,3 +174,6 @@ class DigestData:
     service_names: dict[str, str]
     guard_message: str | None = None
     notes: list[str] = field(default_factory=list)
+    opportunities: list[Opportunity] = field(default_factory=list)
+    alerts: list[StatusAlert] = field(default_factory=list)
+    branch: str | None = None  # set on a branch manager's copy: only that branch is listed

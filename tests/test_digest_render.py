@@ -120,3 +120,56 @@ def test_outbox_files_are_written(tmp_path: Path) -> None:
     assert paths.eml.read_bytes().startswith(b"Subject:") or b"Subject:" in paths.eml.read_bytes()
     assert paths.html.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert not list((tmp_path / "outbox").glob("*.tmp"))
+
+
+def test_opportunities_and_status_alerts_render_when_present() -> None:
+    from keyservices.model import Opportunity, StatusAlert
+
+    d = data(opportunities=[Opportunity("C0009", "Law & Order <LLP>", "North", "Dana",
+                                        "Document Management", "High",
+                                        "60% of Legal peers use it")],
+             alerts=[StatusAlert("C0010", "Lapsing Ltd", "North", "Lapsing managed IT",
+                                 "No managed-IT revenue in 30 days, 4,200.00 in 90")])
+    _, _, html, text = parts(d)
+    assert "Who to call first" in html and "Law &amp; Order &lt;LLP&gt;" in html
+    assert "[High] C0009  Law & Order <LLP> - Document Management (Dana)" in text
+    assert "Status alerts" in html and "STATUS ALERTS (1)" in text
+    _, _, html, text = parts(data())
+    assert "Who to call first" not in html and "STATUS ALERTS" not in text
+
+
+def test_branch_copy_lists_only_that_branch() -> None:
+    from keyservices.digest import for_branch
+
+    d = data(changes=[change(1, branch="North"), change(2, branch="South")])
+    south = for_branch(d, "South")
+    assert [c.number for c in south.changes] == ["C0002"]
+    assert south.no_configuration == [] and south.branch == "South"
+    _, parsed, html, _ = parts(south)
+    assert parsed["Subject"].startswith("[keyservices South]")
+    assert "branch <b style=\"color:#ffffff;\">South</b> only" in html
+
+
+def test_preview_rerenders_the_latest_run_with_current_templates(tmp_path: Path) -> None:
+    import shutil
+
+    import keyservices
+    from keyservices.resources import templates_dir
+
+    result = keyservices.demo(tmp_path / "demo", customers=80, as_of=dt.date(2026, 11, 24))
+    config = keyservices.load_config(result.config)
+    path, text = keyservices.preview_digest(config)
+    night2 = result.nights[1].digest_html.read_text(encoding="utf-8")
+    # the same digest as night 2 sent, but for the rendering time in the footer
+    strip = lambda html: "\n".join(l for l in html.splitlines() if "keyservices run" not in l)  # noqa: E731
+    assert strip(path.read_text(encoding="utf-8")) == strip(night2)
+    assert "Key services 2026-11-25" in text
+    custom = tmp_path / "templates"
+    shutil.copytree(templates_dir(), custom)
+    html_t = custom / "digest.html.j2"
+    html_t.write_text(html_t.read_text(encoding="utf-8").replace(
+        "Service penetration", "Penetration by service"), encoding="utf-8")
+    config.digest.templates = custom
+    path, _ = keyservices.preview_digest(config, run_id=1)
+    assert "Penetration by service" in path.read_text(encoding="utf-8")
+    assert "Baseline" in path.read_text(encoding="utf-8")

@@ -17,7 +17,7 @@ from keyservices.cli import cli
 
 from .conftest import AS_OF, ErpBuilder
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
 
 
 class Inbox:
@@ -132,3 +132,69 @@ def test_smtp_password_never_appears_in_errors(hostile_dealer: ErpBuilder, confi
     assert "pa55-w0rd-secret" not in (result.delivery_error or "")
     log = (config.state.dir / "keyservices.log")
     assert not log.exists() or "pa55-w0rd-secret" not in log.read_text(encoding="utf-8")
+
+
+def test_branch_managers_get_their_branch_and_the_consolidated_copy_goes_to_all(
+        erp: ErpBuilder, config_for, smtp_port: int) -> None:
+    import sqlalchemy as sa
+
+    north = erp.customer("NOR001", "North Copier Co")
+    south = erp.customer("SOU001", "South Copier Co")
+    for cid in (north, south):
+        erp.equipment(cid, "MFP-A3-CO-03")
+    erp.insert("GLBranches", BranchID=2, BranchNumber="02", Description="South")
+    with erp.engine.begin() as conn:
+        t = erp.t["ARCustomers"]
+        conn.execute(sa.update(t).where(t.c.CustomerID == south).values(BranchID=2))
+    config = config_for(erp, smtp_config(smtp_port))
+    config.digest.branches = {"Main": ["main-manager@example.com"],
+                              "South": ["south-manager@example.com"]}
+    controller, inbox = start_server(smtp_port)
+    try:
+        result = keyservices.run(config, as_of=AS_OF, dry_run=False)
+        erp.set_value(north, None)
+        erp.set_value(south, None)
+        second = keyservices.run(config, as_of=AS_OF)
+    finally:
+        controller.stop()
+    assert len(result.digests) == 3 and len(second.digests) == 3
+    by_rcpt = {tuple(rcpts): m for (_, rcpts), m in zip(inbox.envelopes[3:], inbox.messages[3:])}
+    consolidated = by_rcpt[("managers@example.com",)]
+    south_copy = by_rcpt[("south-manager@example.com",)]
+    assert "[keyservices South]" in south_copy["Subject"]
+    south_text = south_copy.get_body(preferencelist=("plain",)).get_content()
+    all_text = consolidated.get_body(preferencelist=("plain",)).get_content()
+    assert "SOU001" in south_text and "NOR001" not in south_text
+    assert "SOU001" in all_text and "NOR001" in all_text
+
+
+def test_failed_run_sends_a_short_alert_to_the_admins(erp: ErpBuilder, config_for,
+                                                      smtp_port: int) -> None:
+    from keyservices.errors import RulesError
+
+    config = config_for(erp, smtp_config(smtp_port))
+    config.digest.admins = ["it-admin@example.com"]
+    (config.rules / "services.yaml").write_text("services:\n  - code: [CPY\n", encoding="utf-8")
+    controller, inbox = start_server(smtp_port)
+    try:
+        with pytest.raises(RulesError):
+            keyservices.run(config, as_of=AS_OF)
+    finally:
+        controller.stop()
+    (alert,) = inbox.messages
+    assert inbox.envelopes[0][1] == ["it-admin@example.com"]
+    assert alert["Subject"].startswith("[keyservices FAILED]") and "exit 2" in alert["Subject"]
+    body = alert.get_body(preferencelist=("plain",)).get_content()
+    assert "services.yaml:3:1: YAML syntax error" in body
+
+
+def test_failure_alert_is_queued_when_smtp_is_down_too(erp: ErpBuilder, config_for,
+                                                       smtp_port: int) -> None:
+    from keyservices.errors import LockHeld
+    from keyservices.state import run_lock
+
+    config = config_for(erp, smtp_config(smtp_port))
+    with run_lock(config.state.dir), pytest.raises(LockHeld):
+        keyservices.run(config, as_of=AS_OF)
+    (queued,) = config.digest.outbox.glob("*-failure-exit4.eml")
+    assert b"another keyservices run holds the lock" in queued.read_bytes()
