@@ -334,7 +334,7 @@ def _smtp_settings(config: Config) -> mail.SmtpSettings | None:
     return mail.SmtpSettings(
         host=config.smtp.host, port=config.smtp.port, security=config.smtp.security,
         username=config.smtp.username, password=config.smtp_password(),
-        timeout=config.smtp.timeout, sender=config.digest.sender)
+        timeout=config.smtp.timeout, sender=config.digest.sender, ca_file=config.smtp.ca_file)
 
 
 def send_outbox(config: Config) -> mail.DeliveryReport:

@@ -96,6 +96,7 @@ class SmtpSettings(_Strict):
     username: str | None = None
     password_env: str = "KEYSERVICES_SMTP_PASSWORD"
     timeout: float = Field(30, gt=0, le=600)
+    ca_file: Path | None = None  # PEM bundle to trust, for a server with a private CA
 
 
 class Config(_Strict):
@@ -169,6 +170,8 @@ def _resolve(config: Config, path: Path) -> Config:
     config.rules = absolute(config.rules)
     config.state.dir = absolute(config.state.dir)
     config.digest.outbox = absolute(config.digest.outbox)
+    if config.smtp is not None and config.smtp.ca_file is not None:
+        config.smtp.ca_file = absolute(config.smtp.ca_file)
     if config.digest.templates is not None:
         config.digest.templates = absolute(config.digest.templates)
     config.erp.url = _resolve_sqlite_url(config.erp.url, base)

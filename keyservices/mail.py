@@ -25,6 +25,7 @@ class SmtpSettings:
     password: str | None = None
     timeout: float = 30.0
     sender: str = "keyservices@localhost"
+    ca_file: Path | None = None
 
     def __repr__(self) -> str:  # never show the password in logs or tracebacks
         return (f"SmtpSettings(host={self.host!r}, port={self.port}, security={self.security!r}, "
@@ -65,13 +66,14 @@ def send_outbox(settings: SmtpSettings | None, outbox: Path) -> DeliveryReport:
 
 
 def _connect(s: SmtpSettings) -> smtplib.SMTP:
+    """Connect with certificate verification always on; a private CA is trusted via ca_file."""
+    context = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
     if s.security == "ssl":
-        smtp: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout,
-                                              context=ssl.create_default_context())
+        smtp: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=context)
     else:
         smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
         if s.security == "starttls":
-            smtp.starttls(context=ssl.create_default_context())
+            smtp.starttls(context=context)
     if s.username:
         smtp.login(s.username, s.password or "")
     return smtp

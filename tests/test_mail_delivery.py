@@ -198,3 +198,29 @@ def test_failure_alert_is_queued_when_smtp_is_down_too(erp: ErpBuilder, config_f
         keyservices.run(config, as_of=AS_OF)
     (queued,) = config.digest.outbox.glob("*-failure-exit4.eml")
     assert b"another keyservices run holds the lock" in queued.read_bytes()
+
+
+def test_demo_night2_digest_arrives_with_all_its_sections(tmp_path: Path, smtp_port: int,
+                                                          runner: CliRunner) -> None:
+    result = keyservices.demo(tmp_path / "demo", customers=500, as_of=AS_OF)
+    with result.config.open("a", encoding="utf-8") as fh:
+        fh.write(smtp_config(smtp_port))
+    controller, inbox = start_server(smtp_port)
+    try:
+        sent = runner.invoke(cli, ["send-outbox", "-c", str(result.config)])
+    finally:
+        controller.stop()
+    assert sent.exit_code == 0, sent.output
+    night2 = next(m for m in inbox.messages if "2026-11-25" in m["Subject"])
+    text = night2.get_body(preferencelist=("plain",)).get_content()
+    html = night2.get_body(preferencelist=("html",)).get_content()
+    for section in ("Summary:", "SERVICES ADDED AND REMOVED",
+                    "CUSTOMERS WITHOUT A CUSTOM-PROPERTY CONFIGURATION",
+                    "CUSTOMERS WHOSE CONFIGURATION LACKS ZCJKeyServices", "SERVICE PENETRATION"):
+        assert section in text, section
+    for section in ("Services added and removed", "Customers that cannot be written",
+                    "Service penetration", "How to fix:"):
+        assert section in html, section
+    (attachment,) = list(night2.iter_attachments())
+    assert attachment.get_content_type() == "text/csv"
+    assert len(inbox.messages) == 2
