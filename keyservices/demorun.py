@@ -50,8 +50,12 @@ state:
 digest:
   outbox: outbox                # every digest is written here (.eml and .html)
   sender: "keyservices@demo-dealer.example"
-  to: ["service-managers@demo-dealer.example"]
-  send_empty: true
+  to: ["service-managers@demo-dealer.example"]   # the consolidated digest
+  # branches:                   # each branch manager also gets a copy with only their branch
+  #   Shelbyville: ["shelbyville-manager@demo-dealer.example"]
+  # admins: ["it@demo-dealer.example"]   # failure alerts (default: the 'to' list)
+  send_empty: true              # send a short digest even when nothing changed
+  max_rows: 50                  # changes listed before "+N more" (all are in the CSV)
 
 # smtp:                         # uncomment to email the digest
 #   host: smtp.example.com
@@ -59,6 +63,8 @@ digest:
 #   security: starttls          # starttls | ssl | none
 #   username: keyservices@example.com
 #   password_env: KEYSERVICES_SMTP_PASSWORD
+#   timeout: 30
+#   ca_file: internal-ca.pem    # trust a private certificate authority
 """
 
 

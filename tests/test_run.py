@@ -282,3 +282,15 @@ def test_explain_unknown_or_ambiguous_customer(erp: ErpBuilder, dealer: dict[str
         keyservices.explain(config, "nobody", as_of=AS_OF)
     with pytest.raises(ConfigError, match="customers match 'co'.*use the customer number"):
         keyservices.explain(config, "co", as_of=AS_OF)
+
+
+def test_nothing_changed_night_still_sends_a_digest_unless_configured_off(
+        erp: ErpBuilder, dealer: dict[str, int], config_for) -> None:
+    config = config_for(erp)
+    keyservices.run(config, as_of=AS_OF)
+    quiet = keyservices.run(config, as_of=AS_OF)
+    assert quiet.changes == [] and quiet.digest_eml is not None
+    assert "nothing changed" in quiet.digest_eml.read_text(encoding="utf-8")
+    config.digest.send_empty = False
+    silent = keyservices.run(config, as_of=AS_OF)
+    assert silent.digest_eml is None and silent.exit_code == 0
