@@ -31,7 +31,7 @@ from .model import Change, Counts, CustomerRef, DigestData, ServiceCount
 from .progress import Reporter, Timings, step
 from .rules import RuleSet, load_rules
 from .state import StateStore, run_lock
-from .writeback import apply_changes
+from .writeback import apply_changes, reconcile
 
 log = logging.getLogger("keyservices")
 
@@ -142,7 +142,8 @@ def _run(config: Config, *, dry_run: bool, force: bool, send: bool, as_of: dt.da
                                      mode=config.mode, baseline=baseline)
             try:
                 result = _compute(config, rules, tables, as_of, run_id=run_id, baseline=baseline,
-                                  dry_run=False, force=force, state=state, reporter=reporter)
+                                  dry_run=False, force=force, state=state, reporter=reporter,
+                                  reconcile_pending=bool(abandoned))
             except KeyservicesError as exc:
                 state.finish_run(run_id, status="failed", exit_code=exc.exit_code,
                                  message=str(exc))
@@ -166,7 +167,8 @@ def _run(config: Config, *, dry_run: bool, force: bool, send: bool, as_of: dt.da
 
 def _compute(config: Config, rules: RuleSet, tables: ErpTables, as_of: dt.date, *,
              run_id: int | None, baseline: bool, dry_run: bool, force: bool = False,
-             state: StateStore | None = None, reporter: Reporter | None = None) -> RunResult:
+             state: StateStore | None = None, reporter: Reporter | None = None,
+             reconcile_pending: bool = False) -> RunResult:
     timings = Timings()
     engine = connect(config.erp.url, password=config.erp_password(),
                      connect_timeout=config.erp.connect_timeout)
@@ -175,9 +177,14 @@ def _compute(config: Config, rules: RuleSet, tables: ErpTables, as_of: dt.date, 
     try:
         with engine.connect() as conn:
             attr = attribute_id(conn, tables, rules.property)
+        if reconcile_pending and state is not None:
+            settled = reconcile(engine, tables, attr, state)
+            log.warning("settled the audit of the unfinished run(s) against the ERP: %s", settled)
+        counter.count = 0
+        with engine.connect() as conn:
             facts = read_facts(conn, tables, rules, attr, as_of, reporter=reporter,
                                timings=timings)
-        read_statements = counter.count
+        read_statements = counter.count + 1  # + the attribute lookup
         with step(reporter, timings, "classify", total=len(facts.customers)) as advance:
             classification = classify(facts, rules)
             advance(len(facts.customers))
@@ -207,9 +214,24 @@ def _compute(config: Config, rules: RuleSet, tables: ErpTables, as_of: dt.date, 
             counts.conflicts = len(report.conflicts)
         return result
     except SQLAlchemyError as exc:
-        raise wrap_db_error(exc, config.erp.url) from exc
+        raise _explain_db_error(exc, engine, tables, rules, config) from exc
     finally:
         engine.dispose()
+
+
+def _explain_db_error(exc: SQLAlchemyError, engine: sa.Engine, tables: ErpTables,
+                      rules: RuleSet, config: Config) -> KeyservicesError:
+    """A failed statement may mean a missing table or column (a setup problem, exit 2) rather
+    than an outage (exit 1); the schema is inspected only on this unhappy path."""
+    try:
+        with engine.connect() as conn:
+            problems = verify_schema(conn, tables, needed_tables(rules))
+    except SQLAlchemyError:
+        problems = []
+    if problems:
+        return SchemaError("the ERP database is not as configured:\n" + "\n".join(
+            f"  - {p}" for p in problems))
+    return wrap_db_error(exc, config.erp.url)
 
 
 def _digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send: bool,
@@ -346,6 +368,85 @@ def send_outbox(config: Config) -> mail.DeliveryReport:
 
 
 @dataclass
+class RollbackReport:
+    """What ``rollback`` restored, and which customers it left alone and why."""
+
+    run_id: int  # the rollback's own run (it is audited like any other)
+    of_run: int
+    restored: list[str]
+    skipped: list[dict[str, Any]]  # the value is no longer what that run wrote
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def history(config: Config, *, run_id: int | None = None, customer: str | None = None,
+            limit: int | None = 1000) -> dict[str, Any]:
+    """The audit: recent runs, or the changes of one run or one customer (number)."""
+    state = StateStore(config.state_url)
+    try:
+        if run_id is None and customer is None:
+            return {"runs": [dataclasses.asdict(r) for r in state.runs(limit or 20)]}
+        return {"changes": state.history(run_id=run_id, customer=customer, limit=limit)}
+    finally:
+        state.close()
+
+
+def rollback(config: Config, run_id: int, *, reporter: Reporter | None = None) -> RollbackReport:
+    """Restore the before-values a run wrote, where the value is still what that run wrote.
+
+    Values edited since (in e-automate or by a later run) are left alone and reported. The
+    rollback is a run of its own, audited, so it can itself be rolled back.
+    """
+    rules = _rules_for(config)
+    tables = _tables_for(config, rules)
+    with run_lock(config.state.dir):
+        state = StateStore(config.state_url)
+        try:
+            record = state.run_record(run_id)
+            if record is None:
+                raise ConfigError(f"no run {run_id} in the state store; 'keyservices history' "
+                                  "lists the runs")
+            rows = [r for r in state.history(run_id=run_id, limit=None)
+                    if r["status"] == "applied"]
+            if not rows:
+                raise ConfigError(f"run {run_id} wrote no value, so there is nothing to roll back")
+            planned = [Change(customer_id=r["customer_id"], number=r["customer_number"],
+                              name=r["customer_name"], branch=None, sales_rep=None,
+                              before=r["after"], after=r["before"],
+                              added=tuple(x for x in r["removed"].split(";") if x),
+                              removed=tuple(x for x in r["added"].split(";") if x))
+                       for r in rows]
+            engine = connect(config.erp.url, password=config.erp_password(),
+                             connect_timeout=config.erp.connect_timeout)
+            try:
+                with engine.connect() as conn:
+                    attr = attribute_id(conn, tables, rules.property)
+                own = state.begin_run(as_of=dt.date.today(), erp=display_url(config.erp.url),
+                                      prop=rules.property, mode="rollback", baseline=False)
+                report = apply_changes(engine, tables, attr, planned, state=state, run_id=own,
+                                       chunk_size=config.write.chunk_size, reporter=reporter)
+            except SQLAlchemyError as exc:
+                raise wrap_db_error(exc, config.erp.url) from exc
+            finally:
+                engine.dispose()
+            by_id = {c.customer_id: c for c in planned}
+            result = RollbackReport(
+                run_id=own, of_run=run_id,
+                restored=[by_id[i].number for i in report.applied],
+                skipped=[{"customer": by_id[i].number, "run_wrote": by_id[i].before,
+                          "restores_to": by_id[i].after} for i in report.conflicts])
+            state.finish_run(own, status="done", exit_code=0,
+                             message=f"rollback of run {run_id}: {len(result.restored)} restored, "
+                                     f"{len(result.skipped)} left alone",
+                             counts={"written": len(result.restored),
+                                     "conflicts": len(result.skipped)})
+            return result
+        finally:
+            state.close()
+
+
+@dataclass
 class Explanation:
     """Why a customer (and each of its locations) has or lacks each service."""
 
@@ -433,6 +534,33 @@ def explain(config: Config, customer: str, *, as_of: dt.date | None = None) -> E
         value_now=target.current_value,
         value_by_rules=None if services is None else (rules.render_value(services) or None),
         records=records)
+
+
+def show_sql(config: Config) -> list[tuple[str, str]]:
+    """Every statement a run sends to the ERP, compiled for the configured database, without
+    connecting: for the DBA to review before the first run. Values appear as parameters."""
+    from sqlalchemy.engine import make_url
+
+    from .facts import customers_query, fact_queries
+    from .writeback import update_statements
+
+    rules = _rules_for(config)
+    tables = _tables_for(config, rules)
+    dialect = make_url(config.erp.url).get_dialect()()
+    attr = sa.bindparam("attribute_id", type_=sa.Integer)
+    a = tables.attributes
+    mc = tables.model_categories
+    # the category list is read at run time; here it stands for every category the rules map
+    categories = [g for g, _ in rules.model_classes]
+    statements: list[tuple[str, sa.Executable]] = [
+        ("attribute id", sa.select(a.c.id).where(a.c.name == rules.property)),
+        ("model categories", sa.select(mc.c.code, mc.c.description).order_by(mc.c.code)),
+        ("customers", customers_query(tables, rules, attr)),  # type: ignore[arg-type]
+        *fact_queries(tables, rules, categories, dt.date.today()).items(),
+    ]
+    when_null, when_text = update_statements(tables, attr)  # type: ignore[arg-type]
+    statements += [("update (value was empty)", when_null), ("update (value was text)", when_text)]
+    return [(name, str(stmt.compile(dialect=dialect))) for name, stmt in statements]
 
 
 @dataclass

@@ -258,20 +258,34 @@ def run_cmd(config_path: Path, dry_run: bool, force: bool, no_email: bool,
 
 @cli.command()
 @config_option
+@click.option("--show-sql", is_flag=True,
+              help="Print every statement a run sends to the ERP, for this database, and stop "
+                   "(no connection is made).")
 @json_option
-def check(config_path: Path, as_json: bool) -> None:
+def check(config_path: Path, show_sql: bool, as_json: bool) -> None:
     """Validate config and rules, connect, and verify the ERP schema.
 
     Checks every table and column the rules need, that the custom-property attribute exists,
     and lists dealer model categories that map to no model class (with their equipment counts).
 
     \b
-    Example:
+    Examples:
       keyservices check -c config.yaml
+      keyservices check -c config.yaml --show-sql    # the SQL, for your DBA
     """
     from .api import check as run_check
     from .console import print_check
 
+    if show_sql:
+        from .api import show_sql as compile_sql
+
+        statements = compile_sql(_load(config_path))
+        if as_json:
+            _emit_json([{"name": n, "sql": q} for n, q in statements])
+        else:
+            for name, sql in statements:
+                click.echo(f"-- {name}\n{sql};\n")
+        return
     report = run_check(_load(config_path))
     if as_json:
         _emit_json(report.to_dict())
@@ -328,6 +342,61 @@ def digest(config_path: Path, mode: str, run_id: int | None, out: Path | None) -
 
     path, text = preview_digest(_load(config_path), run_id=run_id, out=out)
     click.echo(text if mode == "text" else str(path))
+
+
+@cli.command("history")
+@config_option
+@click.option("--run", "run_id", type=int, default=None, help="Show the changes of this run.")
+@click.option("--customer", default=None, help="Show the changes of this customer number.")
+@json_option
+def history_cmd(config_path: Path, run_id: int | None, customer: str | None,
+                as_json: bool) -> None:
+    """The audit: recent runs, or every change of one run or one customer.
+
+    Each change is kept with its before- and after-value, so any run can be rolled back.
+
+    \b
+    Examples:
+      keyservices history -c config.yaml
+      keyservices history --run 12 -c config.yaml
+      keyservices history --customer ABC001 -c config.yaml
+    """
+    from .api import history
+    from .console import print_history
+
+    data = history(_load(config_path), run_id=run_id, customer=customer)
+    if as_json:
+        _emit_json(data)
+    else:
+        print_history(data)
+
+
+@cli.command("rollback")
+@click.argument("run_id", type=int)
+@config_option
+@json_option
+def rollback_cmd(run_id: int, config_path: Path, as_json: bool) -> None:
+    """Restore the values a run replaced, where they are still what that run wrote.
+
+    Customers whose value changed since (edited in e-automate, or by a later run) are left
+    alone and listed. The rollback is audited as a run of its own.
+
+    \b
+    Example:
+      keyservices rollback 12 -c config.yaml
+    """
+    from .api import rollback
+
+    with _reporter(as_json) as progress:
+        report = rollback(_load(config_path), run_id, reporter=progress)
+    if as_json:
+        _emit_json(report.to_dict())
+        return
+    click.echo(f"Rollback of run {report.of_run} (audited as run {report.run_id}): "
+               f"{len(report.restored)} value(s) restored, {len(report.skipped)} left alone.")
+    for item in report.skipped[:50]:
+        click.echo(f"  {item['customer']}: no longer {item['run_wrote'] or '(empty)'!s}; "
+                   "left as it is")
 
 
 @cli.command("send-outbox")

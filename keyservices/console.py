@@ -166,3 +166,24 @@ def print_explanation(e: Explanation) -> None:
             for sec in v["sections"]:
                 click.echo(f"          {'+' if sec['matched'] else '-'} {sec['section']}: "
                            f"{sec['reason']}")
+
+
+def print_history(data: dict[str, Any]) -> None:
+    if "runs" in data:
+        table = Table(title="Runs (newest first)")
+        for col in ("run", "started", "as of", "mode", "status", "exit", "written", "message"):
+            table.add_column(col, overflow="fold")
+        for r in data["runs"]:
+            table.add_row(str(r["id"]), f"{r['started_at']:%Y-%m-%d %H:%M}", str(r["as_of"]),
+                          r["mode"] + (" baseline" if r["baseline"] else ""), r["status"],
+                          "" if r["exit_code"] is None else str(r["exit_code"]),
+                          str(r["counts"].get("written", "")), (r["message"] or "")[:80])
+        _out().print(table)
+        return
+    table = Table(title=f"{len(data['changes'])} change(s)")
+    for col in ("run", "customer", "name", "before", "after", "status", "at"):
+        table.add_column(col, overflow="fold")
+    for c in data["changes"]:
+        table.add_row(str(c["run_id"]), c["customer_number"], c["customer_name"],
+                      c["before"] or "", c["after"] or "", c["status"], f"{c['at']:%Y-%m-%d %H:%M}")
+    _out().print(table)

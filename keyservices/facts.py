@@ -21,6 +21,9 @@ from .progress import Reporter, Timings, step
 from .rules import RuleSet, glob_match
 
 STREAM_ROWS = 5000
+# constants as SQL literals, not parameters: the same text every night keeps one cached plan
+_ZERO = sa.literal_column("0")
+_ONE = sa.literal_column("1")
 
 
 def read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: int,
@@ -163,8 +166,8 @@ def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
     gl_windows, item_windows = (sorted(w) for w in rules.windows())
     if gl_windows:
         g, a = tables.gl_detail, tables.gl_accounts
-        cols = [sa.func.sum(sa.case((g.c.date >= _since(day, w), g.c.amount), else_=0)).label(f"w{w}")
-                for w in gl_windows]
+        cols = [sa.func.sum(sa.case((g.c.date >= _since(day, w), g.c.amount), else_=_ZERO))
+                .label(f"w{w}") for w in gl_windows]
         queries["gl"] = (
             sa.select(g.c.customer_id, a.c.number, *cols)
             .select_from(g.join(a, a.c.id == g.c.account_id))
@@ -175,13 +178,14 @@ def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
             .group_by(g.c.customer_id, a.c.number))
     if item_windows and item_cats:
         i, line, it = tables.invoices, tables.invoice_lines, tables.items
-        unit = sa.cast(line.c.amount, sa.Float) / sa.func.nullif(line.c.quantity, 0)
+        unit = sa.cast(line.c.amount, sa.Float) / sa.func.nullif(line.c.quantity, _ZERO)
         cols = []
         for w in item_windows:
             inside = i.c.date >= _since(day, w)
-            cols += [sa.func.count(sa.case((inside, 1))).label(f"lines{w}"),
-                     sa.func.sum(sa.case((inside, line.c.quantity), else_=0)).label(f"qty{w}"),
-                     sa.func.sum(sa.case((inside, line.c.amount), else_=0)).label(f"amount{w}"),
+            cols += [sa.func.count(sa.case((inside, _ONE))).label(f"lines{w}"),
+                     sa.func.sum(sa.case((inside, line.c.quantity), else_=_ZERO)).label(f"qty{w}"),
+                     sa.func.sum(sa.case((inside, line.c.amount), else_=_ZERO))
+                     .label(f"amount{w}"),
                      sa.func.max(sa.case((inside, unit))).label(f"top{w}")]
         queries["items_sold"] = (
             sa.select(i.c.customer_id, mc.c.code, *cols)

@@ -161,15 +161,38 @@ class StateStore:
                                     changes.c.customer_id.in_(customer_ids[i:i + 500]))
                              .values(status=status, at=_now()))
 
+    def run_record(self, run_id: int) -> RunRecord | None:
+        stmt = sa.select(runs).where(runs.c.id == run_id)
+        with self.engine.connect() as conn:
+            r = conn.execute(stmt).first()
+        if r is None:
+            return None
+        return RunRecord(r.id, r.started_at, r.finished_at, r.as_of, r.mode, r.baseline, r.status,
+                         r.exit_code, r.message, json.loads(r.counts or "{}"))
+
+    def pending(self) -> list[dict[str, Any]]:
+        """Audit rows written before an ERP transaction whose outcome was never recorded."""
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                sa.select(changes).where(changes.c.status == "pending").order_by(changes.c.id))]
+
+    def resolve(self, change_ids: Sequence[int], status: str) -> None:
+        with self.engine.begin() as conn:
+            for i in range(0, len(change_ids), 500):
+                conn.execute(changes.update().where(changes.c.id.in_(change_ids[i:i + 500]))
+                             .values(status=status, at=_now()))
+
     def history(self, *, run_id: int | None = None, customer: str | None = None,
-                limit: int = 1000) -> list[dict[str, Any]]:
+                limit: int | None = 1000) -> list[dict[str, Any]]:
         stmt = sa.select(changes).order_by(changes.c.id)
         if run_id is not None:
             stmt = stmt.where(changes.c.run_id == run_id)
         if customer is not None:
             stmt = stmt.where(changes.c.customer_number == customer)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(stmt.limit(limit))]
+            if limit is not None:
+                stmt = stmt.limit(limit)
+            return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
 @contextmanager

@@ -79,3 +79,31 @@ def apply_changes(engine: Engine, tables: ErpTables, attr_id: int, planned: Sequ
                 c.status = "applied" if now.get(c.customer_id) == c.after else "conflict"
             advance(len(chunk))
     return report
+
+
+def reconcile(engine: Engine, tables: ErpTables, attr_id: int, state: StateStore) -> dict[str, int]:
+    """Settle audit rows left *pending* by a run that died between its audit and its ERP commit.
+
+    The ERP is the truth: a value equal to the row's after-value was written (applied); equal to
+    its before-value, the transaction never committed (not_applied); anything else was edited
+    since (conflict). One read per 500 pending rows.
+    """
+    rows = state.pending()
+    outcome: dict[str, list[int]] = {"applied": [], "not_applied": [], "conflict": []}
+    cp = tables.custom_properties
+    for start in range(0, len(rows), 500):
+        chunk = rows[start:start + 500]
+        with engine.connect() as conn:
+            now = dict(conn.execute(
+                sa.select(cp.c.customer_id, cp.c.text)
+                .where(cp.c.attribute_id == attr_id,
+                       cp.c.customer_id.in_(sa.bindparam(
+                           "ids", [r["customer_id"] for r in chunk], expanding=True)))).all())
+        for r in chunk:
+            value = now.get(r["customer_id"])
+            key = ("applied" if value == r["after"] else
+                   "not_applied" if value == r["before"] else "conflict")
+            outcome[key].append(r["id"])
+    for status, ids in outcome.items():
+        state.resolve(ids, status)
+    return {k: len(v) for k, v in outcome.items()}

@@ -68,3 +68,20 @@ def test_only_needed_fact_kinds_are_queried() -> None:
         rules, services=tuple(s for s in rules.services if s.code == "MIT"))
     names = set(fact_queries(ErpTables(), only_contracts, CATEGORIES, dt.date(2026, 1, 1)))
     assert names == {"contracts", "gl"}
+
+
+def test_check_show_sql_prints_sql_server_statements_without_connecting(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from keyservices.cli import cli
+
+    from .conftest import write_config
+
+    path = write_config(tmp_path, "mssql+pyodbc://keyservices@erpserver/coDemo?driver=X")
+    result = CliRunner().invoke(cli, ["check", "-c", str(path), "--show-sql"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "-- customers\nSELECT [ARCustomers].[CustomerID]" in out
+    assert "UPDATE [ARCustomerCustomProperties] SET [TextVal]=" in out
+    assert "INSERT" not in out and "DELETE" not in out
+    assert out.count("-- ") == 9  # attribute, categories, customers, 4 facts, 2 updates
