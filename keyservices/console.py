@@ -100,6 +100,16 @@ def print_run(result: RunResult) -> None:
         _out().print(table)
         if len(result.changes) > PLAN_ROWS:
             click.echo(f"  +{len(result.changes) - PLAN_ROWS:,} more (use --json for all)")
+        added: dict[str, int] = {}
+        removed: dict[str, int] = {}
+        for ch in result.changes:
+            for code in ch.added:
+                added[code] = added.get(code, 0) + 1
+            for code in ch.removed:
+                removed[code] = removed.get(code, 0) + 1
+        click.echo("  per service: " + ", ".join(
+            f"{s.code} +{added.get(s.code, 0):,} -{removed.get(s.code, 0):,}"
+            for s in result.services))
     if result.guard_message:
         click.echo(result.guard_message, err=True)
     if result.digest_eml:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import socket
 from collections.abc import Iterator, Sequence
@@ -22,6 +23,8 @@ from filelock import FileLock, Timeout
 
 from .errors import LockHeld, SourceUnavailable
 from .model import Change
+
+log = logging.getLogger(__name__)
 
 metadata = sa.MetaData()
 
@@ -213,6 +216,14 @@ def run_lock(state_dir: Path) -> Iterator[None]:
             pass
         raise LockHeld(f"another keyservices run holds the lock{holder}; it is still running. "
                        f"Wait for it to finish; 'keyservices status' shows the last runs.") from None
+    if info.exists():  # the OS released the lock of a process that died without cleaning up
+        try:
+            stale = json.loads(info.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            stale = {}
+        log.warning("taking over the run lock left by pid %s on %s (since %s): that process "
+                    "ended without releasing it", stale.get("pid"), stale.get("host"),
+                    stale.get("since"))
     try:
         info.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                     "since": _now().isoformat(timespec="seconds")}),

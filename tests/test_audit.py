@@ -112,3 +112,28 @@ def test_a_missing_column_during_a_run_is_a_setup_error(erp: ErpBuilder, copiers
     with pytest.raises(SchemaError, match=r"column SCEquipments\.IsActive \(equipment\.active\) "
                                           r"not found; set erp\.profile\.equipment\.columns\.active"):
         keyservices.run(config, as_of=AS_OF)
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_warning(
+        erp: ErpBuilder, copiers: list[int], config_for, caplog: pytest.LogCaptureFixture) -> None:
+    config = config_for(erp)
+    config.state.dir.mkdir(parents=True)
+    (config.state.dir / "run.lock").write_text("", encoding="utf-8")
+    (config.state.dir / "run.lock.json").write_text(
+        json.dumps({"pid": 999999, "host": "erp-app-01", "since": "2026-11-23T02:00:00"}),
+        encoding="utf-8")
+    with caplog.at_level("WARNING", logger="keyservices"):
+        result = keyservices.run(config, as_of=AS_OF)
+    assert result.exit_code == 0
+    assert "taking over the run lock left by pid 999999 on erp-app-01" in caplog.text
+    assert not (config.state.dir / "run.lock.json").exists()
+
+
+def test_dry_run_plan_shows_totals_per_service(erp: ErpBuilder, copiers: list[int],
+                                               config_for, runner: CliRunner) -> None:
+    config = config_for(erp)
+    out = runner.invoke(cli, ["run", "-c", str(config.config_path), "--dry-run",
+                              "--as-of", AS_OF.isoformat()])
+    assert out.exit_code == 0, out.output
+    assert "per service: CPY +4 -0, MPS +0 -0, DM +0 -1, MIT +0 -0" in out.output
+    assert "COP000" in out.output and "dry run: nothing written" in out.output
