@@ -59,6 +59,7 @@ class RunResult:
     delivery: str = "none"  # none | outbox (no smtp configured) | sent | queued (SMTP failed)
     sent: list[Path] = field(default_factory=list)
     digests: list[Path] = field(default_factory=list)  # the consolidated copy, then per branch
+    notes: list[str] = field(default_factory=list)  # shown at the end of the digest
     exit_code: int = EXIT_OK
 
     def to_dict(self) -> dict[str, Any]:
@@ -212,6 +213,12 @@ def _compute(config: Config, rules: RuleSet, tables: ErpTables, as_of: dt.date, 
                                    reporter=reporter, timings=timings)
             counts.written = len(report.applied)
             counts.conflicts = len(report.conflicts)
+            if report.conflicts:
+                edited = [c.number for c in plan.changes if c.status == "conflict"]
+                result.notes.append(
+                    f"{len(edited)} value(s) were edited in e-automate while this run worked and "
+                    f"were left as they are (the next run looks again): {', '.join(edited[:20])}"
+                    f"{' ...' if len(edited) > 20 else ''}")
         return result
     except SQLAlchemyError as exc:
         raise _explain_db_error(exc, engine, tables, rules, config) from exc
@@ -247,7 +254,8 @@ def _digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send:
         dry_run=result.dry_run, baseline=result.baseline, counts=result.counts,
         changes=result.changes, no_configuration=result.no_configuration,
         no_attribute=result.no_attribute, services=result.services,
-        service_names=rules.service_names(), guard_message=result.guard_message)
+        service_names=rules.service_names(), guard_message=result.guard_message,
+        notes=list(result.notes))
     with step(reporter, timings, "digest") as advance:
         templates = digest_mod.find_templates_dir(config.digest.templates)
         stem = f"{result.as_of.isoformat()}-run{result.run_id:04d}-digest"
