@@ -90,15 +90,20 @@ def needed_tables(rules: RuleSet) -> list[str]:
               "model_categories"]
     if rules.industry_source == "customer_type":
         needed.append("customer_types")
-    if any(s.equipment for s in rules.services):
+    if rules.all_sections("equipment"):
         needed += ["equipment", "models"]
-    if any(s.contracts for s in rules.services):
+    if rules.all_sections("contracts"):
         needed += ["contracts", "contract_codes", "bill_codes"]
-    if any(s.gl for s in rules.services):
+    if rules.all_sections("gl"):
         needed += ["gl_detail", "gl_accounts"]
-    if any(s.items_sold for s in rules.services):
+    if rules.all_sections("items_sold"):
         needed += ["invoices", "invoice_lines", "items", "models"]
     return list(dict.fromkeys(needed))
+
+
+def unused_columns(rules: RuleSet) -> set[tuple[str, str]]:
+    """Optional profile columns that this rule set does not read (so need not exist)."""
+    return set() if rules.uses_transaction_types() else {("gl_detail", "transaction_type")}
 
 
 def run(config: Config, *, dry_run: bool = False, force: bool = False, send: bool = True,
@@ -232,7 +237,7 @@ def _explain_db_error(exc: SQLAlchemyError, engine: sa.Engine, tables: ErpTables
     than an outage (exit 1); the schema is inspected only on this unhappy path."""
     try:
         with engine.connect() as conn:
-            problems = verify_schema(conn, tables, needed_tables(rules))
+            problems = verify_schema(conn, tables, needed_tables(rules), unused_columns(rules))
     except SQLAlchemyError:
         problems = []
     if problems:
@@ -604,7 +609,8 @@ def check(config: Config) -> CheckReport:
                      connect_timeout=config.erp.connect_timeout)
     try:
         with engine.connect() as conn:
-            report.problems = verify_schema(conn, tables, needed_tables(rules))
+            report.problems = verify_schema(conn, tables, needed_tables(rules),
+                                            unused_columns(rules))
             if not report.problems:
                 try:
                     report.attribute_id = attribute_id(conn, tables, rules.property)

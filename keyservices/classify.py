@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .model import ContractFact, CustomerFacts, Facts, ItemsSold
-from .rules import (ContractsSection, EquipmentSection, GlSection, ItemsSoldSection, RuleSet,
-                    Service, glob_match)
+from .rules import (ContractsSection, EquipmentSection, Exclude, GlSection, ItemsSoldSection,
+                    RuleSet, Service, glob_match)
 
 
 @dataclass(slots=True)
@@ -48,10 +48,8 @@ class Classifier:
     def __init__(self, rules: RuleSet, categories: list[str]) -> None:
         self.rules = rules
         self._cats: dict[int, set[str]] = {}
-        for svc in rules.services:
-            for sec in (svc.equipment, svc.items_sold):
-                if sec is not None:
-                    self._cats[id(sec)] = rules.categories_for(sec, categories)
+        for sec in rules.all_sections("equipment") + rules.all_sections("items_sold"):
+            self._cats[id(sec)] = rules.categories_for(sec, categories)
         self._glob_cache: dict[tuple[int, str], bool] = {}
 
     def _match(self, key: int, value: str, globs: list[str]) -> bool:
@@ -65,9 +63,11 @@ class Classifier:
     # -- one section ------------------------------------------------------------------------------
     def equipment(self, sec: EquipmentSection, f: CustomerFacts, why: bool) -> SectionResult:
         cats = self._cats[id(sec)]
-        units = sum(n for cat, n in f.equipment.items() if cat in cats)
+        counted = f.equipment if sec.active_only else f.equipment_all
+        units = sum(n for cat, n in counted.items() if cat in cats)
         ok = units >= sec.min_count
-        reason = (f"{units} active unit(s) in {_describe(sec.model_classes, sec.categories)}; "
+        kind = "active unit(s)" if sec.active_only else "unit(s), active or not,"
+        reason = (f"{units} {kind} in {_describe(sec.model_classes, sec.categories)}; "
                   f"needs {sec.min_count}") if why else ""
         return SectionResult("equipment", ok, reason)
 
@@ -75,15 +75,18 @@ class Classifier:
         cats = self._cats[id(sec)]
         qty = amount = 0.0
         top: float | None = None
+        top_cost: float | None = None
         for (cat, window), agg in f.items_sold.items():
             if window == sec.window_days and cat in cats:
                 qty += agg.quantity
                 amount += agg.amount
-                if agg.max_unit_price is not None:
-                    top = agg.max_unit_price if top is None else max(top, agg.max_unit_price)
+                top = _max(top, agg.max_unit_price)
+                top_cost = _max(top_cost, agg.max_unit_cost)
         ok = qty >= sec.min_quantity
         if sec.min_unit_price is not None:
             ok = ok and top is not None and top >= sec.min_unit_price
+        if sec.min_unit_cost is not None:
+            ok = ok and top_cost is not None and top_cost >= sec.min_unit_cost
         if sec.min_amount is not None:
             ok = ok and amount >= sec.min_amount
         reason = ""
@@ -92,7 +95,10 @@ class Classifier:
                       f"{sec.window_days} days, {amount:,.2f} in all, highest unit price "
                       f"{'none' if top is None else f'{top:,.2f}'}")
             floors = [f"unit price >= {sec.min_unit_price:g}" if sec.min_unit_price is not None
-                      else "", f"amount >= {sec.min_amount:g}" if sec.min_amount is not None else "",
+                      else "",
+                      f"unit cost >= {sec.min_unit_cost:g}" if sec.min_unit_cost is not None
+                      else "",
+                      f"amount >= {sec.min_amount:g}" if sec.min_amount is not None else "",
                       f"quantity >= {sec.min_quantity:g}"]
             reason += "; needs " + ", ".join(x for x in floors if x)
         return SectionResult("items_sold", ok, reason)
@@ -119,23 +125,40 @@ class Classifier:
 
     def gl(self, sec: GlSection, f: CustomerFacts, why: bool) -> SectionResult:
         key = id(sec)
-        revenue = sum(v for (acct, w), v in f.gl.items()
-                      if w == sec.window_days and self._match(key, acct, sec.accounts))
+        if sec.transaction_types:
+            revenue = sum(v for (acct, kind, w), v in f.gl_typed.items()
+                          if w == sec.window_days and self._match(key, acct, sec.accounts)
+                          and self._match(-key, kind, sec.transaction_types))
+        else:
+            revenue = sum(v for (acct, w), v in f.gl.items()
+                          if w == sec.window_days and self._match(key, acct, sec.accounts))
         ok = revenue >= sec.min_revenue
-        reason = (f"{revenue:,.2f} revenue on {', '.join(sec.accounts)} in the last "
+        types = f" ({', '.join(sec.transaction_types)})" if sec.transaction_types else ""
+        reason = (f"{revenue:,.2f} revenue on {', '.join(sec.accounts)}{types} in the last "
                   f"{sec.window_days} days; needs {sec.min_revenue:,.2f}") if why else ""
         return SectionResult("gl", ok, reason)
 
     # -- one service ------------------------------------------------------------------------------
-    def evaluate(self, svc: Service, f: CustomerFacts, why: bool = False) -> Verdict:
+    def _sections(self, holder: Service | Exclude, f: CustomerFacts,
+                  why: bool) -> tuple[bool, list[SectionResult]]:
         results = []
-        for name, sec in svc.sections():
+        sections = holder.sections()
+        for name, sec in sections:
             res = getattr(self, name)(sec, f, why)
             results.append(res)
-            if not why and (res.matched if svc.match == "any" else not res.matched):
+            if not why and (res.matched if holder.match == "any" else not res.matched):
                 break  # short-circuit: the outcome is decided
-        has = (any(r.matched for r in results) if svc.match == "any"
-               else all(r.matched for r in results) and len(results) == len(svc.sections()))
+        matched = (any(r.matched for r in results) if holder.match == "any"
+                   else len(results) == len(sections) and all(r.matched for r in results))
+        return matched, results
+
+    def evaluate(self, svc: Service, f: CustomerFacts, why: bool = False) -> Verdict:
+        has, results = self._sections(svc, f, why)
+        if svc.exclude is not None and (has or why):
+            excluded, ex_results = self._sections(svc.exclude, f, why)
+            for r in ex_results:
+                results.append(SectionResult(f"exclude.{r.section}", r.matched, r.reason))
+            has = has and not excluded
         return Verdict(svc.code, svc.name, has, results)
 
     def services_of(self, f: CustomerFacts) -> frozenset[str]:
@@ -154,14 +177,20 @@ def merge_facts(parts: list[CustomerFacts]) -> CustomerFacts:
                                   ContractFact(have.count + c.count, have.base_rate + c.base_rate))
         for key, v in f.gl.items():
             out.gl[key] = out.gl.get(key, 0.0) + v
+        for typed_key, v in f.gl_typed.items():
+            out.gl_typed[typed_key] = out.gl_typed.get(typed_key, 0.0) + v
+        for cat, n in f.equipment_all.items():
+            out.equipment_all[cat] = out.equipment_all.get(cat, 0) + n
         for key, i in f.items_sold.items():
             have_i = out.items_sold.get(key)
             if have_i is None:
-                out.items_sold[key] = ItemsSold(i.lines, i.quantity, i.amount, i.max_unit_price)
+                out.items_sold[key] = ItemsSold(i.lines, i.quantity, i.amount, i.max_unit_price,
+                                                i.max_unit_cost)
                 continue
-            top = [x for x in (have_i.max_unit_price, i.max_unit_price) if x is not None]
-            out.items_sold[key] = ItemsSold(have_i.lines + i.lines, have_i.quantity + i.quantity,
-                                            have_i.amount + i.amount, max(top) if top else None)
+            out.items_sold[key] = ItemsSold(
+                have_i.lines + i.lines, have_i.quantity + i.quantity, have_i.amount + i.amount,
+                _max(have_i.max_unit_price, i.max_unit_price),
+                _max(have_i.max_unit_cost, i.max_unit_cost))
     return out
 
 
@@ -215,6 +244,10 @@ def explain(facts: Facts, rules: RuleSet, rows: list[int]) -> list[Verdict]:
     clf = Classifier(rules, list(facts.categories))
     f = facts_for(facts, rows)
     return [clf.evaluate(s, f, why=True) for s in rules.services]
+
+
+def _max(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
 
 
 def _describe(classes: list[str], globs: list[str]) -> str:

@@ -155,8 +155,8 @@ def attribute_id(conn: sa.Connection, tables: ErpTables, name: str) -> int:
     return int(rows[0])
 
 
-def verify_schema(conn: sa.Connection, tables: ErpTables,
-                  needed: list[str] | None = None) -> list[str]:
+def verify_schema(conn: sa.Connection, tables: ErpTables, needed: list[str] | None = None,
+                  unused: set[tuple[str, str]] | None = None) -> list[str]:
     """Every table and column the profile names must exist; returns the list of problems."""
     inspector = sa.inspect(conn)
     problems: list[str] = []
@@ -170,6 +170,8 @@ def verify_schema(conn: sa.Connection, tables: ErpTables,
                             f"differently, set erp.profile.{logical}.table in config.yaml")
             continue
         for lname, phys in spec["columns"].items():
+            if (logical, lname) in (unused or set()):
+                continue
             if phys.lower() not in cols:
                 problems.append(f"column {name}.{phys} ({logical}.{lname}) not found; set "
                                 f"erp.profile.{logical}.columns.{lname} in config.yaml")

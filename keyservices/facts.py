@@ -51,8 +51,12 @@ def read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: 
     queries = fact_queries(tables, rules, list(categories), as_of)
     if "equipment" in queries:
         with step(reporter, timings, "read equipment") as advance:
-            for cid, cat, units in _stream(conn, queries["equipment"]):
-                of(cid).equipment[cat] = int(units)
+            for cid, cat, units, *everything in _stream(conn, queries["equipment"]):
+                f = of(cid)
+                if units:
+                    f.equipment[cat] = int(units)
+                if everything:
+                    f.equipment_all[cat] = int(everything[0])
                 advance(1)
     if "contracts" in queries:
         with step(reporter, timings, "read contracts") as advance:
@@ -62,6 +66,8 @@ def read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: 
     gl_windows, item_windows = (sorted(w) for w in rules.windows())
     if "gl" in queries:
         globs = rules.gl_account_globs()
+        typed = rules.uses_transaction_types()
+        first = 3 if typed else 2
         with step(reporter, timings, "read GL revenue") as advance:
             for row in _stream(conn, queries["gl"]):
                 cid, account = row[0], row[1]
@@ -69,18 +75,22 @@ def read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: 
                     continue
                 f = of(cid)
                 for i, w in enumerate(gl_windows):
-                    f.gl[(account, w)] = float(row[2 + i] or 0)
+                    amount = float(row[first + i] or 0)
+                    f.gl[(account, w)] = f.gl.get((account, w), 0.0) + amount
+                    if typed:
+                        f.gl_typed[(account, row[2] or "", w)] = amount
                 advance(1)
     if "items_sold" in queries:
         with step(reporter, timings, "read items sold") as advance:
             for row in _stream(conn, queries["items_sold"]):
                 f = of(row[0])
                 for i, w in enumerate(item_windows):
-                    lines, qty, amount, top = row[2 + 4 * i: 6 + 4 * i]
+                    lines, qty, amount, top, top_cost = row[2 + 5 * i: 7 + 5 * i]
                     if lines:
                         f.items_sold[(row[1], w)] = ItemsSold(
                             int(lines), float(qty or 0), float(amount or 0),
-                            None if top is None else float(top))
+                            None if top is None else float(top),
+                            None if top_cost is None else float(top_cost))
                 advance(1)
     return Facts(as_of=as_of, customers=customers, facts=facts, categories=categories)
 
@@ -134,23 +144,28 @@ def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
     queries: dict[str, sa.Select] = {}
     equipment_cats: set[str] = set()
     item_cats: set[str] = set()
-    for svc in rules.services:
-        if svc.equipment:
-            equipment_cats |= rules.categories_for(svc.equipment, categories)
-        if svc.items_sold:
-            item_cats |= rules.categories_for(svc.items_sold, categories)
+    for sec in rules.all_sections("equipment"):
+        equipment_cats |= rules.categories_for(sec, categories)
+    for sec in rules.all_sections("items_sold"):
+        item_cats |= rules.categories_for(sec, categories)
     mc, m = tables.model_categories, tables.models
     if equipment_cats:
         e = tables.equipment
         where = sa.func.coalesce(e.c.location_id, e.c.customer_id)
-        queries["equipment"] = (
-            sa.select(where.label("customer_id"), mc.c.code, sa.func.count().label("units"))
-            .select_from(e.join(m, m.c.id == e.c.model_id).join(mc, mc.c.id == m.c.category_id))
-            .where(e.c.active == sa.true(),
-                   mc.c.code.in_(sa.bindparam("equipment_categories", sorted(equipment_cats),
-                                              expanding=True)))
-            .group_by(where, mc.c.code))
-    if any(s.contracts for s in rules.services):
+        in_categories = mc.c.code.in_(sa.bindparam("equipment_categories",
+                                                   sorted(equipment_cats), expanding=True))
+        frm = e.join(m, m.c.id == e.c.model_id).join(mc, mc.c.id == m.c.category_id)
+        if rules.counts_inactive_equipment():  # one pass counts active and all units
+            active = sa.func.sum(sa.case((e.c.active == sa.true(), _ONE), else_=_ZERO))
+            stmt = (sa.select(where.label("customer_id"), mc.c.code, active.label("units"),
+                              sa.func.count().label("all_units"))
+                    .select_from(frm).where(in_categories))
+        else:
+            stmt = (sa.select(where.label("customer_id"), mc.c.code,
+                              sa.func.count().label("units"))
+                    .select_from(frm).where(e.c.active == sa.true(), in_categories))
+        queries["equipment"] = stmt.group_by(where, mc.c.code)
+    if rules.all_sections("contracts"):
         k, cc, bc = tables.contracts, tables.contract_codes, tables.bill_codes
         queries["contracts"] = (
             sa.select(k.c.customer_id, cc.c.code, bc.c.code.label("bill_code"),
@@ -168,17 +183,21 @@ def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
         g, a = tables.gl_detail, tables.gl_accounts
         cols = [sa.func.sum(sa.case((g.c.date >= _since(day, w), g.c.amount), else_=_ZERO))
                 .label(f"w{w}") for w in gl_windows]
+        keys = [g.c.customer_id, a.c.number]
+        if rules.uses_transaction_types():
+            keys.append(g.c.transaction_type)
         queries["gl"] = (
-            sa.select(g.c.customer_id, a.c.number, *cols)
+            sa.select(*keys, *cols)
             .select_from(g.join(a, a.c.id == g.c.account_id))
             .where(g.c.date >= _since(day, max(gl_windows), "gl_since"),
                    g.c.date < sa.bindparam("gl_until", until, type_=sa.DateTime),
                    g.c.customer_id.is_not(None),
                    _like_any(a.c.number, rules.gl_account_globs()))
-            .group_by(g.c.customer_id, a.c.number))
+            .group_by(*keys))
     if item_windows and item_cats:
         i, line, it = tables.invoices, tables.invoice_lines, tables.items
         unit = sa.cast(line.c.amount, sa.Float) / sa.func.nullif(line.c.quantity, _ZERO)
+        unit_cost = sa.cast(line.c.cost, sa.Float) / sa.func.nullif(line.c.quantity, _ZERO)
         cols = []
         for w in item_windows:
             inside = i.c.date >= _since(day, w)
@@ -186,7 +205,8 @@ def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
                      sa.func.sum(sa.case((inside, line.c.quantity), else_=_ZERO)).label(f"qty{w}"),
                      sa.func.sum(sa.case((inside, line.c.amount), else_=_ZERO))
                      .label(f"amount{w}"),
-                     sa.func.max(sa.case((inside, unit))).label(f"top{w}")]
+                     sa.func.max(sa.case((inside, unit))).label(f"top{w}"),
+                     sa.func.max(sa.case((inside, unit_cost))).label(f"topcost{w}")]
         queries["items_sold"] = (
             sa.select(i.c.customer_id, mc.c.code, *cols)
             .select_from(line.join(i, i.c.id == line.c.invoice_id)

@@ -40,6 +40,7 @@ class ItemsSold:
     quantity: float = 0.0
     amount: float = 0.0
     max_unit_price: float | None = None
+    max_unit_cost: float | None = None
 
 
 @dataclass(slots=True)
@@ -58,6 +59,9 @@ class CustomerFacts:
     contracts: dict[tuple[str, str], ContractFact] = field(default_factory=dict)  # (code, bill code)
     gl: dict[tuple[str, int], float] = field(default_factory=dict)  # (account, window days) -> revenue
     items_sold: dict[tuple[str, int], ItemsSold] = field(default_factory=dict)  # (category, window)
+    # read only when a rule needs them:
+    equipment_all: dict[str, int] = field(default_factory=dict)  # incl. inactive units
+    gl_typed: dict[tuple[str, str, int], float] = field(default_factory=dict)  # (acct, type, days)
 
 
 @dataclass(slots=True)

@@ -90,6 +90,7 @@ DEFAULT_PROFILE: dict[str, dict[str, Any]] = {
             "customer_id": "CustomerID",
             "date": "TransactionDate",
             "amount": "Amount",
+            "transaction_type": "TransactionType",  # read only when a rule filters on it
         },
     },
     "invoices": {  # [SQL] InvoiceID, CustomerID; the rest [API]/[INF]

@@ -40,11 +40,12 @@ class _Section(_Strict):
 
 
 class EquipmentSection(_Section):
-    """Active equipment in the field whose model category maps to one of the classes or globs."""
+    """Equipment in the field whose model category maps to one of the classes or globs."""
 
-    model_classes: list[str] = []
-    categories: list[Glob] = []
-    min_count: int = Field(1, ge=1)
+    model_classes: list[str] = Field([], description="model classes (from model_classes)")
+    categories: list[Glob] = Field([], description="raw dealer model categories, * and ? globs")
+    min_count: int = Field(1, ge=1, description="units needed")
+    active_only: bool = Field(True, description="count only active equipment")
     _filters = ("model_classes", "categories")
 
 
@@ -54,47 +55,75 @@ class ItemsSoldSection(_Section):
     ``min_unit_price`` is what keeps a zero-cost, never-registered licence from making a customer.
     """
 
-    model_classes: list[str] = []
-    categories: list[Glob] = []
-    window_days: int = Field(730, ge=1, le=3660)
-    min_unit_price: float | None = Field(None, ge=0)
-    min_amount: float | None = Field(None, ge=0)
-    min_quantity: float = Field(1, gt=0)
+    model_classes: list[str] = Field([], description="model classes of the items' models")
+    categories: list[Glob] = Field([], description="raw model categories of the items, globs")
+    window_days: int = Field(730, ge=1, le=3660, description="lookback window in days")
+    min_unit_price: float | None = Field(
+        None, ge=0, description="at least one item sold at this unit price or more")
+    min_unit_cost: float | None = Field(
+        None, ge=0, description="at least one item with this unit cost or more")
+    min_amount: float | None = Field(None, ge=0, description="total invoiced amount needed")
+    min_quantity: float = Field(1, gt=0, description="total quantity needed")
     _filters = ("model_classes", "categories")
 
 
 class ContractsSection(_Section):
     """Contracts active on the run date whose contract code (and bill code) match the globs."""
 
-    contract_codes: list[Glob] = []
-    bill_codes: list[Glob] = []
-    min_count: int = Field(1, ge=1)
-    min_base_rate: float | None = Field(None, ge=0)
+    contract_codes: list[Glob] = Field([], description="contract code globs, e.g. MPS-*")
+    bill_codes: list[Glob] = Field([], description="contract bill code globs")
+    min_count: int = Field(1, ge=1, description="active contracts needed")
+    min_base_rate: float | None = Field(
+        None, ge=0, description="total monthly base rate of those contracts needed")
     _filters = ("contract_codes", "bill_codes")
 
 
 class GlSection(_Strict):
     """GL revenue on matching accounts within a lookback window."""
 
-    accounts: list[Glob] = Field(min_length=1)
-    window_days: int = Field(365, ge=1, le=3660)
-    min_revenue: float = Field(0.01, ge=0)
+    accounts: list[Glob] = Field(min_length=1, description="GL account number globs, e.g. 4150*")
+    transaction_types: list[Glob] = Field(
+        [], description="GL transaction type globs, e.g. 'service invoice'; empty: all")
+    window_days: int = Field(365, ge=1, le=3660, description="lookback window in days")
+    min_revenue: float = Field(0.01, ge=0, description="revenue needed within the window")
 
 
 SECTION_NAMES = ("equipment", "items_sold", "contracts", "gl")
 
 
-class Service(_Strict):
-    """One key service: a combination of sections, matched ANY (exclusive) or ALL (inclusive)."""
+class Exclude(_Strict):
+    """Sections that, when they match, withhold the service whatever else matched."""
 
-    code: str = Field(pattern=CODE_PATTERN)
-    name: str = Field(min_length=1, max_length=64)
-    description: str = ""
-    match: Literal["any", "all"] = "any"
+    match: Literal["any", "all"] = Field("any", description="exclude on ANY or ALL sections")
     equipment: EquipmentSection | None = None
     items_sold: ItemsSoldSection | None = None
     contracts: ContractsSection | None = None
     gl: GlSection | None = None
+
+    @model_validator(mode="after")
+    def _needs_a_section(self) -> Exclude:
+        if not self.sections():
+            raise ValueError("exclude needs at least one section")
+        return self
+
+    def sections(self) -> list[tuple[str, Any]]:
+        return [(n, getattr(self, n)) for n in SECTION_NAMES if getattr(self, n) is not None]
+
+
+class Service(_Strict):
+    """One key service: a combination of sections, matched ANY (exclusive) or ALL (inclusive)."""
+
+    code: str = Field(pattern=CODE_PATTERN, description="short code written to the property")
+    name: str = Field(min_length=1, max_length=64, description="display name")
+    description: str = Field("", description="what the service means, for people")
+    match: Literal["any", "all"] = Field(
+        "any", description="any: one section is enough (CEO Juice 'exclusive'); all: every "
+                           "section must match ('inclusive')")
+    equipment: EquipmentSection | None = None
+    items_sold: ItemsSoldSection | None = None
+    contracts: ContractsSection | None = None
+    gl: GlSection | None = None
+    exclude: Exclude | None = None
 
     @model_validator(mode="after")
     def _needs_a_section(self) -> Service:
@@ -171,14 +200,29 @@ class RuleSet:
             return frozenset(by_name.get(p, p) for p in parts)
         return frozenset(parts)
 
+    def all_sections(self, name: str) -> list[Any]:
+        """Every section of this kind, in services and in their exclude blocks."""
+        out = []
+        for s in self.services:
+            for holder in (s, s.exclude):
+                sec = getattr(holder, name, None) if holder is not None else None
+                if sec is not None:
+                    out.append(sec)
+        return out
+
     def windows(self) -> tuple[set[int], set[int]]:
         """Lookback windows (days) used by GL and items-sold sections; the queries compute each."""
-        gl = {s.gl.window_days for s in self.services if s.gl}
-        items = {s.items_sold.window_days for s in self.services if s.items_sold}
-        return gl, items
+        return ({g.window_days for g in self.all_sections("gl")},
+                {i.window_days for i in self.all_sections("items_sold")})
 
     def gl_account_globs(self) -> list[str]:
-        return sorted({a for s in self.services if s.gl for a in s.gl.accounts})
+        return sorted({a for g in self.all_sections("gl") for a in g.accounts})
+
+    def uses_transaction_types(self) -> bool:
+        return any(g.transaction_types for g in self.all_sections("gl"))
+
+    def counts_inactive_equipment(self) -> bool:
+        return any(not e.active_only for e in self.all_sections("equipment"))
 
     def categories_for(self, section: EquipmentSection | ItemsSoldSection,
                        categories: list[str]) -> set[str]:
@@ -288,13 +332,17 @@ def _merge(parsed: list[tuple[Path, Any, RuleFile]],
                 line, col = position(data, ("services", i, "code"))
                 problems.append(Problem(path, line, col, f"services[{i}].code",
                                         f"contains the separator {sep!r}"))
-            for section in ("equipment", "items_sold"):
-                sec = getattr(svc, section)
-                for cls in sec.model_classes if sec else ():
-                    if cls.upper() not in mapped_classes:
-                        line, col = position(data, ("services", i, section, "model_classes"))
+            for prefix, holder in (((), svc), (("exclude",), svc.exclude)):
+                for section in ("equipment", "items_sold"):
+                    sec = getattr(holder, section) if holder is not None else None
+                    for cls in sec.model_classes if sec else ():
+                        if cls.upper() in mapped_classes:
+                            continue
+                        loc = ("services", i, *prefix, section, "model_classes")
+                        line, col = position(data, loc)
+                        key = f"services[{i}]." + ".".join(map(str, loc[2:]))
                         problems.append(Problem(
-                            path, line, col, f"services[{i}].{section}.model_classes",
+                            path, line, col, key,
                             f"model class {cls!r} is mapped from no category; add it under "
                             f"model_classes (known: {', '.join(sorted(mapped_classes)) or 'none'})"))
     if problems:
