@@ -18,7 +18,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "run": "api", "check": "api", "send_outbox": "api", "explain": "api", "preview_digest": "api",
-    "history": "api", "rollback": "api", "RollbackReport": "api", "RunResult": "api", "CheckReport": "api",
+    "history": "api", "rollback": "api", "RollbackReport": "api",
+    "test_rules": "api", "rules_schema": "api", "RunResult": "api", "CheckReport": "api",
     "demo": "demorun", "DemoResult": "demorun",
     "build_demo_db": "demodb",
     "load_config": "config", "Config": "config",

@@ -549,6 +549,31 @@ def explain(config: Config, customer: str, *, as_of: dt.date | None = None) -> E
         records=records)
 
 
+def test_rules(config: Config, folder: Path | None = None) -> list[Any]:
+    """Run the admin's rule test cases (``rules/tests/*.yaml`` by default); pure, no database.
+
+    Returns every case result; the CLI exits 1 when any failed.
+    """
+    from .ruletests import run_cases
+
+    rules = _rules_for(config)
+    base = config.rules if config.rules.is_dir() else config.rules.parent
+    return run_cases(rules, folder or base / "tests")
+
+
+test_rules.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def rules_schema() -> dict[str, Any]:
+    """The JSON Schema of a rule file, for editors (YAML language servers) to validate against."""
+    from .rules import RuleFile
+
+    schema = RuleFile.model_json_schema()
+    schema["title"] = "keyservices rule file"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
 def show_sql(config: Config) -> list[tuple[str, str]]:
     """Every statement a run sends to the ERP, compiled for the configured database, without
     connecting: for the DBA to review before the first run. Values appear as parameters."""
@@ -623,6 +648,7 @@ def check(config: Config) -> CheckReport:
                 for cat, units in report.unmapped_categories.items():
                     report.warnings.append(f"model category {cat} ({units} active units) maps to "
                                            "no model class; add it under model_classes")
+                report.warnings += _dead_globs(conn, tables, rules)
     except SQLAlchemyError as exc:
         raise wrap_db_error(exc, config.erp.url) from exc
     finally:
@@ -631,6 +657,36 @@ def check(config: Config) -> CheckReport:
         raise SchemaError("the ERP database is not as configured:\n" + "\n".join(
             f"  - {p}" for p in report.problems), report)
     return report
+
+
+def _dead_globs(conn: sa.Connection, tables: ErpTables, rules: RuleSet) -> list[str]:
+    """Globs in the rules that match nothing in this database: usually a typo."""
+    from .rules import glob_match
+
+    def codes(table: sa.Table) -> list[str]:
+        return [c for c in conn.execute(sa.select(table.c.code if "code" in table.c
+                                                  else table.c.number)).scalars() if c]
+
+    categories = list(read_categories(conn, tables))
+    checks: list[tuple[str, list[str], list[str]]] = [
+        ("model_classes", [g for g, _ in rules.model_classes], categories)]
+    for kind in ("equipment", "items_sold"):
+        checks.append((f"{kind}.categories",
+                       [g for sec in rules.all_sections(kind) for g in sec.categories], categories))
+    if rules.all_sections("contracts"):
+        contract = rules.all_sections("contracts")
+        checks.append(("contracts.contract_codes", [g for c in contract for g in c.contract_codes],
+                       codes(tables.contract_codes)))
+        checks.append(("contracts.bill_codes", [g for c in contract for g in c.bill_codes],
+                       codes(tables.bill_codes)))
+    if rules.all_sections("gl"):
+        checks.append(("gl.accounts", rules.gl_account_globs(), codes(tables.gl_accounts)))
+    warnings = []
+    for where, globs, values in checks:
+        for glob in sorted(set(globs)):
+            if not any(glob_match(v, [glob]) for v in values):
+                warnings.append(f"{where}: {glob!r} matches nothing in this database")
+    return warnings
 
 
 def _unmapped(conn: sa.Connection, tables: ErpTables, rules: RuleSet) -> dict[str, int]:

@@ -80,5 +80,11 @@ class DeliveryFailed(KeyservicesError):
     exit_code = EXIT_UNDELIVERED
 
 
+class RuleTestsFailed(KeyservicesError):
+    """At least one admin-written rule test case failed."""
+
+    exit_code = EXIT_FAILURE
+
+
 class MissingExtra(SourceUnavailable):
     """An optional dependency (e.g. pyodbc for SQL Server) is needed for this database URL."""

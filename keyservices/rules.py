@@ -137,7 +137,10 @@ class Service(_Strict):
 
 
 class Industry(_Strict):
-    source: str = "customer_type"
+    """Where a customer's industry comes from (for penetration and industry gaps)."""
+
+    source: str = Field("customer_type", description="customer_type, custom_property:<name> or "
+                                                      "column:<name> (a column of ARCustomers)")
 
     @field_validator("source")
     @classmethod
@@ -150,13 +153,20 @@ class Industry(_Strict):
 class RuleFile(_Strict):
     """What one rule file may contain; files in ``rules/`` are merged (services concatenated)."""
 
-    property: str | None = Field(None, pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-    level: Literal["parent", "location"] | None = None
-    separator: str | None = Field(None, min_length=1, max_length=3)
-    value: Literal["codes", "names"] | None = None
+    property: str | None = Field(None, pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$",
+                                 description="the customer custom property written "
+                                             "(default ZCJKeyServices)")
+    level: Literal["parent", "location"] | None = Field(
+        None, description="parent (default): a parent and its active locations together; "
+                          "location: every record on its own")
+    separator: str | None = Field(None, min_length=1, max_length=3,
+                                  description="between services in the value (default ;)")
+    value: Literal["codes", "names"] | None = Field(
+        None, description="write service codes (default) or names")
     industry: Industry | None = None
-    model_classes: dict[Glob, str] = {}
-    services: list[Service] = []
+    model_classes: dict[Glob, str] = Field(
+        {}, description="dealer model category glob -> model class; first match wins")
+    services: list[Service] = Field([], description="the key services, in value order")
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,3 +379,28 @@ def _merge(parsed: list[tuple[Path, Any, RuleFile]],
                                 "service codes/names contain characters a varchar column cannot "
                                 "hold (keep to Windows-1252)"))
     return (None, problems) if problems else (ruleset, [])
+
+
+def reference_markdown() -> str:
+    """The rule-file reference tables, generated from the models (``docs/rules.md`` embeds them,
+    and a test keeps the two in step)."""
+    models: list[tuple[str, type[BaseModel]]] = [
+        ("Top level of a rule file", RuleFile), ("industry", Industry), ("services[]", Service),
+        ("equipment", EquipmentSection), ("items_sold", ItemsSoldSection),
+        ("contracts", ContractsSection), ("gl", GlSection), ("exclude", Exclude)]
+    out: list[str] = []
+    for title, model in models:
+        out += [f"### `{title}`", "", (model.__doc__ or "").strip().splitlines()[0], "",
+                "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+        for name, info in model.model_fields.items():
+            annotation = info.annotation
+            text = (annotation.__name__ if isinstance(annotation, type) else str(annotation))
+            text = (text.replace("typing.", "").replace("keyservices.rules.", "")
+                    .replace("Annotated[str, FieldInfo(annotation=NoneType, required=True, "
+                             "metadata=[MinLen(min_length=1), MaxLen(max_length=64)])]", "glob")
+                    .replace(" | ", " or "))
+            default = "required" if info.is_required() else repr(info.default)
+            out.append(f"| `{name}` | `{text}` | `{default}` | "
+                       f"{(info.description or '').replace('|', '/')} |")
+        out.append("")
+    return "\n".join(out)

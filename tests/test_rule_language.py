@@ -162,3 +162,42 @@ def test_any_all_exclude_semantics(tmp_path_factory: pytest.TempPathFactory, mat
     if excluded:
         expected = expected and not alone(excluded)
     assert (clf.services_of(facts) == {"S"}) == expected
+
+
+def test_shipped_rule_tests_pass(tmp_path: Path) -> None:
+    config = keyservices.load_config(write_config(tmp_path, "sqlite:///unused.sqlite"))
+    results = keyservices.test_rules(config)
+    assert len(results) >= 9 and all(r.passed for r in results)
+
+
+def test_a_failing_rule_test_shows_the_diff_and_exits_1(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from keyservices.cli import cli
+
+    path = write_config(tmp_path, "sqlite:///unused.sqlite")
+    (tmp_path / "rules" / "tests" / "mine.yaml").write_text(
+        "cases:\n"
+        "  - name: the free licence would make DM\n"
+        "    customer:\n      items_sold: [{category: SW-DM-ECOPY, amount: 0}]\n"
+        "    expect: [DM]\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["test-rules", "-c", str(path)])
+    assert result.exit_code == 1
+    out = result.output
+    assert "FAIL mine.yaml:2 the free licence would make DM" in out
+    assert "expected: DM" in out and "got:      (none)" in out and "missing:  DM" in out
+    assert "highest unit price 0.00" in out
+    assert "9 passed, 1 failed" in out and "Error: 1 rule test(s) failed" in out
+
+
+def test_an_invalid_rule_test_file_is_exit_2_with_its_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from keyservices.cli import cli
+
+    path = write_config(tmp_path, "sqlite:///unused.sqlite")
+    (tmp_path / "rules" / "tests" / "bad.yaml").write_text(
+        "cases:\n  - name: typo\n    expcet: [CPY]\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["test-rules", "-c", str(path)])
+    assert result.exit_code == 2
+    assert "bad.yaml:3:5: cases[0].expcet: unknown key (did you mean 'expect'?)" in result.output

@@ -300,3 +300,13 @@ def test_nothing_changed_night_still_sends_a_digest_unless_configured_off(
     config.digest.send_empty = False
     silent = keyservices.run(config, as_of=AS_OF)
     assert silent.digest_eml is None and silent.exit_code == 0
+
+
+def test_check_warns_about_globs_that_match_nothing(erp: ErpBuilder, config_for) -> None:
+    config = config_for(erp)
+    services = config.rules / "services.yaml"
+    services.write_text(services.read_text(encoding="utf-8").replace('"IT-*"', '"ITT-*"'),
+                        encoding="utf-8")
+    report = keyservices.check(config)
+    assert "contracts.contract_codes: 'ITT-*' matches nothing in this database" in report.warnings
+    assert "model_classes: 'SRV-*' matches nothing in this database" in report.warnings
