@@ -94,6 +94,10 @@ def needed_tables(rules: RuleSet) -> list[str]:
         needed += ["equipment", "models"]
     if rules.all_sections("contracts"):
         needed += ["contracts", "contract_codes", "bill_codes"]
+    if rules.uses_contract_statuses():
+        needed.append("contract_statuses")
+    if rules.uses_item_categories():
+        needed.append("item_categories")
     if rules.all_sections("gl"):
         needed += ["gl_detail", "gl_accounts"]
     if rules.all_sections("items_sold"):
@@ -103,7 +107,14 @@ def needed_tables(rules: RuleSet) -> list[str]:
 
 def unused_columns(rules: RuleSet) -> set[tuple[str, str]]:
     """Optional profile columns that this rule set does not read (so need not exist)."""
-    return set() if rules.uses_transaction_types() else {("gl_detail", "transaction_type")}
+    unused = set()
+    if not rules.uses_transaction_types():
+        unused.add(("gl_detail", "transaction_type"))
+    if not rules.uses_contract_statuses():
+        unused.add(("contracts", "status_id"))
+    if not rules.uses_item_categories():
+        unused.add(("items", "item_category_id"))
+    return unused
 
 
 def run(config: Config, *, dry_run: bool = False, force: bool = False, send: bool = True,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .model import ContractFact, CustomerFacts, Facts, ItemsSold
+from .model import ContractFact, CustomerFacts, Facts, ItemsSold, add_sold
 from .rules import (ContractsSection, EquipmentSection, Exclude, GlSection, ItemsSoldSection,
                     RuleSet, Service, glob_match)
 
@@ -76,7 +76,14 @@ class Classifier:
         qty = amount = 0.0
         top: float | None = None
         top_cost: float | None = None
-        for (cat, window), agg in f.items_sold.items():
+        if sec.item_categories:
+            key = id(sec)
+            sold = ((cat, window, agg) for (cat, item_cat, window), agg
+                    in f.items_by_item_category.items()
+                    if self._match(key, item_cat, sec.item_categories))
+        else:
+            sold = ((cat, window, agg) for (cat, window), agg in f.items_sold.items())
+        for cat, window, agg in sold:
             if window == sec.window_days and cat in cats:
                 qty += agg.quantity
                 amount += agg.amount
@@ -106,7 +113,13 @@ class Classifier:
     def contracts(self, sec: ContractsSection, f: CustomerFacts, why: bool) -> SectionResult:
         key = id(sec)
         count, rate, codes = 0, 0.0, []
-        for (code, bill), fact in f.contracts.items():
+        if sec.statuses:
+            contracts = ((code, bill, fact) for (code, bill, status), fact
+                         in f.contracts_by_status.items()
+                         if self._match(key + 1, status, sec.statuses))
+        else:
+            contracts = ((code, bill, fact) for (code, bill), fact in f.contracts.items())
+        for code, bill, fact in contracts:
             if (self._match(key, code, sec.contract_codes)
                     and self._match(-key, bill, sec.bill_codes)):
                 count += fact.count
@@ -115,7 +128,8 @@ class Classifier:
         ok = count >= sec.min_count and (sec.min_base_rate is None or rate >= sec.min_base_rate)
         reason = ""
         if why:
-            wanted = ", ".join(sec.contract_codes + [f"bill {b}" for b in sec.bill_codes])
+            wanted = ", ".join(sec.contract_codes + [f"bill {b}" for b in sec.bill_codes]
+                               + [f"status {st}" for st in sec.statuses])
             reason = (f"{count} active contract(s) matching {wanted}"
                       f"{' (' + ', '.join(sorted(set(codes))) + ')' if codes else ''}; "
                       f"needs {sec.min_count}")
@@ -181,16 +195,17 @@ def merge_facts(parts: list[CustomerFacts]) -> CustomerFacts:
             out.gl_typed[typed_key] = out.gl_typed.get(typed_key, 0.0) + v
         for cat, n in f.equipment_all.items():
             out.equipment_all[cat] = out.equipment_all.get(cat, 0) + n
+        for skey, c in f.contracts_by_status.items():
+            have_c = out.contracts_by_status.get(skey)
+            out.contracts_by_status[skey] = (ContractFact(c.count, c.base_rate) if have_c is None
+                                             else ContractFact(have_c.count + c.count,
+                                                               have_c.base_rate + c.base_rate))
+        for ikey, i in f.items_by_item_category.items():
+            have_s = out.items_by_item_category.get(ikey)
+            out.items_by_item_category[ikey] = i if have_s is None else add_sold(have_s, i)
         for key, i in f.items_sold.items():
             have_i = out.items_sold.get(key)
-            if have_i is None:
-                out.items_sold[key] = ItemsSold(i.lines, i.quantity, i.amount, i.max_unit_price,
-                                                i.max_unit_cost)
-                continue
-            out.items_sold[key] = ItemsSold(
-                have_i.lines + i.lines, have_i.quantity + i.quantity, have_i.amount + i.amount,
-                _max(have_i.max_unit_price, i.max_unit_price),
-                _max(have_i.max_unit_cost, i.max_unit_cost))
+            out.items_sold[key] = i if have_i is None else add_sold(have_i, i)
     return out
 
 

@@ -63,6 +63,9 @@ CONTRACT_CODES = {"COPY-MAINT": "Copier maintenance", "COPY-CPC": "Copier cost p
                   "subscription", "DM-SUPPORT": "Document management support",
                   "IT-MANAGED": "Managed IT services", "IT-HELPDESK": "IT help desk",
                   "SUPPLY-ONLY": "Supplies only"}
+ITEM_CATEGORIES = {"HARDWARE": "Equipment and hardware", "SOFTWARE": "Software licences",
+                   "SUBSCRIPTION": "Software subscriptions", "FURNITURE": "Furniture",
+                   "OTHER": "Other items"}
 BILL_CODES = {"MONTHLY": "Monthly", "QUARTERLY": "Quarterly", "ANNUAL": "Annual",
               "IN-ARREARS": "In arrears"}
 GL_ACCOUNTS = {"4000": "Equipment sales", "4100": "Copier service revenue",
@@ -101,6 +104,13 @@ _AWKWARD = ["O'Brien & Sons", "Smith <Legal> LLP", "Café Müller GmbH",
             "Ñandú Importaciones S.A.", "Zürich Treuhand AG",
             "Very Long Name Holdings International Consolidated Regional Services and "
             "Document Solutions Partnership of the Greater Tri-County Area LLC"]
+
+
+def _item_category(category: str) -> int:
+    """Item category id for a model category: software, hardware, furniture, other."""
+    code = ("SOFTWARE" if category.startswith("SW-") else "FURNITURE" if category.startswith("FURN")
+            else "OTHER" if category.startswith("WTR") else "HARDWARE")
+    return list(ITEM_CATEGORIES).index(code) + 1
 
 
 def _prefix(name: str) -> str:
@@ -159,9 +169,11 @@ def build_metadata(schema: str | None = None) -> MetaData:
     Table("ICModels", md, Column("ModelID", Integer, primary_key=True),
           Column("Model", String(32), nullable=False), Column("CategoryID", Integer),
           Column("Active", Boolean, nullable=False, default=True))
+    Table("ICItemCategories", md, Column("ItemCategoryID", Integer, primary_key=True),
+          Column("ItemCategory", String(15), nullable=False), Column("Description", String(64)))
     Table("ICItems", md, Column("ItemID", Integer, primary_key=True),
           Column("Item", String(32), nullable=False), Column("ModelID", Integer),
-          Column("Description", String(128)))
+          Column("ItemCategoryID", Integer), Column("Description", String(128)))
     Table("SCEquipments", md, Column("EquipmentID", Integer, primary_key=True),
           Column("EquipmentNumber", String(32), nullable=False, default=""),
           Column("SerialNumber", String(30)), Column("CustomerID", Integer, nullable=False),
@@ -170,6 +182,8 @@ def build_metadata(schema: str | None = None) -> MetaData:
           *_audit())
     Table("SCContractCodes", md, Column("ContractCodeID", Integer, primary_key=True),
           Column("ContractCode", String(15), nullable=False), Column("Description", String(64)))
+    Table("SCContractStatuses", md, Column("ContractStatusID", Integer, primary_key=True),
+          Column("ContractStatus", String(15), nullable=False), Column("Description", String(64)))
     Table("SCBillCodes", md, Column("BillCodeID", Integer, primary_key=True),
           Column("BillCode", String(15), nullable=False), Column("Description", String(64)))
     Table("SCContracts", md, Column("ContractID", Integer, primary_key=True),
@@ -305,6 +319,12 @@ class _Generator:
             self.emit("SHAgents", {"AgentID": i, "PrefFullName": name,
                                    "Email": name.lower().replace(" ", ".").replace("'", "")
                                    + "@demo-dealer.example"})
+        for i, (code, desc) in enumerate(ITEM_CATEGORIES.items(), 1):
+            self.emit("ICItemCategories", {"ItemCategoryID": i, "ItemCategory": code,
+                                           "Description": desc})
+        for i, code in enumerate(["ACTIVE", "PENDING", "ONHOLD", "CANCELLED"], 1):
+            self.emit("SCContractStatuses", {"ContractStatusID": i, "ContractStatus": code,
+                                             "Description": code.title()})
         for cat, (desc, models) in CATEGORIES.items():
             cid = self.ids.next("cat")
             self.emit("ICModelCategories", {"CategoryID": cid, "ModelCategory": cat,
@@ -316,7 +336,8 @@ class _Generator:
                 iid = self.ids.next("item")
                 self.item_ids.setdefault(cat, []).append(iid)
                 self.emit("ICItems", {"ItemID": iid, "Item": f"{cat[:10]}-{mid:04d}",
-                                      "ModelID": mid, "Description": model})
+                                      "ModelID": mid, "ItemCategoryID": _item_category(cat),
+                                      "Description": model})
         for i, (code, desc) in enumerate(CONTRACT_CODES.items(), 1):
             self.emit("SCContractCodes", {"ContractCodeID": i, "ContractCode": code,
                                           "Description": desc})

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 
 from .erp import ErpTables
-from .model import ContractFact, Customer, CustomerFacts, Facts, ItemsSold
+from .model import ContractFact, Customer, CustomerFacts, Facts, ItemsSold, add_sold
 from .progress import Reporter, Timings, step
 from .rules import RuleSet, glob_match
 
@@ -60,8 +60,16 @@ def read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: 
                 advance(1)
     if "contracts" in queries:
         with step(reporter, timings, "read contracts") as advance:
-            for cid, code, bill, count, rate in _stream(conn, queries["contracts"]):
-                of(cid).contracts[(code or "", bill or "")] = ContractFact(int(count), float(rate or 0))
+            for cid, code, bill, count, rate, *status in _stream(conn, queries["contracts"]):
+                f = of(cid)
+                key = (code or "", bill or "")
+                fact = ContractFact(int(count), float(rate or 0))
+                if status:
+                    f.contracts_by_status[(*key, status[0] or "")] = fact
+                    have = f.contracts.get(key)
+                    if have is not None:
+                        fact = ContractFact(have.count + fact.count, have.base_rate + fact.base_rate)
+                f.contracts[key] = fact
                 advance(1)
     gl_windows, item_windows = (sorted(w) for w in rules.windows())
     if "gl" in queries:
@@ -81,16 +89,24 @@ def read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: 
                         f.gl_typed[(account, row[2] or "", w)] = amount
                 advance(1)
     if "items_sold" in queries:
+        by_item_category = rules.uses_item_categories()
+        first = 3 if by_item_category else 2
         with step(reporter, timings, "read items sold") as advance:
             for row in _stream(conn, queries["items_sold"]):
                 f = of(row[0])
                 for i, w in enumerate(item_windows):
-                    lines, qty, amount, top, top_cost = row[2 + 5 * i: 7 + 5 * i]
-                    if lines:
-                        f.items_sold[(row[1], w)] = ItemsSold(
-                            int(lines), float(qty or 0), float(amount or 0),
-                            None if top is None else float(top),
-                            None if top_cost is None else float(top_cost))
+                    lines, qty, amount, top, top_cost = row[first + 5 * i: first + 5 + 5 * i]
+                    if not lines:
+                        continue
+                    sold = ItemsSold(int(lines), float(qty or 0), float(amount or 0),
+                                     None if top is None else float(top),
+                                     None if top_cost is None else float(top_cost))
+                    if by_item_category:
+                        f.items_by_item_category[(row[1], row[2] or "", w)] = sold
+                        have = f.items_sold.get((row[1], w))
+                        if have is not None:
+                            sold = add_sold(have, sold)
+                    f.items_sold[(row[1], w)] = sold
                 advance(1)
     return Facts(as_of=as_of, customers=customers, facts=facts, categories=categories)
 
@@ -167,17 +183,23 @@ def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
         queries["equipment"] = stmt.group_by(where, mc.c.code)
     if rules.all_sections("contracts"):
         k, cc, bc = tables.contracts, tables.contract_codes, tables.bill_codes
+        keys = [k.c.customer_id, cc.c.code, bc.c.code]
+        frm = (k.join(cc, cc.c.id == k.c.contract_code_id)
+               .outerjoin(bc, bc.c.id == k.c.bill_code_id))
+        if rules.uses_contract_statuses():
+            st = tables.contract_statuses
+            frm = frm.outerjoin(st, st.c.id == k.c.status_id)
+            keys.append(st.c.code)
         queries["contracts"] = (
             sa.select(k.c.customer_id, cc.c.code, bc.c.code.label("bill_code"),
                       sa.func.count().label("contracts"),
-                      sa.func.sum(k.c.base_rate).label("base_rate"))
-            .select_from(k.join(cc, cc.c.id == k.c.contract_code_id)
-                         .outerjoin(bc, bc.c.id == k.c.bill_code_id))
+                      sa.func.sum(k.c.base_rate).label("base_rate"), *keys[3:])
+            .select_from(frm)
             .where(k.c.active == sa.true(),
                    k.c.start_date < sa.bindparam("until", until, type_=sa.DateTime),
                    sa.or_(k.c.exp_date.is_(None),
                           k.c.exp_date >= sa.bindparam("day", day, type_=sa.DateTime)))
-            .group_by(k.c.customer_id, cc.c.code, bc.c.code))
+            .group_by(*keys))
     gl_windows, item_windows = (sorted(w) for w in rules.windows())
     if gl_windows:
         g, a = tables.gl_detail, tables.gl_accounts
@@ -207,18 +229,22 @@ def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
                      .label(f"amount{w}"),
                      sa.func.max(sa.case((inside, unit))).label(f"top{w}"),
                      sa.func.max(sa.case((inside, unit_cost))).label(f"topcost{w}")]
+        keys = [i.c.customer_id, mc.c.code]
+        frm = (line.join(i, i.c.id == line.c.invoice_id).join(it, it.c.id == line.c.item_id)
+               .join(m, m.c.id == it.c.model_id).join(mc, mc.c.id == m.c.category_id))
+        if rules.uses_item_categories():
+            ic = tables.item_categories
+            frm = frm.outerjoin(ic, ic.c.id == it.c.item_category_id)
+            keys.append(ic.c.code)
         queries["items_sold"] = (
-            sa.select(i.c.customer_id, mc.c.code, *cols)
-            .select_from(line.join(i, i.c.id == line.c.invoice_id)
-                         .join(it, it.c.id == line.c.item_id)
-                         .join(m, m.c.id == it.c.model_id)
-                         .join(mc, mc.c.id == m.c.category_id))
+            sa.select(*keys, *cols)
+            .select_from(frm)
             .where(sa.or_(i.c.void.is_(None), i.c.void == sa.false()),
                    i.c.date >= _since(day, max(item_windows), "items_since"),
                    i.c.date < sa.bindparam("items_until", until, type_=sa.DateTime),
-                   mc.c.code.in_(sa.bindparam("item_categories", sorted(item_cats),
+                   mc.c.code.in_(sa.bindparam("item_model_categories", sorted(item_cats),
                                               expanding=True)))
-            .group_by(i.c.customer_id, mc.c.code))
+            .group_by(*keys))
     return queries
 
 

@@ -43,6 +43,15 @@ class ItemsSold:
     max_unit_cost: float | None = None
 
 
+def add_sold(a: ItemsSold, b: ItemsSold) -> ItemsSold:
+    """Two aggregates of items sold as one (sums, and the higher unit price and cost)."""
+    def top(x: float | None, y: float | None) -> float | None:
+        return y if x is None else x if y is None else max(x, y)
+
+    return ItemsSold(a.lines + b.lines, a.quantity + b.quantity, a.amount + b.amount,
+                     top(a.max_unit_price, b.max_unit_price), top(a.max_unit_cost, b.max_unit_cost))
+
+
 @dataclass(slots=True)
 class ContractFact:
     """Contracts of one contract code / bill code pair that are active on the run date."""
@@ -62,6 +71,10 @@ class CustomerFacts:
     # read only when a rule needs them:
     equipment_all: dict[str, int] = field(default_factory=dict)  # incl. inactive units
     gl_typed: dict[tuple[str, str, int], float] = field(default_factory=dict)  # (acct, type, days)
+    contracts_by_status: dict[tuple[str, str, str], ContractFact] = field(
+        default_factory=dict)  # (code, bill code, status)
+    items_by_item_category: dict[tuple[str, str, int], ItemsSold] = field(
+        default_factory=dict)  # (model category, item category, window)
 
 
 @dataclass(slots=True)

@@ -68,7 +68,12 @@ DEFAULT_PROFILE: dict[str, dict[str, Any]] = {
             "exp_date": "ExpDate",
             "active": "Active",
             "base_rate": "BaseRate",
+            "status_id": "ContractStatusID",  # read only when a rule filters on statuses
         },
+    },
+    "contract_statuses": {  # [INF] the list behind SCContracts.ContractStatusID
+        "table": "SCContractStatuses",
+        "columns": {"id": "ContractStatusID", "code": "ContractStatus"},
     },
     "contract_codes": {  # [INF] table; the code is varchar(15) in dealer views
         "table": "SCContractCodes",
@@ -115,7 +120,12 @@ DEFAULT_PROFILE: dict[str, dict[str, Any]] = {
     },
     "items": {  # [INF]
         "table": "ICItems",
-        "columns": {"id": "ItemID", "number": "Item", "model_id": "ModelID"},
+        "columns": {"id": "ItemID", "number": "Item", "model_id": "ModelID",
+                    "item_category_id": "ItemCategoryID"},  # the latter only when rules use it
+    },
+    "item_categories": {  # [INF] CEO Juice's "Item Categories"
+        "table": "ICItemCategories",
+        "columns": {"id": "ItemCategoryID", "code": "ItemCategory"},
     },
     "attributes": {  # [SQL]
         "table": "ShAttributes",

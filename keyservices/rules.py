@@ -57,6 +57,8 @@ class ItemsSoldSection(_Section):
 
     model_classes: list[str] = Field([], description="model classes of the items' models")
     categories: list[Glob] = Field([], description="raw model categories of the items, globs")
+    item_categories: list[Glob] = Field(
+        [], description="item category globs (CEO Juice's 'Item Categories'); empty: all")
     window_days: int = Field(730, ge=1, le=3660, description="lookback window in days")
     min_unit_price: float | None = Field(
         None, ge=0, description="at least one item sold at this unit price or more")
@@ -72,6 +74,7 @@ class ContractsSection(_Section):
 
     contract_codes: list[Glob] = Field([], description="contract code globs, e.g. MPS-*")
     bill_codes: list[Glob] = Field([], description="contract bill code globs")
+    statuses: list[Glob] = Field([], description="contract status globs; empty: any status")
     min_count: int = Field(1, ge=1, description="active contracts needed")
     min_base_rate: float | None = Field(
         None, ge=0, description="total monthly base rate of those contracts needed")
@@ -230,6 +233,12 @@ class RuleSet:
 
     def uses_transaction_types(self) -> bool:
         return any(g.transaction_types for g in self.all_sections("gl"))
+
+    def uses_contract_statuses(self) -> bool:
+        return any(c.statuses for c in self.all_sections("contracts"))
+
+    def uses_item_categories(self) -> bool:
+        return any(i.item_categories for i in self.all_sections("items_sold"))
 
     def counts_inactive_equipment(self) -> bool:
         return any(not e.active_only for e in self.all_sections("equipment"))

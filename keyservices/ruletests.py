@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .classify import classify, explain, scope
 from .errors import RulesError
-from .model import ContractFact, Customer, CustomerFacts, Facts, ItemsSold
+from .model import ContractFact, Customer, CustomerFacts, Facts, ItemsSold, add_sold
 from .rules import RuleSet
 from .yamlfile import Problem, YamlProblems, load_yaml, position, problems_from_validation
 
@@ -27,6 +27,7 @@ class _Strict(BaseModel):
 class ContractIn(_Strict):
     code: str
     bill: str = ""
+    status: str = ""
     count: int = Field(1, ge=0)
     base_rate: float = 0.0
 
@@ -40,6 +41,7 @@ class GlIn(_Strict):
 
 class SaleIn(_Strict):
     category: str
+    item_category: str = ""
     amount: float
     quantity: float = 1
     window_days: int = 730
@@ -66,6 +68,9 @@ class FactsIn(_Strict):
             have = f.contracts.get((c.code, c.bill), ContractFact())
             f.contracts[(c.code, c.bill)] = ContractFact(have.count + c.count,
                                                          have.base_rate + c.base_rate)
+            have = f.contracts_by_status.get((c.code, c.bill, c.status), ContractFact())
+            f.contracts_by_status[(c.code, c.bill, c.status)] = ContractFact(
+                have.count + c.count, have.base_rate + c.base_rate)
         for g in self.gl:
             f.gl[(g.account, g.window_days)] = f.gl.get((g.account, g.window_days), 0) + g.amount
             key = (g.account, g.transaction_type, g.window_days)
@@ -73,10 +78,12 @@ class FactsIn(_Strict):
         for s in self.items_sold:
             unit = s.amount / s.quantity if s.quantity else None
             cost = s.unit_cost
-            have = f.items_sold.get((s.category, s.window_days), ItemsSold())
-            f.items_sold[(s.category, s.window_days)] = ItemsSold(
-                have.lines + 1, have.quantity + s.quantity, have.amount + s.amount,
-                _max(have.max_unit_price, unit), _max(have.max_unit_cost, cost))
+            sold = ItemsSold(1, s.quantity, s.amount, unit, cost)
+            key = (s.category, s.window_days)
+            f.items_sold[key] = add_sold(f.items_sold[key], sold) if key in f.items_sold else sold
+            ikey = (s.category, s.item_category, s.window_days)
+            f.items_by_item_category[ikey] = (add_sold(f.items_by_item_category[ikey], sold)
+                                              if ikey in f.items_by_item_category else sold)
         return f
 
     def categories(self) -> set[str]:
@@ -106,10 +113,6 @@ class CaseResult:
     @property
     def passed(self) -> bool:
         return self.expected == self.got
-
-
-def _max(a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else max(a, b)
 
 
 def case_files(folder: Path) -> list[Path]:

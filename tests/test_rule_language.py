@@ -201,3 +201,37 @@ def test_an_invalid_rule_test_file_is_exit_2_with_its_line(tmp_path: Path) -> No
     result = CliRunner().invoke(cli, ["test-rules", "-c", str(path)])
     assert result.exit_code == 2
     assert "bad.yaml:3:5: cases[0].expcet: unknown key (did you mean 'expect'?)" in result.output
+
+
+def test_contract_statuses_and_item_categories_read_from_the_database(erp: ErpBuilder,
+                                                                      tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    erp.insert("SCContractStatuses", ContractStatusID=1, ContractStatus="ACTIVE")
+    erp.insert("SCContractStatuses", ContractStatusID=3, ContractStatus="ONHOLD")
+    erp.insert("ICItemCategories", ItemCategoryID=7, ItemCategory="SUBSCRIPTION")
+    erp.insert("ICItemCategories", ItemCategoryID=8, ItemCategory="HARDWARE")
+    active, on_hold = erp.customer("ACT001"), erp.customer("HLD001")
+    for cid, status in ((active, 1), (on_hold, 3)):
+        k = erp.contract(cid, "DM-SUB")
+        with erp.engine.begin() as conn:
+            t = erp.t["SCContracts"]
+            conn.execute(sa.update(t).where(t.c.ContractID == k).values(ContractStatusID=status))
+    subscriber, scanner = erp.customer("SUB001"), erp.customer("SCN001")
+    erp.sale(subscriber, "SW-DM-CAPTURE", 300.0)
+    erp.sale(scanner, "SW-DM-ECOPY", 300.0)
+    with erp.engine.begin() as conn:
+        items = erp.t["ICItems"]
+        conn.execute(sa.update(items).where(items.c.ItemID == erp.item["SW-DM-CAPTURE"])
+                     .values(ItemCategoryID=7))
+        conn.execute(sa.update(items).where(items.c.ItemID == erp.item["SW-DM-ECOPY"])
+                     .values(ItemCategoryID=8))
+    rules_from(tmp_path, (
+        "  - code: DMC\n    name: DM contract in force\n"
+        "    contracts: {contract_codes: ['DM-*'], statuses: [ACTIVE]}\n"
+        "  - code: DMS\n    name: DM subscription sold\n"
+        "    items_sold: {model_classes: [DOC_SOFTWARE], item_categories: [SUBSCRIPTION]}\n"))
+    config = keyservices.load_config(write_config(tmp_path, erp.url))
+    result = keyservices.run(config, as_of=AS_OF, dry_run=True)
+    assert {c.number: c.after for c in result.changes} == {"ACT001": "DMC", "SUB001": "DMS"}
+    assert keyservices.check(config).problems == []
