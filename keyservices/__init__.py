@@ -17,9 +17,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "run": "api", "check": "api", "send_outbox": "api", "explain": "api", "preview_digest": "api",
-    "history": "api", "rollback": "api", "RollbackReport": "api",
-    "test_rules": "api", "rules_schema": "api", "RunResult": "api", "CheckReport": "api",
+    "run": "api", "check": "api", "send_outbox": "api", "preview_digest": "api",
+    "explain": "explainer", "test_rules": "explainer", "rules_schema": "explainer",
+    "show_sql": "explainer",
+    "history": "audit", "rollback": "audit", "RollbackReport": "audit", "RunResult": "api", "CheckReport": "api",
     "demo": "demorun", "DemoResult": "demorun",
     "build_demo_db": "demodb",
     "load_config": "config", "Config": "config",

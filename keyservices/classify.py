@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .model import ContractFact, CustomerFacts, Facts, ItemsSold, add_sold
+from .model import ContractFact, CustomerFacts, Facts, add_sold
 from .rules import (ContractsSection, EquipmentSection, Exclude, GlSection, ItemsSoldSection,
                     RuleSet, Service, glob_match)
 

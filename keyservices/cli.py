@@ -277,7 +277,7 @@ def check(config_path: Path, show_sql: bool, as_json: bool) -> None:
     from .console import print_check
 
     if show_sql:
-        from .api import show_sql as compile_sql
+        from .explainer import show_sql as compile_sql
 
         statements = compile_sql(_load(config_path))
         if as_json:
@@ -309,7 +309,7 @@ def explain(customer: str, config_path: Path, as_of: dt.datetime | None, as_json
       keyservices explain COP001 -c config.yaml
       keyservices explain "Café Müller" -c config.yaml --json
     """
-    from .api import explain as run_explain
+    from .explainer import explain as run_explain
     from .console import print_explanation
 
     result = run_explain(_load(config_path), customer, as_of=as_of.date() if as_of else None)
@@ -361,7 +361,7 @@ def history_cmd(config_path: Path, run_id: int | None, customer: str | None,
       keyservices history --run 12 -c config.yaml
       keyservices history --customer ABC001 -c config.yaml
     """
-    from .api import history
+    from .audit import history
     from .console import print_history
 
     data = history(_load(config_path), run_id=run_id, customer=customer)
@@ -385,7 +385,7 @@ def rollback_cmd(run_id: int, config_path: Path, as_json: bool) -> None:
     Example:
       keyservices rollback 12 -c config.yaml
     """
-    from .api import rollback
+    from .audit import rollback
 
     with _reporter(as_json) as progress:
         report = rollback(_load(config_path), run_id, reporter=progress)
@@ -414,7 +414,7 @@ def test_rules_cmd(config_path: Path, cases: Path | None, as_json: bool) -> None
     Example:
       keyservices test-rules -c config.yaml
     """
-    from .api import test_rules
+    from .explainer import test_rules
     from .errors import RuleTestsFailed
 
     results = test_rules(_load(config_path), cases)
@@ -452,7 +452,7 @@ def rules_schema_cmd(out: Path | None) -> None:
     Example:
       keyservices rules-schema --out rules/keyservices-rules.schema.json
     """
-    from .api import rules_schema
+    from .explainer import rules_schema
 
     text = json.dumps(rules_schema(), indent=2)
     if out:

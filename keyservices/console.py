@@ -19,7 +19,8 @@ from rich.table import Table
 from .progress import NullReporter
 
 if TYPE_CHECKING:
-    from .api import CheckReport, Explanation, RunResult
+    from .api import CheckReport, RunResult
+    from .explainer import Explanation
     from .demorun import DemoResult
 
 PLAN_ROWS = 30

@@ -120,7 +120,7 @@ def read_categories(conn: sa.Connection, tables: ErpTables) -> dict[str, str]:
 def customers_query(tables: ErpTables, rules: RuleSet, attr_id: int) -> sa.Select:
     """Customers with parent, industry, rep, branch, configuration and the current value."""
     c, cp = tables.customers, tables.custom_properties
-    ct, rep, br = tables.customer_types, tables.sales_reps, tables.branches
+    rep, br = tables.sales_reps, tables.branches
     value = cp.alias("value")
     industry, joins = _industry(tables, rules.industry_source, c)
     frm = (c.outerjoin(value, sa.and_(value.c.customer_id == c.c.id,

@@ -3,7 +3,6 @@ transaction types, industry sources, and the ANY/ALL/exclude semantics as proper
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 from pathlib import Path
 
