@@ -121,10 +121,10 @@ def _setup_file_logging(state_dir: Path) -> None:
     root.addHandler(handler)
 
 
-def _load(config_path: Path) -> Any:
+def _load(config_path: Path, overrides: dict[str, Any] | None = None) -> Any:
     from .config import load_config
 
-    config = load_config(config_path)
+    config = load_config(config_path, overrides)
     _setup_file_logging(config.state.dir)
     return config
 
@@ -216,9 +216,11 @@ def demo_db(customers: int, out: Path, seed: int, as_of: dt.datetime | None, for
 @click.option("--force", is_flag=True,
               help="Write even when the change guard would stop the run (after review).")
 @click.option("--no-email", is_flag=True, help="Write the digest to the outbox but do not send it.")
+@click.option("--mode", type=click.Choice(["live", "test"]), default=None,
+              help="Override the config's mode for this run (test writes nothing to the ERP).")
 @as_of_option
 @json_option
-def run_cmd(config_path: Path, dry_run: bool, force: bool, no_email: bool,
+def run_cmd(config_path: Path, dry_run: bool, force: bool, no_email: bool, mode: str | None,
             as_of: dt.datetime | None, as_json: bool) -> None:
     """The nightly job: classify every customer and write the property where it changed.
 
@@ -235,7 +237,7 @@ def run_cmd(config_path: Path, dry_run: bool, force: bool, no_email: bool,
     from .console import print_run
     from .errors import GuardTripped
 
-    config = _load(config_path)
+    config = _load(config_path, {"mode": mode})
     try:
         with _reporter(as_json) as progress:
             result = run(config, dry_run=dry_run, force=force, send=not no_email,
@@ -547,6 +549,40 @@ def status_cmd(config_path: Path, as_json: bool) -> None:
                    f"{st.lock_holder.get('host')} since {st.lock_holder.get('since')}")
     else:
         click.echo("No run in progress.")
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Inspect the configuration: the effective settings and where each one came from.
+
+    \b
+    Example:
+      keyservices config show -c config.yaml
+    """
+
+
+@config_group.command("show")
+@config_option
+@json_option
+def config_show(config_path: Path, as_json: bool) -> None:
+    """Print the effective settings and where each came from, secrets masked.
+
+    Precedence: command-line flags, then KEYSERVICES_* environment variables (for example
+    KEYSERVICES_ERP_URL, KEYSERVICES_WRITE_MAX_CHANGES), then the file, then the defaults.
+
+    \b
+    Example:
+      keyservices config show -c config.yaml
+    """
+    from .config import show
+
+    rows = show(_load(config_path))
+    if as_json:
+        _emit_json([{"key": k, "value": v, "source": s} for k, v, s in rows])
+        return
+    width = max(len(k) for k, _, _ in rows)
+    for key, value, source in rows:
+        click.echo(f"{key:<{width}}  {value:<40}  {source}")
 
 
 @cli.command("send-outbox")

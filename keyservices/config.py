@@ -7,6 +7,7 @@ whatever its working directory.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigError
 from .profile import DEFAULT_PROFILE
-from .yamlfile import Problem, YamlProblems, load_yaml, problems_from_validation
+from .yamlfile import Problem, YamlProblems, load_yaml, position, problems_from_validation
 
 ENV_PREFIX = "KEYSERVICES_"
 
@@ -111,6 +112,7 @@ class Config(_Strict):
     digest: DigestSettings = DigestSettings()
     smtp: SmtpSettings | None = None
     config_path: Path | None = Field(None, exclude=True)
+    sources: dict[str, str] = Field({}, exclude=True)  # dotted key -> where its value came from
 
     # -- derived --------------------------------------------------------------------------------
     @property
@@ -124,8 +126,64 @@ class Config(_Strict):
         return os.environ.get(self.smtp.password_env) or None if self.smtp else None
 
 
-def load_config(path: Path | str, **overrides: Any) -> Config:
-    """Read and validate ``config.yaml``; every problem is reported at once, exit code 2."""
+def env_name(key: tuple[str, ...]) -> str:
+    """The environment variable that overrides a setting: KEYSERVICES_ERP_URL for erp.url."""
+    return ENV_PREFIX + "_".join(key).upper()
+
+
+def setting_keys(model: type[BaseModel] = None, prefix: tuple[str, ...] = ()  # type: ignore[assignment]
+                 ) -> list[tuple[tuple[str, ...], Any]]:
+    """Every leaf setting (dotted key, annotation), in file order; maps are leaves."""
+    model = model or Config
+    out: list[tuple[tuple[str, ...], Any]] = []
+    for name, info in model.model_fields.items():
+        if name in ("config_path", "sources"):
+            continue
+        key = prefix + (info.alias or name,)
+        inner = _model_in(info.annotation)
+        if inner is not None:
+            out += setting_keys(inner, key)
+        else:
+            out.append((key, info.annotation))
+    return out
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """ruamel's commented containers as plain dicts and lists (so keys can be overridden)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _parse_env(text: str, annotation: Any) -> Any:
+    """Strings stay strings; numbers, booleans and lists are read as YAML ('[a@x, b@y]')."""
+    if annotation in (str, Path) or str(annotation) in ("str | None", "pathlib.Path | None"):
+        return text
+    from ruamel.yaml import YAML
+
+    try:
+        return YAML(typ="safe").load(text)
+    except Exception:  # noqa: BLE001 - pydantic then reports the value as invalid
+        return text
+
+
+def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Config:
+    """Read and validate ``config.yaml``; every problem is reported at once, exit code 2.
+
+    Precedence: ``overrides`` (command-line flags, dotted keys), then environment variables
+    (``KEYSERVICES_<SECTION>_<KEY>``), then the file, then the defaults.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path} (create one with 'keyservices init', "
@@ -136,17 +194,68 @@ def load_config(path: Path | str, **overrides: Any) -> Config:
         raise ConfigError(f"invalid config:\n  {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1:1: the config must be a mapping, got {type(data).__name__}")
-    raw = dict(data)
-    env_url = os.environ.get(f"{ENV_PREFIX}ERP_URL")
-    if env_url:
-        raw["erp"] = {**dict(raw.get("erp") or {}), "url": env_url}
-    raw.update({k: v for k, v in overrides.items() if v is not None})
+    raw = _plain(data)
+    sources: dict[str, str] = {}
+    for key, annotation in setting_keys():
+        dotted = ".".join(key)
+        node: Any = data
+        for part in key:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            line, _ = position(data, key)
+            sources[dotted] = f"{path.name}:{line}"
+        name = env_name(key)
+        if os.environ.get(name):
+            _set(raw, key, _parse_env(os.environ[name], annotation))
+            sources[dotted] = f"env {name}"
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set(raw, tuple(dotted.split(".")), value)
+            sources[dotted] = "command line"
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
         problems = problems_from_validation(exc, data, path, Config)
+        for i, p in enumerate(problems):  # a value from the environment or a flag says so
+            origin = sources.get(p.key, "")
+            if origin.startswith(("env ", "command line")):
+                problems[i] = Problem(Path(origin), None, None, p.key, p.message)
         raise ConfigError(_summary(problems)) from None
+    config.sources = sources
     return _resolve(config, path)
+
+
+def _set(raw: dict[str, Any], key: tuple[str, ...], value: Any) -> None:
+    node = raw
+    for part in key[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[key[-1]] = value
+
+
+def show(config: Config) -> list[tuple[str, str, str]]:
+    """The effective settings (key, value, source), secrets masked: for ``config show``."""
+    from .erp import display_url
+
+    rows = []
+    dumped = config.model_dump(by_alias=True, mode="json")
+    for key, _ in setting_keys():
+        node: Any = dumped
+        for part in key:
+            node = node.get(part) if isinstance(node, dict) else None
+        dotted = ".".join(key)
+        if key[0] == "smtp" and dumped.get("smtp") is None:
+            continue
+        value = display_url(node) if dotted in ("erp.url", "state.url") and node else node
+        rows.append((dotted, json.dumps(value, ensure_ascii=False),
+                     config.sources.get(dotted, "default")))
+    rows.append(("(erp password)", "set" if config.erp_password() else "not set",
+                 f"env {config.erp.password_env}"))
+    if config.smtp is not None:
+        rows.append(("(smtp password)", "set" if config.smtp_password() else "not set",
+                     f"env {config.smtp.password_env}"))
+    return rows
 
 
 def config_from_dict(raw: dict[str, Any], base_dir: Path) -> Config:

@@ -74,3 +74,44 @@ def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
     path = write(tmp_path, "erp:\n  url: 'sqlite:///x\n")
     with pytest.raises(ConfigError, match=r"config\.yaml:\d+:\d+: YAML syntax error"):
         load_config(path)
+
+
+def test_precedence_flags_then_environment_then_file_then_defaults(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "erp: {url: 'sqlite:///erp.sqlite'}\nmode: live\n"
+                           "write: {chunk_size: 100, max_changes: 50}\n")
+    monkeypatch.setenv("KEYSERVICES_WRITE_CHUNK_SIZE", "250")
+    monkeypatch.setenv("KEYSERVICES_DIGEST_TO", "[a@example.com, b@example.com]")
+    monkeypatch.setenv("KEYSERVICES_MODE", "test")
+    cfg = load_config(path, {"mode": "live"})
+    assert cfg.mode == "live" and cfg.sources["mode"] == "command line"
+    assert cfg.write.chunk_size == 250 and cfg.sources["write.chunk_size"] == \
+        "env KEYSERVICES_WRITE_CHUNK_SIZE"
+    assert cfg.write.max_changes == 50 and cfg.sources["write.max_changes"] == "config.yaml:3"
+    assert cfg.digest.to == ["a@example.com", "b@example.com"]
+    assert cfg.digest.max_rows == 50 and "digest.max_rows" not in cfg.sources
+
+
+def test_a_bad_environment_value_names_the_variable(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "erp: {url: 'sqlite:///erp.sqlite'}\n")
+    monkeypatch.setenv("KEYSERVICES_WRITE_CHUNK_SIZE", "lots")
+    with pytest.raises(ConfigError, match="env KEYSERVICES_WRITE_CHUNK_SIZE: write.chunk_size: "
+                                          "Input should be a valid integer"):
+        load_config(path)
+
+
+def test_config_show_masks_secrets_and_names_sources(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from keyservices.cli import cli
+
+    path = write(tmp_path, "erp:\n  url: 'postgresql://ks@db/co'\nsmtp: {host: mail}\n")
+    monkeypatch.setenv("KEYSERVICES_ERP_PASSWORD", "Sup3r-Secret")
+    result = CliRunner().invoke(cli, ["config", "show", "-c", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "Sup3r-Secret" not in result.output
+    assert "(erp password)" in result.output and "set" in result.output
+    assert "config.yaml:2" in result.output and "default" in result.output
+    assert "smtp.host" in result.output
