@@ -54,7 +54,7 @@ class KeyservicesGroup(click.Group):
             log.error("%s", exc, extra={"echoed": True})  # to the log file; stderr gets the echo
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+        except (click.exceptions.Exit, click.ClickException, click.Abort, BrokenPipeError):
             raise
         except Exception as exc:  # unexpected: one line, the traceback to the log
             if ctx.obj and ctx.obj.get("debug"):
@@ -253,6 +253,11 @@ def run_cmd(config_path: Path, dry_run: bool, force: bool, no_email: bool, mode:
         _emit_json(result.to_dict())
     else:
         print_run(result)
+        if result.dry_run:
+            click.echo(f"Next: review the plan, then 'keyservices run -c {config_path}' applies it.")
+        elif result.mode == "test":
+            click.echo(f"Next: read the digest; when it looks right, set 'mode: live' in "
+                       f"{config_path} (or run with --mode live) to write the ERP.")
     if result.delivery_error:
         click.echo(f"Error: {result.delivery_error}", err=True)
     sys.exit(result.exit_code) if result.exit_code else None
@@ -293,6 +298,8 @@ def check(config_path: Path, show_sql: bool, as_json: bool) -> None:
         _emit_json(report.to_dict())
     else:
         print_check(report)
+        click.echo(f"Next: 'keyservices run -c {config_path} --dry-run' shows what a run would "
+                   "change.")
 
 
 @cli.command()
@@ -612,4 +619,10 @@ def send_outbox_cmd(config_path: Path, as_json: bool) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    cli(prog_name="keyservices")
+    try:
+        cli(prog_name="keyservices")
+    except BrokenPipeError:  # output piped into 'head' and the like: stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
