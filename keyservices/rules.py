@@ -294,11 +294,13 @@ def load_rules(location: Path, *, property_override: str | None = None) -> RuleS
             parsed.append((path, data, RuleFile.model_validate(dict(data))))
         except ValidationError as exc:
             problems.extend(problems_from_validation(exc, data, path, RuleFile))
+    # files that parsed are also checked together, so one run reports every problem at once
+    ruleset, merge_problems = _merge(parsed, property_override) if parsed else (None, [])
+    if problems:  # some files failed: "no services defined" would only be noise then
+        merge_problems = [p for p in merge_problems if "no services defined" not in p.message]
+    problems += merge_problems
     if problems:
         raise RulesError(_summary(problems))
-    ruleset, merge_problems = _merge(parsed, property_override)
-    if merge_problems:
-        raise RulesError(_summary(merge_problems))
     assert ruleset is not None
     return ruleset
 

@@ -114,3 +114,16 @@ def test_pure_modules_import_without_sqlalchemy_or_smtplib() -> None:
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_schema_and_cross_file_problems_are_reported_together(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", ("model_classes: {'MFP-*': COPIER}\n"
+                               "services:\n  - {code: CPY, name: Copiers, equipment: "
+                               "{model_classes: [COPIER]}}\n"
+                               "  - {code: CPY, name: Again, equipment: {model_classes: [COPIER]}}\n"))
+    folder = write(tmp_path, "b.yaml", "services:\n  - {code: MIT, name: IT, gl: {acounts: []}}\n")
+    with pytest.raises(RulesError) as err:
+        load_rules(folder)
+    text = str(err.value)
+    assert "b.yaml:2:32: services[0].gl.acounts: unknown key (did you mean 'accounts'?)" in text
+    assert "duplicate service code 'CPY'" in text
