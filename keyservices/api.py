@@ -154,13 +154,15 @@ def _run(config: Config, *, dry_run: bool, force: bool, send: bool, as_of: dt.da
                 log.warning("run(s) %s did not finish (the process ended); marking them failed",
                             ", ".join(map(str, abandoned)))
                 state.mark_abandoned(abandoned)
-            baseline = not state.has_live_run(erp_name, rules.property)
+            # the first live run is a baseline; a test-mode run always shows what it would change
+            baseline = config.mode == "live" and not state.has_live_run(erp_name, rules.property)
             run_id = state.begin_run(as_of=as_of, erp=erp_name, prop=rules.property,
                                      mode=config.mode, baseline=baseline)
             try:
                 result = _compute(config, rules, tables, as_of, run_id=run_id, baseline=baseline,
                                   dry_run=False, force=force, state=state, reporter=reporter,
                                   reconcile_pending=bool(abandoned))
+                result = _digest_and_send(config, rules, result, send=send, reporter=reporter)
             except KeyservicesError as exc:
                 state.finish_run(run_id, status="failed", exit_code=exc.exit_code,
                                  message=str(exc))
@@ -169,7 +171,6 @@ def _run(config: Config, *, dry_run: bool, force: bool, send: bool, as_of: dt.da
                 state.finish_run(run_id, status="failed", exit_code=1,
                                  message=f"{type(exc).__name__}: {exc}")
                 raise
-            result = _digest_and_send(config, rules, result, send=send, reporter=reporter)
             status = "guard" if result.guard_message else "done"
             state.finish_run(run_id, status=status, exit_code=result.exit_code,
                              message=result.guard_message or result.delivery_error,
@@ -212,7 +213,7 @@ def _compute(config: Config, rules: RuleSet, tables: ErpTables, as_of: dt.date, 
                         no_attribute=len(plan.no_attribute), inactive=classification.inactive,
                         prospects=classification.prospects,
                         locations_rolled_up=classification.locations_rolled_up)
-        guard = None if (force or baseline) else guard_message(
+        guard = None if (force or baseline or config.mode == "test") else guard_message(
             len(plan.changes), plan.in_scope, config.write.max_changes,
             config.write.max_changes_percent)
         result = RunResult(

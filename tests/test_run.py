@@ -310,3 +310,13 @@ def test_check_warns_about_globs_that_match_nothing(erp: ErpBuilder, config_for)
     report = keyservices.check(config)
     assert "contracts.contract_codes: 'ITT-*' matches nothing in this database" in report.warnings
     assert "model_classes: 'SRV-*' matches nothing in this database" in report.warnings
+
+
+def test_test_mode_lists_what_it_would_change_every_time(erp: ErpBuilder, dealer: dict[str, int],
+                                                         config_for) -> None:
+    config = config_for(erp, "mode: test\nwrite:\n  max_changes: 1\n")
+    for _ in range(2):
+        result = keyservices.run(config, as_of=AS_OF)
+        assert not result.baseline and result.exit_code == 0  # no guard: nothing is written
+        text = result.digest_eml.read_text(encoding="utf-8")
+        assert "COP001" in text and "BASELINE" not in text
