@@ -85,7 +85,6 @@ class Facts:
     customers: dict[int, Customer]
     facts: dict[int, CustomerFacts]
     categories: dict[str, str]  # model category code -> description (all dealer categories)
-    statements: int = 0  # statements sent to the ERP to read these facts
 
     def of(self, customer_id: int) -> CustomerFacts:
         return self.facts.get(customer_id) or _EMPTY
