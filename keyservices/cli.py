@@ -497,7 +497,8 @@ def init_cmd(directory: Path, force: bool) -> None:
 @config_option
 @click.option("--at", "at", default="02:30", show_default=True,
               help="Time of day to run (HH:MM, local time).")
-def schedule_cmd(config_path: Path, at: str) -> None:
+@json_option
+def schedule_cmd(config_path: Path, at: str, as_json: bool) -> None:
     """Print the crontab line and the Windows schtasks command for this config.
 
     Nothing is installed: copy the line for your system. Both run quietly (-q), so the
@@ -514,6 +515,11 @@ def schedule_cmd(config_path: Path, at: str) -> None:
     if not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d", at):
         raise click.BadParameter("use HH:MM, e.g. 02:30", param_hint="--at")
     plan = schedule(_load(config_path), at=at)
+    if as_json:
+        import dataclasses
+
+        _emit_json(dataclasses.asdict(plan))
+        return
     click.echo("Linux / macOS (crontab -e):")
     click.echo(f"  {plan.cron}")
     click.echo("Windows (an administrator's command prompt):")
