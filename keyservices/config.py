@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -149,8 +150,11 @@ def setting_keys(model: type[BaseModel] = None, prefix: tuple[str, ...] = ()  # 
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The settings model behind a field (``X`` or ``X | None``); maps and lists are leaves."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
+    if typing.get_origin(annotation) in (dict, list):
+        return None
     for arg in getattr(annotation, "__args__", ()) or ():
         if isinstance(arg, type) and issubclass(arg, BaseModel):
             return arg
