@@ -288,7 +288,10 @@ def load_rules(location: Path, *, property_override: str | None = None) -> RuleS
             problems.extend(exc.problems)
             continue
         if not isinstance(data, dict):
-            problems.append(Problem(path, 1, 1, "", f"must be a mapping, got {type(data).__name__}"))
+            kind = "a list" if isinstance(data, list) else type(data).__name__
+            line, col = position(data, ())
+            problems.append(Problem(path, line or 1, col or 1, "",
+                                    f"must be a mapping of settings and services, got {kind}"))
             continue
         try:
             parsed.append((path, data, RuleFile.model_validate(dict(data))))
@@ -343,8 +346,9 @@ def _merge(parsed: list[tuple[Path, Any, RuleFile]],
             seen_codes[svc.code] = path
             services.append(svc)
     if not services and not problems:
-        problems.append(Problem(parsed[0][0] if parsed else Path("rules"), None, None, "services",
-                                "no services defined"))
+        path0, data0, _ = parsed[0]
+        line, col = position(data0, ("services",))
+        problems.append(Problem(path0, line, col, "services", "no services defined"))
     sep = settings.get("separator", (";", None))[0]
     mapped_classes = {c.upper() for c, _ in classes.values()}
     for path, data, rf in parsed:
@@ -379,16 +383,22 @@ def _merge(parsed: list[tuple[Path, Any, RuleFile]],
         files=tuple(p for p, _, _ in parsed),
     )
     everything = ruleset.render_value({s.code for s in services})
+    first_path, first_data, _ = parsed[0]
     if len(everything) > PROPERTY_MAX_LENGTH:
-        problems.append(Problem(ruleset.files[0], None, None, "services",
+        line, col = position(first_data, ("services",))
+        problems.append(Problem(first_path, line, col, "services",
                                 f"with every service the value is {len(everything)} characters; "
                                 f"the attribute holds {PROPERTY_MAX_LENGTH}"))
-    try:
-        everything.encode("cp1252")
-    except UnicodeEncodeError:
-        problems.append(Problem(ruleset.files[0], None, None, "services",
-                                "service codes/names contain characters a varchar column cannot "
-                                "hold (keep to Windows-1252)"))
+    for path, data, rf in parsed:
+        for i, svc in enumerate(rf.services):
+            field = "name" if ruleset.value == "names" else "code"
+            try:
+                getattr(svc, field).encode("cp1252")
+            except UnicodeEncodeError:
+                line, col = position(data, ("services", i, field))
+                problems.append(Problem(path, line, col, f"services[{i}].{field}",
+                                        "has characters a varchar column cannot hold (keep to "
+                                        "Windows-1252)"))
     return (None, problems) if problems else (ruleset, [])
 
 

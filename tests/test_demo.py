@@ -92,3 +92,16 @@ def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not empty and was not made by 'keyservices demo'"):
         keyservices.demo(tmp_path, customers=20, as_of=AS_OF)
     assert (tmp_path / "mine.txt").read_text(encoding="utf-8") == "precious"
+
+
+def test_explain_answers_for_every_demo_customer(tmp_path: Path) -> None:
+    result = keyservices.demo(tmp_path / "demo", customers=80, as_of=AS_OF)
+    config = keyservices.load_config(result.config)
+    engine = sa.create_engine(f"sqlite:///{result.database.as_posix()}")
+    with engine.connect() as conn:
+        numbers = conn.execute(sa.text('SELECT "CustomerNumber" FROM "ARCustomers"')).scalars().all()
+    engine.dispose()
+    assert len(numbers) == 80
+    for number in numbers:
+        e = keyservices.explain(config, number, as_of=AS_OF + dt.timedelta(days=1))
+        assert e.records and all(len(r["verdicts"]) == 4 for r in e.records)
