@@ -27,7 +27,8 @@ from .erp import (ErpTables, StatementCounter, attribute_id, connect, display_ur
 from .errors import (EXIT_GUARD, EXIT_OK, EXIT_UNDELIVERED, ConfigError, GuardTripped,
                      KeyservicesError, SchemaError)
 from .facts import read_categories, read_facts
-from .model import Change, Counts, CustomerRef, DigestData, ServiceCount
+from .model import Change, Counts, CustomerRef, DigestData, Opportunity, ServiceCount
+from .opportunities import find as find_opportunities
 from .progress import Reporter, Timings, step
 from .rules import RuleSet, load_rules
 from .state import StateStore, run_lock
@@ -60,6 +61,7 @@ class RunResult:
     sent: list[Path] = field(default_factory=list)
     digests: list[Path] = field(default_factory=list)  # the consolidated copy, then per branch
     notes: list[str] = field(default_factory=list)  # shown at the end of the digest
+    opportunities: list[Opportunity] = field(default_factory=list)  # most promising first
     exit_code: int = EXIT_OK
 
     def to_dict(self) -> dict[str, Any]:
@@ -220,7 +222,8 @@ def _compute(config: Config, rules: RuleSet, tables: ErpTables, as_of: dt.date, 
             run_id=run_id, as_of=as_of, mode=config.mode, dry_run=dry_run, baseline=baseline,
             counts=counts, changes=plan.changes, no_configuration=plan.no_configuration,
             no_attribute=plan.no_attribute, services=penetration(classification, rules),
-            statements=read_statements, timings=timings, guard_message=guard)
+            statements=read_statements, timings=timings, guard_message=guard,
+            opportunities=find_opportunities(facts, classification, rules))
         if guard:
             result.exit_code = EXIT_GUARD
         elif not dry_run and config.mode == "live" and plan.changes:
@@ -272,7 +275,8 @@ def _digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send:
         changes=result.changes, no_configuration=result.no_configuration,
         no_attribute=result.no_attribute, services=result.services,
         service_names=rules.service_names(), guard_message=result.guard_message,
-        notes=list(result.notes))
+        notes=list(result.notes),
+        opportunities=result.opportunities[:rules.opportunities.top if rules.opportunities else 0])
     with step(reporter, timings, "digest") as advance:
         templates = digest_mod.find_templates_dir(config.digest.templates)
         stem = f"{result.as_of.isoformat()}-run{result.run_id:04d}-digest"

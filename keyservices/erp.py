@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 _TYPES: dict[str, Any] = {
     "active": sa.Boolean, "prospect": sa.Boolean, "void": sa.Boolean,
     "start_date": sa.DateTime, "exp_date": sa.DateTime, "date": sa.DateTime,
+    "created": sa.DateTime,
     "base_rate": sa.Float, "amount": sa.Float, "cost": sa.Float, "quantity": sa.Float,
     "text": sa.String(1024),
 }

@@ -38,7 +38,8 @@ def read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: 
                 id=c.id, number=c.number, name=c.name, parent_id=c.parent_id,
                 active=bool(c.active), prospect=bool(c.prospect), industry=c.industry,
                 sales_rep=c.sales_rep, branch=c.branch, config_id=c.config_id,
-                has_value_row=c.value_customer_id is not None, current_value=c.current_value)
+                has_value_row=c.value_customer_id is not None, current_value=c.current_value,
+                created=c.created)
             advance(1)
     facts: dict[int, CustomerFacts] = {}
 
@@ -131,6 +132,7 @@ def customers_query(tables: ErpTables, rules: RuleSet, attr_id: int) -> sa.Selec
         frm = frm.outerjoin(join_to, on)
     return (sa.select(
         c.c.id, c.c.number, c.c.name, c.c.parent_id, c.c.active, c.c.prospect, c.c.config_id,
+        c.c.created,
         industry.label("industry"), rep.c.name.label("sales_rep"), br.c.name.label("branch"),
         value.c.customer_id.label("value_customer_id"), value.c.text.label("current_value"))
         .select_from(frm).order_by(c.c.id))

@@ -26,6 +26,7 @@ class Customer:
     config_id: int | None = None  # ShTrackingConfigID: None means "no configuration"
     has_value_row: bool = False  # a value row for the attribute exists (so it can be written)
     current_value: str | None = None  # TextVal as read
+    created: dt.datetime | None = None  # ARCustomers.CreateDate (grace period for new customers)
 
     @property
     def is_location(self) -> bool:

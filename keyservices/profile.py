@@ -25,6 +25,7 @@ DEFAULT_PROFILE: dict[str, dict[str, Any]] = {
             "active": "Active",
             "prospect": "Prospect",
             "config_id": "ShTrackingConfigID",
+            "created": "CreateDate",
         },
     },
     "customer_types": {  # [INF] the list behind ARCustomers.CustomerTypeID (used as industry)

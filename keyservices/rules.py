@@ -153,6 +153,19 @@ class Industry(_Strict):
         raise ValueError("use customer_type, custom_property:<name> or column:<name>")
 
 
+class Opportunities(_Strict):
+    """Industry gaps (CEO Juice ID789's point): a customer lacking a service that most of its
+    industry peers use is worth a call."""
+
+    typical_share: float = Field(0.5, gt=0, le=1, description="share of industry peers using "
+                                                             "the service that makes it typical")
+    min_peers: int = Field(10, ge=1, description="classified customers an industry needs")
+    grace_days: int = Field(90, ge=0, description="new customers count only after this many days")
+    exclude_customers: list[str] = Field([], description="customer numbers never listed")
+    exclude_industries: list[str] = Field([], description="industries never listed")
+    top: int = Field(25, ge=0, le=10_000, description="how many the digest lists")
+
+
 class RuleFile(_Strict):
     """What one rule file may contain; files in ``rules/`` are merged (services concatenated)."""
 
@@ -170,6 +183,7 @@ class RuleFile(_Strict):
     model_classes: dict[Glob, str] = Field(
         {}, description="dealer model category glob -> model class; first match wins")
     services: list[Service] = Field([], description="the key services, in value order")
+    opportunities: Opportunities | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +195,7 @@ class RuleSet:
     separator: str
     value: Literal["codes", "names"]
     industry_source: str
+    opportunities: Opportunities | None
     model_classes: tuple[tuple[str, str], ...]  # (category glob, class), first match wins
     services: tuple[Service, ...]
     files: tuple[Path, ...]
@@ -322,7 +337,7 @@ def _merge(parsed: list[tuple[Path, Any, RuleFile]],
     services: list[Service] = []
     seen_codes: dict[str, Path] = {}
     for path, data, rf in parsed:
-        for key in ("property", "level", "separator", "value", "industry"):
+        for key in ("property", "level", "separator", "value", "industry", "opportunities"):
             val = getattr(rf, key)
             if val is None:
                 continue
@@ -378,6 +393,7 @@ def _merge(parsed: list[tuple[Path, Any, RuleFile]],
         separator=sep,
         value=settings.get("value", ("codes", None))[0],
         industry_source=settings.get("industry", (Industry(), None))[0].source,
+        opportunities=settings.get("opportunities", (None, None))[0],
         model_classes=tuple((g, c) for g, (c, _) in classes.items()),
         services=tuple(services),
         files=tuple(p for p, _, _ in parsed),
@@ -408,7 +424,8 @@ def reference_markdown() -> str:
     models: list[tuple[str, type[BaseModel]]] = [
         ("Top level of a rule file", RuleFile), ("industry", Industry), ("services[]", Service),
         ("equipment", EquipmentSection), ("items_sold", ItemsSoldSection),
-        ("contracts", ContractsSection), ("gl", GlSection), ("exclude", Exclude)]
+        ("contracts", ContractsSection), ("gl", GlSection), ("exclude", Exclude),
+        ("opportunities", Opportunities)]
     out: list[str] = []
     for title, model in models:
         out += [f"### `{title}`", "", (model.__doc__ or "").strip().splitlines()[0], "",

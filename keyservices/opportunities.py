@@ -1,0 +1,68 @@
+"""Who lacks a service that is typical for customers like them (CEO Juice ID789's point).
+
+Pure: per industry, the share of classified customers that use each service is computed from the
+night's own classification; a customer lacking a service that at least ``typical_share`` of at least
+``min_peers`` industry peers use is an opportunity. Priorities here are a first cut by how typical
+the service is; dynamic priority rules will refine them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+from .classify import Classification
+from .model import Facts, Opportunity
+from .rules import RuleSet
+
+PRIORITY_ORDER = {"Critical": 0, "High": 1, "Medium": 2, "Low": 3}
+
+
+def industry_shares(facts: Facts, classification: Classification,
+                    ) -> tuple[Counter[str], dict[tuple[str, str], int]]:
+    """Classified customers per industry, and per (industry, service) how many use it."""
+    peers: Counter[str] = Counter()
+    users: dict[tuple[str, str], int] = {}
+    for cid, services in classification.services.items():
+        industry = facts.customers[cid].industry
+        if not industry:
+            continue
+        peers[industry] += 1
+        for code in services:
+            users[(industry, code)] = users.get((industry, code), 0) + 1
+    return peers, users
+
+
+def find(facts: Facts, classification: Classification, rules: RuleSet) -> list[Opportunity]:
+    """Every opportunity, most promising first."""
+    settings = rules.opportunities
+    if settings is None:
+        return []
+    peers, users = industry_shares(facts, classification)
+    names = rules.service_names()
+    newest = facts.as_of - dt.timedelta(days=settings.grace_days)
+    skip_customers = {n.upper() for n in settings.exclude_customers}
+    skip_industries = {i.casefold() for i in settings.exclude_industries}
+    found: list[tuple[float, Opportunity]] = []
+    for cid, services in classification.services.items():
+        c = facts.customers[cid]
+        if (not c.industry or c.industry.casefold() in skip_industries
+                or c.number.upper() in skip_customers
+                or (c.created is not None and c.created.date() > newest)):
+            continue
+        n = peers[c.industry]
+        if n < settings.min_peers:
+            continue
+        for svc in rules.services:
+            if svc.code in services:
+                continue
+            share = users.get((c.industry, svc.code), 0) / n
+            if share < settings.typical_share:
+                continue
+            priority = "High" if share >= 0.75 else "Medium" if share >= 0.6 else "Low"
+            found.append((share, Opportunity(
+                number=c.number, name=c.name, branch=c.branch, sales_rep=c.sales_rep,
+                service=names[svc.code], priority=priority,
+                reason=f"{share:.0%} of {n} {c.industry} customers use {names[svc.code]}")))
+    found.sort(key=lambda x: (PRIORITY_ORDER[x[1].priority], -x[0], x[1].number))
+    return [o for _, o in found]
