@@ -276,7 +276,7 @@ def _digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send:
         no_attribute=result.no_attribute, services=result.services,
         service_names=rules.service_names(), guard_message=result.guard_message,
         notes=list(result.notes),
-        opportunities=result.opportunities[:rules.opportunities.top if rules.opportunities else 0])
+        opportunities=result.opportunities)
     with step(reporter, timings, "digest") as advance:
         templates = digest_mod.find_templates_dir(config.digest.templates)
         stem = f"{result.as_of.isoformat()}-run{result.run_id:04d}-digest"
@@ -289,7 +289,8 @@ def _digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send:
                 copies.append((f"{stem}-{digest_mod.slug(branch)}", mine, recipients))
         for name, copy, recipients in copies:
             rendered = digest_mod.render(copy, templates, max_rows=config.digest.max_rows,
-                                         max_unwritable_rows=config.digest.max_unwritable_rows)
+                                         max_unwritable_rows=config.digest.max_unwritable_rows,
+                                         max_opportunities=_top(rules))
             message = digest_mod.build_message(rendered, sender=config.digest.sender,
                                                recipients=recipients)
             paths = digest_mod.write_outbox(message, rendered, config.digest.outbox, name)
@@ -319,6 +320,10 @@ def _digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send:
     return result
 
 
+def _top(rules: RuleSet) -> int:
+    return rules.opportunities.top if rules.opportunities else 0
+
+
 def _digest_data_path(config: Config, run_id: int | None) -> Path:
     return config.state.dir / "digests" / f"run-{run_id or 0:06d}.json.gz"
 
@@ -343,7 +348,8 @@ def preview_digest(config: Config, *, run_id: int | None = None,
     data = digest_mod.load_data(path)
     rendered = digest_mod.render(data, digest_mod.find_templates_dir(config.digest.templates),
                                  max_rows=config.digest.max_rows,
-                                 max_unwritable_rows=config.digest.max_unwritable_rows)
+                                 max_unwritable_rows=config.digest.max_unwritable_rows,
+                                 max_opportunities=_top(_rules_for(config)))
     target = out or (config.state.dir / "preview.html")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(rendered.html, encoding="utf-8")

@@ -110,7 +110,7 @@ def _groups(changes: list[Change], names: dict[str, str], limit: int) -> list[di
 
 
 def render(data: DigestData, templates_dir: Path, *, max_rows: int = 50,
-           max_unwritable_rows: int = 20) -> RenderedDigest:
+           max_unwritable_rows: int = 20, max_opportunities: int = 25) -> RenderedDigest:
     """Both parts of the digest, and the CSV of everything listed.
 
     The unwritable lists repeat every night until fixed, so they get a smaller cap than changes.
@@ -127,8 +127,8 @@ def render(data: DigestData, templates_dir: Path, *, max_rows: int = 50,
         "more_no_configuration": max(0, len(data.no_configuration) - max_unwritable_rows),
         "no_attribute": data.no_attribute[:max_unwritable_rows],
         "more_no_attribute": max(0, len(data.no_attribute) - max_unwritable_rows),
-        "opportunities": data.opportunities[:max_rows],
-        "more_opportunities": max(0, len(data.opportunities) - max_rows),
+        "opportunities": data.opportunities[:max_opportunities],
+        "more_opportunities": max(0, len(data.opportunities) - max_opportunities),
         "alerts": data.alerts[:max_rows],
         "more_alerts": max(0, len(data.alerts) - max_rows),
         "added_total": sum(len(ch.added) for ch in data.changes),

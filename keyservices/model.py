@@ -191,6 +191,6 @@ class DigestData:
     service_names: dict[str, str]
     guard_message: str | None = None
     notes: list[str] = field(default_factory=list)
-    opportunities: list[Opportunity] = field(default_factory=list)
+    opportunities: list[Opportunity] = field(default_factory=list)  # all, best first
     alerts: list[StatusAlert] = field(default_factory=list)
     branch: str | None = None  # set on a branch manager's copy: only that branch is listed

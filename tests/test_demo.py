@@ -74,6 +74,7 @@ def test_demo_runs_two_nights_with_real_added_and_removed(tmp_path: Path) -> Non
     msg = email.message_from_bytes(night2.digest_eml.read_bytes(), policy=email.policy.default)
     text = msg.get_body(preferencelist=("plain",)).get_content()
     assert "SERVICES ADDED AND REMOVED" in text and "WHO TO CALL FIRST" in text
+    assert f"+{len(night2.opportunities) - 25} more, ranked lower" in text
     assert night2.changes[0].number in text
     assert sorted(p.name for p in result.outbox.iterdir()) == sorted(
         [night1.digest_eml.name, night1.digest_html.name, night2.digest_eml.name,
