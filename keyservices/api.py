@@ -109,7 +109,7 @@ def needed_tables(rules: RuleSet) -> list[str]:
 
 def unused_columns(rules: RuleSet) -> set[tuple[str, str]]:
     """Optional profile columns that this rule set does not read (so need not exist)."""
-    unused = set()
+    unused = {("customers", "decision_contact_id")}  # only the opportunity export reads it
     if not rules.uses_transaction_types():
         unused.add(("gl_detail", "transaction_type"))
     if not rules.uses_contract_statuses():

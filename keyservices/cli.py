@@ -598,6 +598,48 @@ def config_show(config_path: Path, as_json: bool) -> None:
         click.echo(f"{key:<{width}}  {value:<40}  {source}")
 
 
+@cli.group("export")
+def export_group() -> None:
+    """Export lists for a CRM or a spreadsheet.
+
+    \b
+    Example:
+      keyservices export opportunities --format hubspot --out calls.csv -c config.yaml
+    """
+
+
+@export_group.command("opportunities")
+@config_option
+@click.option("--format", "fmt", type=click.Choice(["csv", "hubspot"]), default="csv",
+              show_default=True, help="csv: every column; hubspot: HubSpot's contact import "
+                                      "columns (first and last name, email, phone, company).")
+@click.option("--service", default=None, help="Only this service code (e.g. MIT).")
+@click.option("--owner", default=None, help="Only this sales rep's customers (full name).")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write to this file (UTF-8 with BOM for Excel) instead of stdout.")
+@as_of_option
+def export_opportunities_cmd(config_path: Path, fmt: str, service: str | None,
+                             owner: str | None, out: Path | None,
+                             as_of: dt.datetime | None) -> None:
+    """Who lacks a service most of their industry peers use, with a contact to call.
+
+    The decision contact comes first, else the first active contact with an email.
+
+    \b
+    Example:
+      keyservices export opportunities --service MIT --format hubspot --out mit.csv
+    """
+    from .exports import export_opportunities, write
+
+    text, count = export_opportunities(_load(config_path), fmt=fmt,  # type: ignore[arg-type]
+                                       service=service, owner=owner,
+                                       as_of=as_of.date() if as_of else None)
+    if write(text, out) is None:
+        click.echo(text, nl=False)
+    else:
+        click.echo(f"Wrote {count} opportunities to {out}", err=True)
+
+
 @cli.command("send-outbox")
 @config_option
 @json_option

@@ -30,7 +30,7 @@ _TYPES: dict[str, Any] = {
     "text": sa.String(1024),
 }
 _INT_COLUMNS = {"id", "customer_id", "parent_id", "type_id", "sales_rep_id", "branch_id",
-                "status_id", "item_category_id",
+                "status_id", "item_category_id", "decision_contact_id",
                 "config_id", "category_id", "model_id", "location_id", "contract_code_id",
                 "bill_code_id", "account_id", "invoice_id", "item_id", "attribute_id"}
 

@@ -26,6 +26,7 @@ DEFAULT_PROFILE: dict[str, dict[str, Any]] = {
             "prospect": "Prospect",
             "config_id": "ShTrackingConfigID",
             "created": "CreateDate",
+            "decision_contact_id": "DecisionContactID",  # read only by the opportunity export
         },
     },
     "customer_types": {  # [INF] the list behind ARCustomers.CustomerTypeID (used as industry)

@@ -78,3 +78,44 @@ def test_high_priority_comes_first() -> None:
 def test_no_opportunities_block_means_none() -> None:
     customers, facts = legal_firms(with_dm=8, total=10)
     assert run(customers, facts, dataclasses.replace(RULES, opportunities=None)) == []
+
+
+def test_export_opportunities_with_the_decision_contact_first(tmp_path) -> None:
+    import csv
+    import io
+
+    import sqlalchemy as sa
+
+    import keyservices
+    from keyservices.exports import export_opportunities
+
+    from .conftest import ErpBuilder, write_config
+
+    erp = ErpBuilder(tmp_path / "erp.sqlite")
+    ids = [erp.customer(f"LAW{i:02d}", f"Law Firm {i}") for i in range(10)]
+    for cid in ids[:8]:
+        erp.contract(cid, "DM-SUB")
+    target = ids[9]
+    erp.insert("CMContacts", ContactID=900, CustomerID=target, FirstName="Ann", LastName="Other",
+               Email="ann@law9.example", Phone1="555-0100", Active=True)
+    erp.insert("CMContacts", ContactID=901, CustomerID=target, FirstName="Dee", LastName="Cider",
+               Email="dee@law9.example", Phone1="555-0101", Active=True)
+    with erp.engine.begin() as conn:
+        t = erp.t["ARCustomers"]
+        conn.execute(sa.update(t).where(t.c.CustomerID == target).values(DecisionContactID=901))
+    path = write_config(tmp_path, erp.url)
+    rules = tmp_path / "rules" / "model-classes.yaml"
+    rules.write_text(rules.read_text(encoding="utf-8").replace("min_peers: 10", "min_peers: 5"),
+                     encoding="utf-8")
+    config = keyservices.load_config(path)
+    text, count = export_opportunities(config, fmt="hubspot", service="dm", as_of=AS_OF)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert count == 2 and [r["Customer Number"] for r in rows] == ["LAW08", "LAW09"]
+    law9 = rows[1]
+    assert (law9["First Name"], law9["Last Name"], law9["Email"]) == ("Dee", "Cider",
+                                                                     "dee@law9.example")
+    assert law9["Priority"] == "High" and law9["Key Service"] == "Document Management"
+    assert law9["Reason"] == "80% of 10 Legal customers use Document Management"
+    none, zero = export_opportunities(config, service="MIT", as_of=AS_OF)
+    assert zero == 0 and none.startswith("customer_number,")
+    erp.engine.dispose()
