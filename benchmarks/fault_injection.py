@@ -42,7 +42,10 @@ def audit(state: Path) -> list[tuple[int, str | None, str | None, str]]:
     if not state.exists():
         return []
     with sqlite3.connect(state) as db:
-        return list(db.execute('SELECT customer_id, "before", "after", status FROM changes'))
+        try:
+            return list(db.execute('SELECT customer_id, "before", "after", status FROM changes'))
+        except sqlite3.OperationalError:  # killed before the state store made its tables
+            return []
 
 
 def run(folder: Path) -> subprocess.Popen:

@@ -47,9 +47,10 @@ def apply_changes(engine: Engine, tables: ErpTables, attr_id: int, planned: Sequ
     when_null, when_text = update_statements(tables, attr_id)
     cp = tables.custom_properties
     with step(reporter, timings, "write values", total=len(planned)) as advance:
+        settle: list[tuple[list[int], str]] = []
         for start in range(0, len(planned), chunk_size):
             chunk = planned[start:start + chunk_size]
-            state.record_pending(run_id, chunk)
+            state.record_pending(run_id, chunk, settle)  # + the previous chunk's outcome
             ids = [c.customer_id for c in chunk]
             with engine.begin() as conn:
                 nulls = [{"b_customer_id": c.customer_id, "b_after": c.after}
@@ -71,13 +72,15 @@ def apply_changes(engine: Engine, tables: ErpTables, attr_id: int, planned: Sequ
                 report.statements += 1
             applied = [c.customer_id for c in chunk if now.get(c.customer_id) == c.after]
             conflicts = [c.customer_id for c in chunk if now.get(c.customer_id) != c.after]
-            state.mark(run_id, applied, "applied")
-            state.mark(run_id, conflicts, "conflict")
+            settle = [(ids_, status) for ids_, status in ((applied, "applied"),
+                                                          (conflicts, "conflict")) if ids_]
             report.applied += applied
             report.conflicts += conflicts
             for c in chunk:
                 c.status = "applied" if now.get(c.customer_id) == c.after else "conflict"
             advance(len(chunk))
+        for ids_, status in settle:  # the last chunk's outcome
+            state.mark(run_id, ids_, status)
     return report
 
 
