@@ -155,9 +155,15 @@ class Opportunity:
     name: str
     branch: str | None
     sales_rep: str | None
-    service: str
+    service: str  # the service's name, as shown
     priority: str  # Low | Medium | High | Critical
     reason: str
+    customer_id: int = 0
+    service_code: str = ""
+    score: float = 0.0  # higher is more urgent; sorts within a priority
+    status: str = "new"  # new | open (seen on an earlier night too); see keyservices.lifecycle
+    age_days: int = 0  # days since first seen
+    why: list[str] = field(default_factory=list)  # the priority rules that fired, for explain
 
 
 @dataclass(slots=True)
