@@ -63,6 +63,7 @@ def find(facts: Facts, classification: Classification, rules: RuleSet) -> list[O
             found.append((share, Opportunity(
                 number=c.number, name=c.name, branch=c.branch, sales_rep=c.sales_rep,
                 service=names[svc.code], priority=priority,
-                reason=f"{share:.0%} of {n} {c.industry} customers use {names[svc.code]}")))
+                reason=f"{share:.0%} of {n} {c.industry} customers use {names[svc.code]}",
+                customer_id=cid, service_code=svc.code, score=round(share * 100, 1))))
     found.sort(key=lambda x: (PRIORITY_ORDER[x[1].priority], -x[0], x[1].number))
     return [o for _, o in found]
