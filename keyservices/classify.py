@@ -11,7 +11,11 @@ every service that its own record or any one active location would qualify for o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
+
+from .metrics import evaluate, rolled_up
 from .model import ContractFact, CustomerFacts, Facts, add_sold
 from .rules import (ContractsSection, EquipmentSection, Exclude, GlSection, ItemsSoldSection,
                     RuleSet, Service, glob_match)
@@ -40,6 +44,8 @@ class Classification:
     inactive: int = 0
     prospects: int = 0
     locations_rolled_up: int = 0
+    # the lean path: each written customer's numbers after roll-up, for later steps (monitors)
+    rolled: Any = None  # np.ndarray (rows of facts.metrics.ids) | None
 
 
 class Classifier:
@@ -242,6 +248,8 @@ def facts_for(facts: Facts, rows: list[int]) -> CustomerFacts:
 
 def classify(facts: Facts, rules: RuleSet) -> Classification:
     """Services for every customer in scope: active, not a prospect, at the rule set's level."""
+    if facts.metrics is not None:
+        return _classify_arrays(facts, rules)
     clf = Classifier(rules, list(facts.categories))
     members, inactive, prospects, rolled = scope(facts, rules)
     no_facts = clf.services_of(CustomerFacts())  # customers with no facts share one evaluation
@@ -251,6 +259,44 @@ def classify(facts: Facts, rules: RuleSet) -> Classification:
         services[cid] = clf.services_of(facts_for(facts, rows)) if has_facts else no_facts
     return Classification(services=services, inactive=inactive, prospects=prospects,
                           locations_rolled_up=rolled)
+
+
+def _classify_arrays(facts: Facts, rules: RuleSet) -> Classification:
+    """The same scope and roll-up as ``scope`` + ``merge_facts``, as array operations."""
+    table = facts.metrics
+    ids = table.ids
+    n = len(ids)
+    records = [facts.customers[i] for i in ids.tolist()]
+    active = np.fromiter((c.active for c in records), dtype=bool, count=n)
+    prospect = np.fromiter((c.prospect for c in records), dtype=bool, count=n)
+    parent = np.fromiter((-1 if c.parent_id is None else c.parent_id for c in records),
+                         dtype=np.int64, count=n)
+    rows = np.arange(n)
+    in_scope = active & ~prospect
+    target = np.where(in_scope, rows, -1)
+    rolled_count = 0
+    if rules.level == "parent" and n:
+        pos = np.searchsorted(ids, parent)
+        pos[pos >= n] = 0
+        located = (parent >= 0) & (parent != ids) & (ids[pos] == parent)  # parent on record
+        into = in_scope & located & in_scope[pos]
+        target[in_scope & located & ~in_scope[pos]] = -1  # parent inactive: counts nowhere
+        target[into] = pos[into]
+        rolled_count = int(into.sum())
+        values = rolled_up(table, target)
+    else:
+        values = table.values
+    written = np.nonzero(target == rows)[0]
+    has = evaluate(table.compiled, values[written])
+    codes = [s.code for s in rules.services]
+    masks = has.astype(np.int64) @ (np.int64(1) << np.arange(len(codes), dtype=np.int64))
+    sets: dict[int, frozenset[str]] = {}
+    for mask in np.unique(masks).tolist():
+        sets[mask] = frozenset(c for b, c in enumerate(codes) if mask >> b & 1)
+    services = dict(zip(ids[written].tolist(), map(sets.__getitem__, masks.tolist())))
+    return Classification(services=services, inactive=int((~active).sum()),
+                          prospects=int((active & prospect).sum()),
+                          locations_rolled_up=rolled_count, rolled=values)
 
 
 def explain(facts: Facts, rules: RuleSet, rows: list[int]) -> list[Verdict]:

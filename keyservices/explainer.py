@@ -63,7 +63,7 @@ def explain(config: Config, customer: str, *, as_of: dt.date | None = None) -> E
     try:
         with engine.connect() as conn:
             attr = attribute_id(conn, tables, rules.property)
-            facts = read_facts(conn, tables, rules, attr, as_of)
+            facts = read_facts(conn, tables, rules, attr, as_of, detail=True)
     except SQLAlchemyError as exc:
         raise wrap_db_error(exc, config.erp.url) from exc
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -86,6 +87,9 @@ class Facts:
     customers: dict[int, Customer]
     facts: dict[int, CustomerFacts]
     categories: dict[str, str]  # model category code -> description (all dealer categories)
+    # the lean path (keyservices.metrics): per-customer numbers in one array instead of ``facts``
+    metrics: Any = None  # MetricTable | None
+    codes: Any = None  # Codes: the dealer's code lists the rules were resolved against
 
     def of(self, customer_id: int) -> CustomerFacts:
         return self.facts.get(customer_id) or _EMPTY
