@@ -65,13 +65,26 @@ class RunResult:
     exit_code: int = EXIT_OK
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        # the long lists are converted shallowly: dataclasses.asdict deep-copies every field of
+        # every item, which at hundreds of thousands of changes costs seconds and gigabytes
+        long = ("changes", "no_configuration", "no_attribute", "opportunities")
+        data = dataclasses.asdict(dataclasses.replace(self, **{k: [] for k in long}))
+        for key in long:
+            data[key] = _rows(getattr(self, key))
         data["as_of"] = self.as_of.isoformat()
         for key in ("digest_eml", "digest_html"):
             data[key] = str(data[key]) if data[key] else None
         data["sent"] = [str(p) for p in self.sent]
         data["digests"] = [str(p) for p in self.digests]
         return data
+
+
+def _rows(items: list[Any]) -> list[dict[str, Any]]:
+    """Slotted dataclasses as dicts, one level deep (their fields are plain values)."""
+    if not items:
+        return []
+    names = [f.name for f in dataclasses.fields(items[0])]
+    return [{n: getattr(item, n) for n in names} for item in items]
 
 
 def _rules_for(config: Config) -> RuleSet:

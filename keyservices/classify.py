@@ -44,8 +44,9 @@ class Classification:
     inactive: int = 0
     prospects: int = 0
     locations_rolled_up: int = 0
-    # the lean path: each written customer's numbers after roll-up, for later steps (monitors)
-    rolled: Any = None  # np.ndarray (rows of facts.metrics.ids) | None
+    # the lean path: each written customer's numbers after roll-up, for later steps (monitors);
+    # row i belongs to the i-th customer of ``services``
+    rolled: Any = None  # np.ndarray | None
 
 
 class Classifier:
@@ -296,7 +297,7 @@ def _classify_arrays(facts: Facts, rules: RuleSet) -> Classification:
     services = dict(zip(ids[written].tolist(), map(sets.__getitem__, masks.tolist())))
     return Classification(services=services, inactive=int((~active).sum()),
                           prospects=int((active & prospect).sum()),
-                          locations_rolled_up=rolled_count, rolled=values)
+                          locations_rolled_up=rolled_count, rolled=values[written])
 
 
 def explain(facts: Facts, rules: RuleSet, rows: list[int]) -> list[Verdict]:

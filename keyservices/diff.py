@@ -23,32 +23,49 @@ class Plan:
 
 
 def plan_changes(facts: Facts, classification: Classification, rules: RuleSet) -> Plan:
-    """Changes for writable customers whose set of services differs; the rest listed by reason."""
+    """Changes for writable customers whose set of services differs; the rest listed by reason.
+
+    Values and service sets repeat across customers (a few dozen combinations for a million
+    customers), so each (stored value, services) pair is compared and rendered once.
+    """
     plan = Plan(in_scope=len(classification.services))
-    for cid in sorted(classification.services,
-                      key=lambda i: facts.customers[i].number.upper()):
-        c = facts.customers[cid]
-        new = classification.services[cid]
-        ref = CustomerRef(c.number, c.name, c.branch, c.sales_rep)
+    order = [s.code for s in rules.services]
+    rank = {code: i for i, code in enumerate(order)}
+    outcome: dict[tuple[str | None, frozenset[str]], tuple[str | None, tuple, tuple] | None] = {}
+    customers = facts.customers
+    for cid, new in classification.services.items():
+        c = customers[cid]
         if c.config_id is None:
-            plan.no_configuration.append(ref)
+            plan.no_configuration.append(CustomerRef(c.number, c.name, c.branch, c.sales_rep))
             continue
         if not c.has_value_row:
-            plan.no_attribute.append(ref)
+            plan.no_attribute.append(CustomerRef(c.number, c.name, c.branch, c.sales_rep))
             continue
-        current = rules.parse_value(c.current_value)
-        if current == new:
+        key = (c.current_value, new)
+        if key in outcome:
+            diff = outcome[key]
+        else:
+            current = rules.parse_value(c.current_value)
+            diff = outcome[key] = None if current == new else (
+                rules.render_value(new) or None,
+                tuple(sorted(new - current, key=lambda x: rank.get(x, len(order)))),
+                tuple(sorted(current - new, key=lambda x: (rank.get(x, len(order)), x))))
+        if diff is None:
             plan.unchanged += 1
             continue
-        order = [s.code for s in rules.services]
-        rank = {code: i for i, code in enumerate(order)}
         plan.changes.append(Change(
             customer_id=cid, number=c.number, name=c.name, branch=c.branch,
-            sales_rep=c.sales_rep, before=c.current_value,
-            after=rules.render_value(new) or None,
-            added=tuple(sorted(new - current, key=lambda x: rank.get(x, len(order)))),
-            removed=tuple(sorted(current - new, key=lambda x: (rank.get(x, len(order)), x)))))
+            sales_rep=c.sales_rep, before=c.current_value, after=diff[0], added=diff[1],
+            removed=diff[2]))
+    by_number = _by_number
+    plan.changes.sort(key=by_number)
+    plan.no_configuration.sort(key=by_number)
+    plan.no_attribute.sort(key=by_number)
     return plan
+
+
+def _by_number(item: Change | CustomerRef) -> str:
+    return item.number.upper()
 
 
 def guard_message(n_changes: int, in_scope: int, max_changes: int | None,

@@ -167,7 +167,7 @@ class Opportunity:
     score: float = 0.0  # higher is more urgent; sorts within a priority
     status: str = "new"  # new | open (seen on an earlier night too); see keyservices.lifecycle
     age_days: int = 0  # days since first seen
-    why: list[str] = field(default_factory=list)  # the priority rules that fired, for explain
+    why: tuple[str, ...] = ()  # the priority rules that fired, for explain
 
 
 @dataclass(slots=True)

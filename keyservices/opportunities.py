@@ -44,26 +44,31 @@ def find(facts: Facts, classification: Classification, rules: RuleSet) -> list[O
     skip_customers = {n.upper() for n in settings.exclude_customers}
     skip_industries = {i.casefold() for i in settings.exclude_industries}
     found: list[tuple[float, Opportunity]] = []
+    # customers of one industry with the same services lack the same ones: work it out once
+    gaps: dict[tuple[str, frozenset[str]], list[tuple[str, float, str, str]]] = {}
     for cid, services in classification.services.items():
         c = facts.customers[cid]
         if (not c.industry or c.industry.casefold() in skip_industries
                 or c.number.upper() in skip_customers
                 or (c.created is not None and c.created.date() > newest)):
             continue
-        n = peers[c.industry]
-        if n < settings.min_peers:
-            continue
-        for svc in rules.services:
-            if svc.code in services:
-                continue
-            share = users.get((c.industry, svc.code), 0) / n
-            if share < settings.typical_share:
-                continue
-            priority = "High" if share >= 0.75 else "Medium" if share >= 0.6 else "Low"
+        key = (c.industry, services)
+        lacking = gaps.get(key)
+        if lacking is None:
+            lacking = gaps[key] = []
+            n = peers[c.industry]
+            for svc in rules.services if n >= settings.min_peers else ():
+                share = users.get((c.industry, svc.code), 0) / n
+                if svc.code in services or share < settings.typical_share:
+                    continue
+                priority = "High" if share >= 0.75 else "Medium" if share >= 0.6 else "Low"
+                lacking.append((svc.code, share, priority,
+                                f"{share:.0%} of {n} {c.industry} customers use "
+                                f"{names[svc.code]}"))
+        for code, share, priority, reason in lacking:
             found.append((share, Opportunity(
                 number=c.number, name=c.name, branch=c.branch, sales_rep=c.sales_rep,
-                service=names[svc.code], priority=priority,
-                reason=f"{share:.0%} of {n} {c.industry} customers use {names[svc.code]}",
-                customer_id=cid, service_code=svc.code, score=round(share * 100, 1))))
+                service=names[code], priority=priority, reason=reason,
+                customer_id=cid, service_code=code, score=round(share * 100, 1))))
     found.sort(key=lambda x: (PRIORITY_ORDER[x[1].priority], -x[0], x[1].number))
     return [o for _, o in found]
