@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import digest as digest_mod
-from . import mail
+from . import lifecycle, mail
 from .classify import classify
 from .config import Config
 from .diff import guard_message, penetration, plan_changes
@@ -62,6 +62,7 @@ class RunResult:
     digests: list[Path] = field(default_factory=list)  # the consolidated copy, then per branch
     notes: list[str] = field(default_factory=list)  # shown at the end of the digest
     opportunities: list[Opportunity] = field(default_factory=list)  # most promising first
+    opportunity_counts: dict[str, int] = field(default_factory=dict)  # new, open, won, closed...
     exit_code: int = EXIT_OK
 
     def to_dict(self) -> dict[str, Any]:
@@ -221,7 +222,10 @@ def _compute(config: Config, rules: RuleSet, tables: ErpTables, as_of: dt.date, 
         with step(reporter, timings, "classify", total=len(facts.customers)) as advance:
             classification = classify(facts, rules)
             advance(len(facts.customers))
-        plan = plan_changes(facts, classification, rules)
+        with step(reporter, timings, "plan changes",
+                  total=len(classification.services)) as advance:
+            plan = plan_changes(facts, classification, rules)
+            advance(len(classification.services))
         counts = Counts(read=len(facts.customers), classified=len(classification.services),
                         changed=len(plan.changes), unchanged=plan.unchanged,
                         no_configuration=len(plan.no_configuration),
@@ -231,12 +235,23 @@ def _compute(config: Config, rules: RuleSet, tables: ErpTables, as_of: dt.date, 
         guard = None if (force or baseline or config.mode == "test") else guard_message(
             len(plan.changes), plan.in_scope, config.write.max_changes,
             config.write.max_changes_percent)
+        with step(reporter, timings, "opportunities") as advance:
+            found = find_opportunities(facts, classification, rules)
+            lifecycle_counts: dict[str, int] = {}
+            if rules.opportunities is not None and state is not None:
+                # tracked across nights: upserted, won when the service appears, closed when
+                # the condition clears; snoozed and dismissed ones are kept but not listed
+                tracked = lifecycle.advance(state.load_opportunities(), found,
+                                            classification.services, as_of)
+                state.save_opportunities(tracked.records)
+                found, lifecycle_counts = tracked.visible, dict(tracked.counts)
+            advance(len(found))
         result = RunResult(
             run_id=run_id, as_of=as_of, mode=config.mode, dry_run=dry_run, baseline=baseline,
             counts=counts, changes=plan.changes, no_configuration=plan.no_configuration,
             no_attribute=plan.no_attribute, services=penetration(classification, rules),
             statements=read_statements, timings=timings, guard_message=guard,
-            opportunities=find_opportunities(facts, classification, rules))
+            opportunities=found, opportunity_counts=lifecycle_counts)
         if guard:
             result.exit_code = EXIT_GUARD
         elif not dry_run and config.mode == "live" and plan.changes:

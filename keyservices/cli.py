@@ -674,3 +674,9 @@ def main() -> None:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+
+
+# commands kept in their own modules (they import the shared options above)
+from .cli_opportunity import opportunity  # noqa: E402
+
+cli.add_command(opportunity)

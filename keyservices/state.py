@@ -1,4 +1,5 @@
-"""The state store: runs, the audit of every change (with its before-value), and the run lock.
+"""The state store: runs, the audit of every change (with its before-value), the opportunity life
+cycle, and the run lock.
 
 It is the tool's own database (a SQLite file in the state folder by default), never the ERP. The lock
 is an OS file lock through ``filelock``: it works on Windows and Linux and is released by the OS
@@ -20,8 +21,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from filelock import FileLock, Timeout
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from .errors import LockHeld, SourceUnavailable
+from .errors import ConfigError, LockHeld, SourceUnavailable
+from .lifecycle import Key, OpportunityRecord
 from .model import Change
 
 log = logging.getLogger(__name__)
@@ -62,8 +66,49 @@ changes = sa.Table(
     # pending: about to be written; applied; conflict: the ERP value changed since it was read
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("at", sa.DateTime, nullable=False),
+    # added later (won and lost per branch and sales rep); see _MIGRATIONS
+    sa.Column("branch", sa.String(128)),
+    sa.Column("sales_rep", sa.String(128)),
     sa.Index("ix_changes_customer", "customer_number"),
 )
+
+# One row per (customer, service) opportunity, kept across nights (keyservices.lifecycle).
+opportunities = sa.Table(
+    "opportunities", metadata,
+    sa.Column("customer_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("service_code", sa.String(32), primary_key=True),
+    sa.Column("customer_number", sa.String(32), nullable=False),
+    sa.Column("customer_name", sa.String(128), nullable=False),
+    sa.Column("branch", sa.String(128)),
+    sa.Column("owner", sa.String(128)),
+    sa.Column("status", sa.String(8), nullable=False),  # new | open | won | closed
+    sa.Column("priority", sa.String(16), nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("reason", sa.String(1024), nullable=False),
+    sa.Column("first_seen", sa.Date, nullable=False),
+    sa.Column("last_seen", sa.Date, nullable=False),
+    sa.Column("closed_on", sa.Date),
+    sa.Column("close_reason", sa.String(128)),
+    sa.Column("snoozed_until", sa.Date),
+    sa.Column("snooze_reason", sa.String(1024)),
+    sa.Column("snoozed_by", sa.String(128)),
+    sa.Column("dismissed", sa.Boolean, nullable=False, default=False),
+    sa.Column("reopened", sa.Integer, nullable=False, default=0),
+    sa.Index("ix_opportunities_customer", "customer_number"),
+    sa.Index("ix_opportunities_status", "status"),
+)
+
+# Columns a state store made by an earlier version lacks: (table, column), added on open.
+_MIGRATIONS: tuple[tuple[sa.Table, str], ...] = (
+    (changes, "branch"),
+    (changes, "sales_rep"),
+)
+
+# The override fields belong to 'keyservices opportunity snooze/dismiss/unsnooze': the nightly
+# upsert never overwrites them, so an override set while a run is working is not lost.
+_OVERRIDE_FIELDS = ("snoozed_until", "snooze_reason", "snoozed_by", "dismissed")
+_LIFECYCLE_FIELDS = tuple(c.name for c in opportunities.columns
+                          if c.name not in ("customer_id", "service_code", *_OVERRIDE_FIELDS))
 
 
 @dataclass(slots=True)
@@ -93,6 +138,7 @@ class StateStore:
                     Path(db).parent.mkdir(parents=True, exist_ok=True)
                 sa.event.listen(self.engine, "connect", _sqlite_durable_wal)
             metadata.create_all(self.engine)
+            _migrate(self.engine)
         except sa.exc.SQLAlchemyError as exc:
             raise SourceUnavailable(f"cannot open the state store {url}: "
                                     f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}") from None
@@ -160,6 +206,7 @@ class StateStore:
                 {"run_id": run_id, "customer_id": c.customer_id, "customer_number": c.number,
                  "customer_name": c.name, "before": c.before, "after": c.after,
                  "added": ";".join(c.added), "removed": ";".join(c.removed),
+                 "branch": c.branch, "sales_rep": c.sales_rep,
                  "status": "pending", "at": at} for c in chunk])
 
     def mark(self, run_id: int, customer_ids: Sequence[int], status: str) -> None:
@@ -207,6 +254,167 @@ class StateStore:
             if limit is not None:
                 stmt = stmt.limit(limit)
             return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def won_lost(self, since: dt.date, until: dt.date, *,
+                 include_baseline: bool = False) -> list[dict[str, Any]]:
+        """Services gained and lost per customer, from the values live runs wrote.
+
+        One row per applied change of a live run whose ``as_of`` is within [since, until], oldest
+        first, with its branch and sales rep (None for rows written before those were kept).
+        A baseline run is left out unless asked for: it writes every customer's first value, so
+        its "added" services are the starting point, not news.
+        """
+        stmt = (sa.select(runs.c.as_of, changes.c.customer_id, changes.c.customer_number,
+                          changes.c.branch, changes.c.sales_rep, changes.c.added,
+                          changes.c.removed)
+                .join(runs, runs.c.id == changes.c.run_id)
+                .where(changes.c.status == "applied", runs.c.mode == "live",
+                       runs.c.as_of.between(since, until))
+                .order_by(runs.c.as_of, changes.c.id))
+        if not include_baseline:
+            stmt = stmt.where(runs.c.baseline.is_(False))
+        with self.engine.connect() as conn:
+            return [{"as_of": r.as_of, "customer_id": r.customer_id,
+                     "customer_number": r.customer_number, "branch": r.branch,
+                     "sales_rep": r.sales_rep, "added": _codes(r.added),
+                     "removed": _codes(r.removed)} for r in conn.execute(stmt)]
+
+    # -- opportunities ----------------------------------------------------------------------------
+    def load_opportunities(self) -> dict[Key, OpportunityRecord]:
+        """Every remembered opportunity, active or not, by (customer_id, service_code)."""
+        with self.engine.connect() as conn:
+            return {(r.customer_id, r.service_code): _record(r)
+                    for r in conn.execute(sa.select(opportunities))}
+
+    def save_opportunities(self, records: Sequence[OpportunityRecord]) -> None:
+        """Insert or update the records, keyed on (customer_id, service_code), in one transaction.
+
+        Bulk (one executemany), so a night with 100k opportunities costs one commit. An existing
+        row keeps its override fields: only the override commands change those.
+        """
+        if not records:
+            return
+        rows = [_row(r) for r in records]
+        with self.engine.begin() as conn:
+            insert = _ON_CONFLICT.get(conn.dialect.name)
+            if insert is not None:
+                stmt = insert(opportunities)
+                conn.execute(stmt.on_conflict_do_update(
+                    index_elements=[opportunities.c.customer_id, opportunities.c.service_code],
+                    set_={name: stmt.excluded[name] for name in _LIFECYCLE_FIELDS}), rows)
+            else:  # any other database: update the rows that exist, insert the others
+                _update_then_insert(conn, rows)
+
+    def list_opportunities(self, status: str | None = None, owner: str | None = None,
+                           service: str | None = None,
+                           customer_number: str | None = None) -> list[OpportunityRecord]:
+        """Remembered opportunities, filtered; owner, service and customer ignore case.
+
+        Sorted active first (new, open, won, closed), then by priority, score and customer.
+        """
+        stmt = sa.select(opportunities)
+        if status is not None:
+            stmt = stmt.where(opportunities.c.status == status)
+        if owner is not None:
+            stmt = stmt.where(sa.func.upper(opportunities.c.owner) == owner.upper())
+        if service is not None:
+            stmt = stmt.where(sa.func.upper(opportunities.c.service_code) == service.upper())
+        if customer_number is not None:
+            stmt = stmt.where(sa.func.upper(opportunities.c.customer_number)
+                              == customer_number.upper())
+        with self.engine.connect() as conn:
+            found = [_record(r) for r in conn.execute(stmt)]
+        found.sort(key=lambda r: (_STATUS_ORDER.get(r.status, 9),
+                                  _PRIORITY_ORDER.get(r.priority, 9), -r.score,
+                                  r.customer_number, r.service_code))
+        return found
+
+    def set_override(self, customer_number: str, service_code: str, until: dt.date | None,
+                     reason: str | None, by: str | None, dismissed: bool) -> OpportunityRecord:
+        """Snooze or dismiss one opportunity until a date (validation is the caller's)."""
+        with self.engine.begin() as conn:
+            key = self._find(conn, customer_number, service_code)
+            conn.execute(opportunities.update().where(*_where(key)).values(
+                snoozed_until=until, snooze_reason=reason, snoozed_by=by, dismissed=dismissed))
+            return _record(conn.execute(sa.select(opportunities).where(*_where(key))).one())
+
+    def clear_override(self, customer_number: str, service_code: str) -> OpportunityRecord:
+        """Lift a snooze or dismiss at once: the opportunity shows again from the next run."""
+        return self.set_override(customer_number, service_code, None, None, None, False)
+
+    @staticmethod
+    def _find(conn: sa.Connection, customer_number: str, service_code: str) -> Key:
+        """The key of a customer's opportunity for a service; customer and service ignore case."""
+        rows = conn.execute(
+            sa.select(opportunities.c.customer_id, opportunities.c.service_code,
+                      opportunities.c.customer_number)
+            .where(sa.func.upper(opportunities.c.customer_number) == customer_number.upper(),
+                   sa.func.upper(opportunities.c.service_code) == service_code.upper())).all()
+        exact = [r for r in rows if r.customer_number == customer_number]
+        if len(exact) == 1 or len(rows) == 1:
+            r = (exact or rows)[0]
+            return (r.customer_id, r.service_code)
+        if rows:
+            raise ConfigError(f"customer numbers {', '.join(r.customer_number for r in rows)} "
+                              f"differ only in case; give the number exactly as in e-automate")
+        raise ConfigError(f"no {service_code} opportunity for customer {customer_number} in the "
+                          "state store; 'keyservices opportunity list' shows them (a run must "
+                          "have found it first)")
+
+
+_ON_CONFLICT: dict[str, Any] = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
+_STATUS_ORDER = {"new": 0, "open": 1, "won": 2, "closed": 3}
+_PRIORITY_ORDER = {"Critical": 0, "High": 1, "Medium": 2, "Low": 3}
+
+
+def _codes(joined: str | None) -> tuple[str, ...]:
+    """Service codes as stored in ``changes.added``/``removed``: joined with ';'."""
+    return tuple(code for code in (joined or "").split(";") if code)
+
+
+def _row(record: OpportunityRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in opportunities.columns.keys()}
+
+
+def _record(row: sa.Row[Any]) -> OpportunityRecord:
+    return OpportunityRecord(**{name: getattr(row, name) for name in opportunities.columns.keys()})
+
+
+def _where(key: Key) -> tuple[sa.ColumnElement[bool], ...]:
+    return (opportunities.c.customer_id == key[0], opportunities.c.service_code == key[1])
+
+
+def _update_then_insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """The portable upsert: executemany UPDATE of the rows that exist, executemany INSERT of the
+    rest. Safe without ON CONFLICT because only the run (under the run lock) inserts."""
+    existing = {(r.customer_id, r.service_code) for r in conn.execute(
+        sa.select(opportunities.c.customer_id, opportunities.c.service_code))}
+    old = [r for r in rows if (r["customer_id"], r["service_code"]) in existing]
+    new = [r for r in rows if (r["customer_id"], r["service_code"]) not in existing]
+    if old:
+        conn.execute(
+            opportunities.update()
+            .where(opportunities.c.customer_id == sa.bindparam("k_customer_id"),
+                   opportunities.c.service_code == sa.bindparam("k_service_code"))
+            .values({name: sa.bindparam(name) for name in _LIFECYCLE_FIELDS}),
+            [{"k_customer_id": r["customer_id"], "k_service_code": r["service_code"],
+              **{name: r[name] for name in _LIFECYCLE_FIELDS}} for r in old])
+    if new:
+        conn.execute(opportunities.insert(), new)
+
+
+def _migrate(engine: sa.Engine) -> None:
+    """Add the columns a state store created by an earlier version lacks (ADD COLUMN, nullable)."""
+    inspector = sa.inspect(engine)
+    quote = engine.dialect.identifier_preparer.quote
+    for table, name in _MIGRATIONS:
+        if name in {c["name"] for c in inspector.get_columns(table.name)}:
+            continue
+        column = table.c[name]
+        log.info("state store: adding column %s.%s (new in this version)", table.name, name)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(name)} "
+                                 f"{column.type.compile(dialect=engine.dialect)}"))
 
 
 @contextmanager
