@@ -19,8 +19,8 @@ import numpy as np
 import sqlalchemy as sa
 
 from .erp import ErpTables
-from .metrics import (NONE, Codes, Column, Compiled, Filter, MetricTable, NotCompilable,
-                      compile_rules, needed_codes)
+from .metrics import (KINDS, NONE, Codes, Column, Compiled, Extra, Filter, MetricTable,
+                      NotCompilable, compile_rules, needed_codes)
 from .model import ContractFact, Customer, CustomerFacts, Facts, ItemsSold, add_sold
 from .progress import Reporter, Timings, step
 from .rules import RuleSet, glob_match
@@ -35,7 +35,7 @@ _ONE = sa.literal_column("1")
 def read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: int,
                as_of: dt.date, *, reporter: Reporter | None = None,
                timings: Timings | None = None, detail: bool = False,
-               extra: Sequence[Column] = ()) -> Facts:
+               extra: Sequence[Extra] = ()) -> Facts:
     """Every fact the rules need, for every customer, in a constant number of statements.
 
     By default the rules are compiled to per-customer numbers computed in the database
@@ -44,7 +44,8 @@ def read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: 
     back to it only for rules the array path cannot express.
     """
     with step(reporter, timings, "read code lists") as advance:
-        codes = read_codes(conn, tables, needed_codes(rules) if not detail else set())
+        needed = set() if detail else needed_codes(rules).union(*(e.codes_needed for e in extra))
+        codes = read_codes(conn, tables, needed)
         advance(len(codes.categories))
     categories = {code: desc for code, desc in codes.categories.values()}
     codes.categories = {i: code for i, (code, _) in codes.categories.items()}
@@ -53,7 +54,7 @@ def read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: 
     compiled = None
     if not detail:
         try:
-            compiled = compile_rules(rules, codes, extra)
+            compiled = compile_rules(rules, codes, [c for e in extra for c in e.columns(codes)])
         except NotCompilable:
             compiled = None
     if compiled is not None:
@@ -131,7 +132,7 @@ def read_metrics(conn: sa.Connection, tables: ErpTables, compiled: Compiled, as_
 
 
 _STEP_NAMES = {"equipment": "equipment", "contracts": "contracts", "gl": "GL revenue",
-               "items_sold": "items sold"}
+               "items_sold": "items sold", "invoices": "invoices"}
 
 
 def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
@@ -158,6 +159,11 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
     def where_of(f: Filter, col_for: dict[str, sa.ColumnElement]) -> sa.ColumnElement[bool]:
         if f.column == "active":
             return col_for["active"] == sa.true()
+        if f.column == "expires_within":  # the base WHERE already keeps exp_date >= the run date
+            horizon = day + dt.timedelta(days=f.ids[0])
+            return sa.and_(col_for["exp_date"].is_not(None),
+                           col_for["exp_date"] < sa.bindparam(f"horizon{next(names)}", horizon,
+                                                              type_=sa.DateTime))
         if f.globs:
             text = sa.func.upper(sa.func.coalesce(col_for[f.column], ""))
             return sa.or_(*[text.like(_like(g.upper()), escape="\\") for g in f.globs])
@@ -181,8 +187,7 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
     def union(cols: list[Column], name: str) -> list[int]:
         return sorted({i for c in cols for f in c.filters if f.column == name for i in f.ids})
 
-    kinds = {kind: compiled.of_kind(kind) for kind in ("equipment", "contracts", "gl",
-                                                       "items_sold")}
+    kinds = {kind: compiled.of_kind(kind) for kind in KINDS}
     if kinds["equipment"]:
         e = tables.equipment
         cols = [compiled.columns[i] for i in kinds["equipment"]]
@@ -200,7 +205,7 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
         k = tables.contracts
         cols = [compiled.columns[i] for i in kinds["contracts"]]
         col_for = {"contract_code_id": k.c.contract_code_id, "bill_code_id": k.c.bill_code_id,
-                   "status_id": k.c.status_id}
+                   "status_id": k.c.status_id, "exp_date": k.c.exp_date}
         stmt = (sa.select(k.c.customer_id,
                           *[aggregate(c, conds(c, col_for, None),
                                       k.c.base_rate if c.agg == "rate" else None).label(f"c{i}")
@@ -248,6 +253,19 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
                        i.c.date < sa.bindparam("items_until", until, type_=sa.DateTime))
                 .group_by(i.c.customer_id))
         out["items_sold"] = (stmt, kinds["items_sold"])
+    if kinds["invoices"]:
+        i = tables.invoices
+        cols = [compiled.columns[j] for j in kinds["invoices"]]
+        longest = max(c.window or 0 for c in cols)
+        stmt = (sa.select(i.c.customer_id,
+                          *[aggregate(c, conds(c, {}, i.c.date), None).label(f"c{j}")
+                            for j, c in zip(kinds["invoices"], cols)])
+                .where(i.c.customer_id.is_not(None),
+                       sa.or_(i.c.void.is_(None), i.c.void == sa.false()),
+                       i.c.date >= _since(day, longest, "invoices_since"),
+                       i.c.date < sa.bindparam("invoices_until", until, type_=sa.DateTime))
+                .group_by(i.c.customer_id))
+        out["invoices"] = (stmt, kinds["invoices"])
     return out
 
 

@@ -24,7 +24,7 @@ from .rules import (ContractsSection, EquipmentSection, GlSection, ItemsSoldSect
                     glob_match)
 
 NONE = -1e18  # a maximum over no rows (SQL NULL): below every threshold a rule can state
-KINDS = ("equipment", "contracts", "gl", "items_sold")
+KINDS = ("equipment", "contracts", "gl", "items_sold", "invoices")
 # money sums are added in a different order by the database than by Python: a threshold met to
 # the cent must not flip on the last bit of a float
 _EPS = 1e-6
@@ -39,7 +39,7 @@ class Filter:
     """Rows of a kind that count towards a column: ``column`` is a logical profile column."""
 
     column: str  # category_id | active | contract_code_id | bill_code_id | status_id |
-    #              account_id | transaction_type | item_category_id
+    #              account_id | transaction_type | item_category_id | expires_within (ids=(days,))
     ids: tuple[int, ...] = ()
     globs: tuple[str, ...] = ()  # for text columns (transaction_type), matched with LIKE
     null: bool = False  # rows where the column is NULL count too (a glob that matches "")
@@ -49,7 +49,7 @@ class Filter:
 class Column:
     """One number per customer row: an aggregate over the rows of ``kind`` passing ``filters``."""
 
-    kind: str  # equipment | contracts | gl | items_sold
+    kind: str  # equipment | contracts | gl | items_sold | invoices
     agg: str  # units | count | rate | revenue | qty | amount | top_price | top_cost
     filters: tuple[Filter, ...]
     window: int | None = None  # days back from the run date (gl, items_sold)
@@ -110,6 +110,42 @@ class Compiled:
 
     def of_kind(self, kind: str) -> list[int]:
         return [i for i, c in enumerate(self.columns) if c.kind == kind]
+
+    def index_of(self, col: Column) -> int:
+        """Where an ``extra`` column's values are (KeyError if it was not compiled in)."""
+        return self._index[col]
+
+
+class Extra:
+    """Columns other steps (status monitors, customer tiers, contract values) need beside the
+    rules', computed in the same statements. Subclasses name the code lists they resolve."""
+
+    codes_needed: frozenset[str] = frozenset()
+
+    def columns(self, codes: Codes) -> list[Column]:
+        return []
+
+
+# -- building blocks for extra columns -----------------------------------------------------------
+def gl_revenue(codes: Codes, accounts: Sequence[str], window: int) -> Column:
+    """Revenue on accounts matching ``accounts`` in the last ``window`` days."""
+    ids, _ = _ids(codes.accounts, accounts)
+    return Column("gl", "revenue", (Filter("account_id", ids),), window)
+
+
+def contracts_matching(codes: Codes, contract_codes: Sequence[str], agg: str = "count",
+                       expires_within: int | None = None) -> Column:
+    """Active contracts whose code matches (``count`` or monthly base ``rate``), optionally only
+    those expiring within ``expires_within`` days of the run date."""
+    filters = [Filter("contract_code_id", _ids(codes.contract_codes, contract_codes)[0])]
+    if expires_within is not None:
+        filters.append(Filter("expires_within", (int(expires_within),)))
+    return Column("contracts", agg, tuple(filters))
+
+
+def invoices_within(window: int) -> Column:
+    """Invoices (not void) dated within the last ``window`` days."""
+    return Column("invoices", "count", (), window)
 
 
 # -- compiling --------------------------------------------------------------------------------------

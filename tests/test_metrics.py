@@ -14,10 +14,12 @@ from keyservices.classify import classify
 from keyservices.demodb import build_demo_db
 from keyservices.erp import ErpTables, attribute_id, connect
 from keyservices.facts import read_facts
-from keyservices.metrics import (NONE, Check, Column, Compiled, CompiledService, Filter,
-                                 MetricTable, evaluate, rolled_up)
+from keyservices.metrics import (NONE, Check, Codes, Column, Compiled, CompiledService, Extra,
+                                 Filter, MetricTable, contracts_matching, evaluate, gl_revenue,
+                                 invoices_within, rolled_up)
 from keyservices.resources import example_rules_dir
 from keyservices.rules import load_rules
+from tests.conftest import ErpBuilder
 
 AS_OF = dt.date(2026, 11, 24)
 
@@ -131,3 +133,38 @@ def test_a_maximum_over_nothing_meets_no_price_floor() -> None:
     assert evaluate(c, table.values)[0].tolist() == [False, False]
     table.put([2], np.array([[1, 0.0]]))  # a zero-cost licence: sold, at price 0
     assert evaluate(c, table.values)[0].tolist() == [False, False]
+
+
+class _Monitorish(Extra):
+    """What a status monitor or a tier asks for beside the rules."""
+
+    codes_needed = frozenset({"accounts", "contract_codes"})
+
+    def columns(self, codes: Codes) -> list[Column]:
+        return [gl_revenue(codes, ["415*"], 30), gl_revenue(codes, ["415*"], 90),
+                contracts_matching(codes, ["COPY-*", "RENT-*"], expires_within=60),
+                contracts_matching(codes, ["COPY-*", "RENT-*"], agg="rate"),
+                invoices_within(90)]
+
+
+def test_extra_columns_ride_along_in_the_same_statements(erp: ErpBuilder) -> None:
+    lapsing = erp.customer("LAPS", "Lapsing")  # copier revenue 80 days ago, none lately
+    erp.gl(lapsing, "4150", 300.0, days_ago=80)
+    erp.contract(lapsing, "COPY-MAINT", end=AS_OF + dt.timedelta(days=45), rate=120.0)
+    erp.contract(lapsing, "RENT-COPY", end=AS_OF + dt.timedelta(days=400), rate=30.0)
+    steady = erp.customer("STDY", "Steady")
+    erp.gl(steady, "4150", 100.0, days_ago=10)
+    erp.gl(steady, "4150", 50.0, days_ago=70)
+    erp.sale(steady, "SW-DM-CAPTURE", 10.0, days_ago=20)
+    erp.sale(steady, "SW-DM-CAPTURE", 10.0, days_ago=200)
+    rules = load_rules(example_rules_dir())
+    with erp.engine.connect() as conn:
+        attr = attribute_id(conn, ErpTables(), rules.property)
+        extra = _Monitorish()
+        facts = read_facts(conn, ErpTables(), rules, attr, AS_OF, extra=[extra])
+    table = facts.metrics
+    cols = [table.compiled.index_of(c) for c in extra.columns(facts.codes)]
+    rows = {cid: list(table.values[i, cols]) for i, cid in enumerate(table.ids.tolist())}
+    # GL 415* in 30 / 90 days; COPY-* expiring within 60 days; COPY-* monthly rate; invoices 90d
+    assert rows[lapsing] == [0.0, 300.0, 1.0, 150.0, 0.0]
+    assert rows[steady] == [100.0, 150.0, 0.0, 0.0, 1.0]
