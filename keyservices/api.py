@@ -29,7 +29,7 @@ from .errors import (EXIT_GUARD, EXIT_OK, EXIT_UNDELIVERED, ConfigError, GuardTr
 from .facts import read_categories, read_facts
 from .model import Change, Counts, CustomerRef, DigestData, Opportunity, ServiceCount
 from .opportunities import find as find_opportunities
-from .progress import Reporter, Timings, step
+from .progress import Reporter, Timings, gc_paused, step
 from .rules import RuleSet, load_rules
 from .state import StateStore, run_lock
 from .writeback import apply_changes, reconcile
@@ -209,69 +209,81 @@ def _compute(config: Config, rules: RuleSet, tables: ErpTables, as_of: dt.date, 
     counter = StatementCounter()
     sa.event.listen(engine, "before_cursor_execute", counter)
     try:
-        with engine.connect() as conn:
-            attr = attribute_id(conn, tables, rules.property)
-        if reconcile_pending and state is not None:
-            settled = reconcile(engine, tables, attr, state)
-            log.warning("settled the audit of the unfinished run(s) against the ERP: %s", settled)
-        counter.count = 0
-        with engine.connect() as conn:
-            facts = read_facts(conn, tables, rules, attr, as_of, reporter=reporter,
-                               timings=timings)
-        read_statements = counter.count + 1  # + the attribute lookup
-        with step(reporter, timings, "classify", total=len(facts.customers)) as advance:
-            classification = classify(facts, rules)
-            advance(len(facts.customers))
-        with step(reporter, timings, "plan changes",
-                  total=len(classification.services)) as advance:
-            plan = plan_changes(facts, classification, rules)
-            advance(len(classification.services))
-        counts = Counts(read=len(facts.customers), classified=len(classification.services),
-                        changed=len(plan.changes), unchanged=plan.unchanged,
-                        no_configuration=len(plan.no_configuration),
-                        no_attribute=len(plan.no_attribute), inactive=classification.inactive,
-                        prospects=classification.prospects,
-                        locations_rolled_up=classification.locations_rolled_up)
-        guard = None if (force or baseline or config.mode == "test") else guard_message(
-            len(plan.changes), plan.in_scope, config.write.max_changes,
-            config.write.max_changes_percent)
-        with step(reporter, timings, "opportunities") as advance:
-            found = find_opportunities(facts, classification, rules)
-            lifecycle_counts: dict[str, int] = {}
-            if rules.opportunities is not None and state is not None:
-                # tracked across nights: upserted, won when the service appears, closed when
-                # the condition clears; snoozed and dismissed ones are kept but not listed
-                tracked = lifecycle.advance(state.load_opportunities(), found,
-                                            classification.services, as_of)
-                state.save_opportunities(tracked.records)
-                found, lifecycle_counts = tracked.visible, dict(tracked.counts)
-            advance(len(found))
-        result = RunResult(
-            run_id=run_id, as_of=as_of, mode=config.mode, dry_run=dry_run, baseline=baseline,
-            counts=counts, changes=plan.changes, no_configuration=plan.no_configuration,
-            no_attribute=plan.no_attribute, services=penetration(classification, rules),
-            statements=read_statements, timings=timings, guard_message=guard,
-            opportunities=found, opportunity_counts=lifecycle_counts)
-        if guard:
-            result.exit_code = EXIT_GUARD
-        elif not dry_run and config.mode == "live" and plan.changes:
-            assert state is not None and run_id is not None
-            report = apply_changes(engine, tables, attr, plan.changes, state=state,
-                                   run_id=run_id, chunk_size=config.write.chunk_size,
-                                   reporter=reporter, timings=timings)
-            counts.written = len(report.applied)
-            counts.conflicts = len(report.conflicts)
-            if report.conflicts:
-                edited = [c.number for c in plan.changes if c.status == "conflict"]
-                result.notes.append(
-                    f"{len(edited)} value(s) were edited in e-automate while this run worked and "
-                    f"were left as they are (the next run looks again): {', '.join(edited[:20])}"
-                    f"{' ...' if len(edited) > 20 else ''}")
-        return result
+        with gc_paused():
+            return _compute_on(config, rules, tables, as_of, engine, counter, timings,
+                               run_id=run_id, baseline=baseline, dry_run=dry_run, force=force,
+                               state=state, reporter=reporter,
+                               reconcile_pending=reconcile_pending)
     except SQLAlchemyError as exc:
         raise _explain_db_error(exc, engine, tables, rules, config) from exc
     finally:
         engine.dispose()
+
+
+def _compute_on(config: Config, rules: RuleSet, tables: ErpTables, as_of: dt.date,
+                engine: sa.Engine, counter: StatementCounter, timings: Timings, *,
+                run_id: int | None, baseline: bool, dry_run: bool, force: bool,
+                state: StateStore | None, reporter: Reporter | None,
+                reconcile_pending: bool) -> RunResult:
+    with engine.connect() as conn:
+        attr = attribute_id(conn, tables, rules.property)
+    if reconcile_pending and state is not None:
+        settled = reconcile(engine, tables, attr, state)
+        log.warning("settled the audit of the unfinished run(s) against the ERP: %s", settled)
+    counter.count = 0
+    with engine.connect() as conn:
+        facts = read_facts(conn, tables, rules, attr, as_of, reporter=reporter,
+                           timings=timings)
+    read_statements = counter.count + 1  # + the attribute lookup
+    with step(reporter, timings, "classify", total=len(facts.customers)) as advance:
+        classification = classify(facts, rules)
+        advance(len(facts.customers))
+    with step(reporter, timings, "plan changes",
+              total=len(classification.services)) as advance:
+        plan = plan_changes(facts, classification, rules)
+        advance(len(classification.services))
+    counts = Counts(read=len(facts.customers), classified=len(classification.services),
+                    changed=len(plan.changes), unchanged=plan.unchanged,
+                    no_configuration=len(plan.no_configuration),
+                    no_attribute=len(plan.no_attribute), inactive=classification.inactive,
+                    prospects=classification.prospects,
+                    locations_rolled_up=classification.locations_rolled_up)
+    guard = None if (force or baseline or config.mode == "test") else guard_message(
+        len(plan.changes), plan.in_scope, config.write.max_changes,
+        config.write.max_changes_percent)
+    with step(reporter, timings, "opportunities") as advance:
+        found = find_opportunities(facts, classification, rules)
+        lifecycle_counts: dict[str, int] = {}
+        if rules.opportunities is not None and state is not None:
+            # tracked across nights: upserted, won when the service appears, closed when
+            # the condition clears; snoozed and dismissed ones are kept but not listed
+            tracked = lifecycle.advance(state.load_opportunities(), found,
+                                        classification.services, as_of)
+            state.save_opportunities(tracked.records)
+            found, lifecycle_counts = tracked.visible, dict(tracked.counts)
+        advance(len(found))
+    result = RunResult(
+        run_id=run_id, as_of=as_of, mode=config.mode, dry_run=dry_run, baseline=baseline,
+        counts=counts, changes=plan.changes, no_configuration=plan.no_configuration,
+        no_attribute=plan.no_attribute, services=penetration(classification, rules),
+        statements=read_statements, timings=timings, guard_message=guard,
+        opportunities=found, opportunity_counts=lifecycle_counts)
+    if guard:
+        result.exit_code = EXIT_GUARD
+    elif not dry_run and config.mode == "live" and plan.changes:
+        assert state is not None and run_id is not None
+        report = apply_changes(engine, tables, attr, plan.changes, state=state,
+                               run_id=run_id, chunk_size=config.write.chunk_size,
+                               reporter=reporter, timings=timings)
+        counts.written = len(report.applied)
+        counts.conflicts = len(report.conflicts)
+        if report.conflicts:
+            edited = [c.number for c in plan.changes if c.status == "conflict"]
+            result.notes.append(
+                f"{len(edited)} value(s) were edited in e-automate while this run worked and "
+                f"were left as they are (the next run looks again): {', '.join(edited[:20])}"
+                f"{' ...' if len(edited) > 20 else ''}")
+    return result
 
 
 def _explain_db_error(exc: SQLAlchemyError, engine: sa.Engine, tables: ErpTables,

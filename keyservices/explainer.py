@@ -141,7 +141,8 @@ def show_sql(config: Config) -> list[tuple[str, str]]:
     connecting: for the DBA to review before the first run. Values appear as parameters."""
     from sqlalchemy.engine import make_url
 
-    from .facts import customers_query, fact_queries
+    from .facts import customers_query, metric_queries
+    from .metrics import Codes, compile_rules, needed_codes
     from .writeback import update_statements
 
     rules = _rules_for(config)
@@ -150,13 +151,36 @@ def show_sql(config: Config) -> list[tuple[str, str]]:
     attr = sa.bindparam("attribute_id", type_=sa.Integer)
     a = tables.attributes
     mc = tables.model_categories
-    # the category list is read at run time; here it stands for every category the rules map
-    categories = [g for g, _ in rules.model_classes]
+    # code lists are read at run time; here every glob in the rules stands for a code, so each
+    # id list shows as the placeholder its integers are rendered into at execution
+    def fake(globs: list[str]) -> dict[int, str]:
+        return dict(enumerate(sorted(set(globs)), start=1))
+
+    contracts = rules.all_sections("contracts")
+    codes = Codes(categories=fake([g for g, _ in rules.model_classes]
+                                  + [g for k in ("equipment", "items_sold")
+                                     for sec in rules.all_sections(k) for g in sec.categories]),
+                  contract_codes=fake([g for c in contracts for g in c.contract_codes]),
+                  bill_codes=fake([g for c in contracts for g in c.bill_codes]),
+                  statuses=fake([g for c in contracts for g in c.statuses]),
+                  accounts=fake(rules.gl_account_globs()),
+                  item_categories=fake([g for sec in rules.all_sections("items_sold")
+                                        for g in sec.item_categories]))
+    lists = {"contract_codes": (tables.contract_codes, "code"),
+             "bill_codes": (tables.bill_codes, "code"),
+             "statuses": (tables.contract_statuses, "code"),
+             "accounts": (tables.gl_accounts, "number"),
+             "item_categories": (tables.item_categories, "code")}
     statements: list[tuple[str, sa.Executable]] = [
         ("attribute id", sa.select(a.c.id).where(a.c.name == rules.property)),
-        ("model categories", sa.select(mc.c.code, mc.c.description).order_by(mc.c.code)),
+        ("model categories", sa.select(mc.c.id, mc.c.code, mc.c.description)
+         .order_by(mc.c.code)),
+        *[(f"code list: {name}", sa.select(lists[name][0].c.id,
+                                           lists[name][0].c[lists[name][1]]))
+          for name in sorted(needed_codes(rules))],
         ("customers", customers_query(tables, rules, attr)),  # type: ignore[arg-type]
-        *fact_queries(tables, rules, categories, dt.date.today()).items(),
+        *((kind, stmt) for kind, (stmt, _) in
+          metric_queries(tables, compile_rules(rules, codes), dt.date.today()).items()),
     ]
     when_null, when_text = update_statements(tables, attr)  # type: ignore[arg-type]
     statements += [("update (value was empty)", when_null), ("update (value was text)", when_text)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import operator
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -22,7 +23,7 @@ from .erp import ErpTables
 from .metrics import (KINDS, NONE, Codes, Column, Compiled, Extra, Filter, MetricTable,
                       NotCompilable, compile_rules, needed_codes)
 from .model import ContractFact, Customer, CustomerFacts, Facts, ItemsSold, add_sold
-from .progress import Reporter, Timings, step
+from .progress import Reporter, Timings, gc_paused, step
 from .rules import RuleSet, glob_match
 
 STREAM_ROWS = 5000
@@ -43,6 +44,13 @@ def read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: 
     reads the per-category / per-code breakdown instead (what ``explain`` shows); the run falls
     back to it only for rules the array path cannot express.
     """
+    with gc_paused():
+        return _read_facts(conn, tables, rules, attr_id, as_of, reporter, timings, detail, extra)
+
+
+def _read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: int,
+                as_of: dt.date, reporter: Reporter | None, timings: Timings | None,
+                detail: bool, extra: Sequence[Extra]) -> Facts:
     with step(reporter, timings, "read code lists") as advance:
         needed = set() if detail else needed_codes(rules).union(*(e.codes_needed for e in extra))
         codes = read_codes(conn, tables, needed)
@@ -68,34 +76,33 @@ def read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: 
 def read_customers(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: int,
                    as_of: dt.date, *, reporter: Reporter | None = None,
                    timings: Timings | None = None) -> dict[int, Customer]:
-    """Every customer record, in id order, through the driver's own rows (no per-row objects
-    beyond the ``Customer`` itself; repeated strings such as branch names are shared)."""
+    """Every customer record, in id order, built a batch at a time column by column.
+
+    Repeated values (industry, sales rep, branch, the stored property value, creation dates) are
+    shared, one object per distinct value: at a million customers that is hundreds of MB.
+    """
     shared: dict[Any, Any] = {}
-
-    def one(value: Any) -> Any:  # low-cardinality values: one object each, not one per customer
-        return shared.setdefault(value, value)
-
-    def when(value: Any) -> dt.datetime | None:
-        if value is None or isinstance(value, dt.datetime):
-            return value
-        hit = shared.get(("created", value))
-        if hit is None:
-            hit = shared[("created", value)] = (
-                dt.datetime.fromisoformat(value) if isinstance(value, str)
-                else dt.datetime.combine(value, dt.time()))
-        return hit
-
+    share = shared.setdefault
+    created_at: dict[Any, dt.datetime | None] = {None: None}
     customers: dict[int, Customer] = {}
     with step(reporter, timings, "read customers") as advance:
         for batch in _raw_batches(conn, customers_query(tables, rules, attr_id)):
-            for (cid, number, name, parent, active, prospect, config, created, industry, rep,
-                 branch, value_cid, value) in batch:
-                customers[cid] = Customer(
-                    cid, number, name, parent, bool(active), bool(prospect), one(industry),
-                    one(rep), one(branch), config, value_cid is not None, one(value),
-                    when(created))
+            (ids, numbers, names, parents, active, prospect, config, created, industry, rep,
+             branch, value_cid, value) = zip(*batch)
+            for raw in set(created).difference(created_at):
+                created_at[raw] = (raw if isinstance(raw, dt.datetime) else
+                                   dt.datetime.fromisoformat(raw) if isinstance(raw, str)
+                                   else dt.datetime.combine(raw, dt.time()))
+            customers.update(zip(ids, map(
+                Customer, ids, numbers, names, parents, map(bool, active), map(bool, prospect),
+                map(share, industry, industry), map(share, rep, rep), map(share, branch, branch),
+                config, map(operator.is_not, value_cid, _NONES), map(share, value, value),
+                map(created_at.__getitem__, created))))
             advance(len(batch))
     return customers
+
+
+_NONES = itertools.repeat(None)
 
 
 def read_codes(conn: sa.Connection, tables: ErpTables, needed: set[str]) -> Codes:

@@ -84,4 +84,5 @@ def test_check_show_sql_prints_sql_server_statements_without_connecting(tmp_path
     assert "-- customers\nSELECT [ARCustomers].[CustomerID]" in out
     assert "UPDATE [ARCustomerCustomProperties] SET [TextVal]=" in out
     assert "INSERT" not in out and "DELETE" not in out
-    assert out.count("-- ") == 9  # attribute, categories, customers, 4 facts, 2 updates
+    # attribute, categories, 2 code lists, customers, 4 facts, 2 updates
+    assert out.count("-- ") == 11
