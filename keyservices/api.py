@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import digest as digest_mod
-from . import lifecycle, mail
+from . import lifecycle, mail, wonlost
 from .classify import classify
 from .config import Config
 from .diff import guard_message, penetration, plan_changes
@@ -231,9 +231,10 @@ def _compute_on(config: Config, rules: RuleSet, tables: ErpTables, as_of: dt.dat
         settled = reconcile(engine, tables, attr, state)
         log.warning("settled the audit of the unfinished run(s) against the ERP: %s", settled)
     counter.count = 0
+    values = wonlost.ValueColumns(rules)  # contract value per service, for won/lost figures
     with engine.connect() as conn:
         facts = read_facts(conn, tables, rules, attr, as_of, reporter=reporter,
-                           timings=timings)
+                           timings=timings, extra=[values])
     read_statements = counter.count + 1  # + the attribute lookup
     with step(reporter, timings, "classify", total=len(facts.customers)) as advance:
         classification = classify(facts, rules)
@@ -241,6 +242,7 @@ def _compute_on(config: Config, rules: RuleSet, tables: ErpTables, as_of: dt.dat
     with step(reporter, timings, "plan changes",
               total=len(classification.services)) as advance:
         plan = plan_changes(facts, classification, rules)
+        wonlost.fill_annual_values(plan.changes, classification, facts, values)
         advance(len(classification.services))
     counts = Counts(read=len(facts.customers), classified=len(classification.services),
                     changed=len(plan.changes), unchanged=plan.unchanged,

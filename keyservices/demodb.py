@@ -232,6 +232,14 @@ def build_metadata(schema: str | None = None) -> MetaData:
           Column("TextVal", String(1024)), Column("Required", Boolean, nullable=False, default=False),
           Column("CreatorID", CHAR(8), nullable=False, default="DEMO"),
           Column("CreateDate", DateTime, nullable=False, default=dt.datetime(2015, 1, 1)))
+    Table("CMContactCustomProperties", md,  # empty in the demo ([INF]: profile.py)
+          Column("ContactCustomPropertyID", Integer, primary_key=True),
+          Column("ContactID", Integer, nullable=False),
+          Column("ShAttributeID", Integer, nullable=False), Column("IDVal", Integer),
+          Column("TextVal", String(1024)),
+          Column("Required", Boolean, nullable=False, default=False),
+          Column("CreatorID", CHAR(8), nullable=False, default="DEMO"),
+          Column("CreateDate", DateTime, nullable=False, default=dt.datetime(2015, 1, 1)))
     return md
 
 

@@ -123,6 +123,9 @@ class Change:
     added: tuple[str, ...]
     removed: tuple[str, ...]
     status: str = "planned"  # planned | applied | conflict | skipped
+    # service code -> annual contract value (12 x monthly base rate), for added services; filled
+    # by keyservices.wonlost.fill_annual_values and kept in the audit for won/lost figures
+    annual_values: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(slots=True)
@@ -177,8 +180,11 @@ class StatusAlert:
     number: str
     name: str
     branch: str | None
-    monitor: str
+    monitor: str  # the monitor's name, as shown
     text: str
+    customer_id: int = 0
+    code: str = ""  # the monitor's code (priority rules name it)
+    sales_rep: str | None = None
 
 
 @dataclass(slots=True)

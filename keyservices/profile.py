@@ -150,6 +150,13 @@ DEFAULT_PROFILE: dict[str, dict[str, Any]] = {
             "active": "Active",
         },
     },
+    # [INF] not seen: contact custom property values, by analogy with ARCustomerCustomProperties
+    # (the attribute's name is in ShAttributes). Read only by 'export opportunities
+    # --nps-property' (the promoter filter); rename it here if your database differs.
+    "contact_custom_properties": {
+        "table": "CMContactCustomProperties",
+        "columns": {"contact_id": "ContactID", "attribute_id": "ShAttributeID", "text": "TextVal"},
+    },
 }
 
 

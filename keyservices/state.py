@@ -69,6 +69,8 @@ changes = sa.Table(
     # added later (won and lost per branch and sales rep); see _MIGRATIONS
     sa.Column("branch", sa.String(128)),
     sa.Column("sales_rep", sa.String(128)),
+    # JSON {service code: annual value} of the services this change added (won/lost value)
+    sa.Column("annual_values", sa.Text),
     sa.Index("ix_changes_customer", "customer_number"),
 )
 
@@ -102,6 +104,7 @@ opportunities = sa.Table(
 _MIGRATIONS: tuple[tuple[sa.Table, str], ...] = (
     (changes, "branch"),
     (changes, "sales_rep"),
+    (changes, "annual_values"),
 )
 
 # The override fields belong to 'keyservices opportunity snooze/dismiss/unsnooze': the nightly
@@ -207,6 +210,7 @@ class StateStore:
                  "customer_name": c.name, "before": c.before, "after": c.after,
                  "added": ";".join(c.added), "removed": ";".join(c.removed),
                  "branch": c.branch, "sales_rep": c.sales_rep,
+                 "annual_values": _values_json(c.annual_values),
                  "status": "pending", "at": at} for c in chunk])
 
     def mark(self, run_id: int, customer_ids: Sequence[int], status: str) -> None:
@@ -255,29 +259,42 @@ class StateStore:
                 stmt = stmt.limit(limit)
             return [dict(r._mapping) for r in conn.execute(stmt)]
 
-    def won_lost(self, since: dt.date, until: dt.date, *,
-                 include_baseline: bool = False) -> list[dict[str, Any]]:
+    def won_lost(self, since: dt.date | None, until: dt.date, *, include_baseline: bool = False,
+                 with_values: bool = False) -> list[dict[str, Any]]:
         """Services gained and lost per customer, from the values live runs wrote.
 
-        One row per applied change of a live run whose ``as_of`` is within [since, until], oldest
-        first, with its branch and sales rep (None for rows written before those were kept).
-        A baseline run is left out unless asked for: it writes every customer's first value, so
-        its "added" services are the starting point, not news.
+        One row per applied change of a live run whose ``as_of`` is within [since, until]
+        (``since=None``: from the first run), oldest first, with its branch and sales rep (None
+        for rows written before those were kept). A baseline run is left out unless asked for:
+        it writes every customer's first value, so its "added" services are the starting point,
+        not news (but the value it recorded is what a later loss of that service is worth, see
+        ``keyservices.wonlost``). ``with_values`` adds ``baseline`` (bool) and ``annual_values``
+        ({service code: annual value} of the services the change added; empty for rows written
+        before values were kept) to each row.
         """
-        stmt = (sa.select(runs.c.as_of, changes.c.customer_id, changes.c.customer_number,
-                          changes.c.branch, changes.c.sales_rep, changes.c.added,
-                          changes.c.removed)
+        stmt = (sa.select(runs.c.as_of, runs.c.baseline, changes.c.customer_id,
+                          changes.c.customer_number, changes.c.branch, changes.c.sales_rep,
+                          changes.c.added, changes.c.removed, changes.c.annual_values)
                 .join(runs, runs.c.id == changes.c.run_id)
                 .where(changes.c.status == "applied", runs.c.mode == "live",
-                       runs.c.as_of.between(since, until))
+                       runs.c.as_of <= until)
                 .order_by(runs.c.as_of, changes.c.id))
+        if since is not None:
+            stmt = stmt.where(runs.c.as_of >= since)
         if not include_baseline:
             stmt = stmt.where(runs.c.baseline.is_(False))
+        out = []
         with self.engine.connect() as conn:
-            return [{"as_of": r.as_of, "customer_id": r.customer_id,
-                     "customer_number": r.customer_number, "branch": r.branch,
-                     "sales_rep": r.sales_rep, "added": _codes(r.added),
-                     "removed": _codes(r.removed)} for r in conn.execute(stmt)]
+            for r in conn.execute(stmt):
+                row = {"as_of": r.as_of, "customer_id": r.customer_id,
+                       "customer_number": r.customer_number, "branch": r.branch,
+                       "sales_rep": r.sales_rep, "added": _codes(r.added),
+                       "removed": _codes(r.removed)}
+                if with_values:
+                    row["baseline"] = bool(r.baseline)
+                    row["annual_values"] = _values(r.annual_values)
+                out.append(row)
+        return out
 
     # -- opportunities ----------------------------------------------------------------------------
     def load_opportunities(self) -> dict[Key, OpportunityRecord]:
@@ -370,6 +387,23 @@ _PRIORITY_ORDER = {"Critical": 0, "High": 1, "Medium": 2, "Low": 3}
 def _codes(joined: str | None) -> tuple[str, ...]:
     """Service codes as stored in ``changes.added``/``removed``: joined with ';'."""
     return tuple(code for code in (joined or "").split(";") if code)
+
+
+def _values_json(values: Sequence[tuple[str, float]]) -> str | None:
+    """``Change.annual_values`` as stored: a JSON object, or NULL when there is none."""
+    return json.dumps(dict(values), separators=(",", ":")) if values else None
+
+
+def _values(text: str | None) -> dict[str, float]:
+    """The stored annual values; an unreadable one (edited by hand) counts as none."""
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+        return {str(k): float(v) for k, v in data.items()}
+    except (ValueError, TypeError, AttributeError):
+        log.warning("state store: unreadable annual_values %r ignored", text[:80])
+        return {}
 
 
 def _row(record: OpportunityRecord) -> dict[str, Any]:
