@@ -545,3 +545,22 @@ def _unmapped(conn: sa.Connection, tables: ErpTables, rules: RuleSet) -> dict[st
         .where(mc.c.code.in_(unmapped)).group_by(mc.c.code))
     counts = {code: int(n) for code, n in rows}
     return {c: counts.get(c, 0) for c in unmapped}
+
+
+def suggest_indexes(config: Config) -> list[tuple[Any, str]]:
+    """The indexes the night's statements could use that the ERP lacks, as (advice, CREATE INDEX
+    in the ERP's dialect). Read-only: the schema is inspected, nothing is created."""
+    from . import indexes
+
+    rules = _rules_for(config)
+    tables = _tables_for(config, rules)
+    engine = connect(config.erp.url, password=config.erp_password(),
+                     connect_timeout=config.erp.connect_timeout)
+    try:
+        with engine.connect() as conn:
+            missing = indexes.missing(conn, tables, indexes.advice(rules))
+    except SQLAlchemyError as exc:
+        raise wrap_db_error(exc, config.erp.url) from exc
+    finally:
+        engine.dispose()
+    return [(a, indexes.create_statement(a, tables, engine.dialect)) for a in missing]

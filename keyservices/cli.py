@@ -268,8 +268,11 @@ def run_cmd(config_path: Path, dry_run: bool, force: bool, no_email: bool, mode:
 @click.option("--show-sql", is_flag=True,
               help="Print every statement a run sends to the ERP, for this database, and stop "
                    "(no connection is made).")
+@click.option("--suggest-indexes", is_flag=True,
+              help="Print the CREATE INDEX statements a DBA could run so the nightly statements "
+                   "read index ranges instead of whole tables (keyservices never creates them).")
 @json_option
-def check(config_path: Path, show_sql: bool, as_json: bool) -> None:
+def check(config_path: Path, show_sql: bool, suggest_indexes: bool, as_json: bool) -> None:
     """Validate config and rules, connect, and verify the ERP schema.
 
     Checks every table and column the rules need, that the custom-property attribute exists,
@@ -279,9 +282,26 @@ def check(config_path: Path, show_sql: bool, as_json: bool) -> None:
     Examples:
       keyservices check -c config.yaml
       keyservices check -c config.yaml --show-sql    # the SQL, for your DBA
+      keyservices check -c config.yaml --suggest-indexes > indexes.sql
     """
     from .api import check as run_check
     from .console import print_check
+
+    if suggest_indexes:
+        from .api import suggest_indexes as advise
+
+        advice = advise(_load(config_path))
+        if as_json:
+            _emit_json([{"table": a.table, "keys": a.keys, "include": a.include, "why": a.why,
+                         "sql": sql} for a, sql in advice])
+        elif not advice:
+            click.echo("-- every index the nightly statements can use is already there")
+        else:
+            click.echo("-- Indexes for a DBA to review; keyservices never creates anything in "
+                       "the ERP.")
+            for a, sql in advice:
+                click.echo(f"-- {a.why}\n{sql}\n")
+        return
 
     if show_sql:
         from .explainer import show_sql as compile_sql

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                           TimeElapsedColumn)
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn,
+                           Task, TextColumn, TimeElapsedColumn)
 from rich.table import Table
+from rich.text import Text
 
 from .progress import NullReporter
 
@@ -26,13 +27,25 @@ if TYPE_CHECKING:
 PLAN_ROWS = 30
 
 
+class RateColumn(ProgressColumn):
+    """Rows (customers, facts, values) per second: a long step that slows down shows it."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.finished_time or task.elapsed
+        speed = task.completed / elapsed if elapsed else None
+        if not speed:
+            return Text("", style="progress.data.speed")
+        return Text(f"{speed:,.0f}/s", style="progress.data.speed")
+
+
 class RichReporter:
     """Progress bars on stderr, one per step, only when stderr is a terminal."""
 
     def __init__(self) -> None:
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description:<32}"),
-                                 BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 console=Console(stderr=True), transient=False)
+                                 BarColumn(), MofNCompleteColumn(), RateColumn(),
+                                 TimeElapsedColumn(), console=Console(stderr=True),
+                                 transient=False)
         self.task: Any = None
         self.started = False
 

@@ -32,8 +32,8 @@ class IndexAdvice:
 
 def advice(rules: RuleSet, *, with_invoices: bool = False) -> list[IndexAdvice]:
     """The indexes that serve the statements this rule set sends."""
-    out = [IndexAdvice("custom_properties", ("attribute_id", "customer_id"), ("text",),
-                       "reads the property value of every customer by attribute")]
+    out = [IndexAdvice("custom_properties", ("customer_id", "attribute_id"), ("text",),
+                       "joins each customer to its property value")]
     if rules.all_sections("equipment"):
         out.append(IndexAdvice("equipment", ("model_id",),
                                ("active", "location_id", "customer_id"),

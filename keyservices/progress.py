@@ -55,7 +55,8 @@ def step(reporter: Reporter | None, timings: Timings | None, name: str,
         rep.end(name, counter[0], seconds)
         if timings is not None:
             timings[name] = round(timings.get(name, 0.0) + seconds, 4)
-        log.info("%s: %d in %.2fs", name, counter[0], seconds)
+        log.info("%s: %d in %.2fs (%s/s)", name, counter[0], seconds,
+                 f"{counter[0] / seconds:,.0f}" if seconds > 0 else "-")
 
 
 @contextlib.contextmanager
