@@ -323,12 +323,16 @@ def _digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send:
         templates = digest_mod.find_templates_dir(config.digest.templates)
         stem = f"{result.as_of.isoformat()}-run{result.run_id:04d}-digest"
         copies: list[tuple[str, DigestData, list[str]]] = []
-        if config.digest.to or not config.digest.branches:
+        if config.digest.to or not (config.digest.branches or config.digest.sales_reps):
             copies.append((stem, data, config.digest.to))
-        for branch, recipients in config.digest.branches.items():
-            mine = digest_mod.for_branch(data, branch)
-            if mine.changes or mine.guard_message or mine.baseline or config.digest.send_empty:
-                copies.append((f"{stem}-{digest_mod.slug(branch)}", mine, recipients))
+        routed = [(digest_mod.for_branch(data, branch), branch, recipients)
+                  for branch, recipients in config.digest.branches.items()]
+        routed += [(digest_mod.for_sales_rep(data, rep), rep, recipients)
+                   for rep, recipients in config.digest.sales_reps.items()]
+        for mine, name, recipients in routed:
+            if (mine.changes or mine.opportunities or mine.alerts or mine.guard_message
+                    or mine.baseline or config.digest.send_empty):
+                copies.append((f"{stem}-{digest_mod.slug(name)}", mine, recipients))
         for name, copy, recipients in copies:
             rendered = digest_mod.render(copy, templates, max_rows=config.digest.max_rows,
                                          max_unwritable_rows=config.digest.max_unwritable_rows,

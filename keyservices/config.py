@@ -85,6 +85,7 @@ class DigestSettings(_Strict):
     sender: str = "keyservices@localhost"
     to: list[str] = []  # the consolidated digest (every branch)
     branches: dict[str, list[str]] = {}  # branch name -> recipients of that branch's own copy
+    sales_reps: dict[str, list[str]] = {}  # sales rep name -> recipients of that rep's own copy
     admins: list[str] = []  # failure alerts; default: the 'to' list
     send_empty: bool = True
     max_rows: int = Field(50, ge=1, le=10_000)  # changes listed before "+N more"

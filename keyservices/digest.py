@@ -60,13 +60,22 @@ def find_templates_dir(override: Path | None = None) -> Path:
 
 def for_branch(data: DigestData, branch: str) -> DigestData:
     """A branch manager's copy: the same run, listing only that branch's customers."""
+    return _only(data, "branch", branch)
+
+
+def for_sales_rep(data: DigestData, rep: str) -> DigestData:
+    """A sales rep's copy: the same run, listing only the customers the rep owns."""
+    return _only(data, "sales_rep", rep)
+
+
+def _only(data: DigestData, attribute: str, value: str) -> DigestData:
     def mine(items: list[Any]) -> list[Any]:
-        return [x for x in items if (x.branch or "") == branch]
+        return [x for x in items if (getattr(x, attribute) or "") == value]
 
     return dataclasses.replace(
-        data, branch=branch, changes=mine(data.changes),
-        no_configuration=mine(data.no_configuration), no_attribute=mine(data.no_attribute),
-        opportunities=mine(data.opportunities), alerts=mine(data.alerts))
+        data, changes=mine(data.changes), no_configuration=mine(data.no_configuration),
+        no_attribute=mine(data.no_attribute), opportunities=mine(data.opportunities),
+        alerts=mine(data.alerts), **{attribute: value})
 
 
 def slug(text: str) -> str:
@@ -80,10 +89,11 @@ def subject_for(data: DigestData) -> str:
     removed = sum(len(ch.removed) for ch in data.changes)
     marks = [m for m, on in (("TEST", data.mode == "test"), ("DRY RUN", data.dry_run),
                              ("CHANGE GUARD", bool(data.guard_message))) if on]
-    if data.branch:
-        marks.insert(0, data.branch)
+    if data.branch or data.sales_rep:
+        marks.insert(0, data.branch or data.sales_rep or "")
     prefix = "[keyservices" + "".join(f" {m}" for m in marks) + "]"
-    unwritable = (len(data.no_configuration) + len(data.no_attribute) if data.branch
+    unwritable = (len(data.no_configuration) + len(data.no_attribute)
+                  if data.branch or data.sales_rep
                   else c.no_configuration + c.no_attribute)
     if data.baseline:
         body = f"baseline, {c.classified:,} customers classified"

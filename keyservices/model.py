@@ -210,3 +210,4 @@ class DigestData:
     opportunities: list[Opportunity] = field(default_factory=list)  # all, best first
     alerts: list[StatusAlert] = field(default_factory=list)
     branch: str | None = None  # set on a branch manager's copy: only that branch is listed
+    sales_rep: str | None = None  # set on a sales rep's copy: only that rep's customers are listed

@@ -168,6 +168,36 @@ def test_branch_managers_get_their_branch_and_the_consolidated_copy_goes_to_all(
     assert "SOU001" in all_text and "NOR001" in all_text
 
 
+def test_a_sales_rep_gets_a_copy_of_their_own_customers(erp: ErpBuilder, config_for,
+                                                       smtp_port: int) -> None:
+    import sqlalchemy as sa
+
+    mine = erp.customer("DAN001", "Dana's Copier Co")
+    other = erp.customer("LEE001", "Lee's Copier Co")
+    for cid in (mine, other):
+        erp.equipment(cid, "MFP-A3-CO-03")
+    erp.insert("SHAgents", AgentID=2, PrefFullName="Lee Rep")
+    with erp.engine.begin() as conn:
+        t = erp.t["ARCustomers"]
+        conn.execute(sa.update(t).where(t.c.CustomerID == other).values(SalesRepID=2))
+    config = config_for(erp, smtp_config(smtp_port))
+    config.digest.sales_reps = {"Dana Rep": ["dana@example.com"]}
+    controller, inbox = start_server(smtp_port)
+    try:
+        keyservices.run(config, as_of=AS_OF)  # the baseline
+        erp.set_value(mine, None)
+        erp.set_value(other, None)
+        result = keyservices.run(config, as_of=AS_OF)
+    finally:
+        controller.stop()
+    assert len(result.digests) == 2  # the consolidated copy and Dana's
+    by_rcpt = {tuple(rcpts): m for (_, rcpts), m in zip(inbox.envelopes[2:], inbox.messages[2:])}
+    dana = by_rcpt[("dana@example.com",)]
+    assert "[keyservices Dana Rep]" in dana["Subject"]
+    text = dana.get_body(preferencelist=("plain",)).get_content()
+    assert "DAN001" in text and "LEE001" not in text
+
+
 def test_failed_run_sends_a_short_alert_to_the_admins(erp: ErpBuilder, config_for,
                                                       smtp_port: int) -> None:
     from keyservices.errors import RulesError
