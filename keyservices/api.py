@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import digest as digest_mod
-from . import lifecycle, mail, wonlost
+from . import calls, lifecycle, mail, wonlost
 from .classify import classify
 from .config import Config
 from .diff import guard_message, penetration, plan_changes
@@ -27,8 +27,8 @@ from .erp import (ErpTables, StatementCounter, attribute_id, connect, display_ur
 from .errors import (EXIT_GUARD, EXIT_OK, EXIT_UNDELIVERED, ConfigError, GuardTripped,
                      KeyservicesError, SchemaError)
 from .facts import read_categories, read_facts
-from .model import Change, Counts, CustomerRef, DigestData, Opportunity, ServiceCount
-from .opportunities import find as find_opportunities
+from .model import (Change, Counts, CustomerRef, DigestData, Opportunity, ServiceCount,
+                    StatusAlert)
 from .progress import Reporter, Timings, gc_paused, step
 from .rules import RuleSet, load_rules
 from .state import StateStore, run_lock
@@ -63,12 +63,14 @@ class RunResult:
     notes: list[str] = field(default_factory=list)  # shown at the end of the digest
     opportunities: list[Opportunity] = field(default_factory=list)  # most promising first
     opportunity_counts: dict[str, int] = field(default_factory=dict)  # new, open, won, closed...
+    alerts: list[StatusAlert] = field(default_factory=list)  # status monitor hits (rendered)
+    alert_counts: dict[str, int] = field(default_factory=dict)  # monitor code -> customers hit
     exit_code: int = EXIT_OK
 
     def to_dict(self) -> dict[str, Any]:
         # the long lists are converted shallowly: dataclasses.asdict deep-copies every field of
         # every item, which at hundreds of thousands of changes costs seconds and gigabytes
-        long = ("changes", "no_configuration", "no_attribute", "opportunities")
+        long = ("changes", "no_configuration", "no_attribute", "opportunities", "alerts")
         data = dataclasses.asdict(dataclasses.replace(self, **{k: [] for k in long}))
         for key in long:
             data[key] = _rows(getattr(self, key))
@@ -234,7 +236,12 @@ def _compute_on(config: Config, rules: RuleSet, tables: ErpTables, as_of: dt.dat
     values = wonlost.ValueColumns(rules)  # contract value per service, for won/lost figures
     with engine.connect() as conn:
         facts = read_facts(conn, tables, rules, attr, as_of, reporter=reporter,
-                           timings=timings, extra=[values])
+                           timings=timings, extra=[values, *calls.extras(rules)])
+        contacts = {}
+        if rules.monitors:  # monitor texts name the customer's contact: one more query
+            from .exports import read_contacts
+
+            contacts = read_contacts(conn, tables)
     read_statements = counter.count + 1  # + the attribute lookup
     with step(reporter, timings, "classify", total=len(facts.customers)) as advance:
         classification = classify(facts, rules)
@@ -254,7 +261,8 @@ def _compute_on(config: Config, rules: RuleSet, tables: ErpTables, as_of: dt.dat
         len(plan.changes), plan.in_scope, config.write.max_changes,
         config.write.max_changes_percent)
     with step(reporter, timings, "opportunities") as advance:
-        found = find_opportunities(facts, classification, rules)
+        tonight = calls.who_to_call(facts, classification, rules, contacts)
+        found = tonight.opportunities
         lifecycle_counts: dict[str, int] = {}
         if rules.opportunities is not None and state is not None:
             # tracked across nights: upserted, won when the service appears, closed when
@@ -269,7 +277,8 @@ def _compute_on(config: Config, rules: RuleSet, tables: ErpTables, as_of: dt.dat
         counts=counts, changes=plan.changes, no_configuration=plan.no_configuration,
         no_attribute=plan.no_attribute, services=penetration(classification, rules),
         statements=read_statements, timings=timings, guard_message=guard,
-        opportunities=found, opportunity_counts=lifecycle_counts)
+        opportunities=found, opportunity_counts=lifecycle_counts, alerts=tonight.alerts,
+        alert_counts=tonight.alert_counts, notes=list(tonight.notes))
     if guard:
         result.exit_code = EXIT_GUARD
     elif not dry_run and config.mode == "live" and plan.changes:
@@ -318,7 +327,7 @@ def _digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send:
         no_attribute=result.no_attribute, services=result.services,
         service_names=rules.service_names(), guard_message=result.guard_message,
         notes=list(result.notes),
-        opportunities=result.opportunities)
+        opportunities=result.opportunities, alerts=result.alerts)
     with step(reporter, timings, "digest") as advance:
         templates = digest_mod.find_templates_dir(config.digest.templates)
         stem = f"{result.as_of.isoformat()}-run{result.run_id:04d}-digest"

@@ -267,11 +267,16 @@ def _classify_arrays(facts: Facts, rules: RuleSet) -> Classification:
     table = facts.metrics
     ids = table.ids
     n = len(ids)
-    records = [facts.customers[i] for i in ids.tolist()]
-    active = np.fromiter((c.active for c in records), dtype=bool, count=n)
-    prospect = np.fromiter((c.prospect for c in records), dtype=bool, count=n)
-    parent = np.fromiter((-1 if c.parent_id is None else c.parent_id for c in records),
-                         dtype=np.int64, count=n)
+    if facts.customer_arrays is not None:  # built while reading, in the same (id) order
+        active = facts.customer_arrays["active"]
+        prospect = facts.customer_arrays["prospect"]
+        parent = facts.customer_arrays["parent"]
+    else:
+        records = [facts.customers[i] for i in ids.tolist()]
+        active = np.fromiter((c.active for c in records), dtype=bool, count=n)
+        prospect = np.fromiter((c.prospect for c in records), dtype=bool, count=n)
+        parent = np.fromiter((-1 if c.parent_id is None else c.parent_id for c in records),
+                             dtype=np.int64, count=n)
     rows = np.arange(n)
     in_scope = active & ~prospect
     target = np.where(in_scope, rows, -1)

@@ -26,13 +26,14 @@ from typing import Any, Literal, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
+from . import calls
 from .api import _rules_for, _tables_for
 from .classify import classify
 from .config import Config
 from .erp import ErpTables, attribute_id, connect, verify_schema, wrap_db_error
 from .errors import ConfigError, SchemaError
 from .facts import read_facts
-from .opportunities import find
+from .monitors import Contact as Contact_
 
 HUBSPOT = ["First Name", "Last Name", "Email", "Phone Number", "Company Name", "Key Service",
            "Priority", "Reason", "Sales Rep", "Customer Number"]
@@ -107,7 +108,7 @@ def export_opportunities(config: Config, *, fmt: Literal["csv", "hubspot"] = "cs
     try:
         with engine.connect() as conn:
             attr = attribute_id(conn, tables, rules.property)
-            facts = read_facts(conn, tables, rules, attr, as_of)
+            facts = read_facts(conn, tables, rules, attr, as_of, extra=calls.extras(rules))
             stored: dict[int, str | None] = {}
             if nps is not None and nps.property is not None:
                 stored = contact_property_values(conn, tables, nps.property)
@@ -121,7 +122,9 @@ def export_opportunities(config: Config, *, fmt: Literal["csv", "hubspot"] = "cs
     if nps is not None:
         allowed = _promoter_test(nps, survey, stored, rows, result)
     contacts = _best_contacts(rows, allowed)
-    found = find(facts, classify(facts, rules), rules)
+    # the same list, in the same order, as the night's digest (gaps, monitors, priority rules)
+    found = calls.who_to_call(facts, classify(facts, rules), rules,
+                              monitor_contacts(_best_contacts(rows))).opportunities
     if service:
         found = [o for o in found if o.service == codes[service.upper()]]
     if owner:
@@ -347,3 +350,14 @@ def write(text: str, out: Path | None) -> Path | None:
         return None
     out.write_text("\ufeff" + text, encoding="utf-8", newline="")
     return out
+
+
+def monitor_contacts(best: dict[int, tuple[str, str, str, str]]) -> dict[int, Contact_]:
+    """Each customer's best contact as status-monitor texts name them."""
+    return {cid: Contact_(f"{first} {last}".strip(), phone, email)
+            for cid, (first, last, email, phone) in best.items()}
+
+
+def read_contacts(conn: sa.Connection, tables: ErpTables) -> dict[int, Contact_]:
+    """Every customer's best contact, in one query (for status-monitor texts)."""
+    return monitor_contacts(_best_contacts(_contact_rows(conn, tables)))

@@ -57,8 +57,9 @@ def _read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id:
         advance(len(codes.categories))
     categories = {code: desc for code, desc in codes.categories.values()}
     codes.categories = {i: code for i, (code, _) in codes.categories.items()}
+    flags: dict[str, list[Any]] = {"active": [], "prospect": [], "parent": []}
     customers = read_customers(conn, tables, rules, attr_id, as_of, reporter=reporter,
-                               timings=timings)
+                               timings=timings, flags=flags)
     compiled = None
     if not detail:
         try:
@@ -68,14 +69,20 @@ def _read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id:
     if compiled is not None:
         table = MetricTable.empty(compiled, sorted(customers))
         read_metrics(conn, tables, compiled, as_of, table, reporter=reporter, timings=timings)
+        arrays = {"active": np.array(flags["active"], dtype=bool),
+                  "prospect": np.array(flags["prospect"], dtype=bool),
+                  "parent": np.array(flags["parent"], dtype=np.int64)}
+        if len(arrays["active"]) != len(table.ids):  # ids not unique: let classify rebuild them
+            arrays = None
         return Facts(as_of=as_of, customers=customers, facts={}, categories=categories,
-                     metrics=table, codes=codes)
+                     metrics=table, codes=codes, customer_arrays=arrays)
     return _read_detail(conn, tables, rules, as_of, customers, categories, reporter, timings)
 
 
 def read_customers(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: int,
                    as_of: dt.date, *, reporter: Reporter | None = None,
-                   timings: Timings | None = None) -> dict[int, Customer]:
+                   timings: Timings | None = None,
+                   flags: dict[str, list[Any]] | None = None) -> dict[int, Customer]:
     """Every customer record, in id order, built a batch at a time column by column.
 
     Repeated values (industry, sales rep, branch, the stored property value, creation dates) are
@@ -98,6 +105,10 @@ def read_customers(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_
                 map(share, industry, industry), map(share, rep, rep), map(share, branch, branch),
                 config, map(operator.is_not, value_cid, _NONES), map(share, value, value),
                 map(created_at.__getitem__, created))))
+            if flags is not None:  # the columns classify works on, as arrays later
+                flags["active"].extend(map(bool, active))
+                flags["prospect"].extend(map(bool, prospect))
+                flags["parent"].extend(-1 if x is None else x for x in parents)
             advance(len(batch))
     return customers
 

@@ -90,6 +90,7 @@ class Facts:
     # the lean path (keyservices.metrics): per-customer numbers in one array instead of ``facts``
     metrics: Any = None  # MetricTable | None
     codes: Any = None  # Codes: the dealer's code lists the rules were resolved against
+    customer_arrays: Any = None  # {"active", "prospect", "parent"}: numpy arrays in id order
 
     def of(self, customer_id: int) -> CustomerFacts:
         return self.facts.get(customer_id) or _EMPTY

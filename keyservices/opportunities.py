@@ -46,25 +46,21 @@ def find(facts: Facts, classification: Classification, rules: RuleSet) -> list[O
     found: list[tuple[float, Opportunity]] = []
     # customers of one industry with the same services lack the same ones: work it out once
     gaps: dict[tuple[str, frozenset[str]], list[tuple[str, float, str, str]]] = {}
+    # created on or after this moment: still in the grace period
+    too_new = dt.datetime.combine(newest + dt.timedelta(days=1), dt.time())
+    customers = facts.customers
     for cid, services in classification.services.items():
-        c = facts.customers[cid]
-        if (not c.industry or c.industry.casefold() in skip_industries
-                or c.number.upper() in skip_customers
-                or (c.created is not None and c.created.date() > newest)):
+        c = customers[cid]
+        industry = c.industry
+        if not industry:
             continue
-        key = (c.industry, services)
-        lacking = gaps.get(key)
+        lacking = gaps.get((industry, services))
         if lacking is None:
-            lacking = gaps[key] = []
-            n = peers[c.industry]
-            for svc in rules.services if n >= settings.min_peers else ():
-                share = users.get((c.industry, svc.code), 0) / n
-                if svc.code in services or share < settings.typical_share:
-                    continue
-                priority = "High" if share >= 0.75 else "Medium" if share >= 0.6 else "Low"
-                lacking.append((svc.code, share, priority,
-                                f"{share:.0%} of {n} {c.industry} customers use "
-                                f"{names[svc.code]}"))
+            lacking = gaps[(industry, services)] = _lacking(
+                industry, services, peers[industry], users, rules, names, skip_industries)
+        if (not lacking or (skip_customers and c.number.upper() in skip_customers)
+                or (c.created is not None and c.created >= too_new)):
+            continue
         for code, share, priority, reason in lacking:
             found.append((share, Opportunity(
                 number=c.number, name=c.name, branch=c.branch, sales_rep=c.sales_rep,
@@ -72,3 +68,22 @@ def find(facts: Facts, classification: Classification, rules: RuleSet) -> list[O
                 customer_id=cid, service_code=code, score=round(share * 100, 1))))
     found.sort(key=lambda x: (PRIORITY_ORDER[x[1].priority], -x[0], x[1].number))
     return [o for _, o in found]
+
+
+def _lacking(industry: str, services: frozenset[str], n: int, users: dict[tuple[str, str], int],
+             rules: RuleSet, names: dict[str, str], skip_industries: set[str],
+             ) -> list[tuple[str, float, str, str]]:
+    """The services typical for ``industry`` that a customer with ``services`` lacks."""
+    settings = rules.opportunities
+    assert settings is not None
+    if n < settings.min_peers or industry.casefold() in skip_industries:
+        return []
+    out = []
+    for svc in rules.services:
+        share = users.get((industry, svc.code), 0) / n
+        if svc.code in services or share < settings.typical_share:
+            continue
+        priority = "High" if share >= 0.75 else "Medium" if share >= 0.6 else "Low"
+        out.append((svc.code, share, priority,
+                    f"{share:.0%} of {n} {industry} customers use {names[svc.code]}"))
+    return out

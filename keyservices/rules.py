@@ -1,11 +1,13 @@
 """The rule language: what makes a customer use a key service.
 
 Admins write ``rules/*.yaml``; this module validates them completely (every problem at once, with file,
-line and key) and compiles them for ``classify``. Pure: pydantic and the standard library only.
+line and key) and compiles them for ``classify``. Pure: pydantic and the standard library (and,
+when the rules have status monitors, ``keyservices.monitors`` to check their Jinja texts).
 """
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import re
 from dataclasses import dataclass
@@ -15,7 +17,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import RulesError
-from .yamlfile import Problem, YamlProblems, load_yaml, position, problems_from_validation
+from .yamlfile import (Problem, YamlProblems, dotted, load_yaml, position,
+                       problems_from_validation)
 
 PROPERTY_MAX_LENGTH = 1024  # ARCustomerCustomProperties.TextVal is varchar(1024)
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}$"
@@ -166,6 +169,181 @@ class Opportunities(_Strict):
     top: int = Field(25, ge=0, le=10_000, description="how many the digest lists")
 
 
+Days = Annotated[int, Field(ge=1, le=3660)]
+PRIORITIES = ("Critical", "High", "Medium", "Low")  # most urgent first
+MONITOR_VARIABLES = ("name", "number", "contact", "phone", "email", "branch", "sales_rep",
+                     "monitor", "values")
+_OP_WORDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "eq": "==", "=": "==", "ne": "!=",
+             "<>": "!="}
+
+
+class Criterion(_Strict):
+    """One counter over one period compared with a value (a SuperOffice SAINT criterion)."""
+
+    counter: Literal["revenue", "contracts_expiring", "invoices"] = Field(
+        description="revenue: GL revenue in the period; contracts_expiring: active contracts "
+                    "expiring within the period; invoices: invoices dated in the period")
+    period: int = Field(ge=1, le=3660, description="days; one of monitor_periods")
+    op: Literal[">", ">=", "<", "<=", "==", "!="] = Field(
+        ">", description="comparison (quote it in YAML: \">\"), or gt, ge, lt, le, eq, ne")
+    value: float = Field(0, description="compared with the counter")
+    service: str | None = Field(None, description="revenue: that service's gl accounts; "
+                                                  "contracts_expiring: its contract codes")
+    accounts: list[Glob] = Field([], description="revenue: GL account globs (instead of service)")
+    contract_codes: list[Glob] = Field(
+        [], description="contracts_expiring: contract code globs (instead of service); "
+                        "neither: every contract")
+
+    @field_validator("op", mode="before")
+    @classmethod
+    def _op_words(cls, value: Any) -> Any:
+        return _OP_WORDS.get(value.strip().lower(), value.strip()) if isinstance(value, str) \
+            else value
+
+    @model_validator(mode="after")
+    def _fits_the_counter(self) -> Criterion:
+        if self.counter == "revenue":
+            if self.contract_codes:
+                raise ValueError("contract_codes is for contracts_expiring; revenue takes "
+                                 "service or accounts")
+            if bool(self.service) == bool(self.accounts):
+                raise ValueError("revenue needs either service or accounts")
+        elif self.counter == "contracts_expiring":
+            if self.accounts:
+                raise ValueError("accounts is for revenue; contracts_expiring takes service or "
+                                 "contract_codes")
+            if self.service and self.contract_codes:
+                raise ValueError("name either service or contract_codes, not both")
+        elif self.service or self.accounts or self.contract_codes:
+            raise ValueError("invoices counts every invoice: remove service, accounts and "
+                             "contract_codes")
+        return self
+
+    def describe(self) -> str:
+        what = {"revenue": "revenue", "contracts_expiring": "contracts expiring",
+                "invoices": "invoices"}[self.counter]
+        scope = (self.service or ", ".join(self.accounts or self.contract_codes))
+        return (f"{what}{f' ({scope})' if scope else ''} in {self.period} days "
+                f"{self.op} {self.value:g}")
+
+
+class Monitor(_Strict):
+    """A status monitor (SuperOffice SAINT): customers meeting its criteria get an alert."""
+
+    code: str = Field(pattern=CODE_PATTERN, description="short code (priority rules name it)")
+    name: str = Field(min_length=1, max_length=64, description="display name in the digest")
+    all: list[Criterion] | None = Field(None, description="criteria that must all hold")
+    any: list[Criterion] | None = Field(None, description="criteria of which one must hold")
+    text: str = Field(min_length=1, max_length=1000,
+                      description="Jinja text: {{ name }}, {{ number }}, {{ contact }}, "
+                                  "{{ phone }}, {{ email }}, {{ branch }}, {{ sales_rep }}, "
+                                  "{{ monitor }}, {{ values[0] | money }}")
+
+    @model_validator(mode="after")
+    def _one_list(self) -> Monitor:
+        if (self.all is None) == (self.any is None):
+            raise ValueError(f"monitor {self.code} needs either all: or any: (a list of "
+                             "criteria)")
+        if not self.criteria:
+            raise ValueError(f"monitor {self.code} has no criteria")
+        return self
+
+    @property
+    def match(self) -> Literal["all", "any"]:
+        return "all" if self.all is not None else "any"
+
+    @property
+    def criteria(self) -> list[Criterion]:
+        return self.all if self.all is not None else (self.any or [])
+
+
+class Tiers(_Strict):
+    """Customer tiers from trailing revenue: by amounts (thresholds) or by rank (quantiles)."""
+
+    accounts: list[Glob] = Field(min_length=1, description="GL account globs, e.g. 4*")
+    window_days: int = Field(365, ge=1, le=3660, description="trailing window in days")
+    thresholds: dict[str, float] | None = Field(
+        None, description="tier -> minimum revenue, e.g. {A: 50000, B: 10000, C: 0}")
+    quantiles: dict[str, float] | None = Field(
+        None, description="tier -> minimum share of in-scope customers with less revenue, "
+                          "e.g. {A: 0.9, B: 0.6, C: 0} (A = the top 10%)")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Tiers:
+        if (self.thresholds is None) == (self.quantiles is None):
+            raise ValueError("name either thresholds or quantiles")
+        table = self.thresholds if self.thresholds is not None else self.quantiles
+        assert table is not None
+        if not table:
+            raise ValueError("name at least one tier")
+        for name, minimum in table.items():
+            if not re.match(CODE_PATTERN, str(name)):
+                raise ValueError(f"tier name {name!r} must be a short code such as A or GOLD")
+            if minimum < 0 or (self.quantiles is not None and minimum >= 1):
+                raise ValueError(f"tier {name}: {minimum:g} must be "
+                                 + ("0 or more" if self.thresholds is not None
+                                    else "from 0 up to (not including) 1"))
+        if len(set(table.values())) != len(table):
+            raise ValueError("two tiers have the same minimum")
+        return self
+
+    def ordered(self) -> list[tuple[str, float]]:
+        """(tier, minimum), highest minimum first: a customer gets the first it reaches."""
+        table = self.thresholds if self.thresholds is not None else self.quantiles
+        return sorted((table or {}).items(), key=lambda kv: -kv[1])
+
+
+class Renewal(_Strict):
+    """The customer has an active contract expiring within ``within_days`` of the run date."""
+
+    within_days: int = Field(ge=1, le=3660, description="days from the run date")
+    contract_codes: list[Glob] = Field([], description="contract code globs; empty: any contract")
+    service: str | None = Field(None, description="that service's contract codes instead")
+
+    @model_validator(mode="after")
+    def _not_both(self) -> Renewal:
+        if self.service and self.contract_codes:
+            raise ValueError("name either service or contract_codes, not both")
+        return self
+
+
+class When(_Strict):
+    """Conditions of a priority rule; all must hold. No conditions: every opportunity."""
+
+    services: list[str] = Field([], description="opportunity service codes; empty: any")
+    tiers: list[str] = Field([], description="customer tiers (from priority.tiers)")
+    renewal: Renewal | None = Field(None, description="a contract renewing soon")
+    monitors: Literal["any"] | list[str] | None = Field(
+        None, description="'any' status monitor hit, or a list of monitor codes (one is enough)")
+    min_share: float | None = Field(None, gt=0, le=1,
+                                    description="industry gap: at least this share of peers "
+                                                "use the service")
+
+
+class PriorityRule(_Strict):
+    """One priority rule: the first matching rule with a priority sets it; points all add."""
+
+    name: str = Field(min_length=1, max_length=80, description="shown in explain and the why")
+    when: When | None = Field(None, description="conditions, all must hold; none: every "
+                                                "opportunity")
+    priority: Literal["Critical", "High", "Medium", "Low"] | None = Field(
+        None, description="the priority set when this is the first matching rule that has one")
+    points: float = Field(0, description="added to the score (sorts within a priority)")
+
+    @model_validator(mode="after")
+    def _does_something(self) -> PriorityRule:
+        if self.priority is None and not self.points:
+            raise ValueError(f"rule {self.name!r} sets no priority and adds no points")
+        return self
+
+
+class Priority(_Strict):
+    """Dynamic priority (Amity): rules over tier, renewal window, status monitors, industry gap."""
+
+    tiers: Tiers | None = Field(None, description="customer tiers from trailing revenue")
+    rules: list[PriorityRule] = Field(min_length=1, description="evaluated in order")
+
+
 class RuleFile(_Strict):
     """What one rule file may contain; files in ``rules/`` are merged (services concatenated)."""
 
@@ -184,6 +362,18 @@ class RuleFile(_Strict):
         {}, description="dealer model category glob -> model class; first match wins")
     services: list[Service] = Field([], description="the key services, in value order")
     opportunities: Opportunities | None = None
+    monitor_periods: list[Days] | None = Field(
+        None, min_length=1, max_length=3,
+        description="the (up to three) periods monitors count over, in days (default 30, 60, 90)")
+    monitors: list[Monitor] = Field([], description="status monitors (SuperOffice SAINT)")
+    priority: Priority | None = Field(None, description="dynamic priority rules (Amity)")
+
+    @field_validator("monitor_periods")
+    @classmethod
+    def _distinct_periods(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("periods must differ")
+        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +389,9 @@ class RuleSet:
     model_classes: tuple[tuple[str, str], ...]  # (category glob, class), first match wins
     services: tuple[Service, ...]
     files: tuple[Path, ...]
+    monitor_periods: tuple[int, ...] = (30, 60, 90)
+    monitors: tuple[Monitor, ...] = ()
+    priority: Priority | None = None
 
     # -- compiled helpers ------------------------------------------------------------------------
     def class_of(self, category: str) -> str | None:
@@ -208,6 +401,9 @@ class RuleSet:
             if fnmatch.fnmatchcase(up, pattern.upper()):
                 return cls
         return None
+
+    def service(self, code: str) -> Service | None:
+        return next((s for s in self.services if s.code == code), None)
 
     def service_names(self) -> dict[str, str]:
         return {s.code: s.name for s in self.services}
@@ -313,7 +509,8 @@ def load_rules(location: Path, *, property_override: str | None = None) -> RuleS
         except ValidationError as exc:
             problems.extend(problems_from_validation(exc, data, path, RuleFile))
     # files that parsed are also checked together, so one run reports every problem at once
-    ruleset, merge_problems = _merge(parsed, property_override) if parsed else (None, [])
+    ruleset, merge_problems = (_merge(parsed, property_override, complete=not problems)
+                               if parsed else (None, []))
     if problems:  # some files failed: "no services defined" would only be noise then
         merge_problems = [p for p in merge_problems if "no services defined" not in p.message]
     problems += merge_problems
@@ -329,15 +526,28 @@ def _summary(problems: list[Problem]) -> str:
     return "\n".join([head, *(f"  {p}" for p in problems)])
 
 
-def _merge(parsed: list[tuple[Path, Any, RuleFile]],
-           property_override: str | None) -> tuple[RuleSet | None, list[Problem]]:
+def _merge(parsed: list[tuple[Path, Any, RuleFile]], property_override: str | None,
+           complete: bool = True) -> tuple[RuleSet | None, list[Problem]]:
+    """Merge the files that parsed; ``complete`` is False when some did not (then references to
+    services, monitors and tiers are not checked: they may be defined in the broken file)."""
     problems: list[Problem] = []
     settings: dict[str, tuple[Any, Path]] = {}
     classes: dict[str, tuple[str, Path]] = {}
     services: list[Service] = []
     seen_codes: dict[str, Path] = {}
+    monitors: list[Monitor] = []
+    seen_monitors: dict[str, Path] = {}
     for path, data, rf in parsed:
-        for key in ("property", "level", "separator", "value", "industry", "opportunities"):
+        for i, mon in enumerate(rf.monitors):
+            if mon.code in seen_monitors:
+                line, col = position(data, ("monitors", i, "code"))
+                problems.append(Problem(path, line, col, f"monitors[{i}].code",
+                                        f"duplicate monitor code {mon.code!r} "
+                                        f"(first defined in {seen_monitors[mon.code]})"))
+            seen_monitors[mon.code] = path
+            monitors.append(mon)
+        for key in ("property", "level", "separator", "value", "industry", "opportunities",
+                    "monitor_periods", "priority"):
             val = getattr(rf, key)
             if val is None:
                 continue
@@ -385,6 +595,11 @@ def _merge(parsed: list[tuple[Path, Any, RuleFile]],
                             path, line, col, key,
                             f"model class {cls!r} is mapped from no category; add it under "
                             f"model_classes (known: {', '.join(sorted(mapped_classes)) or 'none'})"))
+    periods = tuple(settings.get("monitor_periods", ((30, 60, 90), None))[0])
+    problems += _monitor_problems(parsed, periods if complete else None)
+    if complete:
+        by_code = {s.code: s for s in services}
+        problems += _reference_problems(parsed, by_code, set(seen_monitors))
     if problems:
         return None, problems
     ruleset = RuleSet(
@@ -397,6 +612,9 @@ def _merge(parsed: list[tuple[Path, Any, RuleFile]],
         model_classes=tuple((g, c) for g, (c, _) in classes.items()),
         services=tuple(services),
         files=tuple(p for p, _, _ in parsed),
+        monitor_periods=periods,
+        monitors=tuple(monitors),
+        priority=settings.get("priority", (None, None))[0],
     )
     everything = ruleset.render_value({s.code for s in services})
     first_path, first_data, _ = parsed[0]
@@ -418,6 +636,93 @@ def _merge(parsed: list[tuple[Path, Any, RuleFile]],
     return (None, problems) if problems else (ruleset, [])
 
 
+def _monitor_problems(parsed: list[tuple[Path, Any, RuleFile]],
+                      periods: tuple[int, ...] | None) -> list[Problem]:
+    """Periods the monitors' criteria count over (None: unknown, a file did not parse), and
+    their text templates."""
+    if not any(rf.monitors for _, _, rf in parsed):
+        return []
+    from .monitors import template_problem  # jinja2 only when monitors are used
+
+    problems: list[Problem] = []
+    for path, data, rf in parsed:
+        for i, mon in enumerate(rf.monitors):
+            for j, crit in enumerate(mon.criteria):
+                if periods is not None and crit.period not in periods:
+                    loc = ("monitors", i, mon.match, j, "period")
+                    line, col = position(data, loc)
+                    problems.append(Problem(
+                        path, line, col, f"monitors[{i}].{mon.match}[{j}].period",
+                        f"{crit.period} is not one of monitor_periods "
+                        f"({', '.join(map(str, periods))})"))
+            message = template_problem(mon.text, len(mon.criteria))
+            if message:
+                line, col = position(data, ("monitors", i, "text"))
+                problems.append(Problem(path, line, col, f"monitors[{i}].text",
+                                        f"monitor {mon.code}: {message}"))
+    return problems
+
+
+def _reference_problems(parsed: list[tuple[Path, Any, RuleFile]], services: dict[str, Service],
+                        monitors: set[str]) -> list[Problem]:
+    """Service codes, monitor codes and tiers that monitors and priority rules refer to."""
+    problems: list[Problem] = []
+    known = ", ".join(services) or "none"
+
+    def service_problem(code: str | None, need: str) -> str | None:
+        if code is None:
+            return None
+        svc = services.get(code)
+        if svc is None:
+            close = difflib.get_close_matches(code, list(services), n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'?" if close else f"known: {known}"
+            return f"unknown service {code!r} ({hint})"
+        if need == "gl" and svc.gl is None:
+            return f"service {code} has no gl section; name accounts instead"
+        if need == "contracts" and (svc.contracts is None or not svc.contracts.contract_codes):
+            return f"service {code} has no contracts section with contract codes; name " \
+                   "contract_codes instead"
+        return None
+
+    def add(path: Path, data: Any, loc: tuple[int | str, ...], message: str | None) -> None:
+        if message:
+            line, col = position(data, loc)
+            problems.append(Problem(path, line, col, dotted(loc), message))
+
+    for path, data, rf in parsed:
+        for i, mon in enumerate(rf.monitors):
+            for j, crit in enumerate(mon.criteria):
+                need = "gl" if crit.counter == "revenue" else "contracts"
+                add(path, data, ("monitors", i, mon.match, j, "service"),
+                    service_problem(crit.service, need))
+        if rf.priority is None:
+            continue
+        tier_names = [t for t, _ in rf.priority.tiers.ordered()] if rf.priority.tiers else []
+        for k, rule in enumerate(rf.priority.rules):
+            if rule.when is None:
+                continue
+            base = ("priority", "rules", k, "when")
+            for n, code in enumerate(rule.when.services):
+                add(path, data, (*base, "services", n), service_problem(code, ""))
+            for n, tier in enumerate(rule.when.tiers):
+                if tier not in tier_names:
+                    add(path, data, (*base, "tiers", n),
+                        f"unknown tier {tier!r} (tiers: {', '.join(tier_names)})" if tier_names
+                        else f"tier {tier!r} needs priority.tiers (thresholds or quantiles)")
+            if rule.when.renewal is not None:
+                add(path, data, (*base, "renewal", "service"),
+                    service_problem(rule.when.renewal.service, "contracts"))
+            if rule.when.monitors == "any" and not monitors:
+                add(path, data, (*base, "monitors"), "no status monitors are defined")
+            elif isinstance(rule.when.monitors, list):
+                for n, code in enumerate(rule.when.monitors):
+                    if code not in monitors:
+                        add(path, data, (*base, "monitors", n),
+                            f"unknown monitor {code!r} (known: "
+                            f"{', '.join(sorted(monitors)) or 'none'})")
+    return problems
+
+
 def reference_markdown() -> str:
     """The rule-file reference tables, generated from the models (``docs/rules.md`` embeds them,
     and a test keeps the two in step)."""
@@ -425,7 +730,10 @@ def reference_markdown() -> str:
         ("Top level of a rule file", RuleFile), ("industry", Industry), ("services[]", Service),
         ("equipment", EquipmentSection), ("items_sold", ItemsSoldSection),
         ("contracts", ContractsSection), ("gl", GlSection), ("exclude", Exclude),
-        ("opportunities", Opportunities)]
+        ("opportunities", Opportunities), ("monitors[]", Monitor),
+        ("monitors[].all[] / any[]", Criterion), ("priority", Priority), ("priority.tiers", Tiers),
+        ("priority.rules[]", PriorityRule), ("priority.rules[].when", When),
+        ("when.renewal", Renewal)]
     out: list[str] = []
     for title, model in models:
         out += [f"### `{title}`", "", (model.__doc__ or "").strip().splitlines()[0], "",
@@ -436,6 +744,8 @@ def reference_markdown() -> str:
             text = (text.replace("typing.", "").replace("keyservices.rules.", "")
                     .replace("Annotated[str, FieldInfo(annotation=NoneType, required=True, "
                              "metadata=[MinLen(min_length=1), MaxLen(max_length=64)])]", "glob")
+                    .replace("Annotated[int, FieldInfo(annotation=NoneType, required=True, "
+                             "metadata=[Ge(ge=1), Le(le=3660)])]", "days")
                     .replace(" | ", " or "))
             default = "required" if info.is_required() else repr(info.default)
             out.append(f"| `{name}` | `{text}` | `{default}` | "
