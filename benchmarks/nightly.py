@@ -51,10 +51,15 @@ from keyservices.resources import example_rules_dir
 AS_OF = dt.date(2026, 11, 24)  # night 1: the demo data's date; the baseline is written
 NIGHT2 = AS_OF + dt.timedelta(days=1)  # night 2, measured: one simulated day of ERP activity
 HERE = Path(__file__).resolve().parent
+# Peak RSS of the tool's own process: VmHWM (reset at exec) where /proc exists; ru_maxrss would
+# also count the benchmark's own memory, which a forked child inherits as its starting peak.
 RSS = ("import resource, runpy, sys; sys.argv = ['keyservices'] + sys.argv[1:]; "
        "code = 0\ntry: runpy.run_module('keyservices', run_name='__main__')\n"
        "except SystemExit as e: code = e.code or 0\n"
-       "print('RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+       "try: kb = [int(l.split()[1]) for l in open('/proc/self/status') "
+       "if l.startswith('VmHWM')][0]\n"
+       "except OSError: kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+       "print('RSS_KB', kb, file=sys.stderr)\n"
        "sys.exit(code)")
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -80,9 +81,11 @@ class StatementCounter:
     """Counts statements sent to the ERP, so a run can prove it does not query per customer."""
 
     count: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
-        self.count += 1
+        with self._lock:  # facts are read on two connections at once
+            self.count += 1
 
 
 def display_url(url: str | URL) -> str:
