@@ -65,6 +65,7 @@ class RunResult:
     opportunity_counts: dict[str, int] = field(default_factory=dict)  # new, open, won, closed...
     alerts: list[StatusAlert] = field(default_factory=list)  # status monitor hits (rendered)
     alert_counts: dict[str, int] = field(default_factory=dict)  # monitor code -> customers hit
+    won_lost: dict[str, Any] = field(default_factory=dict)  # per sales rep, see wonlost
     exit_code: int = EXIT_OK
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,6 +181,8 @@ def _run(config: Config, *, dry_run: bool, force: bool, send: bool, as_of: dt.da
                 result = _compute(config, rules, tables, as_of, run_id=run_id, baseline=baseline,
                                   dry_run=False, force=force, state=state, reporter=reporter,
                                   reconcile_pending=bool(abandoned))
+                if config.mode == "live" and not result.guard_message:
+                    result.won_lost = _won_lost(state, rules, as_of)
                 result = _digest_and_send(config, rules, result, send=send, reporter=reporter)
             except KeyservicesError as exc:
                 state.finish_run(run_id, status="failed", exit_code=exc.exit_code,
@@ -327,7 +330,7 @@ def _digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send:
         no_attribute=result.no_attribute, services=result.services,
         service_names=rules.service_names(), guard_message=result.guard_message,
         notes=list(result.notes),
-        opportunities=result.opportunities, alerts=result.alerts)
+        opportunities=result.opportunities, alerts=result.alerts, won_lost=result.won_lost)
     with step(reporter, timings, "digest") as advance:
         templates = digest_mod.find_templates_dir(config.digest.templates)
         stem = f"{result.as_of.isoformat()}-run{result.run_id:04d}-digest"
@@ -373,6 +376,14 @@ def _digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send:
                     result.exit_code = EXIT_UNDELIVERED
     result.timings = dict(timings)
     return result
+
+
+def _won_lost(state: StateStore, rules: RuleSet, as_of: dt.date) -> dict[str, Any]:
+    """Services won and lost per sales rep tonight and over the last 30 and 90 days."""
+    windows = {"tonight": (as_of, as_of), **wonlost.windows_ending(as_of)}
+    rows = state.won_lost(None, as_of, include_baseline=True, with_values=True)
+    table = wonlost.digest_table(wonlost.won_lost(rows, rules.service_names(), windows))
+    return table if table["rows"] else {}
 
 
 def _top(rules: RuleSet) -> int:

@@ -72,10 +72,14 @@ def _only(data: DigestData, attribute: str, value: str) -> DigestData:
     def mine(items: list[Any]) -> list[Any]:
         return [x for x in items if (getattr(x, attribute) or "") == value]
 
+    won_lost = data.won_lost
+    if attribute == "sales_rep" and won_lost:  # a rep sees their own line
+        rows = [r for r in won_lost["rows"] if r["group"] == value]
+        won_lost = {**won_lost, "rows": rows} if rows else {}
     return dataclasses.replace(
         data, changes=mine(data.changes), no_configuration=mine(data.no_configuration),
         no_attribute=mine(data.no_attribute), opportunities=mine(data.opportunities),
-        alerts=mine(data.alerts), **{attribute: value})
+        alerts=mine(data.alerts), won_lost=won_lost, **{attribute: value})
 
 
 def slug(text: str) -> str:
@@ -251,7 +255,8 @@ def load_data(path: Path) -> DigestData:
     raw["no_configuration"] = [CustomerRef(**r) for r in raw["no_configuration"]]
     raw["no_attribute"] = [CustomerRef(**r) for r in raw["no_attribute"]]
     raw["services"] = [ServiceCount(**r) for r in raw["services"]]
-    raw["opportunities"] = [Opportunity(**r) for r in raw.get("opportunities", [])]
+    raw["opportunities"] = [Opportunity(**{**r, "why": tuple(r.get("why", ()))})
+                            for r in raw.get("opportunities", [])]
     raw["alerts"] = [StatusAlert(**r) for r in raw.get("alerts", [])]
     return DigestData(**raw)
 

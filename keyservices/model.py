@@ -212,3 +212,6 @@ class DigestData:
     alerts: list[StatusAlert] = field(default_factory=list)
     branch: str | None = None  # set on a branch manager's copy: only that branch is listed
     sales_rep: str | None = None  # set on a sales rep's copy: only that rep's customers are listed
+    # services won and lost per sales rep: tonight and the last 30 / 90 days (live runs only);
+    # {"windows": [label...], "rows": [{"group": rep, "cells": [[won, lost, won $, lost $]...]}]}
+    won_lost: dict[str, Any] = field(default_factory=dict)

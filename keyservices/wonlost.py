@@ -192,5 +192,26 @@ def totals(rows: Iterable[WonLostRow]) -> dict[str, float]:
             "lost_value": round(sum(r.lost_value for r in mine), 2)}
 
 
-__all__ = ["ValueColumns", "annual_values", "fill_annual_values", "totals", "windows_ending",
-           "won_lost"]
+def digest_table(by_window: Mapping[str, list[WonLostRow]], kind: str = "sales_rep"
+                 ) -> dict[str, Any]:
+    """Won and lost per sales rep (all services together) for each window, as the digest shows
+    it: {"windows": [label...], "rows": [{"group", "cells": [[won, lost, won value, lost value]
+    per window]}]}, the busiest group first."""
+    labels = list(by_window)
+    cells: dict[str, list[list[float]]] = {}
+    for i, label in enumerate(labels):
+        for row in by_window[label]:
+            if row.kind != kind:
+                continue
+            mine = cells.setdefault(row.group, [[0, 0, 0.0, 0.0] for _ in labels])
+            cell = mine[i]
+            cell[0] += row.won
+            cell[1] += row.lost
+            cell[2] = round(cell[2] + row.won_value, 2)
+            cell[3] = round(cell[3] + row.lost_value, 2)
+    order = sorted(cells, key=lambda g: (-sum(c[0] + c[1] for c in cells[g]), g.casefold()))
+    return {"windows": labels, "rows": [{"group": g, "cells": cells[g]} for g in order]}
+
+
+__all__ = ["ValueColumns", "annual_values", "digest_table", "fill_annual_values", "totals",
+           "windows_ending", "won_lost"]

@@ -168,3 +168,23 @@ def test_report_with_a_missing_table_is_a_setup_error(erp: ErpBuilder, dealer: d
     result = runner.invoke(cli, ["report", "-c", str(config.config_path)])
     assert result.exit_code == 2
     assert "table SCContracts (contracts) not found" in result.output
+
+
+def test_the_digest_shows_won_and_lost_per_sales_rep(erp: ErpBuilder, dealer: dict[str, int],
+                                                     config_for) -> None:
+    """Night 60: C1 wins MIT (500/month). Night 10: C2 loses DM (600/month, recorded by the
+    baseline) and C3 wins MIT (250/month). Worked out per rep and window."""
+    config = config_for(erp)
+    for days_ago in (100, 60):
+        keyservices.run(config, as_of=day(days_ago), send=False)
+    result = keyservices.run(config, as_of=day(10), send=False)
+    assert result.won_lost == {
+        "windows": ["tonight", "last 30 days", "last 90 days"],
+        "rows": [{"group": "Dana Rep", "cells": [[0, 1, 0.0, 7200.0], [0, 1, 0.0, 7200.0],
+                                                 [1, 1, 6000.0, 7200.0]]},
+                 {"group": "Lee Rep", "cells": [[1, 0, 3000.0, 0.0], [1, 0, 3000.0, 0.0],
+                                                [1, 0, 3000.0, 0.0]]}]}
+    text = result.digest_eml.read_text(encoding="utf-8", errors="replace")
+    html = result.digest_html.read_text(encoding="utf-8")
+    assert "WON AND LOST" in text and "Won and lost" in html
+    assert "Dana Rep: tonight +0/-1 (0/7,200)" in text.replace("=\n", "")
