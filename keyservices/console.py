@@ -190,6 +190,13 @@ def print_explanation(e: Explanation) -> None:
             for sec in v["sections"]:
                 click.echo(f"          {'+' if sec['matched'] else '-'} {sec['section']}: "
                            f"{sec['reason']}")
+    for o in e.opportunities:
+        click.echo(f"  Opportunity: {o['service']} [{o['priority']}, score {o['score']:g}] "
+                   f"- {o['reason']}")
+        for why in o["why"]:
+            click.echo(f"      {why}")
+    for a in e.alerts:
+        click.echo(f"  Status alert: {a['monitor']}: {a['text']}")
 
 
 def print_history(data: dict[str, Any]) -> None:

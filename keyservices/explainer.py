@@ -13,11 +13,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
+from . import calls
 from .api import _rules_for, _tables_for
 from .classify import classify
 from .config import Config
 from .erp import attribute_id, connect, wrap_db_error
 from .errors import ConfigError
+from .exports import read_contacts
 from .facts import read_facts
 
 
@@ -31,6 +33,9 @@ class Explanation:
     value_now: str | None
     value_by_rules: str | None
     records: list[dict[str, Any]]  # the customer and its locations, each with facts and verdicts
+    # the customer's opportunities as tonight's run ranks them: priority, score, and why
+    opportunities: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    alerts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -64,6 +69,10 @@ def explain(config: Config, customer: str, *, as_of: dt.date | None = None) -> E
         with engine.connect() as conn:
             attr = attribute_id(conn, tables, rules.property)
             facts = read_facts(conn, tables, rules, attr, as_of, detail=True)
+            # priorities need the night's numbers for every customer (tiers by quantile,
+            # industry shares): the lean read, composed exactly as the run composes it
+            lean = read_facts(conn, tables, rules, attr, as_of, extra=calls.extras(rules))
+            contacts = read_contacts(conn, tables) if rules.monitors else {}
     except SQLAlchemyError as exc:
         raise wrap_db_error(exc, config.erp.url) from exc
     finally:
@@ -101,7 +110,13 @@ def explain(config: Config, customer: str, *, as_of: dt.date | None = None) -> E
             "facts": _facts_dict(facts.of(c.id)),
             "verdicts": [dataclasses.asdict(v) for v in explain_rows(facts, rules, [c.id])]})
     services = classification.services.get(target.id)
+    tonight = calls.who_to_call(lean, classify(lean, rules), rules, contacts)
     return Explanation(
+        opportunities=[{"service": o.service, "priority": o.priority, "score": o.score,
+                        "reason": o.reason, "why": list(o.why)}
+                       for o in tonight.opportunities if o.customer_id == target.id],
+        alerts=[{"monitor": a.monitor, "text": a.text} for a in tonight.alerts
+                if a.customer_id == target.id],
         as_of=as_of, level=rules.level,
         customer={"number": target.number, "name": target.name, "industry": target.industry,
                   "branch": target.branch, "sales_rep": target.sales_rep,

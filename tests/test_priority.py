@@ -347,3 +347,20 @@ def test_monitors_and_priority_are_pure() -> None:
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_explain_shows_the_priority_and_why(tmp_path: Path) -> None:
+    """On the demo dealer, explain lists a customer's opportunities with the rules that fired,
+    exactly as the run ranked them."""
+    import keyservices
+    from keyservices.demorun import demo as run_demo
+
+    demo = run_demo(tmp_path / "demo", customers=600, seed=42, as_of=dt.date(2026, 11, 24))
+    config = keyservices.load_config(demo.config)
+    night = keyservices.run(config, dry_run=True, as_of=demo.nights[-1].as_of)
+    first = night.opportunities[0]
+    explained = keyservices.explain(config, first.number, as_of=demo.nights[-1].as_of)
+    mine = [o for o in explained.opportunities if o["service"] == first.service]
+    assert mine == [{"service": first.service, "priority": first.priority, "score": first.score,
+                     "reason": first.reason, "why": list(first.why)}]
+    assert first.why  # the example priority rules always say which rule decided
