@@ -58,6 +58,8 @@ digest:
   to: []                               # the consolidated digest
   # branches:                          # a branch manager's copy with only their branch
   #   North: ["north-manager@example.com"]
+  # sales_reps:                        # a rep's copy with only the customers they own
+  #   "Dana Whitfield": ["dana@example.com"]
   # admins: ["it@example.com"]         # failure alerts (default: the 'to' list)
   send_empty: true                     # a short digest even when nothing changed
   max_rows: 50                         # changes listed before "+N more" (all are in the CSV)
