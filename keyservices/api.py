@@ -240,12 +240,14 @@ def _compute_on(config: Config, rules: RuleSet, tables: ErpTables, as_of: dt.dat
     with engine.connect() as conn:
         facts = read_facts(conn, tables, rules, attr, as_of, reporter=reporter,
                            timings=timings, extra=[values, *calls.extras(rules)])
-        contacts = {}
-        if rules.monitors:  # monitor texts name the customer's contact: one more query
-            from .exports import read_contacts
 
-            contacts = read_contacts(conn, tables)
-    read_statements = counter.count + 1  # + the attribute lookup
+    def contacts(ids: set[int]) -> dict[int, Any]:
+        """The contacts the monitors' texts name: one more query, kept to the alerted few."""
+        from .exports import read_contacts
+
+        with engine.connect() as conn:
+            return read_contacts(conn, tables, ids)
+
     with step(reporter, timings, "classify", total=len(facts.customers)) as advance:
         classification = classify(facts, rules)
         advance(len(facts.customers))
@@ -265,6 +267,7 @@ def _compute_on(config: Config, rules: RuleSet, tables: ErpTables, as_of: dt.dat
         config.write.max_changes_percent)
     with step(reporter, timings, "opportunities") as advance:
         tonight = calls.who_to_call(facts, classification, rules, contacts)
+        read_statements = counter.count + 1  # + the attribute lookup
         found = tonight.opportunities
         lifecycle_counts: dict[str, int] = {}
         if rules.opportunities is not None and state is not None:

@@ -6,7 +6,7 @@ steps are composed here once. Pure: facts and classification in, opportunities a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from . import monitors, priority
@@ -33,7 +33,8 @@ class Calls:
 
 
 def who_to_call(facts: Facts, classification: Classification, rules: RuleSet,
-                contacts: Mapping[int, monitors.Contact]) -> Calls:
+                contacts: Mapping[int, monitors.Contact]
+                | Callable[[set[int]], Mapping[int, monitors.Contact]]) -> Calls:
     """Tonight's opportunities, prioritised, and the status alerts behind them."""
     index = facts.metrics.compiled.index_of if facts.metrics is not None else {}
     hits: dict[int, tuple[str, ...]] = {}

@@ -72,7 +72,8 @@ def explain(config: Config, customer: str, *, as_of: dt.date | None = None) -> E
             # priorities need the night's numbers for every customer (tiers by quantile,
             # industry shares): the lean read, composed exactly as the run composes it
             lean = read_facts(conn, tables, rules, attr, as_of, extra=calls.extras(rules))
-            contacts = read_contacts(conn, tables) if rules.monitors else {}
+            tonight = calls.who_to_call(lean, classify(lean, rules), rules,
+                                        lambda ids: read_contacts(conn, tables, ids))
     except SQLAlchemyError as exc:
         raise wrap_db_error(exc, config.erp.url) from exc
     finally:
@@ -110,7 +111,6 @@ def explain(config: Config, customer: str, *, as_of: dt.date | None = None) -> E
             "facts": _facts_dict(facts.of(c.id)),
             "verdicts": [dataclasses.asdict(v) for v in explain_rows(facts, rules, [c.id])]})
     services = classification.services.get(target.id)
-    tonight = calls.who_to_call(lean, classify(lean, rules), rules, contacts)
     return Explanation(
         opportunities=[{"service": o.service, "priority": o.priority, "score": o.score,
                         "reason": o.reason, "why": list(o.why)}

@@ -131,7 +131,8 @@ def matches(monitor: Monitor, values: np.ndarray) -> np.ndarray:
 
 def evaluate(rules: RuleSet, compiled_index: Callable[[Column], int] | Mapping[Column, int],
              codes: Codes, services: Mapping[int, frozenset[str]], rolled: np.ndarray | None,
-             customers: Mapping[int, Customer], contacts: Mapping[int, Contact], *,
+             customers: Mapping[int, Customer],
+             contacts: Mapping[int, Contact] | Callable[[set[int]], Mapping[int, Contact]], *,
              limit: int | None = None) -> MonitorResult:
     """Every monitor over every in-scope customer.
 
@@ -140,7 +141,8 @@ def evaluate(rules: RuleSet, compiled_index: Callable[[Column], int] | Mapping[C
     ``facts.metrics.compiled.index_of``. Comparing is array work (a million customers in tens of
     milliseconds); rendering a text costs some 10 microseconds per alert, so ``limit`` renders at
     most that many alerts per monitor and branch (lowest customer numbers first) while ``hits``
-    and ``counts`` stay complete.
+    and ``counts`` stay complete. ``contacts`` may be a function given the ids of the customers
+    whose texts are rendered, so that only those contacts are read.
     """
     if not rules.monitors:
         return MonitorResult()
@@ -154,6 +156,7 @@ def evaluate(rules: RuleSet, compiled_index: Callable[[Column], int] | Mapping[C
     hits: dict[int, tuple[str, ...]] = {}
     alerts: list[StatusAlert] = []
     counts: dict[str, int] = {}
+    pending: list[tuple[Monitor, Any, list[int], list[list[float]]]] = []
     for mon in rules.monitors:
         cols = [find(criterion_column(rules, codes, c)) for c in mon.criteria]
         values = rolled[:, cols]
@@ -165,12 +168,16 @@ def evaluate(rules: RuleSet, compiled_index: Callable[[Column], int] | Mapping[C
         for cid in hit_ids:
             hits[cid] = hits.get(cid, ()) + one
         chosen = rows if limit is None else rows[_first_per_branch(hit_ids, customers, limit)]
+        pending.append((mon, template, ids[chosen].tolist(), values[chosen].tolist()))
+    wanted = {cid for _, _, chosen_ids, _ in pending for cid in chosen_ids}
+    book = contacts(wanted) if callable(contacts) else contacts
+    for mon, template, chosen_ids, chosen_values in pending:
         found = []
-        for cid, vals in zip(ids[chosen].tolist(), values[chosen].tolist()):
+        for cid, vals in zip(chosen_ids, chosen_values):
             c = customers[cid]
             found.append(StatusAlert(
                 number=c.number, name=c.name, branch=c.branch, monitor=mon.name,
-                text=render(template, mon, c, contacts.get(cid), vals), customer_id=cid,
+                text=render(template, mon, c, book.get(cid), vals), customer_id=cid,
                 code=mon.code, sales_rep=c.sales_rep))
         found.sort(key=lambda a: a.number)
         alerts += found
