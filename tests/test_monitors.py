@@ -408,3 +408,28 @@ def test_limit_renders_the_lowest_numbers_of_each_branch_but_counts_every_hit(
     # North: A2 (not B4 or Z1); South: C5 (not M3); listed in customer-number order
     assert [a.number for a in result.alerts] == ["A2", "C5"]
     assert result.counts["QUIET"] == 5 and len(result.hits) == 5
+
+
+def test_a_run_alerts_with_the_decision_contact_named(erp: ErpBuilder, config_for) -> None:
+    """A run: DM revenue 60 days ago and none since trips DM-LAPSING; the text names the decision
+    contact (read for the alerted customers only) and the digest lists it."""
+    import sqlalchemy as sa
+
+    import keyservices
+
+    lapsing = erp.customer("DMX001", "O'Brien & <Sons>")
+    quiet = erp.customer("DMX002", "Quiet Co")
+    erp.gl(lapsing, "4150", 553.63, days_ago=60)
+    erp.gl(quiet, "4150", 100.0, days_ago=10)
+    erp.insert("CMContacts", ContactID=700, CustomerID=lapsing, FirstName="Kai",
+               LastName="Lefèvre", Email="kai@example.com", Phone1="555-0199", Active=True)
+    with erp.engine.begin() as conn:
+        t = erp.t["ARCustomers"]
+        conn.execute(sa.update(t).where(t.c.CustomerID == lapsing).values(DecisionContactID=700))
+    result = keyservices.run(config_for(erp), dry_run=True, as_of=AS_OF)
+    mine = [a for a in result.alerts if a.code == "DM-LAPSING"]
+    assert [a.number for a in mine] == ["DMX001"]  # DMX002 paid within the last 30 days
+    assert mine[0].text == ("O'Brien & <Sons> paid 553.63 for document management in the last "
+                            "90 days but nothing in the last 30. Call Kai Lefèvre (555-0199) or "
+                            "email kai@example.com.")
+    assert result.alert_counts["DM-LAPSING"] == 1
