@@ -46,7 +46,7 @@ def who_to_call(facts: Facts, classification: Classification, rules: RuleSet,
         hits, out.alerts, out.alert_counts = result.hits, result.alerts, dict(result.counts)
         if result.note:
             out.notes.append(result.note)
-    found = find(facts, classification, rules)
+    found = find(facts, classification, rules, ordered=rules.priority is None)
     if rules.priority is not None and found:
         found = priority.apply(
             rules, found,

@@ -164,17 +164,20 @@ def _contact_rows(conn: sa.Connection, tables: ErpTables, only: set[int] | None 
                   ) -> list[Contact]:
     """Every active contact of every customer (of ``only``), in one streamed query."""
     c, ct = tables.customers, tables.contacts
-    rows = conn.execute(
-        sa.select(ct.c.customer_id, ct.c.id, ct.c.first_name, ct.c.last_name, ct.c.email,
-                  ct.c.phone, c.c.decision_contact_id)
-        .select_from(ct.join(c, c.c.id == ct.c.customer_id))
-        .where(sa.or_(ct.c.active.is_(None), ct.c.active == sa.true()))
-        .order_by(ct.c.customer_id, ct.c.id),
-        execution_options={"yield_per": 5000})
+    stmt = (sa.select(ct.c.customer_id, ct.c.id, ct.c.first_name, ct.c.last_name, ct.c.email,
+                      ct.c.phone, c.c.decision_contact_id)
+            .select_from(ct.join(c, c.c.id == ct.c.customer_id))
+            .where(sa.or_(ct.c.active.is_(None), ct.c.active == sa.true()))
+            .order_by(ct.c.customer_id, ct.c.id))
+    if only is not None:
+        # the alerted customers: a few thousand at most (texts are rendered for a capped number
+        # per monitor and branch), integers rendered inline so no parameter limit applies
+        stmt = stmt.where(ct.c.customer_id.in_(sa.bindparam(
+            "alerted", sorted(int(i) for i in only), expanding=True, literal_execute=True)))
+    rows = conn.execute(stmt, execution_options={"yield_per": 5000})
     return [Contact(int(cid), int(contact_id), first or "", last or "", email or "",
                     phone or "", decision)
-            for cid, contact_id, first, last, email, phone, decision in rows
-            if only is None or cid in only]
+            for cid, contact_id, first, last, email, phone, decision in rows]
 
 
 def _best_contacts(rows: list[Contact], allowed: Callable[[Contact], bool] | None = None

@@ -14,7 +14,6 @@ import itertools
 import operator
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,6 @@ from .rules import RuleSet, glob_match
 
 STREAM_ROWS = 5000
 FETCH_ROWS = 20_000  # raw rows per fetchmany on the lean (metrics) path
-PARALLEL_READS = True  # aggregates on a second connection while customers are read
 # constants as SQL literals, not parameters: the same text every night keeps one cached plan
 _ZERO = sa.literal_column("0")
 _ONE = sa.literal_column("1")
@@ -71,25 +69,10 @@ def _read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id:
                                    timings=timings, flags=flags)
         return _read_detail(conn, tables, rules, as_of, customers, categories, reporter,
                             timings)
-    queries = metric_queries(tables, compiled, as_of)
-    if _parallel(conn):
-        # the database aggregates equipment, contracts and GL on a second connection while this
-        # thread turns customer rows into objects: the two overlap instead of adding up
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="keyservices-facts") as pool:
-            fetched = pool.submit(_fetch_metrics, conn.engine, queries, timings)
-            customers = read_customers(conn, tables, rules, attr_id, as_of, reporter=reporter,
-                                       timings=timings, flags=flags)
-            batches = fetched.result()
-        table = MetricTable.empty(compiled, sorted(customers))
-        with step(reporter, timings, "fold facts") as advance:
-            for columns, arrays in batches:
-                for array in arrays:
-                    advance(table.put(columns, array))
-    else:
-        customers = read_customers(conn, tables, rules, attr_id, as_of, reporter=reporter,
-                                   timings=timings, flags=flags)
-        table = MetricTable.empty(compiled, sorted(customers))
-        read_metrics(conn, tables, compiled, as_of, table, reporter=reporter, timings=timings)
+    customers = read_customers(conn, tables, rules, attr_id, as_of, reporter=reporter,
+                               timings=timings, flags=flags)
+    table = MetricTable.empty(compiled, sorted(customers))
+    read_metrics(conn, tables, compiled, as_of, table, reporter=reporter, timings=timings)
     arrays: dict[str, np.ndarray] | None = {
         "active": np.array(flags["active"], dtype=bool),
         "prospect": np.array(flags["prospect"], dtype=bool),
@@ -98,29 +81,6 @@ def _read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id:
         arrays = None
     return Facts(as_of=as_of, customers=customers, facts={}, categories=categories,
                  metrics=table, codes=codes, customer_arrays=arrays)
-
-
-def _parallel(conn: sa.Connection) -> bool:
-    """Whether a second connection sees the same database (not so for in-memory SQLite)."""
-    if not PARALLEL_READS:
-        return False
-    url = conn.engine.url
-    return not (url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"))
-
-
-def _fetch_metrics(engine: sa.Engine, queries: dict[str, tuple[sa.Select, list[int]]],
-                   timings: Timings | None) -> list[tuple[list[int], list[np.ndarray]]]:
-    """Run the aggregate statements on a connection of their own, keeping compact arrays."""
-    out = []
-    with engine.connect() as conn:
-        for kind, (stmt, columns) in queries.items():
-            with step(None, timings, f"read {_STEP_NAMES[kind]}") as advance:
-                arrays = []
-                for batch in _raw_batches(conn, stmt):
-                    arrays.append(np.array(batch, dtype=np.float64))
-                    advance(len(batch))
-                out.append((columns, arrays))
-    return out
 
 
 def read_customers(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: int,

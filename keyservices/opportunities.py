@@ -21,20 +21,24 @@ PRIORITY_ORDER = {"Critical": 0, "High": 1, "Medium": 2, "Low": 3}
 def industry_shares(facts: Facts, classification: Classification,
                     ) -> tuple[Counter[str], dict[tuple[str, str], int]]:
     """Classified customers per industry, and per (industry, service) how many use it."""
+    customers = facts.customers
+    combos = Counter((customers[cid].industry, services)
+                     for cid, services in classification.services.items())
     peers: Counter[str] = Counter()
     users: dict[tuple[str, str], int] = {}
-    for cid, services in classification.services.items():
-        industry = facts.customers[cid].industry
+    for (industry, services), n in combos.items():
         if not industry:
             continue
-        peers[industry] += 1
+        peers[industry] += n
         for code in services:
-            users[(industry, code)] = users.get((industry, code), 0) + 1
+            users[(industry, code)] = users.get((industry, code), 0) + n
     return peers, users
 
 
-def find(facts: Facts, classification: Classification, rules: RuleSet) -> list[Opportunity]:
-    """Every opportunity, most promising first."""
+def find(facts: Facts, classification: Classification, rules: RuleSet, *,
+         ordered: bool = True) -> list[Opportunity]:
+    """Every opportunity, most promising first (``ordered=False``: in customer order, for a
+    caller that ranks them again)."""
     settings = rules.opportunities
     if settings is None:
         return []
@@ -66,7 +70,8 @@ def find(facts: Facts, classification: Classification, rules: RuleSet) -> list[O
                 number=c.number, name=c.name, branch=c.branch, sales_rep=c.sales_rep,
                 service=names[code], priority=priority, reason=reason,
                 customer_id=cid, service_code=code, score=round(share * 100, 1))))
-    found.sort(key=lambda x: (PRIORITY_ORDER[x[1].priority], -x[0], x[1].number))
+    if ordered:
+        found.sort(key=lambda x: (PRIORITY_ORDER[x[1].priority], -x[0], x[1].number))
     return [o for _, o in found]
 
 

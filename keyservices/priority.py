@@ -22,6 +22,7 @@ Pure: numpy and the rule models; no SQLAlchemy, no I/O.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -189,6 +190,33 @@ def _met(rules: RuleSet, when: When | None, opp: Opportunity, tiers: Mapping[int
     return facts
 
 
+def _decide(rules: RuleSet, spec: Any, opp: Opportunity, tiers: Mapping[int, str],
+            renewals: Mapping[int, frozenset[str]], hits: Mapping[int, Sequence[str]]
+            ) -> tuple[str, float, tuple[str, ...]]:
+    """Priority, points and why for one opportunity: the first rule with a priority sets it,
+    every matching rule's points add."""
+    priority: str | None = None
+    points = 0.0
+    why: list[str] = []
+    for rule in spec.rules:
+        facts = _met(rules, rule.when, opp, tiers, renewals, hits)
+        if facts is None:
+            continue
+        effects = []
+        if rule.priority is not None and priority is None:
+            priority = rule.priority
+            effects.append(rule.priority)
+        if rule.points:
+            points += rule.points
+            effects.append(f"{rule.points:+g} points")
+        if effects:
+            why.append(f"{rule.name} ({'; '.join(facts) or 'every opportunity'}): "
+                       f"{', '.join(effects)}")
+    if priority is None:
+        why.append(f"{opp.priority} from the industry share (no priority rule matched)")
+    return priority or opp.priority, points, tuple(why)
+
+
 def apply(rules: RuleSet, opportunities: Sequence[Opportunity], tiers: Mapping[int, str],
           renewals: Mapping[int, frozenset[str]], hits: Mapping[int, Sequence[str]]
           ) -> list[Opportunity]:
@@ -202,28 +230,19 @@ def apply(rules: RuleSet, opportunities: Sequence[Opportunity], tiers: Mapping[i
     if spec is None:
         return [dataclasses.replace(o) for o in opportunities]
     out: list[Opportunity] = []
+    # the outcome depends only on these inputs, which repeat across thousands of customers
+    decided: dict[tuple[Any, ...], tuple[str, float, tuple[str, ...]]] = {}
     for opp in opportunities:
-        priority: str | None = None
-        points = 0.0
-        why: list[str] = []
-        for rule in spec.rules:
-            facts = _met(rules, rule.when, opp, tiers, renewals, hits)
-            if facts is None:
-                continue
-            effects = []
-            if rule.priority is not None and priority is None:
-                priority = rule.priority
-                effects.append(rule.priority)
-            if rule.points:
-                points += rule.points
-                effects.append(f"{rule.points:+g} points")
-            if effects:
-                why.append(f"{rule.name} ({'; '.join(facts) or 'every opportunity'}): "
-                           f"{', '.join(effects)}")
-        if priority is None:
-            why.append(f"{opp.priority} from the industry share (no priority rule matched)")
-        out.append(dataclasses.replace(opp, priority=priority or opp.priority,
-                                       score=round(opp.score + points, 1), why=tuple(why)))
+        cid = opp.customer_id
+        key = (opp.service_code, tiers.get(cid), renewals.get(cid), tuple(hits.get(cid, ())),
+               opp.score, opp.priority)
+        outcome = decided.get(key)
+        if outcome is None:
+            outcome = decided[key] = _decide(rules, spec, opp, tiers, renewals, hits)
+        priority, points, why = outcome
+        out.append(Opportunity(opp.number, opp.name, opp.branch, opp.sales_rep, opp.service,
+                               priority, opp.reason, cid, opp.service_code,
+                               round(opp.score + points, 1), opp.status, opp.age_days, why))
     out.sort(key=lambda o: (PRIORITY_ORDER.get(o.priority, 9), -o.score, o.number,
                             o.service_code))
     return out

@@ -168,22 +168,3 @@ def test_extra_columns_ride_along_in_the_same_statements(erp: ErpBuilder) -> Non
     # GL 415* in 30 / 90 days; COPY-* expiring within 60 days; COPY-* monthly rate; invoices 90d
     assert rows[lapsing] == [0.0, 300.0, 1.0, 150.0, 0.0]
     assert rows[steady] == [100.0, 150.0, 0.0, 0.0, 1.0]
-
-
-def test_reading_on_one_connection_gives_the_same_facts(demo: Path, monkeypatch) -> None:
-    """Aggregates run on a second connection while customers are read; without it, the same."""
-    import keyservices.facts as facts_module
-
-    rules = load_rules(example_rules_dir())
-    engine = connect(f"sqlite:///{(demo / 'erp.sqlite').as_posix()}")
-    try:
-        with engine.connect() as conn:
-            attr = attribute_id(conn, ErpTables(), rules.property)
-            both = read_facts(conn, ErpTables(), rules, attr, AS_OF)
-            monkeypatch.setattr(facts_module, "PARALLEL_READS", False)
-            one = read_facts(conn, ErpTables(), rules, attr, AS_OF)
-    finally:
-        engine.dispose()
-    assert np.array_equal(both.metrics.values, one.metrics.values)
-    assert np.array_equal(both.metrics.ids, one.metrics.ids)
-    assert both.metrics.values.any()
