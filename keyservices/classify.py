@@ -289,11 +289,9 @@ def _classify_arrays(facts: Facts, rules: RuleSet) -> Classification:
         target[in_scope & located & ~in_scope[pos]] = -1  # parent inactive: counts nowhere
         target[into] = pos[into]
         rolled_count = int(into.sum())
-        values = rolled_up(table, target)
-    else:
-        values = table.values
     written = np.nonzero(target == rows)[0]
-    has = evaluate(table.compiled, values[written])
+    values = rolled_up(table, target, written)  # only the written rows: no full-size copy
+    has = evaluate(table.compiled, values)
     codes = [s.code for s in rules.services]
     masks = has.astype(np.int64) @ (np.int64(1) << np.arange(len(codes), dtype=np.int64))
     sets: dict[int, frozenset[str]] = {}
@@ -302,7 +300,7 @@ def _classify_arrays(facts: Facts, rules: RuleSet) -> Classification:
     services = dict(zip(ids[written].tolist(), map(sets.__getitem__, masks.tolist())))
     return Classification(services=services, inactive=int((~active).sum()),
                           prospects=int((active & prospect).sum()),
-                          locations_rolled_up=rolled_count, rolled=values[written])
+                          locations_rolled_up=rolled_count, rolled=values)
 
 
 def explain(facts: Facts, rules: RuleSet, rows: list[int]) -> list[Verdict]:

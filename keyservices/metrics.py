@@ -298,22 +298,31 @@ class MetricTable:
         return int(known.sum())
 
 
-def rolled_up(table: MetricTable, target: np.ndarray) -> np.ndarray:
+def rolled_up(table: MetricTable, target: np.ndarray,
+              rows: np.ndarray | None = None) -> np.ndarray:
     """Each row's numbers added into its ``target`` row (sums add, maxima take the larger).
 
-    ``target[i]`` is the row that row ``i`` counts for, or -1. Returns an array shaped like
-    ``table.values``; rows that nothing counts for hold the empty values.
+    ``target[i]`` is the row that row ``i`` counts for, or -1. Returns the rows ``rows`` (all by
+    default) of the result, in that order; rows that nothing counts for hold the empty values.
+    Asking only for the rows that are written keeps a full-size copy out of memory.
     """
     n = len(table.ids)
+    if rows is None:
+        rows = np.arange(n)
+    position = np.full(n, -1, dtype=np.int64)
+    position[rows] = np.arange(len(rows))
     valid = target >= 0
-    src, dst = np.nonzero(valid)[0], target[valid]
-    out = np.empty_like(table.values)
+    src = np.nonzero(valid)[0]
+    dst = position[target[valid]]
+    kept = dst >= 0
+    src, dst = src[kept], dst[kept]
+    out = np.empty((len(rows), table.values.shape[1]), dtype=table.values.dtype)
     for j, col in enumerate(table.compiled.columns):
         if col.is_max:
             out[:, j] = NONE
             np.maximum.at(out[:, j], dst, table.values[src, j])
         else:
-            out[:, j] = np.bincount(dst, weights=table.values[src, j], minlength=n)
+            out[:, j] = np.bincount(dst, weights=table.values[src, j], minlength=len(rows))
     return out
 
 
