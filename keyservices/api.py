@@ -250,6 +250,8 @@ def _compute_on(config: Config, rules: RuleSet, tables: ErpTables, as_of: dt.dat
 
     with step(reporter, timings, "classify", total=len(facts.customers)) as advance:
         classification = classify(facts, rules)
+        if facts.metrics is not None:
+            facts.metrics.release()
         advance(len(facts.customers))
     with step(reporter, timings, "plan changes",
               total=len(classification.services)) as advance:
