@@ -34,15 +34,17 @@ class Calls:
 
 def who_to_call(facts: Facts, classification: Classification, rules: RuleSet,
                 contacts: Mapping[int, monitors.Contact]
-                | Callable[[set[int]], Mapping[int, monitors.Contact]]) -> Calls:
-    """Tonight's opportunities, prioritised, and the status alerts behind them."""
+                | Callable[[set[int]], Mapping[int, monitors.Contact]], *,
+                alert_limit: int | None = ALERTS_PER_MONITOR_AND_BRANCH) -> Calls:
+    """Tonight's opportunities, prioritised, and the status alerts behind them (texts rendered
+    for at most ``alert_limit`` customers per monitor and branch; None: all, for an export)."""
     index = facts.metrics.compiled.index_of if facts.metrics is not None else {}
     hits: dict[int, tuple[str, ...]] = {}
     out = Calls(opportunities=[])
     if rules.monitors:
         result = monitors.evaluate(rules, index, facts.codes, classification.services,
                                    classification.rolled, facts.customers, contacts,
-                                   limit=ALERTS_PER_MONITOR_AND_BRANCH)
+                                   limit=alert_limit)
         hits, out.alerts, out.alert_counts = result.hits, result.alerts, dict(result.counts)
         if result.note:
             out.notes.append(result.note)

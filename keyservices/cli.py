@@ -677,6 +677,35 @@ def export_opportunities_cmd(config_path: Path, fmt: str, service: str | None,
         _echo_nps(result, nps)
 
 
+@export_group.command("alerts")
+@config_option
+@click.option("--monitor", default=None, help="Only this status monitor's code (e.g. "
+                                              "DM-LAPSING).")
+@click.option("--owner", default=None, help="Only this sales rep's customers (full name).")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write to this file (UTF-8 with BOM for Excel) instead of stdout.")
+@as_of_option
+def export_alerts_cmd(config_path: Path, monitor: str | None, owner: str | None,
+                      out: Path | None, as_of: dt.datetime | None) -> None:
+    """Every status-monitor hit of the night, with its text, as CSV.
+
+    The digest lists a capped number per monitor and branch; the export has them all.
+
+    \b
+    Examples:
+      keyservices export alerts --out alerts.csv -c config.yaml
+      keyservices export alerts --monitor DM-LAPSING --owner "Dana Whitfield"
+    """
+    from .exports import export_alerts, write
+
+    text, count = export_alerts(_load(config_path), monitor=monitor, owner=owner,
+                                as_of=as_of.date() if as_of else None)
+    if write(text, out) is None:
+        click.echo(text, nl=False)
+    else:
+        click.echo(f"Wrote {count} status alerts to {out}", err=True)
+
+
 def _echo_nps(result: Any, nps: Any) -> None:
     """The promoter filter's outcome, on stderr (stdout may be the CSV)."""
     for line, problem in result.csv_problems[:20]:

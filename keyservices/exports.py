@@ -350,6 +350,48 @@ def read_nps_csv(path: Path) -> NpsScores:
     return out
 
 
+ALERT_COLUMNS = ["customer_number", "customer_name", "branch", "sales_rep", "monitor_code",
+                 "monitor", "text"]
+
+
+def export_alerts(config: Config, *, monitor: str | None = None, owner: str | None = None,
+                  as_of: dt.date | None = None) -> tuple[str, int]:
+    """Every status-monitor hit of the night (all of them, not the digest's capped list) as CSV
+    text, and how many; optionally one monitor's or one sales rep's."""
+    as_of = as_of or dt.date.today()
+    rules = _rules_for(config)
+    if not rules.monitors:
+        raise ConfigError("the rules have no 'monitors:', so there are no status alerts; see "
+                          "docs/rules.md")
+    known = {m.code.upper() for m in rules.monitors}
+    if monitor and monitor.upper() not in known:
+        raise ConfigError(f"no monitor {monitor!r}; the rules define {', '.join(sorted(known))}")
+    tables = _tables_for(config, rules)
+    engine = connect(config.erp.url, password=config.erp_password(),
+                     connect_timeout=config.erp.connect_timeout)
+    try:
+        with engine.connect() as conn:
+            attr = attribute_id(conn, tables, rules.property)
+            facts = read_facts(conn, tables, rules, attr, as_of, extra=calls.extras(rules))
+            tonight = calls.who_to_call(facts, classify(facts, rules), rules,
+                                        lambda ids: read_contacts(conn, tables, ids),
+                                        alert_limit=None)
+    except SQLAlchemyError as exc:
+        raise wrap_db_error(exc, config.erp.url) from exc
+    finally:
+        engine.dispose()
+    alerts = [a for a in tonight.alerts
+              if (not monitor or a.code.upper() == monitor.upper())
+              and (not owner or (a.sales_rep or "").casefold() == owner.casefold())]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(ALERT_COLUMNS)
+    for a in alerts:
+        writer.writerow([a.number, a.name, a.branch or "", a.sales_rep or "", a.code, a.monitor,
+                         a.text])
+    return buf.getvalue(), len(alerts)
+
+
 def write(text: str, out: Path | None) -> Path | None:
     """Write with a BOM so that Excel reads accented names right; None means stdout."""
     if out is None:

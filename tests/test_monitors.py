@@ -433,3 +433,26 @@ def test_a_run_alerts_with_the_decision_contact_named(erp: ErpBuilder, config_fo
                             "90 days but nothing in the last 30. Call Kai Lefèvre (555-0199) or "
                             "email kai@example.com.")
     assert result.alert_counts["DM-LAPSING"] == 1
+
+
+def test_export_alerts_lists_every_hit_with_its_text(erp: ErpBuilder, config_for, runner,
+                                                     tmp_path: Path) -> None:
+    import csv
+
+    from keyservices.cli import cli
+
+    for i in range(3):
+        cid = erp.customer(f"LAP{i:03d}", f"Lapsing {i}")
+        erp.gl(cid, "4150", 100.0 * (i + 1), days_ago=45)
+    config = config_for(erp)
+    out = tmp_path / "alerts.csv"
+    result = runner.invoke(cli, ["export", "alerts", "-c", str(config.config_path), "--monitor",
+                                 "dm-lapsing", "--out", str(out), "--as-of", "2026-11-24"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.read_text(encoding="utf-8-sig").splitlines()))
+    assert [r["customer_number"] for r in rows] == ["LAP000", "LAP001", "LAP002"]
+    assert rows[2]["monitor_code"] == "DM-LAPSING"
+    assert rows[2]["text"].startswith("Lapsing 2 paid 300.00 for document management")
+    bad = runner.invoke(cli, ["export", "alerts", "-c", str(config.config_path), "--monitor",
+                              "NOPE"])
+    assert bad.exit_code == 2 and "no monitor 'NOPE'" in bad.output
