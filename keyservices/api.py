@@ -91,6 +91,12 @@ def _rows(items: list[Any]) -> list[dict[str, Any]]:
     return [{n: getattr(item, n) for n in names} for item in items]
 
 
+def _engine_for(config: Config) -> sa.Engine:
+    """The ERP engine, with the password from the environment and the configured timeout."""
+    return connect(config.erp.url, password=config.erp_password(),
+                   connect_timeout=config.erp.connect_timeout)
+
+
 def _rules_for(config: Config) -> RuleSet:
     return load_rules(config.rules)
 
@@ -209,8 +215,7 @@ def _compute(config: Config, rules: RuleSet, tables: ErpTables, as_of: dt.date, 
              state: StateStore | None = None, reporter: Reporter | None = None,
              reconcile_pending: bool = False) -> RunResult:
     timings = Timings()
-    engine = connect(config.erp.url, password=config.erp_password(),
-                     connect_timeout=config.erp.connect_timeout)
+    engine = _engine_for(config)
     counter = StatementCounter()
     sa.event.listen(engine, "before_cursor_execute", counter)
     try:
@@ -502,8 +507,7 @@ def check(config: Config) -> CheckReport:
     tables = _tables_for(config, rules)
     report = CheckReport(erp=display_url(config.erp.url), rules_files=list(rules.files),
                          services=[f"{s.code} ({s.name})" for s in rules.services])
-    engine = connect(config.erp.url, password=config.erp_password(),
-                     connect_timeout=config.erp.connect_timeout)
+    engine = _engine_for(config)
     try:
         with engine.connect() as conn:
             report.problems = verify_schema(conn, tables, needed_tables(rules),
@@ -583,8 +587,7 @@ def suggest_indexes(config: Config) -> list[tuple[Any, str]]:
 
     rules = _rules_for(config)
     tables = _tables_for(config, rules)
-    engine = connect(config.erp.url, password=config.erp_password(),
-                     connect_timeout=config.erp.connect_timeout)
+    engine = _engine_for(config)
     try:
         with engine.connect() as conn:
             missing = indexes.missing(conn, tables, indexes.advice(rules))

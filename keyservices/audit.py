@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from .api import _rules_for, _tables_for
+from .api import _engine_for, _rules_for, _tables_for
 from .config import Config
-from .erp import attribute_id, connect, display_url, wrap_db_error
+from .erp import attribute_id, display_url, wrap_db_error
 from .errors import ConfigError
 from .model import Change
 from .progress import Reporter
@@ -73,8 +73,7 @@ def rollback(config: Config, run_id: int, *, reporter: Reporter | None = None) -
                               added=tuple(x for x in r["removed"].split(";") if x),
                               removed=tuple(x for x in r["added"].split(";") if x))
                        for r in rows]
-            engine = connect(config.erp.url, password=config.erp_password(),
-                             connect_timeout=config.erp.connect_timeout)
+            engine = _engine_for(config)
             try:
                 with engine.connect() as conn:
                     attr = attribute_id(conn, tables, rules.property)

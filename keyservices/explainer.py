@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import calls
-from .api import _rules_for, _tables_for
+from .api import _engine_for, _rules_for, _tables_for
 from .classify import classify
 from .config import Config
-from .erp import attribute_id, connect, wrap_db_error
+from .erp import attribute_id, wrap_db_error
 from .errors import ConfigError
 from .exports import read_contacts
 from .facts import read_facts
@@ -63,8 +63,7 @@ def explain(config: Config, customer: str, *, as_of: dt.date | None = None) -> E
     as_of = as_of or dt.date.today()
     rules = _rules_for(config)
     tables = _tables_for(config, rules)
-    engine = connect(config.erp.url, password=config.erp_password(),
-                     connect_timeout=config.erp.connect_timeout)
+    engine = _engine_for(config)
     try:
         with engine.connect() as conn:
             attr = attribute_id(conn, tables, rules.property)

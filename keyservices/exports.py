@@ -27,10 +27,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import calls
-from .api import _rules_for, _tables_for
+from .api import _engine_for, _rules_for, _tables_for
 from .classify import classify
 from .config import Config
-from .erp import ErpTables, attribute_id, connect, verify_schema, wrap_db_error
+from .erp import ErpTables, attribute_id, verify_schema, wrap_db_error
 from .errors import ConfigError, SchemaError
 from .facts import read_facts
 from .monitors import Contact as Contact_
@@ -103,8 +103,7 @@ def export_opportunities(config: Config, *, fmt: Literal["csv", "hubspot"] = "cs
         raise ConfigError(f"no service {service!r}; the rules define {', '.join(codes)}")
     survey = read_nps_csv(nps.csv) if nps is not None and nps.csv is not None else None
     tables = _tables_for(config, rules)
-    engine = connect(config.erp.url, password=config.erp_password(),
-                     connect_timeout=config.erp.connect_timeout)
+    engine = _engine_for(config)
     try:
         with engine.connect() as conn:
             attr = attribute_id(conn, tables, rules.property)
@@ -367,8 +366,7 @@ def export_alerts(config: Config, *, monitor: str | None = None, owner: str | No
     if monitor and monitor.upper() not in known:
         raise ConfigError(f"no monitor {monitor!r}; the rules define {', '.join(sorted(known))}")
     tables = _tables_for(config, rules)
-    engine = connect(config.erp.url, password=config.erp_password(),
-                     connect_timeout=config.erp.connect_timeout)
+    engine = _engine_for(config)
     try:
         with engine.connect() as conn:
             attr = attribute_id(conn, tables, rules.property)

@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from .api import _explain_db_error, _rules_for, _tables_for
+from .api import _engine_for, _explain_db_error, _rules_for, _tables_for
 from .classify import Classification, classify
 from .config import Config
-from .erp import attribute_id, connect, wrap_db_error
+from .erp import attribute_id, wrap_db_error
 from .facts import read_facts
 from .model import Facts
 from .progress import Reporter
@@ -63,8 +63,7 @@ def report(config: Config, *, out: Path | None = None, as_of: dt.date | None = N
     rules = _rules_for(config)
     tables = _tables_for(config, rules)
     values = ValueColumns(rules)
-    engine = connect(config.erp.url, password=config.erp_password(),
-                     connect_timeout=config.erp.connect_timeout)
+    engine = _engine_for(config)
     try:
         with engine.connect() as conn:
             attr = attribute_id(conn, tables, rules.property)

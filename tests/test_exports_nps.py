@@ -102,7 +102,9 @@ def test_promoters_from_a_contact_property_read_in_one_query(law_firms: Config, 
     scores(erp, {600: "10", 601: "8", 700: " 9 ", 800: "8", 801: "n/a"})
     scores(erp, {800: "10"}, attribute=2001)  # another attribute's value: not a score
     counters: list[StatementCounter] = []
-    real = exports.connect
+    import keyservices.api as api_module  # every command opens the ERP through api._engine_for
+
+    real = api_module.connect
 
     def counting(*args, **kwargs):  # noqa: ANN002, ANN003
         engine = real(*args, **kwargs)
@@ -110,7 +112,7 @@ def test_promoters_from_a_contact_property_read_in_one_query(law_firms: Config, 
         sa.event.listen(engine, "before_cursor_execute", counters[-1])
         return engine
 
-    monkeypatch.setattr(exports, "connect", counting)
+    monkeypatch.setattr(api_module, "connect", counting)
     export_opportunities(law_firms, service="DM", as_of=AS_OF)
     result = export_opportunities(law_firms, service="DM", as_of=AS_OF,
                                   nps=NpsFilter(property="ZNPSScore"))
