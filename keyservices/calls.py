@@ -56,6 +56,6 @@ def who_to_call(facts: Facts, classification: Classification, rules: RuleSet,
                            classification.rolled),
             priority.renewals(rules, index, facts.codes, classification.services,
                               classification.rolled),
-            hits)
+            hits, in_place=True)  # ``found`` is this function's own fresh list
     out.opportunities = found
     return out

@@ -21,9 +21,22 @@ PRIORITY_ORDER = {"Critical": 0, "High": 1, "Medium": 2, "Low": 3}
 def industry_shares(facts: Facts, classification: Classification,
                     ) -> tuple[Counter[str], dict[tuple[str, str], int]]:
     """Classified customers per industry, and per (industry, service) how many use it."""
+    return _shares(_combos(facts, classification)[2])
+
+
+def _combos(facts: Facts, classification: Classification
+            ) -> tuple[list[int], list[tuple[str | None, frozenset[str]]],
+                       Counter[tuple[str | None, frozenset[str]]]]:
+    """Each classified customer's (industry, services), in classification order, and how many
+    customers share each combination (a few hundred combinations for a million customers)."""
     customers = facts.customers
-    combos = Counter((customers[cid].industry, services)
-                     for cid, services in classification.services.items())
+    ids = list(classification.services)
+    keys = list(zip([customers[cid].industry for cid in ids], classification.services.values()))
+    return ids, keys, Counter(keys)
+
+
+def _shares(combos: Counter[tuple[str | None, frozenset[str]]]
+            ) -> tuple[Counter[str], dict[tuple[str, str], int]]:
     peers: Counter[str] = Counter()
     users: dict[tuple[str, str], int] = {}
     for (industry, services), n in combos.items():
@@ -42,27 +55,25 @@ def find(facts: Facts, classification: Classification, rules: RuleSet, *,
     settings = rules.opportunities
     if settings is None:
         return []
-    peers, users = industry_shares(facts, classification)
+    ids, keys, combos = _combos(facts, classification)
+    peers, users = _shares(combos)
     names = rules.service_names()
     newest = facts.as_of - dt.timedelta(days=settings.grace_days)
     skip_customers = {n.upper() for n in settings.exclude_customers}
     skip_industries = {i.casefold() for i in settings.exclude_industries}
-    found: list[tuple[float, Opportunity]] = []
     # customers of one industry with the same services lack the same ones: work it out once
-    gaps: dict[tuple[str, frozenset[str]], list[tuple[str, float, str, str]]] = {}
+    gaps = {key: _lacking(key[0], key[1], peers[key[0]], users, rules, names, skip_industries)
+            for key in combos if key[0]}
     # created on or after this moment: still in the grace period
     too_new = dt.datetime.combine(newest + dt.timedelta(days=1), dt.time())
     customers = facts.customers
-    for cid, services in classification.services.items():
-        c = customers[cid]
-        industry = c.industry
-        if not industry:
+    found: list[tuple[float, Opportunity]] = []
+    for cid, key in zip(ids, keys):
+        lacking = gaps.get(key)
+        if not lacking:
             continue
-        lacking = gaps.get((industry, services))
-        if lacking is None:
-            lacking = gaps[(industry, services)] = _lacking(
-                industry, services, peers[industry], users, rules, names, skip_industries)
-        if (not lacking or (skip_customers and c.number.upper() in skip_customers)
+        c = customers[cid]
+        if ((skip_customers and c.number.upper() in skip_customers)
                 or (c.created is not None and c.created >= too_new)):
             continue
         for code, share, priority, reason in lacking:

@@ -218,13 +218,14 @@ def _decide(rules: RuleSet, spec: Any, opp: Opportunity, tiers: Mapping[int, str
 
 
 def apply(rules: RuleSet, opportunities: Sequence[Opportunity], tiers: Mapping[int, str],
-          renewals: Mapping[int, frozenset[str]], hits: Mapping[int, Sequence[str]]
-          ) -> list[Opportunity]:
+          renewals: Mapping[int, frozenset[str]], hits: Mapping[int, Sequence[str]], *,
+          in_place: bool = False) -> list[Opportunity]:
     """Re-prioritised copies of ``opportunities`` (as ``opportunities.find`` returns them: score =
     industry share x 100), sorted Critical to Low, then score, then customer number.
 
     ``tiers`` from ``tiers``, ``renewals`` from ``renewals``, ``hits`` is ``MonitorResult.hits``.
     Without a ``priority:`` block the opportunities keep their priority, score and order.
+    ``in_place`` updates and reorders the given objects instead of copying them.
     """
     spec = rules.priority
     if spec is None:
@@ -240,6 +241,10 @@ def apply(rules: RuleSet, opportunities: Sequence[Opportunity], tiers: Mapping[i
         if outcome is None:
             outcome = decided[key] = _decide(rules, spec, opp, tiers, renewals, hits)
         priority, points, why = outcome
+        if in_place:  # the caller's fresh list from find(): no second set of objects
+            opp.priority, opp.score, opp.why = priority, round(opp.score + points, 1), why
+            out.append(opp)
+            continue
         out.append(Opportunity(opp.number, opp.name, opp.branch, opp.sales_rep, opp.service,
                                priority, opp.reason, cid, opp.service_code,
                                round(opp.score + points, 1), opp.status, opp.age_days, why))
