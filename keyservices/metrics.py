@@ -217,7 +217,8 @@ def _equipment(out: Compiled, rules: RuleSet, codes: Codes, cats: list[str],
     return (Check(col, sec.min_count),)
 
 
-def _contracts(out: Compiled, codes: Codes, sec: ContractsSection) -> Section:
+def contract_filters(codes: Codes, sec: ContractsSection) -> tuple[Filter, ...]:
+    """The contracts a section counts: its contract code, bill code and status globs as ids."""
     filters = []
     if sec.contract_codes:
         ids, _ = _ids(codes.contract_codes, sec.contract_codes)
@@ -228,6 +229,11 @@ def _contracts(out: Compiled, codes: Codes, sec: ContractsSection) -> Section:
     if sec.statuses:
         ids, null = _ids(codes.statuses, sec.statuses)
         filters.append(Filter("status_id", ids, null=null))
+    return tuple(filters)
+
+
+def _contracts(out: Compiled, codes: Codes, sec: ContractsSection) -> Section:
+    filters = contract_filters(codes, sec)
     checks = [Check(out.column(Column("contracts", "count", tuple(filters))), sec.min_count)]
     if sec.min_base_rate is not None:
         checks.append(Check(out.column(Column("contracts", "rate", tuple(filters))),
@@ -356,20 +362,6 @@ def evaluate(compiled: Compiled, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def describe(col: Column, codes: Codes | None = None) -> str:
-    """A column as people read it, for ``explain`` and ``check --show-sql``."""
-    parts = [f"{col.kind}.{col.agg}"]
-    if col.window:
-        parts.append(f"last {col.window} days")
-    for f in col.filters:
-        if f.globs:
-            parts.append(f"{f.column} like {', '.join(f.globs)}")
-        elif f.column == "active":
-            parts.append("active")
-        else:
-            parts.append(f"{f.column} in {len(f.ids)} id(s)" + (" or none" if f.null else ""))
-    return "; ".join(parts)
-
-
 __all__ = ["Check", "Codes", "Column", "Compiled", "CompiledService", "Filter", "MetricTable",
+           "contract_filters",
            "NONE", "NotCompilable", "compile_rules", "evaluate", "needed_codes", "rolled_up"]

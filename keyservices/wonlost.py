@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from .classify import Classification
-from .metrics import Codes, Column, Extra, Filter, contracts_matching
+from .metrics import Codes, Column, Extra, contract_filters
 from .model import Change, Facts
 from .report import NO_GROUP, WonLostRow
-from .rules import ContractsSection, RuleSet, glob_match
+from .rules import ContractsSection, RuleSet
 
 MONTHS = 12
 WINDOWS = (30, 90)  # days: the periods the report and the digest show
@@ -59,27 +59,8 @@ class ValueColumns(Extra):
 
 
 def _rate_column(codes: Codes, sec: ContractsSection) -> Column:
-    """The rate of the contracts the section matches: by contract code (the usual section), else
-    with the section's bill code and status filters too, as the rule itself counts them."""
-    if not sec.bill_codes and not sec.statuses:
-        return contracts_matching(codes, sec.contract_codes, agg="rate")
-    filters = []
-    if sec.contract_codes:
-        filters.append(Filter("contract_code_id", _matching(codes.contract_codes,
-                                                            sec.contract_codes)[0]))
-    if sec.bill_codes:
-        ids, null = _matching(codes.bill_codes, sec.bill_codes)
-        filters.append(Filter("bill_code_id", ids, null=null))
-    if sec.statuses:
-        ids, null = _matching(codes.statuses, sec.statuses)
-        filters.append(Filter("status_id", ids, null=null))
-    return Column("contracts", "rate", tuple(filters))
-
-
-def _matching(table: Mapping[int, str], globs: Sequence[str]) -> tuple[tuple[int, ...], bool]:
-    """Ids whose code matches a glob, and whether a missing code ("") matches too."""
-    hit = tuple(sorted(i for i, code in table.items() if glob_match(code or "", list(globs))))
-    return hit, glob_match("", list(globs))
+    """The monthly rate of the contracts the section matches, filtered as the rule counts them."""
+    return Column("contracts", "rate", contract_filters(codes, sec))
 
 
 def annual_values(classification: Classification, facts: Facts,
