@@ -33,7 +33,7 @@ def main() -> int:
     args = parser.parse_args()
     import keyservices
     from keyservices.state import StateStore
-    from keyservices.writeback import apply_changes
+    from keyservices.erp.writeback import apply_changes
 
     with tempfile.TemporaryDirectory(prefix="ks-write-") as tmp:
         root = Path(tmp)

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from keyservices.cli import cli
 from keyservices.rules import reference_markdown
-from keyservices.setup import CONFIG_TEMPLATE
+from keyservices.commands.setup import CONFIG_TEMPLATE
 
 DOCS = Path(__file__).resolve().parent
 END = "<!-- END GENERATED -->"

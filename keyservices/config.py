@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .erp.profile import DEFAULT_PROFILE
 from .errors import ConfigError
-from .profile import DEFAULT_PROFILE
 from .yamlfile import Problem, YamlProblems, load_yaml, position, problems_from_validation
 
 ENV_PREFIX = "KEYSERVICES_"

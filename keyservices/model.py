@@ -87,7 +87,7 @@ class Facts:
     customers: dict[int, Customer]
     facts: dict[int, CustomerFacts]
     categories: dict[str, str]  # model category code -> description (all dealer categories)
-    # the lean path (keyservices.metrics): per-customer numbers in one array instead of ``facts``
+    # the lean path (keyservices.engine.metrics): per-customer numbers in one array instead of ``facts``
     metrics: Any = None  # MetricTable | None
     codes: Any = None  # Codes: the dealer's code lists the rules were resolved against
     customer_arrays: Any = None  # {"active", "prospect", "parent"}: numpy arrays in id order
@@ -125,7 +125,7 @@ class Change:
     removed: tuple[str, ...]
     status: str = "planned"  # planned | applied | conflict | skipped
     # service code -> annual contract value (12 x monthly base rate), for added services; filled
-    # by keyservices.wonlost.fill_annual_values and kept in the audit for won/lost figures
+    # by keyservices.calls.wonlost.fill_annual_values and kept in the audit for won/lost figures
     annual_values: tuple[tuple[str, float], ...] = ()
 
 
@@ -169,7 +169,7 @@ class Opportunity:
     customer_id: int = 0
     service_code: str = ""
     score: float = 0.0  # higher is more urgent; sorts within a priority
-    status: str = "new"  # new | open (seen on an earlier night too); see keyservices.lifecycle
+    status: str = "new"  # new | open (seen on an earlier night too); see keyservices.calls.lifecycle
     age_days: int = 0  # days since first seen
     why: tuple[str, ...] = ()  # the priority rules that fired, for explain
 

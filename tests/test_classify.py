@@ -8,8 +8,8 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keyservices.classify import classify, explain
-from keyservices.diff import guard_message, plan_changes
+from keyservices.engine.classify import classify, explain
+from keyservices.engine.diff import guard_message, plan_changes
 from keyservices.model import ContractFact, Customer, CustomerFacts, Facts, ItemsSold
 from keyservices.resources import example_rules_dir
 from keyservices.rules import load_rules
@@ -158,7 +158,7 @@ def test_rollup_invariants(rows: list[tuple[int, CustomerFacts, bool]],
     """With level: parent, a parent has every service its own record or any active location
     has alone, and exactly the services of all those facts added together; inactive locations
     never count."""
-    from keyservices.classify import Classifier, merge_facts
+    from keyservices.engine.classify import Classifier, merge_facts
 
     parents = [customer(p) for p in range(4)]
     locations = [customer(10 + i, parent=p, active=active) for i, (p, _, active) in enumerate(rows)]

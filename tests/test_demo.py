@@ -14,7 +14,7 @@ import sqlalchemy as sa
 import keyservices
 from keyservices.demodb import build_demo_db
 from keyservices.errors import ConfigError
-from keyservices.profile import DEFAULT_PROFILE
+from keyservices.erp.profile import DEFAULT_PROFILE
 
 AS_OF = dt.date(2026, 11, 24)
 

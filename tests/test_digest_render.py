@@ -9,7 +9,7 @@ import email.policy
 import io
 from pathlib import Path
 
-from keyservices.digest import build_message, find_templates_dir, render, write_outbox
+from keyservices.outputs.digest import build_message, find_templates_dir, render, write_outbox
 from keyservices.model import Change, Counts, CustomerRef, DigestData, ServiceCount
 
 HOSTILE = "<script>alert(\"x\")</script> & 'Co'"
@@ -139,7 +139,7 @@ def test_opportunities_and_status_alerts_render_when_present() -> None:
 
 
 def test_branch_copy_lists_only_that_branch() -> None:
-    from keyservices.digest import for_branch
+    from keyservices.outputs.digest import for_branch
 
     d = data(changes=[change(1, branch="North"), change(2, branch="South")])
     south = for_branch(d, "South")

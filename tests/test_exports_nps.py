@@ -11,12 +11,12 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 import keyservices
-from keyservices import exports
+from keyservices.commands import export as exports
 from keyservices.cli import cli
 from keyservices.config import Config, TableOverride
 from keyservices.erp import StatementCounter
 from keyservices.errors import ConfigError, SchemaError
-from keyservices.exports import NpsFilter, export_opportunities, read_nps_csv
+from keyservices.commands.export import NpsFilter, export_opportunities, read_nps_csv
 
 from .conftest import AS_OF, ErpBuilder, write_config
 
@@ -102,7 +102,7 @@ def test_promoters_from_a_contact_property_read_in_one_query(law_firms: Config, 
     scores(erp, {600: "10", 601: "8", 700: " 9 ", 800: "8", 801: "n/a"})
     scores(erp, {800: "10"}, attribute=2001)  # another attribute's value: not a score
     counters: list[StatementCounter] = []
-    import keyservices.api as api_module  # every command opens the ERP through api._engine_for
+    import keyservices.night as api_module  # every command opens the ERP through night.engine_for
 
     real = api_module.connect
 

@@ -7,7 +7,7 @@ from sqlalchemy.dialects import mssql
 
 from keyservices.cli import cli
 from keyservices.erp import ErpTables
-from keyservices.indexes import IndexAdvice, create_statement
+from keyservices.erp.indexes import IndexAdvice, create_statement
 from tests.conftest import ErpBuilder
 
 

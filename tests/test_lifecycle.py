@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
-from keyservices.lifecycle import Key, LifecycleResult, OpportunityRecord, advance
+from keyservices.calls.lifecycle import Key, LifecycleResult, OpportunityRecord, advance
 from keyservices.model import Opportunity
 
 DAY1 = dt.date(2026, 11, 24)

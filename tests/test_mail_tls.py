@@ -13,7 +13,7 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from keyservices.mail import SmtpSettings, send_outbox
+from keyservices.outputs.mail import SmtpSettings, send_outbox
 
 
 class Server:

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keyservices.classify import classify
+from keyservices.engine.classify import classify
 from keyservices.demodb import build_demo_db
 from keyservices.erp import ErpTables, attribute_id, connect
-from keyservices.facts import read_facts
-from keyservices.metrics import (NONE, Check, Codes, Column, Compiled, CompiledService, Extra,
+from keyservices.erp.facts import read_facts
+from keyservices.engine.metrics import (NONE, Check, Codes, Column, Compiled, CompiledService, Extra,
                                  Filter, MetricTable, contracts_matching, evaluate, gl_revenue,
                                  invoices_within, rolled_up)
 from keyservices.resources import example_rules_dir

@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keyservices.classify import classify
-from keyservices.digest import find_templates_dir, render
+from keyservices.engine.classify import classify
+from keyservices.outputs.digest import find_templates_dir, render
 from keyservices.erp import ErpTables, attribute_id
 from keyservices.errors import RulesError
-from keyservices.facts import read_facts
-from keyservices.metrics import (Codes, Column, compile_rules, contracts_matching, gl_revenue,
+from keyservices.erp.facts import read_facts
+from keyservices.engine.metrics import (Codes, Column, compile_rules, contracts_matching, gl_revenue,
                                  invoices_within)
 from keyservices.model import Counts, Customer, DigestData, StatusAlert
-from keyservices.monitors import Contact, MonitorColumns, evaluate, matches
+from keyservices.calls.monitors import Contact, MonitorColumns, evaluate, matches
 from keyservices.resources import example_rules_dir
 from keyservices.rules import Monitor, RuleSet, load_rules
 

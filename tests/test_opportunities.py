@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from keyservices.classify import classify
+from keyservices.engine.classify import classify
 from keyservices.model import ContractFact, Customer, CustomerFacts, Facts
-from keyservices.opportunities import find
+from keyservices.calls.opportunities import find
 from keyservices.resources import example_rules_dir
 from keyservices.rules import Opportunities, load_rules
 
@@ -87,7 +87,7 @@ def test_export_opportunities_with_the_decision_contact_first(tmp_path) -> None:
     import sqlalchemy as sa
 
     import keyservices
-    from keyservices.exports import export_opportunities
+    from keyservices.commands.export import export_opportunities
 
     from .conftest import ErpBuilder, write_config
 

@@ -11,12 +11,13 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from keyservices import overrides, state as state_mod
+from keyservices.commands import opportunity as overrides
+from keyservices.state import store as state_mod
 from keyservices.cli import KeyservicesGroup
-from keyservices.cli_opportunity import opportunity
+from keyservices.cli.opportunity import opportunity
 from keyservices.config import Config, load_config
 from keyservices.errors import ConfigError
-from keyservices.lifecycle import OpportunityRecord, advance
+from keyservices.calls.lifecycle import OpportunityRecord, advance
 from keyservices.model import Change, Opportunity
 from keyservices.state import StateStore
 

@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import keyservices
-from keyservices.setup import CONFIG_TEMPLATE
+from keyservices.commands.setup import CONFIG_TEMPLATE
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keyservices.classify import classify
+from keyservices.engine.classify import classify
 from keyservices.erp import ErpTables, attribute_id
 from keyservices.errors import RulesError
-from keyservices.facts import read_facts
-from keyservices.metrics import Codes, Column, compile_rules, contracts_matching, gl_revenue
+from keyservices.erp.facts import read_facts
+from keyservices.engine.metrics import Codes, Column, compile_rules, contracts_matching, gl_revenue
 from keyservices.model import Opportunity
-from keyservices.monitors import MonitorColumns
-from keyservices.priority import (PriorityColumns, apply, assign_tiers, renewal_key, renewals,
+from keyservices.calls.monitors import MonitorColumns
+from keyservices.calls.priority import (PriorityColumns, apply, assign_tiers, renewal_key, renewals,
                                   tiers)
 from keyservices.resources import example_rules_dir
 from keyservices.rules import RuleSet, Tiers, load_rules
@@ -312,7 +312,7 @@ def test_priority_over_facts_read_from_the_database(erp: ErpBuilder) -> None:
     old = erp.customer("OLD", "Old Law")  # revenue before the trailing year does not count
     erp.gl(old, "4000", 90000.0, days_ago=400)
     rules = load_rules(example_rules_dir())
-    from keyservices.monitors import evaluate
+    from keyservices.calls.monitors import evaluate
 
     with erp.engine.connect() as conn:
         attr = attribute_id(conn, ErpTables(), rules.property)
@@ -342,7 +342,7 @@ def test_monitors_and_priority_are_pure() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, keyservices.monitors, keyservices.priority; "
+    code = ("import sys, keyservices.calls, keyservices.calls.monitors, keyservices.calls.priority, keyservices.calls.lifecycle, keyservices.calls.wonlost; "
             "bad = [m for m in ('sqlalchemy', 'smtplib') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -353,7 +353,7 @@ def test_explain_shows_the_priority_and_why(tmp_path: Path) -> None:
     """On the demo dealer, explain lists a customer's opportunities with the rules that fired,
     exactly as the run ranked them."""
     import keyservices
-    from keyservices.demorun import demo as run_demo
+    from keyservices.commands.demo import demo as run_demo
 
     demo = run_demo(tmp_path / "demo", customers=600, seed=42, as_of=dt.date(2026, 11, 24))
     config = keyservices.load_config(demo.config)

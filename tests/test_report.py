@@ -14,7 +14,7 @@ import pytest
 
 from keyservices.errors import ConfigError
 from keyservices.model import Customer
-from keyservices.report import (NO_GROUP, PENETRATION_COLUMNS, TOTAL_GROUP, WON_LOST_COLUMNS,
+from keyservices.outputs.report import (NO_GROUP, PENETRATION_COLUMNS, TOTAL_GROUP, WON_LOST_COLUMNS,
                                 Matrix, WonLostRow, find_report_templates, heat_colour,
                                 penetration_matrix, write_report)
 from keyservices.resources import templates_dir
@@ -282,7 +282,7 @@ def test_a_broken_template_is_a_config_error_naming_the_file(tmp_path: Path) -> 
 
 
 def test_the_report_module_needs_neither_sqlalchemy_nor_smtplib() -> None:
-    code = ("import sys, keyservices.report; "
+    code = ("import sys, keyservices.outputs.report; "
             "print(sorted(m for m in ('sqlalchemy', 'smtplib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)

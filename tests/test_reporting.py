@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import keyservices
 from keyservices.cli import cli
-from keyservices.reporting import report
+from keyservices.commands.report import report
 
 from .conftest import AS_OF, ErpBuilder
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import keyservices
-from keyservices.classify import Classifier
+from keyservices.engine.classify import Classifier
 from keyservices.model import ContractFact, CustomerFacts, ItemsSold
 from keyservices.rules import load_rules
 

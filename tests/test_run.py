@@ -158,7 +158,7 @@ def test_optimistic_guard_skips_values_edited_since_the_read(erp: ErpBuilder,
                                                              config_for) -> None:
     from keyservices.erp import ErpTables
     from keyservices.model import Change
-    from keyservices.writeback import apply_changes
+    from keyservices.erp.writeback import apply_changes
 
     config = config_for(erp)
     erp.set_value(dealer["copier"], "EDITED-IN-ERP")

@@ -1,0 +1,257 @@
+"""Dynamic priority (Amity): who to call first, from tier, renewal window, monitors and the gap.
+
+The ``priority:`` block of the rules holds customer ``tiers`` (from trailing revenue on account
+globs, by amount thresholds or by rank quantiles) and ``rules`` evaluated in order over each
+opportunity. A rule's conditions (``when``) must all hold:
+
+* ``services``: the opportunity is for one of these services;
+* ``tiers``: the customer is in one of these tiers;
+* ``renewal``: the customer has an active contract (any, or of given codes) expiring within N days;
+* ``monitors``: the customer hit any status monitor (``any``) or one of the named ones;
+* ``min_share``: at least this share of the customer's industry peers use the service.
+
+Semantics: the **first** matching rule that has a ``priority`` sets it; the ``points`` of **every**
+matching rule add to the opportunity's score (which starts at the industry share x 100 that
+``opportunities.find`` gives it). Without a matching priority rule the opportunity keeps the
+priority it came with. ``why`` names every rule that changed something, in order. The result is
+sorted Critical to Low, then by score (highest first), then by customer number.
+
+Pure: numpy and the rule models; no SQLAlchemy, no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..engine.metrics import Codes, Column, Extra, contracts_matching, gl_revenue
+from ..model import Opportunity
+from ..rules import Renewal, RuleSet, Tiers, When
+from .monitors import indexer
+from .opportunities import PRIORITY_ORDER
+
+Index = Callable[[Column], int] | Mapping[Column, int]
+
+
+# -- columns --------------------------------------------------------------------------------------
+def tier_column(rules: RuleSet, codes: Codes) -> Column | None:
+    """Trailing revenue on the tiers' accounts, or None without tiers."""
+    spec = rules.priority.tiers if rules.priority else None
+    return None if spec is None else gl_revenue(codes, spec.accounts, spec.window_days)
+
+
+def renewal_globs(rules: RuleSet, renewal: Renewal) -> tuple[str, ...]:
+    """The contract code globs a renewal condition counts (``*``: every contract)."""
+    if renewal.service:
+        svc = rules.service(renewal.service)
+        assert svc is not None and svc.contracts is not None  # rules.py validated the reference
+        return tuple(svc.contracts.contract_codes)
+    return tuple(renewal.contract_codes) or ("*",)
+
+
+def renewal_key(rules: RuleSet, renewal: Renewal) -> str:
+    """How ``renewals`` names a renewal condition, e.g. ``90d:COPY-*,RENT-*``."""
+    return f"{renewal.within_days}d:{','.join(renewal_globs(rules, renewal))}"
+
+
+def renewal_conditions(rules: RuleSet) -> list[Renewal]:
+    """The distinct renewal conditions of the priority rules, in rule order."""
+    out: list[Renewal] = []
+    keys: set[str] = set()
+    for rule in rules.priority.rules if rules.priority else ():
+        r = rule.when.renewal if rule.when else None
+        if r is not None and renewal_key(rules, r) not in keys:
+            keys.add(renewal_key(rules, r))
+            out.append(r)
+    return out
+
+
+def renewal_column(rules: RuleSet, codes: Codes, renewal: Renewal) -> Column:
+    return contracts_matching(codes, renewal_globs(rules, renewal),
+                              expires_within=renewal.within_days)
+
+
+class PriorityColumns(Extra):
+    """Tier revenue and one column per renewal window; pass to ``read_facts(extra=[...])``."""
+
+    def __init__(self, rules: RuleSet) -> None:
+        self.rules = rules
+        need = set()
+        if rules.priority is not None and rules.priority.tiers is not None:
+            need.add("accounts")
+        if renewal_conditions(rules):
+            need.add("contract_codes")
+        self.codes_needed = frozenset(need)
+
+    def columns(self, codes: Codes) -> list[Column]:
+        out = [c for c in [tier_column(self.rules, codes)] if c is not None]
+        for r in renewal_conditions(self.rules):
+            col = renewal_column(self.rules, codes, r)
+            if col not in out:
+                out.append(col)
+        return out
+
+
+# -- per customer ---------------------------------------------------------------------------------
+def assign_tiers(spec: Tiers, revenue: np.ndarray) -> np.ndarray:
+    """The index into ``spec.ordered()`` of each customer's tier, or -1 for none.
+
+    Thresholds: the first tier (highest minimum) whose minimum the revenue reaches. Quantiles: a
+    customer's rank is the share of customers with less revenue (ties share a rank), so with
+    revenue 1..10 and ``{A: 0.9, B: 0.6, C: 0}`` the 10 is A, 7 to 9 are B and 1 to 6 are C.
+    """
+    ordered = spec.ordered()
+    revenue = np.asarray(revenue, dtype=np.float64)
+    n = len(revenue)
+    if spec.quantiles is not None:
+        below = np.searchsorted(np.sort(revenue), revenue, side="left").astype(np.float64)
+        measure, slack = below, 1e-9 * max(n, 1)
+        minima = [q * n for _, q in ordered]
+    else:
+        measure, slack = revenue, 1e-6  # money sums: a threshold met to the cent holds
+        minima = [m for _, m in ordered]
+    out = np.full(n, -1, dtype=np.int64)
+    for k in range(len(ordered) - 1, -1, -1):  # highest tier last, so it wins
+        out[measure >= minima[k] - slack] = k
+    return out
+
+
+def tiers(rules: RuleSet, compiled_index: Index, codes: Codes,
+          services: Mapping[int, frozenset[str]], rolled: np.ndarray | None) -> dict[int, str]:
+    """Each in-scope customer's tier (customers reaching no tier are left out); quantiles rank
+    every row of ``rolled`` (``Classification.rolled``, in ``services`` order)."""
+    col = tier_column(rules, codes)
+    if col is None or rolled is None or not len(services):
+        return {}
+    assert rules.priority is not None and rules.priority.tiers is not None
+    j = indexer(compiled_index, "PriorityColumns")(col)
+    which = assign_tiers(rules.priority.tiers, rolled[:, j])
+    names = [t for t, _ in rules.priority.tiers.ordered()]
+    ids = list(services)
+    return {ids[i]: names[k] for i, k in enumerate(which.tolist()) if k >= 0}
+
+
+def renewals(rules: RuleSet, compiled_index: Index, codes: Codes,
+             services: Mapping[int, frozenset[str]], rolled: np.ndarray | None
+             ) -> dict[int, frozenset[str]]:
+    """Per customer with a contract renewing, the renewal conditions (``renewal_key``) it meets."""
+    conditions = renewal_conditions(rules)
+    if not conditions or rolled is None:
+        return {}
+    find = indexer(compiled_index, "PriorityColumns")
+    ids = np.fromiter(services.keys(), dtype=np.int64, count=len(services))
+    out: dict[int, set[str]] = {}
+    for r in conditions:
+        rows = np.nonzero(rolled[:, find(renewal_column(rules, codes, r))] >= 1 - 1e-6)[0]
+        key = renewal_key(rules, r)
+        for cid in ids[rows].tolist():
+            out.setdefault(cid, set()).add(key)
+    return {cid: frozenset(keys) for cid, keys in out.items()}
+
+
+# -- the rules ------------------------------------------------------------------------------------
+def _met(rules: RuleSet, when: When | None, opp: Opportunity, tiers: Mapping[int, str],
+         renewals: Mapping[int, frozenset[str]], hits: Mapping[int, Sequence[str]]
+         ) -> list[str] | None:
+    """What made the conditions hold, as people read it, or None when one fails."""
+    if when is None:
+        return []
+    facts: list[str] = []
+    if when.services:
+        if opp.service_code not in when.services:
+            return None
+        facts.append(f"{opp.service_code} opportunity")
+    if when.tiers:
+        tier = tiers.get(opp.customer_id)
+        if tier not in when.tiers:
+            return None
+        facts.append(f"tier {tier}")
+    if when.renewal is not None:
+        if renewal_key(rules, when.renewal) not in renewals.get(opp.customer_id, ()):
+            return None
+        globs = renewal_globs(rules, when.renewal)
+        what = "a contract" if globs == ("*",) else f"a {', '.join(globs)} contract"
+        facts.append(f"{what} expires within {when.renewal.within_days} days")
+    if when.monitors is not None:
+        hit = list(hits.get(opp.customer_id, ()))
+        if when.monitors != "any":
+            hit = [h for h in hit if h in when.monitors]
+        if not hit:
+            return None
+        facts.append(f"status {', '.join(hit)}")
+    if when.min_share is not None:
+        share = opp.score / 100
+        if share < when.min_share - 1e-9:
+            return None
+        facts.append(f"{share:.0%} of industry peers use it")
+    return facts
+
+
+def _decide(rules: RuleSet, spec: Any, opp: Opportunity, tiers: Mapping[int, str],
+            renewals: Mapping[int, frozenset[str]], hits: Mapping[int, Sequence[str]]
+            ) -> tuple[str, float, tuple[str, ...]]:
+    """Priority, points and why for one opportunity: the first rule with a priority sets it,
+    every matching rule's points add."""
+    priority: str | None = None
+    points = 0.0
+    why: list[str] = []
+    for rule in spec.rules:
+        facts = _met(rules, rule.when, opp, tiers, renewals, hits)
+        if facts is None:
+            continue
+        effects = []
+        if rule.priority is not None and priority is None:
+            priority = rule.priority
+            effects.append(rule.priority)
+        if rule.points:
+            points += rule.points
+            effects.append(f"{rule.points:+g} points")
+        if effects:
+            why.append(f"{rule.name} ({'; '.join(facts) or 'every opportunity'}): "
+                       f"{', '.join(effects)}")
+    if priority is None:
+        why.append(f"{opp.priority} from the industry share (no priority rule matched)")
+    return priority or opp.priority, points, tuple(why)
+
+
+def apply(rules: RuleSet, opportunities: Sequence[Opportunity], tiers: Mapping[int, str],
+          renewals: Mapping[int, frozenset[str]], hits: Mapping[int, Sequence[str]], *,
+          in_place: bool = False) -> list[Opportunity]:
+    """Re-prioritised copies of ``opportunities`` (as ``opportunities.find`` returns them: score =
+    industry share x 100), sorted Critical to Low, then score, then customer number.
+
+    ``tiers`` from ``tiers``, ``renewals`` from ``renewals``, ``hits`` is ``MonitorResult.hits``.
+    Without a ``priority:`` block the opportunities keep their priority, score and order.
+    ``in_place`` updates and reorders the given objects instead of copying them.
+    """
+    spec = rules.priority
+    if spec is None:
+        return [dataclasses.replace(o) for o in opportunities]
+    out: list[Opportunity] = []
+    # the outcome depends only on these inputs, which repeat across thousands of customers
+    decided: dict[tuple[Any, ...], tuple[str, float, tuple[str, ...]]] = {}
+    for opp in opportunities:
+        cid = opp.customer_id
+        key = (opp.service_code, tiers.get(cid), renewals.get(cid), tuple(hits.get(cid, ())),
+               opp.score, opp.priority)
+        outcome = decided.get(key)
+        if outcome is None:
+            outcome = decided[key] = _decide(rules, spec, opp, tiers, renewals, hits)
+        priority, points, why = outcome
+        if in_place:  # the caller's fresh list from find(): no second set of objects
+            opp.priority, opp.score, opp.why = priority, round(opp.score + points, 1), why
+            out.append(opp)
+            continue
+        out.append(Opportunity(opp.number, opp.name, opp.branch, opp.sales_rep, opp.service,
+                               priority, opp.reason, cid, opp.service_code,
+                               round(opp.score + points, 1), opp.status, opp.age_days, why))
+    out.sort(key=lambda o: (PRIORITY_ORDER.get(o.priority, 9), -o.score, o.number,
+                            o.service_code))
+    return out
+
+
+__all__ = ["PriorityColumns", "apply", "assign_tiers", "renewal_conditions", "renewal_key",
+           "renewals", "tier_column", "tiers"]

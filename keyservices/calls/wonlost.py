@@ -1,0 +1,213 @@
+"""Won and lost: services gained and lost per branch and sales rep, with their annual value.
+
+A service's value is its contracts': 12 x the monthly base rate of the customer's active contracts
+that match the service's ``contracts`` section (after roll-up, so a parent's value includes its
+locations' contracts). The nightly run computes it beside the rules' own numbers
+(``ValueColumns``, an ``Extra`` for ``read_facts``) and stores it with each audited change
+(``fill_annual_values``); ``won_lost`` then adds up the audit rows of a period. A lost service is
+worth what was recorded when that customer's service was last added, since its contracts are
+usually gone by the night it is lost. Services without a contracts section have no value (0).
+
+Pure: numpy and the rule models, no SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from ..engine.classify import Classification
+from ..engine.metrics import Codes, Column, Extra, contract_filters
+from ..model import Change, Facts
+from ..rules import ContractsSection, RuleSet
+
+NO_GROUP = "(none)"  # the customer has no industry / branch / sales rep
+
+
+@dataclass(frozen=True, slots=True)
+class WonLostRow:
+    """Customers who gained (won) or lost a service in one branch or sales rep's book."""
+
+    kind: Literal["branch", "sales_rep"]
+    group: str
+    service: str  # service code
+    won: int
+    lost: int
+    won_value: float
+    lost_value: float
+
+MONTHS = 12
+WINDOWS = (30, 90)  # days: the periods the report and the digest show
+KINDS = ("branch", "sales_rep")
+
+
+class ValueColumns(Extra):
+    """Per service with a contracts section: the monthly base rate of the customer's active
+    contracts matching that section, computed in the same statement as the rules' numbers."""
+
+    def __init__(self, rules: RuleSet) -> None:
+        self.sections: tuple[tuple[str, ContractsSection], ...] = tuple(
+            (s.code, s.contracts) for s in rules.services if s.contracts is not None)
+        need = {"contract_codes"} if self.sections else set()
+        for _, sec in self.sections:
+            if sec.bill_codes:
+                need.add("bill_codes")
+            if sec.statuses:
+                need.add("statuses")
+        self.codes_needed = frozenset(need)
+
+    def columns(self, codes: Codes) -> list[Column]:
+        return [_rate_column(codes, sec) for _, sec in self.sections]
+
+    def positions(self, facts: Facts) -> dict[str, int]:
+        """Service code -> its column in ``facts.metrics`` (empty when the facts were read on the
+        dict path, which carries no extra columns)."""
+        if facts.metrics is None or facts.codes is None:
+            return {}
+        compiled = facts.metrics.compiled
+        return {code: compiled.index_of(_rate_column(facts.codes, sec))
+                for code, sec in self.sections}
+
+
+def _rate_column(codes: Codes, sec: ContractsSection) -> Column:
+    """The monthly rate of the contracts the section matches, filtered as the rule counts them."""
+    return Column("contracts", "rate", contract_filters(codes, sec))
+
+
+def annual_values(classification: Classification, facts: Facts,
+                  values: ValueColumns) -> dict[int, dict[str, float]]:
+    """Each in-scope customer's annual value per service with a contracts section (rolled up),
+    whether or not it has the service; {} when the facts carry no value columns."""
+    pos = values.positions(facts)
+    rolled = classification.rolled
+    if not pos or rolled is None:
+        return {}
+    codes = list(pos)
+    yearly = np.round(np.maximum(rolled[:, [pos[c] for c in codes]], 0.0) * MONTHS, 2)
+    return {cid: dict(zip(codes, row)) for cid, row in
+            zip(classification.services, yearly.tolist())}
+
+
+def fill_annual_values(changes: Sequence[Change], classification: Classification, facts: Facts,
+                       values: ValueColumns) -> int:
+    """Set ``annual_values`` on each change: (code, 12 x monthly rate) for every added service
+    with a contracts section and a positive value. Returns how many changes got one.
+
+    ``classification.rolled`` holds one row per customer of ``classification.services``, in that
+    dict's order; only the changed customers' rows are looked up.
+    """
+    pos = values.positions(facts)
+    rolled = classification.rolled
+    if not pos or rolled is None or not changes:
+        return 0
+    ids = np.fromiter(classification.services, dtype=np.int64, count=len(classification.services))
+    order = np.argsort(ids, kind="stable")
+    wanted = np.fromiter((c.customer_id for c in changes), dtype=np.int64, count=len(changes))
+    at = np.searchsorted(ids[order], wanted)
+    at[at >= len(ids)] = 0
+    found = (ids[order][at] == wanted) if len(ids) else np.zeros(len(changes), dtype=bool)
+    rows = order[at] if len(ids) else at
+    filled = 0
+    for change, ok, row in zip(changes, found.tolist(), rows.tolist(), strict=True):
+        if not ok:
+            continue
+        vals = []
+        for code in change.added:
+            if code in pos:
+                value = round(max(float(rolled[row, pos[code]]), 0.0) * MONTHS, 2)
+                if value > 0:
+                    vals.append((code, value))
+        if vals:
+            change.annual_values = tuple(vals)
+            filled += 1
+    return filled
+
+
+def windows_ending(as_of: dt.date, days: Iterable[int] = WINDOWS
+                   ) -> dict[str, tuple[dt.date, dt.date]]:
+    """"last N days" -> (first day, last day), both included: the N nights up to ``as_of``."""
+    return {f"last {n} days": (as_of - dt.timedelta(days=n - 1), as_of) for n in days}
+
+
+def won_lost(rows: Iterable[Mapping[str, Any]], names: Mapping[str, str],
+             windows: Mapping[str, tuple[dt.date, dt.date]]) -> dict[str, list[WonLostRow]]:
+    """Won and lost services per branch and per sales rep, with counts and annual value.
+
+    ``rows`` are audit rows as ``StateStore.won_lost(None, until, include_baseline=True,
+    with_values=True)`` returns them (oldest first): every row is read so that a loss finds the
+    value recorded when that customer's service was last added, however long ago (a baseline
+    row included), but only rows of non-baseline runs within a window count there. The group is
+    the branch / sales rep recorded with the change (``report.NO_GROUP`` when none). Each
+    window's rows are sorted by kind (branch first), group, then the service order of ``names``.
+    """
+    ordered = sorted(rows, key=lambda r: r["as_of"])  # stable: the store's order within a night
+    added_value: dict[tuple[int, str], float] = {}
+    acc: dict[str, dict[tuple[str, str, str], list[float]]] = {label: {} for label in windows}
+    for r in ordered:
+        cid = r["customer_id"]
+        values = r.get("annual_values") or {}
+        events = [(code, False, added_value.get((cid, code), 0.0)) for code in r["removed"]]
+        for code in r["added"]:
+            value = float(values.get(code, 0.0))
+            added_value[(cid, code)] = value
+            events.append((code, True, value))
+        if r.get("baseline") or not events:
+            continue
+        for label, (since, until) in windows.items():
+            if not since <= r["as_of"] <= until:
+                continue
+            for kind in KINDS:
+                group = (r.get(kind) or "").strip() or NO_GROUP
+                for code, won, value in events:
+                    cell = acc[label].setdefault((kind, group, code), [0, 0, 0.0, 0.0])
+                    cell[0 if won else 1] += 1
+                    cell[2 if won else 3] += value
+    rank = {code: i for i, code in enumerate(names)}
+    out: dict[str, list[WonLostRow]] = {}
+    for label in windows:
+        keys = sorted(acc[label], key=lambda k: (KINDS.index(k[0]), k[1].casefold(), k[1],
+                                                 rank.get(k[2], len(rank)), k[2]))
+        out[label] = []
+        for kind, group, code in keys:
+            won, lost, won_value, lost_value = acc[label][(kind, group, code)]
+            out[label].append(WonLostRow(
+                kind, group, code, int(won), int(lost),  # type: ignore[arg-type]
+                round(won_value, 2), round(lost_value, 2)))
+    return out
+
+
+def totals(rows: Iterable[WonLostRow]) -> dict[str, float]:
+    """Won and lost over every group of one kind (branch): each change counted once."""
+    mine = [r for r in rows if r.kind == "branch"]
+    return {"won": sum(r.won for r in mine), "lost": sum(r.lost for r in mine),
+            "won_value": round(sum(r.won_value for r in mine), 2),
+            "lost_value": round(sum(r.lost_value for r in mine), 2)}
+
+
+def digest_table(by_window: Mapping[str, list[WonLostRow]], kind: str = "sales_rep"
+                 ) -> dict[str, Any]:
+    """Won and lost per sales rep (all services together) for each window, as the digest shows
+    it: {"windows": [label...], "rows": [{"group", "cells": [[won, lost, won value, lost value]
+    per window]}]}, the busiest group first."""
+    labels = list(by_window)
+    cells: dict[str, list[list[float]]] = {}
+    for i, label in enumerate(labels):
+        for row in by_window[label]:
+            if row.kind != kind:
+                continue
+            mine = cells.setdefault(row.group, [[0, 0, 0.0, 0.0] for _ in labels])
+            cell = mine[i]
+            cell[0] += row.won
+            cell[1] += row.lost
+            cell[2] = round(cell[2] + row.won_value, 2)
+            cell[3] = round(cell[3] + row.lost_value, 2)
+    order = sorted(cells, key=lambda g: (-sum(c[0] + c[1] for c in cells[g]), g.casefold()))
+    return {"windows": labels, "rows": [{"group": g, "cells": cells[g]} for g in order]}
+
+
+__all__ = ["ValueColumns", "annual_values", "digest_table", "fill_annual_values", "totals",
+           "windows_ending", "won_lost"]

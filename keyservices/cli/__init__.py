@@ -1,0 +1,29 @@
+"""The command line: parse, call one library function, print the result, map errors to exit codes.
+
+No business logic lives here: each command module is a thin click layer over ``keyservices.commands``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from . import audit, demo, export, rules, run, setup  # noqa: F401 - each registers its commands
+from .base import KeyservicesGroup, cli
+from .opportunity import opportunity
+from .report import report
+
+cli.add_command(opportunity)
+cli.add_command(report)
+
+__all__ = ["KeyservicesGroup", "cli", "main"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli(prog_name="keyservices")
+    except BrokenPipeError:  # output piped into 'head' and the like: stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

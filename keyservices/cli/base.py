@@ -1,0 +1,137 @@
+"""The click group, the options every command shares (defined once, stacked), logging, and the one
+handler that turns ``KeyservicesError`` into ``Error: ...`` and its exit code."""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..errors import EXIT_CODES, EXIT_FAILURE, KeyservicesError
+
+log = logging.getLogger("keyservices")
+
+EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code}  {text}"
+                                                  for code, text in EXIT_CODES.items())
+
+
+# -- shared options (defined once, stacked) ------------------------------------------------------
+def config_option(f: Callable) -> Callable:
+    return click.option("-c", "--config", "config_path", type=click.Path(path_type=Path),
+                        default=Path("config.yaml"), show_default=True,
+                        help="The configuration file.")(f)
+
+
+def json_option(f: Callable) -> Callable:
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print the result as JSON (for scripts) instead of text.")(f)
+
+
+def as_of_option(f: Callable) -> Callable:
+    return click.option("--as-of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+                        help="Run as if today were this date (YYYY-MM-DD); default today.")(f)
+
+
+# -- the group and its error handler -------------------------------------------------------------
+class KeyservicesGroup(click.Group):
+    """Maps library errors to one readable line and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyservicesError as exc:
+            log.error("%s", exc, extra={"echoed": True})  # to the log file; stderr gets the echo
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, BrokenPipeError):
+            raise
+        except Exception as exc:  # unexpected: one line, the traceback to the log
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            log.exception("unexpected error", extra={"echoed": True})
+            click.echo(f"Error: unexpected {type(exc).__name__}: {exc} "
+                       "(rerun with --debug for the traceback)", err=True)
+            ctx.exit(EXIT_FAILURE)
+
+
+@click.group(cls=KeyservicesGroup, epilog=EXIT_CODES_HELP,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="keyservices")
+@click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for unexpected errors.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
+    """Which customers use which key services, and who is missing one.
+
+    keyservices reads an ECi e-automate database each night, classifies every customer against
+    the rules in rules/*.yaml, writes the result into one customer custom property (such as
+    ZCJKeyServices) where it changed, and emails managers a digest.
+
+    \b
+    New here? See it work on a generated demo dealer:
+      keyservices demo
+    Then point a config at your ERP and check it:
+      keyservices check -c config.yaml
+      keyservices run -c config.yaml --dry-run
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    setup_stderr_logging(level)
+
+
+def setup_stderr_logging(level: int) -> None:
+    root = logging.getLogger("keyservices")
+    root.setLevel(logging.DEBUG)
+    for h in list(root.handlers):
+        if getattr(h, "_keyservices_stderr", False):
+            root.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler._keyservices_stderr = True  # type: ignore[attr-defined]
+    handler.addFilter(lambda record: not getattr(record, "echoed", False))
+    root.addHandler(handler)
+
+
+def setup_file_logging(state_dir: Path) -> None:
+    """A rotating, human-readable log in the state folder: what an admin reads the morning after."""
+    root = logging.getLogger("keyservices")
+    target = (state_dir / "keyservices.log").resolve()
+    for h in root.handlers:
+        if isinstance(h, logging.FileHandler) and Path(h.baseFilename) == target:
+            return
+    state_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(target, maxBytes=2_000_000, backupCount=5,
+                                                   encoding="utf-8", delay=True)
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+
+
+def load_config_at(config_path: Path, overrides: dict[str, Any] | None = None) -> Any:
+    from ..config import load_config
+
+    config = load_config(config_path, overrides)
+    setup_file_logging(config.state.dir)
+    return config
+
+
+def progress_reporter(as_json: bool) -> Any:
+    from .console import reporter
+
+    return reporter(enabled=not as_json)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+

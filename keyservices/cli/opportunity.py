@@ -1,0 +1,174 @@
+"""``keyservices opportunity``: list the remembered opportunities, snooze or dismiss one.
+
+Thin, like every command: parse, call one function of :mod:`keyservices.commands.opportunity`, print. Errors
+are the library's and reach the single handler in :mod:`keyservices.cli`, which this module is
+registered under (``cli.add_command(opportunity)``, at the end of cli.py, after the shared
+options this module imports are defined).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from ..calls.lifecycle import STATUSES, OpportunityRecord
+from .base import config_option, emit_json, json_option, load_config_at
+
+
+def _until_option(f: Callable) -> Callable:
+    return click.option("--until", type=click.DateTime(formats=["%Y-%m-%d"]), required=True,
+                        help="Hide it up to and including this date (YYYY-MM-DD).")(f)
+
+
+def _reason_option(f: Callable) -> Callable:
+    return click.option("--reason", required=True, help="Why, for whoever reads the list next.")(f)
+
+
+def _by_option(f: Callable) -> Callable:
+    return click.option("--by", default=None, help="Who decided (name or initials).")(f)
+
+
+@click.group("opportunity")
+def opportunity() -> None:
+    """The opportunity list across nights: new, open, won, closed; snooze or dismiss one.
+
+    Each run updates one record per customer and service: new the first night, open while it
+    holds, won when the service appears, closed when the condition clears or the customer
+    leaves the scope; it reopens if it comes back.
+
+    \b
+    Example:
+      keyservices opportunity list --status open --owner "Dana Rep" -c config.yaml
+    """
+
+
+@opportunity.command("list")
+@config_option
+@click.option("--status", type=click.Choice(STATUSES), default=None,
+              help="Only this status; default every status, active ones first.")
+@click.option("--owner", default=None, help="Only this sales rep's customers (full name).")
+@click.option("--service", default=None, help="Only this service code (e.g. MIT).")
+@click.option("--customer", default=None, help="Only this customer number.")
+@json_option
+def list_cmd(config_path: Path, status: str | None, owner: str | None, service: str | None,
+             customer: str | None, as_json: bool) -> None:
+    """List the remembered opportunities with their status, owner, priority and age.
+
+    Age is the days from first seen to the last night seen (or to when it closed). "Hidden
+    until" shows a snooze or dismiss still in force.
+
+    \b
+    Examples:
+      keyservices opportunity list -c config.yaml
+      keyservices opportunity list --status new --service MIT --json -c config.yaml
+    """
+    from ..commands.opportunity import list_opportunities
+
+    records = list_opportunities(load_config_at(config_path), status=status, owner=owner, service=service,
+                                 customer=customer)
+    if as_json:
+        emit_json([dataclasses.asdict(r) for r in records])
+        return
+    if not records:
+        click.echo("No opportunity matches." if (status or owner or service or customer) else
+                   f"No opportunities yet; a run records them: keyservices run -c {config_path}")
+        return
+    _print_table(records, dt.date.today())
+
+
+@opportunity.command("snooze")
+@click.argument("customer")
+@click.argument("service")
+@_until_option
+@_reason_option
+@_by_option
+@config_option
+@json_option
+def snooze_cmd(customer: str, service: str, until: dt.datetime, reason: str, by: str | None,
+               config_path: Path, as_json: bool) -> None:
+    """Hide an opportunity until a date: "not now". It comes back after the date.
+
+    CUSTOMER is the customer number, SERVICE the service code (any case).
+
+    \b
+    Example:
+      keyservices opportunity snooze COP001 MIT --until 2027-01-15 --reason "tender until Jan"
+    """
+    from ..commands.opportunity import snooze
+
+    record = snooze(load_config_at(config_path), customer, service, until=until.date(), reason=reason,
+                    by=by)
+    _done(record, "Snoozed", as_json)
+
+
+@opportunity.command("dismiss")
+@click.argument("customer")
+@click.argument("service")
+@_until_option
+@_reason_option
+@_by_option
+@config_option
+@json_option
+def dismiss_cmd(customer: str, service: str, until: dt.datetime, reason: str, by: str | None,
+                config_path: Path, as_json: bool) -> None:
+    """Hide an opportunity until a date: "not interested". It comes back after the date.
+
+    Unlike a snooze ("not now"), a dismiss records that the customer said no; both expire, so
+    a no is asked again once the date has passed.
+
+    \b
+    Example:
+      keyservices opportunity dismiss COP001 MIT --until 2027-06-30 --reason "said no"
+    """
+    from ..commands.opportunity import dismiss
+
+    record = dismiss(load_config_at(config_path), customer, service, until=until.date(), reason=reason,
+                     by=by)
+    _done(record, "Dismissed", as_json)
+
+
+@opportunity.command("unsnooze")
+@click.argument("customer")
+@click.argument("service")
+@config_option
+@json_option
+def unsnooze_cmd(customer: str, service: str, config_path: Path, as_json: bool) -> None:
+    """Lift a snooze or dismiss now; the opportunity shows again from the next run.
+
+    \b
+    Example:
+      keyservices opportunity unsnooze COP001 MIT -c config.yaml
+    """
+    from ..commands.opportunity import unsnooze
+
+    record = unsnooze(load_config_at(config_path), customer, service)
+    if as_json:
+        emit_json(dataclasses.asdict(record))
+    else:
+        click.echo(f"{record.customer_number} {record.service_code}: no longer hidden; it shows "
+                   f"from the next run while it is {record.status}.")
+
+
+def _done(record: OpportunityRecord, verb: str, as_json: bool) -> None:
+    if as_json:
+        emit_json(dataclasses.asdict(record))
+        return
+    click.echo(f"{verb} {record.customer_number} {record.service_code} until "
+               f"{record.snoozed_until}: {record.snooze_reason}. It comes back after that date "
+               "if it still holds.")
+
+
+def _print_table(records: list[OpportunityRecord], today: dt.date) -> None:
+    header = ("STATUS", "CUSTOMER", "SERVICE", "OWNER", "PRIORITY", "AGE", "HIDDEN UNTIL")
+    rows = [(r.status, f"{r.customer_number} {r.customer_name}"[:40], r.service_code,
+             (r.owner or "-")[:24], r.priority, f"{r.age_days()}d",
+             f"{r.snoozed_until} ({'dismissed' if r.dismissed else 'snoozed'})"
+             if r.hidden_on(today) else "-") for r in records]
+    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        click.echo("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths)).rstrip())
+    click.echo(f"{len(records)} opportunit{'y' if len(records) == 1 else 'ies'}")

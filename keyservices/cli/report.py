@@ -1,0 +1,75 @@
+"""``keyservices report``: penetration by industry, branch and sales rep, and won / lost.
+
+Thin, like every command: parse, call :func:`keyservices.commands.report.report`, print where the files
+went. Registered at the end of :mod:`keyservices.cli` (``cli.add_command(report)``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import click
+
+from .base import (
+    as_of_option,
+    config_option,
+    emit_json,
+    json_option,
+    load_config_at,
+    progress_reporter,
+)
+
+
+@click.command("report")
+@config_option
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder for the files; default report/ in the state folder.")
+@as_of_option
+@json_option
+def report(config_path: Path, out: Path | None, as_of: dt.datetime | None,
+           as_json: bool) -> None:
+    """Penetration by industry, branch and sales rep, and won/lost (CSV and HTML).
+
+    Classifies every customer as a run would (nothing is written to the ERP) and writes three
+    files: report.html, one standalone page to open in a browser or attach to an email (no
+    internet needed); penetration.csv, one row per group and service, for a spreadsheet; and
+    won-lost.csv, services gained and lost per branch and sales rep in the last 30 and 90 days
+    with their annual contract value, from the audit of live runs (left out before the first run).
+
+    \b
+    Example:
+      keyservices report -c config.yaml --out /srv/share/keyservices-report
+    """
+    from ..commands.report import report as make_report
+
+    with progress_reporter(as_json) as progress:
+        result = make_report(load_config_at(config_path), out=out,
+                             as_of=as_of.date() if as_of else None, reporter=progress)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    g = result.groups
+    groups = (f"{_plural(g.get('industry', 0), 'industry', 'industries')}, "
+              f"{_plural(g.get('branch', 0), 'branch', 'branches')}, "
+              f"{_plural(g.get('sales_rep', 0), 'sales rep', 'sales reps')}")
+    click.echo(f"Penetration on {result.as_of}: {result.customers:,} customers ({groups}).")
+    for s in result.services:
+        click.echo(f"  {s['code']:<6} {s['name'][:28]:<28} {s['users']:>8,}  "
+                   f"{s['share'] * 100:5.1f}%")
+    for label, t in (result.won_lost or {}).items():
+        click.echo(f"Won/lost, {label}: {t['won']:,} won ({t['won_value']:,.0f} a year), "
+                   f"{t['lost']:,} lost ({t['lost_value']:,.0f} a year).")
+    for note in result.notes:
+        click.echo(f"Note: {note}")
+    click.echo(f"Wrote to {result.out}:")
+    click.echo(f"  {result.files.html.name:<16} open in a browser (one standalone page)")
+    click.echo(f"  {result.files.csv.name:<16} one row per group and service, for a spreadsheet")
+    if result.files.won_lost_csv is not None:
+        click.echo(f"  {result.files.won_lost_csv.name:<16} won and lost per branch and sales "
+                   "rep, with annual value")
+    click.echo(f"Next: open {result.files.html}")
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"

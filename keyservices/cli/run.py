@@ -1,0 +1,182 @@
+"""``keyservices run, check, digest and send-outbox``: the night and what it sends."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+
+import click
+
+from .base import (
+    as_of_option,
+    cli,
+    config_option,
+    emit_json,
+    json_option,
+    load_config_at,
+    progress_reporter,
+)
+
+
+@cli.command("run")
+@config_option
+@click.option("--dry-run", is_flag=True,
+              help="Compute and print the plan; write nothing (ERP, state, outbox).")
+@click.option("--force", is_flag=True,
+              help="Write even when the change guard would stop the run (after review).")
+@click.option("--no-email", is_flag=True, help="Write the digest to the outbox but do not send it.")
+@click.option("--mode", type=click.Choice(["live", "test"]), default=None,
+              help="Override the config's mode for this run (test writes nothing to the ERP).")
+@as_of_option
+@json_option
+def run_cmd(config_path: Path, dry_run: bool, force: bool, no_email: bool, mode: str | None,
+            as_of: dt.datetime | None, as_json: bool) -> None:
+    """The nightly job: classify every customer and write the property where it changed.
+
+    Reads facts with a few aggregate queries, classifies, writes changed values in guarded,
+    chunked transactions (never INSERT or DELETE), audits every change with its before-value,
+    writes the digest to the outbox and sends it when SMTP is configured.
+
+    \b
+    Examples:
+      keyservices run -c config.yaml --dry-run
+      keyservices run -c config.yaml
+    """
+    from ..commands.run import run
+    from ..errors import GuardTripped
+    from .console import print_run
+
+    config = load_config_at(config_path, {"mode": mode})
+    try:
+        with progress_reporter(as_json) as progress:
+            result = run(config, dry_run=dry_run, force=force, send=not no_email,
+                         as_of=as_of.date() if as_of else None, reporter=progress)
+    except GuardTripped as exc:
+        if exc.detail is not None:
+            if as_json:
+                emit_json(exc.detail.to_dict())
+            else:
+                print_run(exc.detail)
+        raise
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        print_run(result)
+        if result.dry_run:
+            click.echo(f"Next: review the plan, then 'keyservices run -c {config_path}' applies it.")
+        elif result.mode == "test":
+            click.echo(f"Next: read the digest; when it looks right, set 'mode: live' in "
+                       f"{config_path} (or run with --mode live) to write the ERP.")
+    if result.delivery_error:
+        click.echo(f"Error: {result.delivery_error}", err=True)
+    sys.exit(result.exit_code) if result.exit_code else None
+
+
+@cli.command()
+@config_option
+@click.option("--show-sql", is_flag=True,
+              help="Print every statement a run sends to the ERP, for this database, and stop "
+                   "(no connection is made).")
+@click.option("--suggest-indexes", is_flag=True,
+              help="Print the CREATE INDEX statements a DBA could run so the nightly statements "
+                   "read index ranges instead of whole tables (keyservices never creates them).")
+@json_option
+def check(config_path: Path, show_sql: bool, suggest_indexes: bool, as_json: bool) -> None:
+    """Validate config and rules, connect, and verify the ERP schema.
+
+    Checks every table and column the rules need, that the custom-property attribute exists,
+    and lists dealer model categories that map to no model class (with their equipment counts).
+
+    \b
+    Examples:
+      keyservices check -c config.yaml
+      keyservices check -c config.yaml --show-sql    # the SQL, for your DBA
+      keyservices check -c config.yaml --suggest-indexes > indexes.sql
+    """
+    from ..commands.check import check as run_check
+    from .console import print_check
+
+    if suggest_indexes:
+        from ..commands.check import suggest_indexes as advise
+
+        advice = advise(load_config_at(config_path))
+        if as_json:
+            emit_json([{"table": a.table, "keys": a.keys, "include": a.include, "why": a.why,
+                         "sql": sql} for a, sql in advice])
+        elif not advice:
+            click.echo("-- every index the nightly statements can use is already there")
+        else:
+            click.echo("-- Indexes for a DBA to review; keyservices never creates anything in "
+                       "the ERP.")
+            for a, sql in advice:
+                click.echo(f"-- {a.why}\n{sql}\n")
+        return
+
+    if show_sql:
+        from ..commands.check import show_sql as compile_sql
+
+        statements = compile_sql(load_config_at(config_path))
+        if as_json:
+            emit_json([{"name": n, "sql": q} for n, q in statements])
+        else:
+            for name, sql in statements:
+                click.echo(f"-- {name}\n{sql};\n")
+        return
+    report = run_check(load_config_at(config_path))
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        print_check(report)
+        click.echo(f"Next: 'keyservices run -c {config_path} --dry-run' shows what a run would "
+                   "change.")
+
+
+@cli.command()
+@config_option
+@click.option("--preview", "mode", flag_value="preview", default=True,
+              help="Write the digest as an HTML file and print its path (the default).")
+@click.option("--text", "mode", flag_value="text", help="Print the plain-text digest instead.")
+@click.option("--run", "run_id", type=int, default=None,
+              help="The run whose digest to render; default the latest.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Where to write the HTML; default preview.html in the state folder.")
+def digest(config_path: Path, mode: str, run_id: int | None, out: Path | None) -> None:
+    """Render the latest run's digest again, with the current templates.
+
+    Every run keeps the data of its digest in the state folder, so you can edit
+    templates/digest.html.j2 and see the result at once, without another run.
+
+    \b
+    Example:
+      keyservices digest --preview -c config.yaml
+    """
+    from ..commands.deliver import preview_digest
+
+    path, text = preview_digest(load_config_at(config_path), run_id=run_id, out=out)
+    click.echo(text if mode == "text" else str(path))
+
+
+@cli.command("send-outbox")
+@config_option
+@json_option
+def send_outbox_cmd(config_path: Path, as_json: bool) -> None:
+    """Send the digests still queued in the outbox (after an SMTP outage).
+
+    Each run already retries the queue; this sends it now. Exits 5 if SMTP still fails.
+
+    \b
+    Example:
+      keyservices send-outbox -c config.yaml
+    """
+    from ..commands.deliver import send_outbox
+    from ..errors import DeliveryFailed
+
+    report = send_outbox(load_config_at(config_path))
+    if as_json:
+        emit_json({"sent": [str(p) for p in report.sent],
+                    "queued": [str(p) for p in report.queued], "error": report.error})
+    else:
+        click.echo(f"Sent {len(report.sent)}, still queued {len(report.queued)}.")
+    if report.error:
+        raise DeliveryFailed(f"{report.error}; {len(report.queued)} message(s) stay queued")

@@ -1,0 +1,166 @@
+"""The digest's way out: rendered into the outbox, sent over SMTP, previewed while editing the
+templates, and a short alert when a run fails. A run's result goes in; files and mail come out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+from .. import night
+from ..config import Config
+from ..errors import EXIT_OK, EXIT_UNDELIVERED, ConfigError
+from ..model import DigestData
+from ..outputs import digest as digest_mod
+from ..outputs import mail
+from ..outputs.files import atomic_write
+from ..progress import Reporter, Timings, step
+from ..rules import RuleSet
+from .result import RunResult
+
+log = logging.getLogger("keyservices")
+
+
+def digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send: bool,
+                     reporter: Reporter | None) -> RunResult:
+    """Render the digest into the outbox, then deliver everything queued there."""
+    timings = Timings(result.timings)
+    quiet = (not result.changes and not result.guard_message and not result.baseline)
+    if quiet and not config.digest.send_empty:
+        return result
+    data = DigestData(
+        run_id=result.run_id, as_of=result.as_of, generated_at=dt.datetime.now(),
+        dealer=config.dealer, property_name=rules.property, mode=result.mode,
+        dry_run=result.dry_run, baseline=result.baseline, counts=result.counts,
+        changes=result.changes, no_configuration=result.no_configuration,
+        no_attribute=result.no_attribute, services=result.services,
+        service_names=rules.service_names(), guard_message=result.guard_message,
+        notes=list(result.notes),
+        opportunities=result.opportunities, alerts=result.alerts, won_lost=result.won_lost)
+    with step(reporter, timings, "digest") as advance:
+        templates = digest_mod.find_templates_dir(config.digest.templates)
+        stem = f"{result.as_of.isoformat()}-run{result.run_id:04d}-digest"
+        copies: list[tuple[str, DigestData, list[str]]] = []
+        if config.digest.to or not (config.digest.branches or config.digest.sales_reps):
+            copies.append((stem, data, config.digest.to))
+        routed = [(digest_mod.for_branch(data, branch), branch, recipients)
+                  for branch, recipients in config.digest.branches.items()]
+        routed += [(digest_mod.for_sales_rep(data, rep), rep, recipients)
+                   for rep, recipients in config.digest.sales_reps.items()]
+        for mine, name, recipients in routed:
+            if (mine.changes or mine.opportunities or mine.alerts or mine.guard_message
+                    or mine.baseline or config.digest.send_empty):
+                copies.append((f"{stem}-{digest_mod.slug(name)}", mine, recipients))
+        for name, copy, recipients in copies:
+            rendered = digest_mod.render(copy, templates, max_rows=config.digest.max_rows,
+                                         max_unwritable_rows=config.digest.max_unwritable_rows,
+                                         max_opportunities=_top(rules))
+            message = digest_mod.build_message(rendered, sender=config.digest.sender,
+                                               recipients=recipients)
+            paths = digest_mod.write_outbox(message, rendered, config.digest.outbox, name)
+            result.digests.append(paths.eml)
+            if result.digest_eml is None:
+                result.digest_eml, result.digest_html = paths.eml, paths.html
+            advance(1)
+        result.delivery = "outbox"
+        digest_mod.save_data(data, digest_data_path(config, result.run_id))
+    if send and config.smtp is not None:
+        with step(reporter, timings, "send") as advance:
+            report = send_outbox(config)
+            result.sent = list(report.sent)
+            result.delivery = "sent" if result.digest_eml in report.sent else "queued"
+            if result.digest_eml in report.sent:  # delivered: it now lives in outbox/sent
+                sent = config.digest.outbox / "sent"
+                result.digest_eml = sent / result.digest_eml.name
+                result.digest_html = sent / result.digest_html.name
+            advance(len(report.sent))
+            if report.error:
+                result.delivery_error = (f"the digest could not be sent ({report.error}); it stays "
+                                         f"queued in {config.digest.outbox} and the next run (or "
+                                         f"'keyservices send-outbox') retries it")
+                if result.exit_code == EXIT_OK:
+                    result.exit_code = EXIT_UNDELIVERED
+    result.timings = dict(timings)
+    return result
+
+
+def _top(rules: RuleSet) -> int:
+    return rules.opportunities.top if rules.opportunities else 0
+
+
+def digest_data_path(config: Config, run_id: int | None) -> Path:
+    return config.state.dir / "digests" / f"run-{run_id or 0:06d}.json.gz"
+
+
+def preview_digest(config: Config, *, run_id: int | None = None,
+                   out: Path | None = None) -> tuple[Path, str]:
+    """Render a run's digest (the latest by default) with the current templates.
+
+    Returns the HTML file written and the plain-text part; handy when editing the templates.
+    """
+    folder = config.state.dir / "digests"
+    if run_id is not None:
+        path = digest_data_path(config, run_id)
+        if not path.exists():
+            raise ConfigError(f"no digest stored for run {run_id} in {folder}")
+    else:
+        stored = sorted(folder.glob("run-*.json.gz")) if folder.is_dir() else []
+        if not stored:
+            raise ConfigError(f"no run has produced a digest yet (looked in {folder}); "
+                              "run 'keyservices run' first")
+        path = stored[-1]
+    data = digest_mod.load_data(path)
+    rendered = digest_mod.render(data, digest_mod.find_templates_dir(config.digest.templates),
+                                 max_rows=config.digest.max_rows,
+                                 max_unwritable_rows=config.digest.max_unwritable_rows,
+                                 max_opportunities=_top(night.rules_for(config)))
+    target = out or (config.state.dir / "preview.html")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(rendered.html, encoding="utf-8")
+    return target, rendered.text
+
+
+def alert_failure(config: Config, error: BaseException, exit_code: int) -> Path | None:
+    """Queue (and try to send) a short alert for a failed run; never raises.
+
+    A failure must never go unnoticed at 2 a.m., but the alert must not hide the failure either:
+    any problem while alerting is logged and swallowed.
+    """
+    try:
+        log_file = config.state.dir / "keyservices.log"
+        tail: list[str] = []
+        if log_file.exists():
+            tail = log_file.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]
+        when = dt.datetime.now()
+        message = digest_mod.failure_message(
+            error=str(error) or type(error).__name__, exit_code=exit_code, when=when,
+            dealer=config.dealer, log_tail=tail, sender=config.digest.sender,
+            recipients=config.digest.admins or config.digest.to)
+        config.digest.outbox.mkdir(parents=True, exist_ok=True)
+        path = config.digest.outbox / f"{when:%Y-%m-%d-%H%M%S}-failure-exit{exit_code}.eml"
+        atomic_write(path, message.as_bytes())
+        if config.smtp is not None:
+            report = send_outbox(config)
+            if report.error:
+                log.warning("the failure alert stays queued: %s", report.error)
+        return path
+    except Exception:  # noqa: BLE001 - alerting is best effort by design
+        log.exception("could not queue the failure alert")
+        return None
+
+
+def smtp_settings(config: Config) -> mail.SmtpSettings | None:
+    if config.smtp is None:
+        return None
+    return mail.SmtpSettings(
+        host=config.smtp.host, port=config.smtp.port, security=config.smtp.security,
+        username=config.smtp.username, password=config.smtp_password(),
+        timeout=config.smtp.timeout, sender=config.digest.sender, ca_file=config.smtp.ca_file)
+
+
+def send_outbox(config: Config) -> mail.DeliveryReport:
+    """Deliver every digest still queued in the outbox (oldest first); needs ``smtp:``."""
+    if config.smtp is None:
+        raise ConfigError("no smtp: section in the config, so nothing can be sent; the digests "
+                          f"stay in {config.digest.outbox}")
+    return mail.send_outbox(smtp_settings(config), config.digest.outbox)

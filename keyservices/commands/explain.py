@@ -1,0 +1,132 @@
+"""Looking inside the rules: ``explain`` a customer, run the admin's rule tests, print the rule
+schema. None of these writes anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import night
+from ..config import Config
+from ..engine.classify import classify, facts_for, scope
+from ..engine.classify import explain as explain_rows
+from ..erp.facts import read_facts
+from ..errors import ConfigError
+from ..rules import RuleFile
+from ..engine.cases import run_cases
+
+
+@dataclass
+class Explanation:
+    """Why a customer (and each of its locations) has or lacks each service."""
+
+    as_of: dt.date
+    level: str
+    customer: dict[str, Any]
+    value_now: str | None
+    value_by_rules: str | None
+    records: list[dict[str, Any]]  # the customer and its locations, each with facts and verdicts
+    # the customer's opportunities as tonight's run ranks them: priority, score, and why
+    opportunities: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    alerts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["as_of"] = self.as_of.isoformat()
+        return data
+
+
+def _facts_dict(f: Any) -> dict[str, Any]:
+    return {"equipment": dict(f.equipment),
+            "contracts": {f"{k[0]}/{k[1]}": dataclasses.asdict(v) for k, v in f.contracts.items()},
+            "gl": {f"{k[0]} ({k[1]} days)": v for k, v in f.gl.items()},
+            "items_sold": {f"{k[0]} ({k[1]} days)": dataclasses.asdict(v)
+                           for k, v in f.items_sold.items()}}
+
+
+def explain(config: Config, customer: str, *, as_of: dt.date | None = None) -> Explanation:
+    """The facts and every service's verdict with reasons, for one customer by number or name.
+
+    Reads the same set-based facts as a run (a constant number of statements), then explains the
+    customer's own record and, at ``level: parent``, each of its locations.
+    """
+    as_of = as_of or dt.date.today()
+    rules = night.rules_for(config)
+    with night.open_erp(config, rules) as erp:
+        # priorities need the night's numbers for every customer (tiers by quantile, industry
+        # shares): the run's own pipeline, then the per-category breakdown that explain shows
+        tonight = night.compute(config, as_of, erp=erp, values=False)
+        with erp.engine.connect() as conn:
+            facts = read_facts(conn, erp.tables, rules, tonight.attribute_id, as_of, detail=True)
+    assert tonight.calls is not None
+    wanted = customer.strip().casefold()
+    matches = [c for c in facts.customers.values() if c.number.casefold() == wanted] or \
+              [c for c in facts.customers.values() if wanted in c.name.casefold()]
+    if not matches:
+        raise ConfigError(f"no customer with number or name {customer!r}; try part of the name")
+    if len(matches) > 1:
+        sample = ", ".join(f"{c.number} ({c.name})" for c in matches[:8])
+        raise ConfigError(f"{len(matches)} customers match {customer!r}: {sample}"
+                          f"{' ...' if len(matches) > 8 else ''}; use the customer number")
+    target = matches[0]
+    if rules.level == "parent" and target.is_location and target.parent_id in facts.customers:
+        target = facts.customers[target.parent_id]  # the parent's record carries the value
+    members, _, _, _ = scope(facts, rules)
+    counted = members.get(target.id, [])
+    rows = [target] + ([c for c in facts.customers.values()
+                        if c.parent_id == target.id and c.id != target.id]
+                       if rules.level == "parent" else [])
+    classification = classify(facts, rules)
+    records = []
+    if len(counted) > 1:  # the verdict that is written: parent and active locations together
+        records.append({"number": target.number, "name": f"{target.name} (with "
+                        f"{len(counted) - 1} active location(s), as written)",
+                        "location": False, "active": True, "prospect": False, "counted": True,
+                        "facts": _facts_dict(facts_for(facts, counted)),
+                        "verdicts": [dataclasses.asdict(v) for v in
+                                     explain_rows(facts, rules, counted)]})
+    for c in rows:
+        records.append({
+            "number": c.number, "name": c.name, "location": c.is_location, "active": c.active,
+            "prospect": c.prospect, "counted": c.id in counted,
+            "facts": _facts_dict(facts.of(c.id)),
+            "verdicts": [dataclasses.asdict(v) for v in explain_rows(facts, rules, [c.id])]})
+    services = classification.services.get(target.id)
+    return Explanation(
+        opportunities=[{"service": o.service, "priority": o.priority, "score": o.score,
+                        "reason": o.reason, "why": list(o.why)}
+                       for o in tonight.calls.opportunities if o.customer_id == target.id],
+        alerts=[{"monitor": a.monitor, "text": a.text} for a in tonight.calls.alerts
+                if a.customer_id == target.id],
+        as_of=as_of, level=rules.level,
+        customer={"number": target.number, "name": target.name, "industry": target.industry,
+                  "branch": target.branch, "sales_rep": target.sales_rep,
+                  "configuration": target.config_id, "has_value_row": target.has_value_row},
+        value_now=target.current_value,
+        value_by_rules=None if services is None else (rules.render_value(services) or None),
+        records=records)
+
+
+def test_rules(config: Config, folder: Path | None = None) -> list[Any]:
+    """Run the admin's rule test cases (``rules/tests/*.yaml`` by default); pure, no database.
+
+    Returns every case result; the CLI exits 1 when any failed.
+    """
+    rules = night.rules_for(config)
+    base = config.rules if config.rules.is_dir() else config.rules.parent
+    return run_cases(rules, folder or base / "tests")
+
+
+test_rules.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def rules_schema() -> dict[str, Any]:
+    """The JSON Schema of a rule file, for editors (YAML language servers) to validate against."""
+    schema = RuleFile.model_json_schema()
+    schema["title"] = "keyservices rule file"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema

@@ -1,0 +1,136 @@
+"""``keyservices report``: penetration by industry, branch and sales rep, and won / lost.
+
+Reads the ERP the way a run does (the same set-based facts, plus the contract value columns of
+``keyservices.calls.wonlost``), classifies, and counts every in-scope customer's services per group;
+won and lost over the last 30 and 90 days come from the state store's audit (when a state store
+exists). ``keyservices.outputs.report`` writes the files; nothing is written to the ERP or the state store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from .. import night
+from ..calls.wonlost import ValueColumns, annual_values, totals, windows_ending, won_lost
+from ..config import Config
+from ..engine.classify import Classification
+from ..erp import wrap_db_error
+from ..model import Facts
+from ..outputs.report import (
+    DIMENSIONS,
+    Matrix,
+    ReportFiles,
+    WonLostRow,
+    penetration_matrix,
+    write_report,
+)
+from ..progress import Reporter
+from ..state import StateStore
+
+
+@dataclass
+class ReportResult:
+    """Where the files went and the headline numbers (``to_dict`` for ``--json``)."""
+
+    as_of: dt.date
+    out: Path
+    files: ReportFiles
+    customers: int  # in scope (active, not prospects, at the rule set's level)
+    services: list[dict[str, Any]]  # code, name, users, share, annual_value (of their contracts)
+    groups: dict[str, int]  # dimension -> number of groups
+    won_lost: dict[str, dict[str, float]] | None = None  # window -> won, lost, won/lost value
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["as_of"] = self.as_of.isoformat()
+        data["out"] = str(self.out)
+        data["files"] = {k: str(v) if v else None for k, v in data["files"].items()}
+        return data
+
+
+def report(config: Config, *, out: Path | None = None, as_of: dt.date | None = None,
+           reporter: Reporter | None = None) -> ReportResult:
+    """Write penetration.csv, report.html and (with a state store) won-lost.csv into ``out``.
+
+    ``out`` defaults to ``report/`` in the state folder. Penetration counts the customers a run
+    would write (active, not prospects; locations rolled up with ``level: parent``) by their
+    industry, branch and sales rep. Won and lost cover the nights of live runs in the last 30 and
+    90 days up to ``as_of``; without a state store (no run yet) that part is left out.
+    """
+    as_of = as_of or dt.date.today()
+    rules = night.rules_for(config)
+    with night.open_erp(config, rules) as erp:
+        tonight = night.compute(config, as_of, erp=erp, reporter=reporter, calls=False)
+    facts, classification, values = tonight.facts, tonight.classification, tonight.values
+    assert values is not None
+    names = rules.service_names()
+    matrices = [penetration_matrix(facts.customers, classification.services, names, by)
+                for by in DIMENSIONS]  # type: ignore[arg-type]
+    notes: list[str] = []
+    figures = _won_lost(config, names, as_of)
+    if figures is None:
+        notes.append("no state store yet (no live run), so there are no won/lost figures; they "
+                     "appear once runs have written changes")
+    if facts.metrics is None and values.sections:
+        notes.append("the rules need the detailed facts path, which carries no contract values: "
+                     "annual values are shown as 0")
+    target = out or (config.state.dir / "report")
+    files = write_report(target, dealer=config.dealer, as_of=as_of, matrices=matrices,
+                         won_lost=figures, templates=config.digest.templates)
+    return ReportResult(
+        as_of=as_of, out=target, files=files, customers=len(classification.services),
+        services=_services(matrices[0], classification, facts, values),
+        groups={m.by: len(m.rows) for m in matrices},
+        won_lost=None if figures is None else {label: totals(rows)
+                                               for label, rows in figures.items()},
+        notes=notes)
+
+
+def _services(matrix: Matrix, classification: Classification, facts: Facts,
+              values: ValueColumns) -> list[dict[str, Any]]:
+    """Each service's users and share overall, and the annual value of its users' contracts."""
+    worth = annual_values(classification, facts, values)
+    book: dict[str, float] = {}
+    for cid, codes in classification.services.items():
+        mine = worth.get(cid)
+        if mine:
+            for code in codes:
+                book[code] = book.get(code, 0.0) + mine.get(code, 0.0)
+    return [{"code": c.code, "name": c.name, "users": c.users, "share": round(c.share, 4),
+             "annual_value": round(book.get(c.code, 0.0), 2)} for c in matrix.total.cells]
+
+
+def _won_lost(config: Config, names: dict[str, str],
+              as_of: dt.date) -> dict[str, list[WonLostRow]] | None:
+    """Won/lost per window from the audit, or None when there is no state store to read."""
+    if not _state_exists(config):
+        return None
+    store = StateStore(config.state_url)
+    try:
+        # every row up to as_of: a loss is worth what was recorded when the service was added
+        rows = store.won_lost(None, as_of, include_baseline=True, with_values=True)
+    except SQLAlchemyError as exc:
+        raise wrap_db_error(exc, config.state_url) from exc
+    finally:
+        store.close()
+    return won_lost(rows, names, windows_ending(as_of))
+
+
+def _state_exists(config: Config) -> bool:
+    """Whether there is a state store to read (opening a SQLite one that is missing would
+    create it)."""
+    url = make_url(config.state_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return True
+    return Path(url.database).exists()  # type: ignore[arg-type]
+
+
+__all__ = ["ReportResult", "report"]

@@ -1,0 +1,66 @@
+"""What one run did, as data: the CLI prints it, ``--json`` dumps it, the digest renders it."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import EXIT_OK
+from ..model import Change, Counts, CustomerRef, Opportunity, ServiceCount, StatusAlert
+
+
+@dataclass
+class RunResult:
+    """What one run did; ``exit_code`` is what the scheduler sees."""
+
+    run_id: int | None
+    as_of: dt.date
+    mode: str
+    dry_run: bool
+    baseline: bool
+    counts: Counts
+    changes: list[Change]
+    no_configuration: list[CustomerRef]
+    no_attribute: list[CustomerRef]
+    services: list[ServiceCount]
+    statements: int
+    timings: dict[str, float]
+    guard_message: str | None = None
+    digest_eml: Path | None = None
+    digest_html: Path | None = None
+    delivery_error: str | None = None
+    delivery: str = "none"  # none | outbox (no smtp configured) | sent | queued (SMTP failed)
+    sent: list[Path] = field(default_factory=list)
+    digests: list[Path] = field(default_factory=list)  # the consolidated copy, then per branch
+    notes: list[str] = field(default_factory=list)  # shown at the end of the digest
+    opportunities: list[Opportunity] = field(default_factory=list)  # most promising first
+    opportunity_counts: dict[str, int] = field(default_factory=dict)  # new, open, won, closed...
+    alerts: list[StatusAlert] = field(default_factory=list)  # status monitor hits (rendered)
+    alert_counts: dict[str, int] = field(default_factory=dict)  # monitor code -> customers hit
+    won_lost: dict[str, Any] = field(default_factory=dict)  # per sales rep, see wonlost
+    exit_code: int = EXIT_OK
+
+    def to_dict(self) -> dict[str, Any]:
+        # the long lists are converted shallowly: dataclasses.asdict deep-copies every field of
+        # every item, which at hundreds of thousands of changes costs seconds and gigabytes
+        long = ("changes", "no_configuration", "no_attribute", "opportunities", "alerts")
+        data = dataclasses.asdict(dataclasses.replace(self, **{k: [] for k in long}))
+        for key in long:
+            data[key] = _rows(getattr(self, key))
+        data["as_of"] = self.as_of.isoformat()
+        for key in ("digest_eml", "digest_html"):
+            data[key] = str(data[key]) if data[key] else None
+        data["sent"] = [str(p) for p in self.sent]
+        data["digests"] = [str(p) for p in self.digests]
+        return data
+
+
+def _rows(items: list[Any]) -> list[dict[str, Any]]:
+    """Slotted dataclasses as dicts, one level deep (their fields are plain values)."""
+    if not items:
+        return []
+    names = [f.name for f in dataclasses.fields(items[0])]
+    return [{n: getattr(item, n) for n in names} for item in items]

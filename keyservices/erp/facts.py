@@ -1,0 +1,282 @@
+"""Read the facts: a handful of aggregate queries, each one pass over its table, grouped by customer
+inside the ERP database.
+
+The number of statements does not depend on the number of customers, and memory is bounded by the
+number of customers (rows are streamed and folded into compact per-customer facts), never by the
+length of GL or invoice history. Category -> class mapping, account globs and lookback windows are
+pushed into the SQL so the database returns only what some rule can use.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import operator
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from ..engine.metrics import (
+    Codes,
+    Compiled,
+    Extra,
+    MetricTable,
+    NotCompilable,
+    compile_rules,
+    needed_codes,
+)
+from ..model import ContractFact, Customer, CustomerFacts, Facts, ItemsSold, add_sold
+from ..progress import Reporter, Timings, gc_paused, step
+from ..rules import RuleSet, glob_match
+from .connection import ErpTables
+from .queries import customers_query, fact_queries, metric_queries
+
+STREAM_ROWS = 5000
+FETCH_ROWS = 20_000  # raw rows per fetchmany on the lean (metrics) path
+
+
+def read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: int,
+               as_of: dt.date, *, reporter: Reporter | None = None,
+               timings: Timings | None = None, detail: bool = False,
+               extra: Sequence[Extra] = ()) -> Facts:
+    """Every fact the rules need, for every customer, in a constant number of statements.
+
+    By default the rules are compiled to per-customer numbers computed in the database
+    (``keyservices.engine.metrics``): one row per customer per table, held in one array. ``detail=True``
+    reads the per-category / per-code breakdown instead (what ``explain`` shows); the run falls
+    back to it only for rules the array path cannot express.
+    """
+    with gc_paused():
+        return _read_facts(conn, tables, rules, attr_id, as_of, reporter, timings, detail, extra)
+
+
+def _read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: int,
+                as_of: dt.date, reporter: Reporter | None, timings: Timings | None,
+                detail: bool, extra: Sequence[Extra]) -> Facts:
+    with step(reporter, timings, "read code lists") as advance:
+        needed = set() if detail else needed_codes(rules).union(*(e.codes_needed for e in extra))
+        codes = read_codes(conn, tables, needed)
+        advance(len(codes.categories))
+    categories = {code: desc for code, desc in codes.categories.values()}
+    codes.categories = {i: code for i, (code, _) in codes.categories.items()}
+    flags: dict[str, list[Any]] = {"active": [], "prospect": [], "parent": []}
+    compiled = None
+    if not detail:
+        try:
+            compiled = compile_rules(rules, codes, [c for e in extra for c in e.columns(codes)])
+        except NotCompilable:
+            compiled = None
+    if compiled is None:
+        customers = read_customers(conn, tables, rules, attr_id, as_of, reporter=reporter,
+                                   timings=timings, flags=flags)
+        return _read_detail(conn, tables, rules, as_of, customers, categories, reporter,
+                            timings)
+    customers = read_customers(conn, tables, rules, attr_id, as_of, reporter=reporter,
+                               timings=timings, flags=flags)
+    table = MetricTable.empty(compiled, sorted(customers))
+    read_metrics(conn, tables, compiled, as_of, table, reporter=reporter, timings=timings)
+    arrays: dict[str, np.ndarray] | None = {
+        "active": np.array(flags["active"], dtype=bool),
+        "prospect": np.array(flags["prospect"], dtype=bool),
+        "parent": np.array(flags["parent"], dtype=np.int64)}
+    if len(flags["active"]) != len(table.ids):  # ids not unique: let classify rebuild them
+        arrays = None
+    return Facts(as_of=as_of, customers=customers, facts={}, categories=categories,
+                 metrics=table, codes=codes, customer_arrays=arrays)
+
+
+def read_customers(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: int,
+                   as_of: dt.date, *, reporter: Reporter | None = None,
+                   timings: Timings | None = None,
+                   flags: dict[str, list[Any]] | None = None) -> dict[int, Customer]:
+    """Every customer record, in id order, built a batch at a time column by column.
+
+    Repeated values (industry, sales rep, branch, the stored property value, creation dates) are
+    shared, one object per distinct value: at a million customers that is hundreds of MB.
+    """
+    shared: dict[Any, Any] = {}
+    share = shared.setdefault
+    created_at: dict[Any, dt.datetime | None] = {None: None}
+    customers: dict[int, Customer] = {}
+    with step(reporter, timings, "read customers") as advance:
+        for batch in _raw_batches(conn, customers_query(tables, rules, attr_id)):
+            (ids, numbers, names, parents, active, prospect, config, created, industry, rep,
+             branch, value_cid, value) = zip(*batch)
+            for raw in set(created).difference(created_at):
+                created_at[raw] = (raw if isinstance(raw, dt.datetime) else
+                                   dt.datetime.fromisoformat(raw) if isinstance(raw, str)
+                                   else dt.datetime.combine(raw, dt.time()))
+            customers.update(zip(ids, map(
+                Customer, ids, numbers, names, parents, map(bool, active), map(bool, prospect),
+                map(share, industry, industry), map(share, rep, rep), map(share, branch, branch),
+                config, map(operator.is_not, value_cid, _NONES), map(share, value, value),
+                map(created_at.__getitem__, created))))
+            if flags is not None:  # the columns classify works on, as arrays later
+                flags["active"].extend(map(bool, active))
+                flags["prospect"].extend(map(bool, prospect))
+                flags["parent"].extend(-1 if x is None else x for x in parents)
+            advance(len(batch))
+    return customers
+
+
+_NONES = itertools.repeat(None)
+
+
+def read_codes(conn: sa.Connection, tables: ErpTables, needed: set[str]) -> Codes:
+    """The code lists the rules' globs are resolved against: one small query each.
+
+    ``categories`` comes back as id -> (code, description); the caller splits it.
+    """
+    mc = tables.model_categories
+    cats = {int(i): (code, desc or "") for i, code, desc in
+            conn.execute(sa.select(mc.c.id, mc.c.code, mc.c.description).order_by(mc.c.code))
+            if code}
+    codes = Codes(categories=cats)  # type: ignore[arg-type]
+    lists = {"contract_codes": (tables.contract_codes, "code"),
+             "bill_codes": (tables.bill_codes, "code"),
+             "statuses": (tables.contract_statuses, "code"),
+             "accounts": (tables.gl_accounts, "number"),
+             "item_categories": (tables.item_categories, "code")}
+    for name in sorted(needed):
+        table, column = lists[name]
+        setattr(codes, name, {int(i): c or "" for i, c in
+                              conn.execute(sa.select(table.c.id, table.c[column]))})
+    return codes
+
+
+def read_metrics(conn: sa.Connection, tables: ErpTables, compiled: Compiled, as_of: dt.date,
+                 table: MetricTable, *, reporter: Reporter | None = None,
+                 timings: Timings | None = None) -> None:
+    """One aggregate statement per kind of fact, one row per customer, folded into ``table``."""
+    for kind, (stmt, columns) in metric_queries(tables, compiled, as_of).items():
+        with step(reporter, timings, f"read {_STEP_NAMES[kind]}") as advance:
+            for batch in _raw_batches(conn, stmt):
+                table.put(columns, np.array(batch, dtype=np.float64))
+                advance(len(batch))
+
+
+_STEP_NAMES = {"equipment": "equipment", "contracts": "contracts", "gl": "GL revenue",
+               "items_sold": "items sold", "invoices": "invoices"}
+
+
+def _raw_batches(conn: sa.Connection, stmt: sa.Select) -> Iterator[Sequence[Any]]:
+    """Rows in batches, streamed, with as little per-row work above the driver's as possible.
+
+    SQLite and SQL Server drivers stream a plain cursor through ``fetchmany``: their own tuples
+    are read directly (SQLAlchemy compiles, binds and counts the statement but skips its per-row
+    processing, at a million rows most of the cost above the database's own). Other drivers need
+    a server-side cursor to stream, which SQLAlchemy buffers itself: its rows are used there.
+    """
+    if conn.dialect.name in _NATIVE_STREAMING:
+        result = conn.execute(stmt)
+        try:
+            cursor = result.cursor
+            while True:
+                batch = cursor.fetchmany(FETCH_ROWS)
+                if not batch:
+                    break
+                yield batch
+        finally:
+            result.close()
+        return
+    result = conn.execute(stmt, execution_options={"stream_results": True,
+                                                   "yield_per": FETCH_ROWS})
+    try:
+        for partition in result.partitions():
+            yield [tuple(row) for row in partition]
+    finally:
+        result.close()
+
+
+_NATIVE_STREAMING = {"sqlite", "mssql"}
+
+
+def _read_detail(conn: sa.Connection, tables: ErpTables, rules: RuleSet, as_of: dt.date,
+                 customers: dict[int, Customer], categories: dict[str, str],
+                 reporter: Reporter | None, timings: Timings | None) -> Facts:
+    """The per-category / per-code breakdown: what ``explain`` shows, and the reference path."""
+    facts: dict[int, CustomerFacts] = {}
+
+    def of(customer_id: int) -> CustomerFacts:
+        f = facts.get(customer_id)
+        if f is None:
+            f = facts[customer_id] = CustomerFacts()
+        return f
+
+    queries = fact_queries(tables, rules, list(categories), as_of)
+    if "equipment" in queries:
+        with step(reporter, timings, "read equipment") as advance:
+            for cid, cat, units, *everything in _stream(conn, queries["equipment"]):
+                f = of(cid)
+                if units:
+                    f.equipment[cat] = int(units)
+                if everything:
+                    f.equipment_all[cat] = int(everything[0])
+                advance(1)
+    if "contracts" in queries:
+        with step(reporter, timings, "read contracts") as advance:
+            for cid, code, bill, count, rate, *status in _stream(conn, queries["contracts"]):
+                f = of(cid)
+                key = (code or "", bill or "")
+                fact = ContractFact(int(count), float(rate or 0))
+                if status:
+                    f.contracts_by_status[(*key, status[0] or "")] = fact
+                    have = f.contracts.get(key)
+                    if have is not None:
+                        fact = ContractFact(have.count + fact.count, have.base_rate + fact.base_rate)
+                f.contracts[key] = fact
+                advance(1)
+    gl_windows, item_windows = (sorted(w) for w in rules.windows())
+    if "gl" in queries:
+        globs = rules.gl_account_globs()
+        typed = rules.uses_transaction_types()
+        first = 3 if typed else 2
+        with step(reporter, timings, "read GL revenue") as advance:
+            for row in _stream(conn, queries["gl"]):
+                cid, account = row[0], row[1]
+                if not glob_match(account, globs):
+                    continue
+                f = of(cid)
+                for i, w in enumerate(gl_windows):
+                    amount = float(row[first + i] or 0)
+                    f.gl[(account, w)] = f.gl.get((account, w), 0.0) + amount
+                    if typed:
+                        f.gl_typed[(account, row[2] or "", w)] = amount
+                advance(1)
+    if "items_sold" in queries:
+        by_item_category = rules.uses_item_categories()
+        first = 3 if by_item_category else 2
+        with step(reporter, timings, "read items sold") as advance:
+            for row in _stream(conn, queries["items_sold"]):
+                f = of(row[0])
+                for i, w in enumerate(item_windows):
+                    lines, qty, amount, top, top_cost = row[first + 5 * i: first + 5 + 5 * i]
+                    if not lines:
+                        continue
+                    sold = ItemsSold(int(lines), float(qty or 0), float(amount or 0),
+                                     None if top is None else float(top),
+                                     None if top_cost is None else float(top_cost))
+                    if by_item_category:
+                        f.items_by_item_category[(row[1], row[2] or "", w)] = sold
+                        have = f.items_sold.get((row[1], w))
+                        if have is not None:
+                            sold = add_sold(have, sold)
+                    f.items_sold[(row[1], w)] = sold
+                advance(1)
+    return Facts(as_of=as_of, customers=customers, facts=facts, categories=categories)
+
+
+def read_categories(conn: sa.Connection, tables: ErpTables) -> dict[str, str]:
+    mc = tables.model_categories
+    rows = conn.execute(sa.select(mc.c.code, mc.c.description).order_by(mc.c.code))
+    return {r.code: r.description or "" for r in rows if r.code}
+
+
+def _stream(conn: sa.Connection, stmt: sa.Select) -> Iterable[sa.Row]:
+    """Rows in batches from a server-side cursor where the driver has one."""
+    # per statement: Connection.execution_options() would change the connection for good
+    result = conn.execute(stmt, execution_options={"yield_per": STREAM_ROWS})
+    for partition in result.partitions():
+        yield from partition

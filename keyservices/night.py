@@ -1,0 +1,162 @@
+"""One night's numbers: open the ERP, read the facts, classify, work out who to call.
+
+``run``, ``explain``, both exports and ``report`` all go through ``compute``. What they do with
+the result differs (write, show, export, count); how the numbers are made does not, so the five
+can never disagree about a customer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import calls as calls_mod
+from .calls.monitors import Contact
+from .calls.wonlost import ValueColumns
+from .config import Config
+from .engine.classify import Classification, classify
+from .erp import ErpTables, StatementCounter, attribute_id, connect, verify_schema, wrap_db_error
+from .erp.contacts import read_contacts
+from .erp.facts import read_facts
+from .erp.needs import needed_tables, unused_columns
+from .errors import KeyservicesError, SchemaError
+from .model import Facts
+from .progress import Reporter, Timings, gc_paused, step
+from .rules import RuleSet, load_rules
+
+
+def rules_for(config: Config) -> RuleSet:
+    """The configured rules, validated completely (before any database is touched)."""
+    return load_rules(config.rules)
+
+
+def tables_for(config: Config, rules: RuleSet) -> ErpTables:
+    """The ERP tables as the profile maps them, plus the columns these rules add."""
+    extra = {}
+    if rules.industry_source.startswith("column:"):
+        extra["customers"] = [rules.industry_source.split(":", 1)[1]]
+    return ErpTables(config.erp.profile and {k: v.model_dump() for k, v in config.erp.profile.items()},
+                     config.erp.db_schema, extra)
+
+
+def engine_for(config: Config) -> sa.Engine:
+    """The ERP engine, with the password from the environment and the configured timeout."""
+    return connect(config.erp.url, password=config.erp_password(),
+                   connect_timeout=config.erp.connect_timeout)
+
+
+@dataclass
+class Erp:
+    """The dealer's database for the length of one command: engine, tables, statement count."""
+
+    config: Config
+    rules: RuleSet
+    tables: ErpTables
+    engine: sa.Engine
+    counter: StatementCounter
+    _attribute: int | None = None
+
+    def attribute_id(self) -> int:
+        """The id of the rules' property (looked up once)."""
+        if self._attribute is None:
+            with self.engine.connect() as conn:
+                self._attribute = attribute_id(conn, self.tables, self.rules.property)
+        return self._attribute
+
+    def contacts(self, ids: set[int]) -> dict[int, Contact]:
+        """The best contact of each of these customers: one more query, kept to the few named."""
+        with self.engine.connect() as conn:
+            return read_contacts(conn, self.tables, ids)
+
+
+@contextmanager
+def open_erp(config: Config, rules: RuleSet | None = None) -> Iterator[Erp]:
+    """The ERP, open for one command and disposed after it; a failed statement is explained (a
+    missing table is a setup problem, exit 2; anything else an outage, exit 1)."""
+    rules = rules or rules_for(config)
+    tables = tables_for(config, rules)
+    engine = engine_for(config)
+    counter = StatementCounter()
+    sa.event.listen(engine, "before_cursor_execute", counter)
+    erp = Erp(config, rules, tables, engine, counter)
+    try:
+        yield erp
+    except SQLAlchemyError as exc:
+        raise explain_db_error(exc, erp) from exc
+    finally:
+        engine.dispose()
+
+
+def explain_db_error(exc: SQLAlchemyError, erp: Erp) -> KeyservicesError:
+    """A failed statement may mean a missing table or column (a setup problem, exit 2) rather
+    than an outage (exit 1); the schema is inspected only on this unhappy path."""
+    try:
+        with erp.engine.connect() as conn:
+            problems = verify_schema(conn, erp.tables, needed_tables(erp.rules),
+                                     unused_columns(erp.rules))
+    except SQLAlchemyError:
+        problems = []
+    if problems:
+        return SchemaError("the ERP database is not as configured:\n" + "\n".join(
+            f"  - {p}" for p in problems))
+    return wrap_db_error(exc, erp.config.erp.url)
+
+
+@dataclass
+class Night:
+    """Everything one night computes before anything is written or sent."""
+
+    as_of: dt.date
+    rules: RuleSet
+    attribute_id: int
+    facts: Facts
+    classification: Classification
+    values: ValueColumns | None  # contract value per service (won/lost, report)
+    calls: calls_mod.Calls | None  # opportunities and alerts (None: not asked for)
+    statements: int  # statements read, the attribute lookup included
+    timings: Timings = field(default_factory=Timings)
+
+
+
+def compute(config: Config, as_of: dt.date | None = None, *, erp: Erp,
+            reporter: Reporter | None = None, timings: Timings | None = None,
+            values: bool = True, calls: bool = True,
+            alert_limit: int | None = calls_mod.ALERTS_PER_MONITOR_AND_BRANCH) -> Night:
+    """Read the facts (a constant number of set-based statements), classify every customer and,
+    with ``calls``, work out tonight's opportunities and status alerts.
+
+    ``erp`` is the open database (``open_erp``); the caller keeps it for what follows (writing,
+    reading contacts). ``alert_limit`` caps the alert texts rendered per monitor and branch
+    (None: all, for the alerts export).
+    """
+    as_of = as_of or dt.date.today()
+    timings = timings if timings is not None else Timings()
+    rules = erp.rules
+    attr = erp.attribute_id()
+    erp.counter.count = 0
+    value_columns = ValueColumns(rules) if values else None
+    extra = ([value_columns] if value_columns is not None else []) + (
+        calls_mod.extras(rules) if calls else [])
+    with gc_paused():
+        with erp.engine.connect() as conn:
+            facts = read_facts(conn, erp.tables, rules, attr, as_of, reporter=reporter,
+                               timings=timings, extra=extra)
+        with step(reporter, timings, "classify", total=len(facts.customers)) as advance:
+            classification = classify(facts, rules)
+            if facts.metrics is not None:
+                facts.metrics.release()
+            advance(len(facts.customers))
+        tonight = None
+        if calls:
+            with step(reporter, timings, "opportunities") as advance:
+                tonight = calls_mod.who_to_call(facts, classification, rules, erp.contacts,
+                                                alert_limit=alert_limit)
+                advance(len(tonight.opportunities))
+    return Night(as_of=as_of, rules=rules, attribute_id=attr, facts=facts,
+                 classification=classification, values=value_columns, calls=tonight,
+                 statements=erp.counter.count + 1, timings=timings)

@@ -1,0 +1,49 @@
+"""The rule language: what makes a customer use a key service.
+
+``language`` holds the models of a rule file and the compiled ``RuleSet``; ``loader`` reads and
+validates the YAML files; ``texts`` checks and renders monitor texts. (The admin's rule tests run
+the classifier, so they live in ``keyservices.engine.cases``.) Pure: no database, no network.
+"""
+
+from __future__ import annotations
+
+from .language import (
+    CODE_PATTERN,
+    MONITOR_VARIABLES,
+    PRIORITIES,
+    PROPERTY_MAX_LENGTH,
+    SECTION_NAMES,
+    ContractsSection,
+    Criterion,
+    Days,
+    EquipmentSection,
+    Exclude,
+    Glob,
+    GlSection,
+    Industry,
+    ItemsSoldSection,
+    Monitor,
+    Opportunities,
+    Priority,
+    PriorityRule,
+    Renewal,
+    RuleFile,
+    RuleSet,
+    Service,
+    Tiers,
+    When,
+    glob_match,
+)
+from .loader import (
+    load_rules,
+    reference_markdown,
+    rule_files,
+)
+
+__all__ = [
+    'PROPERTY_MAX_LENGTH', 'CODE_PATTERN', 'Glob', 'EquipmentSection', 'ItemsSoldSection',
+    'ContractsSection', 'GlSection', 'SECTION_NAMES', 'Exclude', 'Service', 'Industry',
+    'Opportunities', 'Days', 'PRIORITIES', 'MONITOR_VARIABLES', 'Criterion', 'Monitor',
+    'Tiers', 'Renewal', 'When', 'PriorityRule', 'Priority', 'RuleFile', 'RuleSet',
+    'glob_match', 'rule_files', 'load_rules', 'reference_markdown',
+]

@@ -1,0 +1,109 @@
+"""The state store's tables: runs, the audit of every change, the opportunity life cycle.
+
+Created on first use; columns added by later versions are added on open (``migrate``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+
+log = logging.getLogger("keyservices.state")
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("as_of", sa.Date, nullable=False),
+    sa.Column("erp", sa.String(512), nullable=False),  # the ERP URL, password masked
+    sa.Column("property", sa.String(64), nullable=False),
+    sa.Column("mode", sa.String(8), nullable=False),  # live | test
+    sa.Column("baseline", sa.Boolean, nullable=False, default=False),
+    sa.Column("status", sa.String(16), nullable=False),  # running | done | failed | guard
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("message", sa.Text),
+    sa.Column("counts", sa.Text),  # JSON
+    sa.Column("timings", sa.Text),  # JSON
+    sa.Column("statements", sa.Integer),
+    sa.Column("pid", sa.Integer),
+    sa.Column("host", sa.String(255)),
+)
+
+changes = sa.Table(
+    "changes", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), nullable=False, index=True),
+    sa.Column("customer_id", sa.Integer, nullable=False),
+    sa.Column("customer_number", sa.String(32), nullable=False),
+    sa.Column("customer_name", sa.String(128), nullable=False),
+    sa.Column("before", sa.String(1024)),
+    sa.Column("after", sa.String(1024)),
+    sa.Column("added", sa.String(1024), nullable=False, default=""),
+    sa.Column("removed", sa.String(1024), nullable=False, default=""),
+    # pending: about to be written; applied; conflict: the ERP value changed since it was read
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("at", sa.DateTime, nullable=False),
+    # added later (won and lost per branch and sales rep); see MIGRATIONS
+    sa.Column("branch", sa.String(128)),
+    sa.Column("sales_rep", sa.String(128)),
+    # JSON {service code: annual value} of the services this change added (won/lost value)
+    sa.Column("annual_values", sa.Text),
+    sa.Index("ix_changes_customer", "customer_number"),
+)
+
+# One row per (customer, service) opportunity, kept across nights (keyservices.calls.lifecycle).
+opportunities = sa.Table(
+    "opportunities", metadata,
+    sa.Column("customer_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("service_code", sa.String(32), primary_key=True),
+    sa.Column("customer_number", sa.String(32), nullable=False),
+    sa.Column("customer_name", sa.String(128), nullable=False),
+    sa.Column("branch", sa.String(128)),
+    sa.Column("owner", sa.String(128)),
+    sa.Column("status", sa.String(8), nullable=False),  # new | open | won | closed
+    sa.Column("priority", sa.String(16), nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("reason", sa.String(1024), nullable=False),
+    sa.Column("first_seen", sa.Date, nullable=False),
+    sa.Column("last_seen", sa.Date, nullable=False),
+    sa.Column("closed_on", sa.Date),
+    sa.Column("close_reason", sa.String(128)),
+    sa.Column("snoozed_until", sa.Date),
+    sa.Column("snooze_reason", sa.String(1024)),
+    sa.Column("snoozed_by", sa.String(128)),
+    sa.Column("dismissed", sa.Boolean, nullable=False, default=False),
+    sa.Column("reopened", sa.Integer, nullable=False, default=0),
+    sa.Index("ix_opportunities_customer", "customer_number"),
+    sa.Index("ix_opportunities_status", "status"),
+)
+
+# Columns a state store made by an earlier version lacks: (table, column), added on open.
+MIGRATIONS: tuple[tuple[sa.Table, str], ...] = (
+    (changes, "branch"),
+    (changes, "sales_rep"),
+    (changes, "annual_values"),
+)
+
+# The override fields belong to 'keyservices opportunity snooze/dismiss/unsnooze': the nightly
+# upsert never overwrites them, so an override set while a run is working is not lost.
+OVERRIDE_FIELDS = ("snoozed_until", "snooze_reason", "snoozed_by", "dismissed")
+LIFECYCLE_FIELDS = tuple(c.name for c in opportunities.columns
+                          if c.name not in ("customer_id", "service_code", *OVERRIDE_FIELDS))
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Add the columns a state store created by an earlier version lacks (ADD COLUMN, nullable)."""
+    inspector = sa.inspect(engine)
+    quote = engine.dialect.identifier_preparer.quote
+    for table, name in MIGRATIONS:
+        if name in {c["name"] for c in inspector.get_columns(table.name)}:
+            continue
+        column = table.c[name]
+        log.info("state store: adding column %s.%s (new in this version)", table.name, name)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(name)} "
+                                 f"{column.type.compile(dialect=engine.dialect)}"))
