@@ -1,23 +1,31 @@
 """``config.yaml``: where the ERP is, where the rules are, how to write and whom to tell.
 
-Secrets never live in the file: the ERP and SMTP passwords come from environment variables named in it.
+Secrets never live in the file: the ERP, SMTP and state-store passwords come from the environment
+variables named in it, or else from the OS keyring under those names (``keyservices secret set``).
 Relative paths are resolved against the config file's folder, so a scheduled run behaves the same
 whatever its working directory.
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
 import os
 import re
 import typing
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
+from .credentials import Secret, find_password, url_password_problem
 from .erp.profile import DEFAULT_PROFILE
 from .errors import ConfigError
+from .resources import DIGEST_TEMPLATES
 from .yamlfile import Problem, YamlProblems, load_yaml, position, problems_from_validation
 
 ENV_PREFIX = "KEYSERVICES_"
@@ -25,6 +33,43 @@ ENV_PREFIX = "KEYSERVICES_"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _no_password(url: str) -> str:
+    """A URL is shown, logged and stored (the state store keys runs by it): never a password in
+    it, in any form SQLAlchemy or an ODBC driver would read one."""
+    try:
+        where = url_password_problem(url)
+    except ArgumentError:
+        raise ValueError("not a valid SQLAlchemy URL "
+                         "(dialect+driver://user@host/database)") from None
+    if where:
+        raise ValueError(f"{where}; remove it and put the password in the environment variable "
+                         "named by password_env, or in the keyring ('keyservices secret set')")
+    return url
+
+
+def _one_address(text: str) -> str:
+    """One e-mail address per entry ('dana@example.com' or 'Dana Whitfield <dana@example.com>'):
+    a line break would let a value add headers, and a list in one entry would hide a typo."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ValueError(f"{text!r} contains a line break or control character; give one "
+                         "address per entry")
+    found = email.utils.getaddresses([text])
+    if len(found) != 1 or not found[0][1] or found[0][1] not in text:
+        raise ValueError(f"{text!r} is not one e-mail address (one address per entry, "
+                         "like dana@example.com)")
+    name, spec = found[0]
+    try:
+        address = Address(display_name=name, addr_spec=spec)
+    except (ValueError, IndexError, HeaderParseError) as exc:
+        raise ValueError(f"{text!r} is not a valid e-mail address ({exc})") from None
+    if not address.username or not address.domain:
+        raise ValueError(f"{text!r} is not a valid e-mail address (like dana@example.com)")
+    return text
+
+
+Recipient = Annotated[str, AfterValidator(_one_address)]
 
 
 class TableOverride(_Strict):
@@ -39,6 +84,13 @@ class ErpSettings(_Strict):
     db_schema: str | None = Field(None, alias="schema",
                                   description="schema of the ERP tables (dbo on SQL Server)")
     connect_timeout: int = Field(15, ge=1, le=600)
+    read_isolation: Literal["read_committed", "snapshot", "read_uncommitted"] = Field(
+        "read_committed", description="SQL Server: isolation of the night's reads (snapshot "
+                                      "needs ALLOW_SNAPSHOT_ISOLATION; read_uncommitted reads "
+                                      "dirty rows, like NOLOCK)")
+    lock_timeout_seconds: int = Field(60, ge=1, le=3600,
+                                      description="SQL Server: a statement waiting longer for a "
+                                                  "lock fails the run (exit 1) instead of hanging")
     profile: dict[str, TableOverride] = Field({}, description="table/column name overrides")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -46,10 +98,7 @@ class ErpSettings(_Strict):
     @field_validator("url")
     @classmethod
     def _no_password_in_url(cls, url: str) -> str:
-        if re.match(r"^[\w+]+://[^/@:]*:[^/@]+@", url):
-            raise ValueError("the URL contains a password; remove it and put the password in the "
-                             "environment variable named by erp.password_env")
-        return url
+        return _no_password(url)
 
     @field_validator("profile")
     @classmethod
@@ -77,19 +126,27 @@ class WriteSettings(_Strict):
 class StateSettings(_Strict):
     dir: Path = Path(".keyservices")
     url: str | None = None
+    password_env: str | None = Field(None, description="environment variable holding the state "
+                                     "database password (when state.url needs one)")
+
+    @field_validator("url")
+    @classmethod
+    def _no_password_in_url(cls, url: str | None) -> str | None:
+        return None if url is None else _no_password(url)
 
 
 class DigestSettings(_Strict):
     outbox: Path = Path("outbox")
     templates: Path | None = None
-    sender: str = "keyservices@localhost"
-    to: list[str] = []  # the consolidated digest (every branch)
-    branches: dict[str, list[str]] = {}  # branch name -> recipients of that branch's own copy
-    sales_reps: dict[str, list[str]] = {}  # sales rep name -> recipients of that rep's own copy
-    admins: list[str] = []  # failure alerts; default: the 'to' list
+    sender: Recipient = "keyservices@localhost"
+    to: list[Recipient] = []  # the consolidated digest (every branch)
+    branches: dict[str, list[Recipient]] = {}  # branch name -> recipients of that branch's copy
+    sales_reps: dict[str, list[Recipient]] = {}  # sales rep name -> recipients of that rep's copy
+    admins: list[Recipient] = []  # failure alerts; default: the 'to' list
     send_empty: bool = True
     max_rows: int = Field(50, ge=1, le=10_000)  # changes listed before "+N more"
     max_unwritable_rows: int = Field(20, ge=1, le=10_000)  # per list of unwritable customers
+    max_age_days: int = Field(3, ge=1, le=3650)  # older queued mail moves to outbox/expired unsent
 
 
 class SmtpSettings(_Strict):
@@ -118,14 +175,35 @@ class Config(_Strict):
 
     # -- derived --------------------------------------------------------------------------------
     @property
-    def state_url(self) -> str:
-        return self.state.url or f"sqlite:///{(self.state.dir / 'state.sqlite').as_posix()}"
+    def state_url(self) -> str | URL:
+        """The state store's URL: text, or with a password (state.password_env) a SQLAlchemy
+        ``URL`` whose ``str()`` masks it, so a message or log line that shows it stays safe."""
+        url = self.state.url or f"sqlite:///{(self.state.dir / 'state.sqlite').as_posix()}"
+        password = self.password("state").get()
+        return make_url(url).set(password=password) if password else url
+
+    def password(self, which: Literal["erp", "smtp", "state"]) -> Secret:
+        """A password and its source: the environment variable wins over the keyring. SQLite
+        needs none (so the keyring is not consulted); a section not configured has none."""
+        url = self.erp.url if which == "erp" else self.state.url if which == "state" else None
+        if which != "smtp" and (url is None or url.startswith("sqlite")):
+            return Secret("not needed (SQLite)" if url else "not needed")
+        env = self.password_env(which)
+        return find_password(env) if env else Secret("not configured")
+
+    def password_env(self, which: Literal["erp", "smtp", "state"]) -> str | None:
+        """The variable (and keyring user) that holds a password; None where there is none."""
+        if which == "erp":
+            return self.erp.password_env
+        if which == "smtp":
+            return self.smtp.password_env if self.smtp is not None else None
+        return self.state.password_env
 
     def erp_password(self) -> str | None:
-        return os.environ.get(self.erp.password_env) or None
+        return self.password("erp").get()
 
     def smtp_password(self) -> str | None:
-        return os.environ.get(self.smtp.password_env) or None if self.smtp else None
+        return self.password("smtp").get()
 
 
 def env_name(key: tuple[str, ...]) -> str:
@@ -222,12 +300,21 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Co
     except ValidationError as exc:
         problems = problems_from_validation(exc, data, path, Config)
         for i, p in enumerate(problems):  # a value from the environment or a flag says so
-            origin = sources.get(p.key, "")
+            origin = _origin(sources, p.key)
             if origin.startswith(("env ", "command line")):
                 problems[i] = Problem(Path(origin), None, None, p.key, p.message)
         raise ConfigError(_summary(problems)) from None
     config.sources = sources
     return _resolve(config, path)
+
+
+def _origin(sources: dict[str, str], key: str) -> str:
+    """Where the setting holding ``key`` came from: digest.to[1] is part of digest.to."""
+    while key:
+        if key in sources:
+            return sources[key]
+        key = re.sub(r"(\[[^\]]*\]|\.[^.\[]*)$", "", key) if re.search(r"[.\[]", key) else ""
+    return ""
 
 
 def _set(raw: dict[str, Any], key: tuple[str, ...], value: Any) -> None:
@@ -255,12 +342,18 @@ def show(config: Config) -> list[tuple[str, str, str]]:
         value = display_url(node) if dotted in ("erp.url", "state.url") and node else node
         rows.append((dotted, json.dumps(value, ensure_ascii=False),
                      config.sources.get(dotted, "default")))
-    rows.append(("(erp password)", "set" if config.erp_password() else "not set",
-                 f"env {config.erp.password_env}"))
-    if config.smtp is not None:
-        rows.append(("(smtp password)", "set" if config.smtp_password() else "not set",
-                     f"env {config.smtp.password_env}"))
+    for which in password_sources(config):
+        secret = config.password(which)  # type: ignore[arg-type]
+        rows.append((f"({which} password)", "set" if secret.value else "not set", secret.source))
     return rows
+
+
+def password_sources(config: Config) -> dict[str, str]:
+    """Where each configured password comes from ("env NAME", "keyring", "not set"), never the
+    value: what ``check`` and ``config show`` print."""
+    names = ["erp", *(["smtp"] if config.smtp is not None else []),
+             *(["state"] if config.state.password_env else [])]
+    return {which: config.password(which).source for which in names}  # type: ignore[arg-type]
 
 
 def config_from_dict(raw: dict[str, Any], base_dir: Path) -> Config:
@@ -288,10 +381,28 @@ def _resolve(config: Config, path: Path) -> Config:
         config.smtp.ca_file = absolute(config.smtp.ca_file)
     if config.digest.templates is not None:
         config.digest.templates = absolute(config.digest.templates)
+        _check_templates(config, path)
     config.erp.url = _resolve_sqlite_url(config.erp.url, base)
     if config.state.url:
         config.state.url = _resolve_sqlite_url(config.state.url, base)
     return config
+
+
+def _check_templates(config: Config, path: Path) -> None:
+    """A wrong digest.templates would fail only at render time, after the night's writes."""
+    folder = config.digest.templates
+    assert folder is not None
+    missing = [name for name in DIGEST_TEMPLATES if not (folder / name).is_file()]
+    if not missing:
+        return
+    origin = config.sources.get("digest.templates", path.name)
+    where = origin if origin.startswith(("env ", "command line")) else \
+        f"{path.parent / origin}" if ":" in origin else str(path)
+    what = (f"the folder {folder} does not exist" if not folder.is_dir() else
+            f"{' and '.join(missing)} not found in {folder}")
+    raise ConfigError(f"1 problem in the config:\n  {where}: digest.templates: {what} (copy the "
+                      "templates folder that ships with keyservices there, or remove the setting "
+                      "to use the built-in templates)")
 
 
 def _resolve_sqlite_url(url: str, base: Path) -> str:

@@ -86,5 +86,11 @@ class RuleTestsFailed(KeyservicesError):
     exit_code = EXIT_FAILURE
 
 
+class SecretStoreError(KeyservicesError):
+    """The OS keyring (Windows Credential Manager, ...) could not be read or written."""
+
+    exit_code = EXIT_FAILURE
+
+
 class MissingExtra(SourceUnavailable):
     """An optional dependency (e.g. pyodbc for SQL Server) is needed for this database URL."""

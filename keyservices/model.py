@@ -127,6 +127,9 @@ class Change:
     # service code -> annual contract value (12 x monthly base rate), for added services; filled
     # by keyservices.calls.wonlost.fill_annual_values and kept in the audit for won/lost figures
     annual_values: tuple[tuple[str, float], ...] = ()
+    # set on a change written by an earlier run that stopped before its digest (killed, failed):
+    # the next digest lists it, marked as carried over from that run
+    carried_from: int | None = None
 
 
 @dataclass(slots=True)

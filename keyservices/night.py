@@ -23,7 +23,9 @@ from .engine.classify import Classification, classify
 from .erp import ErpTables, StatementCounter, attribute_id, connect, verify_schema, wrap_db_error
 from .erp.contacts import read_contacts
 from .erp.facts import read_facts
+from .erp.identity import database_identity
 from .erp.needs import needed_tables, unused_columns
+from .erp.shapes import ensure_readable
 from .errors import KeyservicesError, SchemaError
 from .model import Facts
 from .progress import Reporter, Timings, gc_paused, step
@@ -47,7 +49,9 @@ def tables_for(config: Config, rules: RuleSet) -> ErpTables:
 def engine_for(config: Config) -> sa.Engine:
     """The ERP engine, with the password from the environment and the configured timeout."""
     return connect(config.erp.url, password=config.erp_password(),
-                   connect_timeout=config.erp.connect_timeout)
+                   connect_timeout=config.erp.connect_timeout,
+                   read_isolation=config.erp.read_isolation,
+                   lock_timeout_seconds=config.erp.lock_timeout_seconds)
 
 
 @dataclass
@@ -67,6 +71,11 @@ class Erp:
             with self.engine.connect() as conn:
                 self._attribute = attribute_id(conn, self.tables, self.rules.property)
         return self._attribute
+
+    def identity(self) -> str:
+        """The database by what it says about itself (server and database, or the file)."""
+        with self.engine.connect() as conn:
+            return database_identity(conn)
 
     def contacts(self, ids: set[int]) -> dict[int, Contact]:
         """The best contact of each of these customers: one more query, kept to the few named."""
@@ -144,6 +153,7 @@ def compute(config: Config, as_of: dt.date | None = None, *, erp: Erp,
         calls_mod.extras(rules) if calls else [])
     with gc_paused():
         with erp.engine.connect() as conn:
+            ensure_readable(conn, erp.tables, rules, reporter=reporter, timings=timings)
             facts = read_facts(conn, erp.tables, rules, attr, as_of, reporter=reporter,
                                timings=timings, extra=extra)
         with step(reporter, timings, "classify", total=len(facts.customers)) as advance:

@@ -12,6 +12,9 @@ from .errors import ConfigError
 
 _PACKAGE = Path(__file__).resolve().parent
 
+# the digest's templates (HTML, text): a digest.templates folder must hold both
+DIGEST_TEMPLATES = ("digest.html.j2", "digest.txt.j2")
+
 
 def _find(name: str) -> Path:
     for candidate in (_PACKAGE / "_data" / name, _PACKAGE.parent / name):

@@ -56,7 +56,40 @@ def load_yaml(path: Path) -> Any:
         raise YamlProblems([Problem(path, line, col, "", f"YAML syntax error: {what}")]) from None
     except YAMLError as exc:
         raise YamlProblems([Problem(path, None, None, "", f"YAML error: {exc}")]) from None
+    size = expanded_size(data, MAX_VALUES)
+    if size > MAX_VALUES:
+        raise YamlProblems([Problem(
+            path, None, None, "",
+            f"the aliases (*name) expand to more than {MAX_VALUES:,} values (an alias bomb?); "
+            "write the values out, or use fewer and smaller aliases")]) from None
     return {} if data is None else data
+
+
+# A config or rules file an admin writes has a few thousand values at most; past this many the file
+# is refused before anything walks it (a "billion laughs" file parses into a few shared lists, but
+# every later step would expand them: 75 s and a MemoryError for a 1 kB file).
+MAX_VALUES = 200_000
+
+
+def expanded_size(data: Any, limit: int) -> int:
+    """How many values ``data`` holds once every alias is expanded, counted without expanding it
+    (each shared container is counted once and reused); stops just past ``limit``."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack:
+        node, done = stack.pop()
+        if not isinstance(node, dict | list) or (id(node) in sizes and not done):
+            continue
+        children = list(node.keys()) + list(node.values()) if isinstance(node, dict) else node
+        if done:
+            total = 1 + sum(sizes.get(id(c), 1) if isinstance(c, dict | list) else 1
+                            for c in children)
+            sizes[id(node)] = min(total, limit + 1)
+            continue
+        sizes[id(node)] = 1  # a node met again while open (a cycle) counts once
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if isinstance(c, dict | list))
+    return sizes.get(id(data), 1)
 
 
 class YamlProblems(Exception):

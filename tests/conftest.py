@@ -44,11 +44,13 @@ def _filler(col: sa.Column) -> Any:
 class ErpBuilder:
     """Builds a tiny e-automate-shaped database row by row, for tests that need exact facts."""
 
-    def __init__(self, path: Path | None, schema: str | None = None, url: str | None = None):
+    def __init__(self, path: Path | None, schema: str | None = None, url: str | None = None,
+                 plain_dates: bool = False):
         self.url = url or f"sqlite:///{path.as_posix()}"  # type: ignore[union-attr]
         self.schema = schema
         self.engine = sa.create_engine(self.url)
-        self.metadata = demodb.build_metadata(schema)
+        # plain_dates: dates stored without a time ('YYYY-MM-DD' text on SQLite, date on PG)
+        self.metadata = demodb.build_metadata(schema, plain_dates=plain_dates)
         if schema:
             with self.engine.begin() as conn:
                 conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
@@ -176,14 +178,15 @@ def pg_server() -> Iterator[str]:
 _databases = itertools.count()
 
 
-def postgres_erp(server: str) -> Iterator[ErpBuilder]:
+def postgres_erp(server: str, plain_dates: bool = False) -> Iterator[ErpBuilder]:
     """A fresh database on the server with the e-automate tables in a dbo schema."""
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     name = f"co_test_{os.getpid()}_{next(_databases)}"
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     url = sa.engine.make_url(server).set(database=name)
-    builder = ErpBuilder(None, schema="dbo", url=url.render_as_string(hide_password=False))
+    builder = ErpBuilder(None, schema="dbo", url=url.render_as_string(hide_password=False),
+                         plain_dates=plain_dates)
     try:
         yield builder
     finally:

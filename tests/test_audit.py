@@ -42,15 +42,16 @@ def test_rollback_restores_what_is_still_ours_and_reports_the_rest(erp: ErpBuild
     erp.set_value(copiers[1], "EDITED")  # someone edits one in e-automate meanwhile
     report = keyservices.rollback(config, first.run_id)
     assert sorted(report.restored) == ["COP000", "COP002", "COP003"]
-    assert report.skipped == [{"customer": "COP001", "run_wrote": "CPY", "restores_to": None}]
+    assert report.skipped == [{"customer": "COP001", "run_wrote": "CPY", "restores_to": None,
+                               "now": "EDITED"}]
     assert [erp.value(c) for c in copiers] == ["DM", "EDITED", None, None]
     erp.set_value(copiers[1], None)
     assert erp.dump() == before
     # the rollback is audited as a run of its own, and can itself be rolled back
     audit = keyservices.history(config, run_id=report.run_id)["changes"]
+    # planned against the values now: the edited one is left out, not attempted
     assert {(c["customer_number"], c["status"]) for c in audit} == {
-        ("COP000", "applied"), ("COP001", "conflict"), ("COP002", "applied"),
-        ("COP003", "applied")}
+        ("COP000", "applied"), ("COP002", "applied"), ("COP003", "applied")}
     again = keyservices.rollback(config, report.run_id)
     assert sorted(again.restored) == ["COP000", "COP002", "COP003"]
 
@@ -78,7 +79,8 @@ def test_history_and_rollback_commands(erp: ErpBuilder, copiers: list[int], conf
     assert out.exit_code == 0 and "COP000" in out.output and "applied" in out.output
     out = runner.invoke(cli, ["rollback", "1", "-c", str(config.config_path)])
     assert out.exit_code == 0, out.output
-    assert "Rollback of run 1 (audited as run 2): 4 value(s) restored, 0 left alone." in out.output
+    assert ("Rollback of run 1 (audited as run 2): 4 value(s) restored, 0 already restored, 0 left "
+            "alone.") in out.output
 
 
 def test_a_run_that_died_mid_write_is_settled_by_the_next_run(erp: ErpBuilder,
@@ -97,7 +99,9 @@ def test_a_run_that_died_mid_write_is_settled_by_the_next_run(erp: ErpBuilder,
     store.close()
     result = keyservices.run(config, as_of=AS_OF)
     assert result.exit_code == 0
-    assert [erp.value(c) for c in copiers] == ["CPY", "CPY", "CPY", "CPY"]
+    # the person's edit is not a value keyservices could have written: left alone, and listed
+    assert [erp.value(c) for c in copiers] == ["CPY", "CPY", "CPY", "EDITED"]
+    assert any("COP003 ('EDITED')" in note for note in result.notes)
     store = StateStore(config.state_url)
     try:
         statuses = {r["customer_number"]: r["status"] for r in store.history(run_id=dead)}

@@ -54,3 +54,11 @@ def test_rules_schema_is_valid_json_with_every_section() -> None:
     assert {"EquipmentSection", "ItemsSoldSection", "ContractsSection", "GlSection", "Exclude",
             "Service"} <= set(schema["$defs"])
     assert schema["$defs"]["Service"]["additionalProperties"] is False
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Run the tests", 1)[1].split("```console\n", 1)[1]
+    command = section.split("\n```", 1)[0].strip()
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert command in ci.splitlines()[-1], (command, ci)

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 import keyservices
 from keyservices.cli import cli
+from keyservices.commands.logs import current_log_file
 
 from .conftest import AS_OF, ErpBuilder
 
@@ -130,7 +131,7 @@ def test_smtp_password_never_appears_in_errors(hostile_dealer: ErpBuilder, confi
     result = keyservices.run(config, as_of=AS_OF)
     assert result.exit_code == 5
     assert "pa55-w0rd-secret" not in (result.delivery_error or "")
-    log = (config.state.dir / "keyservices.log")
+    log = current_log_file(config.state.dir)
     assert not log.exists() or "pa55-w0rd-secret" not in log.read_text(encoding="utf-8")
 
 

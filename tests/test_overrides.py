@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from keyservices.commands import opportunity as overrides
-from keyservices.state import store as state_mod
+from keyservices.state import opportunities as state_mod
 from keyservices.cli import KeyservicesGroup
 from keyservices.cli.opportunity import opportunity
 from keyservices.config import Config, load_config

@@ -37,12 +37,12 @@ def test_schedule_prints_cron_and_schtasks(erp: ErpBuilder, config_for,
     config = config_for(erp)
     result = runner.invoke(cli, ["schedule", "-c", str(config.config_path), "--at", "03:15"])
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    cron = lines[1].strip()
-    assert cron.startswith("15 3 * * * ") and f"-q run -c {config.config_path}" in cron
-    schtasks = lines[3].strip()
-    assert schtasks.startswith('schtasks /Create /TN "keyservices nightly" /TR "\\"')
-    assert f'-q run -c \\"{config.config_path}\\""' in schtasks and "/ST 03:15" in schtasks
+    lines = [line.strip() for line in result.output.splitlines()]
+    (cron,) = [line for line in lines if line.startswith("15 3 * * * ")]
+    assert f"-q run -c {config.config_path}" in cron
+    (schtasks,) = [line for line in lines if line.startswith("schtasks ")]
+    assert schtasks.startswith('schtasks /Create /TN "keyservices nightly" /TR "cmd /s /c ')
+    assert "/ST 03:15" in schtasks and "/RU SYSTEM" not in schtasks  # tests/test_schedule.py
     bad = runner.invoke(cli, ["schedule", "-c", str(config.config_path), "--at", "25:00"])
     assert bad.exit_code == 2 and "use HH:MM" in bad.output
 

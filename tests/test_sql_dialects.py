@@ -81,8 +81,10 @@ def test_check_show_sql_prints_sql_server_statements_without_connecting(tmp_path
     result = CliRunner().invoke(cli, ["check", "-c", str(path), "--show-sql"])
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "-- customers\nSELECT [ARCustomers].[CustomerID]" in out
-    assert "UPDATE [ARCustomerCustomProperties] SET [TextVal]=" in out
+    assert "-- customers\nDECLARE @attribute_id int = (SELECT" in out
+    assert "SELECT [ARCustomers].[CustomerID]" in out
+    assert "UPDATE [ARCustomerCustomProperties] SET [TextVal]=@after" in out
     assert "INSERT" not in out and "DELETE" not in out
-    # attribute, categories, 2 code lists, customers, 4 facts, 2 updates
-    assert out.count("-- ") == 11
+    # session, attribute, categories, 2 code lists, customers, 5 facts, contacts, 2 updates and
+    # the read-back: each a batch (tests/test_sqlserver.py parses them)
+    assert out.count("\nGO\n") == 15

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from . import audit, demo, export, rules, run, setup  # noqa: F401 - each registers its commands
+from . import audit, demo, export, rules, run, secret, setup  # noqa: F401 - register commands
 from .base import KeyservicesGroup, cli
 from .opportunity import opportunity
 from .report import report
@@ -20,6 +20,9 @@ __all__ = ["KeyservicesGroup", "cli", "main"]
 
 def main() -> None:
     """Console-script entry point."""
+    from .terminal import configure_streams
+
+    configure_streams()  # before click parses: a usage error may quote a name too
     try:
         cli(prog_name="keyservices")
     except BrokenPipeError:  # output piped into 'head' and the like: stop quietly

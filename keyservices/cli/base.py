@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import logging.handlers
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -48,7 +47,7 @@ class KeyservicesGroup(click.Group):
             return super().invoke(ctx)
         except KeyservicesError as exc:
             log.error("%s", exc, extra={"echoed": True})  # to the log file; stderr gets the echo
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {_shown(exc)}", err=True)
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort, BrokenPipeError):
             raise
@@ -56,9 +55,16 @@ class KeyservicesGroup(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             log.exception("unexpected error", extra={"echoed": True})
-            click.echo(f"Error: unexpected {type(exc).__name__}: {exc} "
+            click.echo(f"Error: unexpected {type(exc).__name__}: {_shown(exc)} "
                        "(rerun with --debug for the traceback)", err=True)
             ctx.exit(EXIT_FAILURE)
+
+
+def _shown(exc: BaseException) -> str:
+    """An error message for the terminal: it may quote ERP data, so controls are escaped."""
+    from .terminal import terminal_text
+
+    return terminal_text(str(exc), keep_newlines=True)
 
 
 @click.group(cls=KeyservicesGroup, epilog=EXIT_CODES_HELP,
@@ -82,38 +88,55 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
       keyservices check -c config.yaml
       keyservices run -c config.yaml --dry-run
     """
+    from .terminal import configure_streams
+
+    configure_streams()  # a Windows code page (cp1252, cp437) replaces what it lacks, never raises
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     setup_stderr_logging(level)
 
 
-def setup_stderr_logging(level: int) -> None:
+class TerminalFormatter(logging.Formatter):
+    """Log lines for a terminal (stderr, and the log file that ``type`` or ``tail`` show):
+    control characters in messages (ERP data) shown escaped, line breaks kept."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from .terminal import terminal_text
+
+        return terminal_text(super().format(record), keep_newlines=True)
+
+
+def setup_stderr_logging(level: int, stream: Any = None) -> None:
     root = logging.getLogger("keyservices")
     root.setLevel(logging.DEBUG)
     for h in list(root.handlers):
         if getattr(h, "_keyservices_stderr", False):
             root.removeHandler(h)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setLevel(level)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.setFormatter(TerminalFormatter("%(levelname)s %(message)s"))
     handler._keyservices_stderr = True  # type: ignore[attr-defined]
     handler.addFilter(lambda record: not getattr(record, "echoed", False))
     root.addHandler(handler)
 
 
 def setup_file_logging(state_dir: Path) -> None:
-    """A rotating, human-readable log in the state folder: what an admin reads the morning after."""
+    """The human-readable log in the state folder, one file a day (``keyservices-YYYY-MM-DD.log``,
+    see :mod:`keyservices.commands.logs`): what an admin reads the morning after. Several
+    processes append to it at once and nothing is renamed, so it works on Windows too."""
+    from ..commands.logs import DailyFileHandler
+
     root = logging.getLogger("keyservices")
-    target = (state_dir / "keyservices.log").resolve()
+    target = state_dir.resolve()
     for h in root.handlers:
-        if isinstance(h, logging.FileHandler) and Path(h.baseFilename) == target:
+        if isinstance(h, DailyFileHandler) and h.state_dir == target:
             return
     state_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(target, maxBytes=2_000_000, backupCount=5,
-                                                   encoding="utf-8", delay=True)
+    handler = DailyFileHandler(target)
     handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # escaped like the terminal: the file is read with type/tail, and mailed in failure alerts
+    handler.setFormatter(TerminalFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
 
 

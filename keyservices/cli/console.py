@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..progress import NullReporter
+from .terminal import control_escaped, terminal_text
 
 if TYPE_CHECKING:
     from ..commands.check import CheckReport
@@ -34,6 +35,20 @@ if TYPE_CHECKING:
     from ..commands.result import RunResult
 
 PLAN_ROWS = 30
+
+def cell(value: object) -> Text:
+    """A rich table cell from ERP data: literal text (no markup, no emoji codes), controls escaped."""
+    return Text(terminal_text(value))
+
+
+def echo_data(text: str, *, err: bool = False) -> None:
+    """Data meant for a file or a pipe (CSV on stdout): as is when redirected, and with control
+    characters escaped (line ends kept) when a person watches a terminal."""
+    stream = sys.stderr if err else sys.stdout
+    isatty = getattr(stream, "isatty", None)
+    if isatty is not None and isatty():
+        text = control_escaped(text, keep="\r\n")
+    click.echo(text, nl=False, err=err, color=True)  # color=True: click strips no "ANSI" data
 
 
 class RateColumn(ProgressColumn):
@@ -50,11 +65,13 @@ class RateColumn(ProgressColumn):
 class RichReporter:
     """Progress bars on stderr, one per step, only when stderr is a terminal."""
 
-    def __init__(self) -> None:
-        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description:<32}"),
+    def __init__(self, console: Console | None = None) -> None:
+        console = console or Console(stderr=True)
+        # a cp437/cp1252 console has no braille dots: an ASCII spinner (the bar adapts itself)
+        spinner = "dots" if console.encoding.startswith("utf") else "line"
+        self.progress = Progress(SpinnerColumn(spinner), TextColumn("{task.description:<32}"),
                                  BarColumn(), MofNCompleteColumn(), RateColumn(),
-                                 TimeElapsedColumn(), console=Console(stderr=True),
-                                 transient=False)
+                                 TimeElapsedColumn(), console=console, transient=False)
         self.task: Any = None
         self.started = False
 
@@ -93,7 +110,8 @@ def reporter(enabled: bool = True) -> Iterator[Any]:
 
 
 def _out() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    """stdout for tables: no markup or emoji codes in strings (cells are ``Text`` anyway)."""
+    return Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def print_run(result: RunResult) -> None:
@@ -118,8 +136,8 @@ def print_run(result: RunResult) -> None:
         for col in ("customer", "name", "before", "after", "added", "removed"):
             table.add_column(col, overflow="fold")
         for ch in result.changes[:PLAN_ROWS]:
-            table.add_row(ch.number, ch.name, ch.before or "", ch.after or "",
-                          " ".join(ch.added), " ".join(ch.removed))
+            table.add_row(cell(ch.number), cell(ch.name), cell(ch.before), cell(ch.after),
+                          cell(" ".join(ch.added)), cell(" ".join(ch.removed)))
         _out().print(table)
         if len(result.changes) > PLAN_ROWS:
             click.echo(f"  +{len(result.changes) - PLAN_ROWS:,} more (use --json for all)")
@@ -134,7 +152,7 @@ def print_run(result: RunResult) -> None:
             f"{s.code} +{added.get(s.code, 0):,} -{removed.get(s.code, 0):,}"
             for s in result.services))
     if result.guard_message:
-        click.echo(result.guard_message, err=True)
+        click.echo(terminal_text(result.guard_message, keep_newlines=True), err=True)
     if result.digest_eml:
         click.echo(f"  digest: {result.digest_html}")
         note = {"sent": "sent", "queued": "queued: SMTP failed, the next run retries",
@@ -171,41 +189,45 @@ def print_check(report: CheckReport) -> None:
                f"attribute id {report.attribute_id}.")
     click.echo(f"Rules: {len(report.services)} services from "
                f"{', '.join(p.name for p in report.rules_files)}: {', '.join(report.services)}")
+    click.echo("Passwords: " + "; ".join(
+        f"{which} from {source}" if source == "keyring" or source.startswith("env ")
+        else f"{which} {source}" for which, source in report.passwords.items()))
     for w in report.warnings:
-        click.echo(f"Warning: {w}")
+        click.echo(f"Warning: {terminal_text(w, keep_newlines=True)}")
     if not report.warnings:
         click.echo("Every model category maps to a model class.")
 
 
 def print_explanation(e: Explanation) -> None:
-    c = e.customer
+    c = {k: terminal_text(v) if isinstance(v, str) else v for k, v in e.customer.items()}
+    t = terminal_text
     click.echo(f"{c['number']}  {c['name']}  (industry {c['industry'] or '-'}, branch "
                f"{c['branch'] or '-'}, rep {c['sales_rep'] or '-'}) as of {e.as_of}")
     if c["configuration"] is None:
         click.echo("  cannot be written: no custom-property configuration")
     elif not c["has_value_row"]:
         click.echo("  cannot be written: its configuration lacks the attribute")
-    click.echo(f"  value now: {e.value_now or '(empty)'}   by the rules: "
-               f"{e.value_by_rules or '(empty)'}   (level: {e.level})")
+    click.echo(f"  value now: {t(e.value_now) or '(empty)'}   by the rules: "
+               f"{t(e.value_by_rules) or '(empty)'}   (level: {e.level})")
     for rec in e.records:
         status = "" if rec["counted"] else (
             "  [inactive: not counted]" if not rec["active"] else
             "  [prospect: not counted]" if rec["prospect"] else "  [not counted]")
         kind = "location" if rec["location"] else "customer"
-        click.echo(f"\n  {kind} {rec['number']}  {rec['name']}{status}")
+        click.echo(f"\n  {kind} {t(rec['number'])}  {t(rec['name'])}{status}")
         for v in rec["verdicts"]:
             mark = "YES" if v["has"] else "no "
-            click.echo(f"    {mark} {v['code']:<6} {v['name']}")
+            click.echo(f"    {mark} {v['code']:<6} {t(v['name'])}")
             for sec in v["sections"]:
                 click.echo(f"          {'+' if sec['matched'] else '-'} {sec['section']}: "
-                           f"{sec['reason']}")
+                           f"{t(sec['reason'])}")
     for o in e.opportunities:
-        click.echo(f"  Opportunity: {o['service']} [{o['priority']}, score {o['score']:g}] "
-                   f"- {o['reason']}")
+        click.echo(f"  Opportunity: {t(o['service'])} [{o['priority']}, score {o['score']:g}] "
+                   f"- {t(o['reason'])}")
         for why in o["why"]:
-            click.echo(f"      {why}")
+            click.echo(f"      {t(why)}")
     for a in e.alerts:
-        click.echo(f"  Status alert: {a['monitor']}: {a['text']}")
+        click.echo(f"  Status alert: {t(a['monitor'])}: {t(a['text'])}")
 
 
 def print_history(data: dict[str, Any]) -> None:
@@ -215,15 +237,16 @@ def print_history(data: dict[str, Any]) -> None:
             table.add_column(col, overflow="fold")
         for r in data["runs"]:
             table.add_row(str(r["id"]), f"{r['started_at']:%Y-%m-%d %H:%M}", str(r["as_of"]),
-                          r["mode"] + (" baseline" if r["baseline"] else ""), r["status"],
+                          r["mode"] + (" baseline" if r["baseline"] else ""), cell(r["status"]),
                           "" if r["exit_code"] is None else str(r["exit_code"]),
-                          str(r["counts"].get("written", "")), (r["message"] or "")[:80])
+                          str(r["counts"].get("written", "")), cell((r["message"] or "")[:80]))
         _out().print(table)
         return
     table = Table(title=f"{len(data['changes'])} change(s)")
     for col in ("run", "customer", "name", "before", "after", "status", "at"):
         table.add_column(col, overflow="fold")
     for c in data["changes"]:
-        table.add_row(str(c["run_id"]), c["customer_number"], c["customer_name"],
-                      c["before"] or "", c["after"] or "", c["status"], f"{c['at']:%Y-%m-%d %H:%M}")
+        table.add_row(str(c["run_id"]), cell(c["customer_number"]), cell(c["customer_name"]),
+                      cell(c["before"]), cell(c["after"]), cell(c["status"]),
+                      f"{c['at']:%Y-%m-%d %H:%M}")
     _out().print(table)

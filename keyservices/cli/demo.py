@@ -54,13 +54,16 @@ def demo(directory: Path, customers: int, seed: int, as_of: dt.datetime | None,
 @click.option("--seed", type=int, default=42, show_default=True, help="Random seed of the data.")
 @as_of_option
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--plain-dates", is_flag=True,
+              help="Store dates as 'YYYY-MM-DD' text instead of date and time (same data).")
 @json_option
 def demo_db(customers: int, out: Path, seed: int, as_of: dt.datetime | None, force: bool,
-            as_json: bool) -> None:
+            plain_dates: bool, as_json: bool) -> None:
     """Create a synthetic e-automate-shaped dealer database (SQLite).
 
     The same --customers, --seed and --as-of always give the same data. Useful for benchmarks
-    and for trying rules without a real ERP.
+    and for trying rules without a real ERP. --plain-dates stores the dates as many exported
+    or hand-made databases do, to check the tool reads them the same.
 
     \b
     Example:
@@ -71,7 +74,8 @@ def demo_db(customers: int, out: Path, seed: int, as_of: dt.datetime | None, for
     from ..demodb import build_demo_db
 
     summary = build_demo_db(out, customers=customers, seed=seed,
-                            as_of=as_of.date() if as_of else dt.date.today(), overwrite=force)
+                            as_of=as_of.date() if as_of else dt.date.today(), overwrite=force,
+                            plain_dates=plain_dates)
     if as_json:
         emit_json(dataclasses.asdict(summary))
     else:

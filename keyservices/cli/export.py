@@ -56,6 +56,7 @@ def export_opportunities_cmd(config_path: Path, fmt: str, service: str | None,
       keyservices export opportunities --nps-csv survey.csv --format hubspot --out promoters.csv
     """
     from ..commands.export import NpsFilter, export_opportunities, write
+    from .console import echo_data
 
     nps = (NpsFilter(property=nps_property, csv=nps_csv, min_score=min_nps)
            if nps_property or nps_csv else None)
@@ -63,7 +64,7 @@ def export_opportunities_cmd(config_path: Path, fmt: str, service: str | None,
                                   service=service, owner=owner,
                                   as_of=as_of.date() if as_of else None, nps=nps)
     if write(result.text, out) is None:
-        click.echo(result.text, nl=False)
+        echo_data(result.text)
     else:
         click.echo(f"Wrote {result.count} opportunities to {out}", err=True)
     if nps is not None:
@@ -90,19 +91,22 @@ def export_alerts_cmd(config_path: Path, monitor: str | None, owner: str | None,
       keyservices export alerts --monitor DM-LAPSING --owner "Dana Whitfield"
     """
     from ..commands.export import export_alerts, write
+    from .console import echo_data
 
     text, count = export_alerts(load_config_at(config_path), monitor=monitor, owner=owner,
                                 as_of=as_of.date() if as_of else None)
     if write(text, out) is None:
-        click.echo(text, nl=False)
+        echo_data(text)
     else:
         click.echo(f"Wrote {count} status alerts to {out}", err=True)
 
 
 def _echo_nps(result: Any, nps: Any) -> None:
     """The promoter filter's outcome, on stderr (stdout may be the CSV)."""
+    from .terminal import terminal_text
+
     for line, problem in result.csv_problems[:20]:
-        click.echo(f"{nps.csv}:{line}: {problem}; row skipped", err=True)
+        click.echo(f"{nps.csv}:{line}: {terminal_text(problem)}; row skipped", err=True)
     if len(result.csv_problems) > 20:
         click.echo(f"  +{len(result.csv_problems) - 20} more unusable rows", err=True)
     if result.csv_unmatched:

@@ -149,23 +149,29 @@ def unsnooze_cmd(customer: str, service: str, config_path: Path, as_json: bool) 
     if as_json:
         emit_json(dataclasses.asdict(record))
     else:
-        click.echo(f"{record.customer_number} {record.service_code}: no longer hidden; it shows "
-                   f"from the next run while it is {record.status}.")
+        from .terminal import terminal_text as t
+
+        click.echo(f"{t(record.customer_number)} {t(record.service_code)}: no longer hidden; it "
+                   f"shows from the next run while it is {record.status}.")
 
 
 def _done(record: OpportunityRecord, verb: str, as_json: bool) -> None:
     if as_json:
         emit_json(dataclasses.asdict(record))
         return
-    click.echo(f"{verb} {record.customer_number} {record.service_code} until "
-               f"{record.snoozed_until}: {record.snooze_reason}. It comes back after that date "
-               "if it still holds.")
+    from .terminal import terminal_text as t
+
+    click.echo(f"{verb} {t(record.customer_number)} {t(record.service_code)} until "
+               f"{record.snoozed_until}: {t(record.snooze_reason)}. It comes back after that "
+               "date if it still holds.")
 
 
 def _print_table(records: list[OpportunityRecord], today: dt.date) -> None:
+    from .terminal import terminal_text as t
+
     header = ("STATUS", "CUSTOMER", "SERVICE", "OWNER", "PRIORITY", "AGE", "HIDDEN UNTIL")
-    rows = [(r.status, f"{r.customer_number} {r.customer_name}"[:40], r.service_code,
-             (r.owner or "-")[:24], r.priority, f"{r.age_days()}d",
+    rows = [(r.status, t(f"{r.customer_number} {r.customer_name}")[:40], t(r.service_code),
+             t(r.owner or "-")[:24], r.priority, f"{r.age_days()}d",
              f"{r.snoozed_until} ({'dismissed' if r.dismissed else 'snoozed'})"
              if r.hidden_on(today) else "-") for r in records]
     widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]

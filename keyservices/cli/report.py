@@ -49,19 +49,21 @@ def report(config_path: Path, out: Path | None, as_of: dt.datetime | None,
     if as_json:
         emit_json(result.to_dict())
         return
+    from .terminal import terminal_text as shown
+
     g = result.groups
     groups = (f"{_plural(g.get('industry', 0), 'industry', 'industries')}, "
               f"{_plural(g.get('branch', 0), 'branch', 'branches')}, "
               f"{_plural(g.get('sales_rep', 0), 'sales rep', 'sales reps')}")
     click.echo(f"Penetration on {result.as_of}: {result.customers:,} customers ({groups}).")
     for s in result.services:
-        click.echo(f"  {s['code']:<6} {s['name'][:28]:<28} {s['users']:>8,}  "
+        click.echo(f"  {shown(s['code']):<6} {shown(s['name'])[:28]:<28} {s['users']:>8,}  "
                    f"{s['share'] * 100:5.1f}%")
     for label, t in (result.won_lost or {}).items():
         click.echo(f"Won/lost, {label}: {t['won']:,} won ({t['won_value']:,.0f} a year), "
                    f"{t['lost']:,} lost ({t['lost_value']:,.0f} a year).")
     for note in result.notes:
-        click.echo(f"Note: {note}")
+        click.echo(f"Note: {shown(note)}")
     click.echo(f"Wrote to {result.out}:")
     click.echo(f"  {result.files.html.name:<16} open in a browser (one standalone page)")
     click.echo(f"  {result.files.csv.name:<16} one row per group and service, for a spreadsheet")

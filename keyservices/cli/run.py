@@ -24,14 +24,18 @@ from .base import (
 @click.option("--dry-run", is_flag=True,
               help="Compute and print the plan; write nothing (ERP, state, outbox).")
 @click.option("--force", is_flag=True,
-              help="Write even when the change guard would stop the run (after review).")
+              help="Write even when the change guard would stop the run (after review), or when "
+                   "the state store does not know this ERP and it is the same database renamed.")
+@click.option("--new-erp", is_flag=True,
+              help="The configured ERP is new to this state store: tonight is its baseline "
+                   "(fills empty values; overwriting a value still counts against the guard).")
 @click.option("--no-email", is_flag=True, help="Write the digest to the outbox but do not send it.")
 @click.option("--mode", type=click.Choice(["live", "test"]), default=None,
               help="Override the config's mode for this run (test writes nothing to the ERP).")
 @as_of_option
 @json_option
-def run_cmd(config_path: Path, dry_run: bool, force: bool, no_email: bool, mode: str | None,
-            as_of: dt.datetime | None, as_json: bool) -> None:
+def run_cmd(config_path: Path, dry_run: bool, force: bool, new_erp: bool, no_email: bool,
+            mode: str | None, as_of: dt.datetime | None, as_json: bool) -> None:
     """The nightly job: classify every customer and write the property where it changed.
 
     Reads facts with a few aggregate queries, classifies, writes changed values in guarded,
@@ -50,7 +54,8 @@ def run_cmd(config_path: Path, dry_run: bool, force: bool, no_email: bool, mode:
     config = load_config_at(config_path, {"mode": mode})
     try:
         with progress_reporter(as_json) as progress:
-            result = run(config, dry_run=dry_run, force=force, send=not no_email,
+            result = run(config, dry_run=dry_run, force=force, new_erp=new_erp,
+                         send=not no_email,
                          as_of=as_of.date() if as_of else None, reporter=progress)
     except GuardTripped as exc:
         if exc.detail is not None:
@@ -76,13 +81,17 @@ def run_cmd(config_path: Path, dry_run: bool, force: bool, no_email: bool, mode:
 @cli.command()
 @config_option
 @click.option("--show-sql", is_flag=True,
-              help="Print every statement a run sends to the ERP, for this database, and stop "
-                   "(no connection is made).")
+              help="Print every statement a run sends to the ERP, in run order, as SQL to paste "
+                   "(T-SQL batches ending in GO on SQL Server), and stop (no connection is made).")
+@click.option("--with-ids", is_flag=True,
+              help="With --show-sql: connect (reads only) and write in this database's attribute "
+                   "and code-list ids, so each statement is the one tonight's run sends.")
 @click.option("--suggest-indexes", is_flag=True,
               help="Print the CREATE INDEX statements a DBA could run so the nightly statements "
                    "read index ranges instead of whole tables (keyservices never creates them).")
 @json_option
-def check(config_path: Path, show_sql: bool, suggest_indexes: bool, as_json: bool) -> None:
+def check(config_path: Path, show_sql: bool, with_ids: bool, suggest_indexes: bool,
+          as_json: bool) -> None:
     """Validate config and rules, connect, and verify the ERP schema.
 
     Checks every table and column the rules need, that the custom-property attribute exists,
@@ -115,13 +124,14 @@ def check(config_path: Path, show_sql: bool, suggest_indexes: bool, as_json: boo
 
     if show_sql:
         from ..commands.check import show_sql as compile_sql
+        from ..commands.check import sql_script
 
-        statements = compile_sql(load_config_at(config_path))
+        config = load_config_at(config_path)
+        statements = compile_sql(config, with_ids=with_ids)
         if as_json:
             emit_json([{"name": n, "sql": q} for n, q in statements])
         else:
-            for name, sql in statements:
-                click.echo(f"-- {name}\n{sql};\n")
+            click.echo(sql_script(config, statements, with_ids=with_ids))
         return
     report = run_check(load_config_at(config_path))
     if as_json:
@@ -154,7 +164,9 @@ def digest(config_path: Path, mode: str, run_id: int | None, out: Path | None) -
     from ..commands.deliver import preview_digest
 
     path, text = preview_digest(load_config_at(config_path), run_id=run_id, out=out)
-    click.echo(text if mode == "text" else str(path))
+    from .terminal import terminal_text
+
+    click.echo(terminal_text(text, keep_newlines=True) if mode == "text" else str(path))
 
 
 @cli.command("send-outbox")
@@ -163,7 +175,9 @@ def digest(config_path: Path, mode: str, run_id: int | None, out: Path | None) -
 def send_outbox_cmd(config_path: Path, as_json: bool) -> None:
     """Send the digests still queued in the outbox (after an SMTP outage).
 
-    Each run already retries the queue; this sends it now. Exits 5 if SMTP still fails.
+    Each run already retries the queue; this sends it now. It takes the run lock (exit 4 while a
+    run holds it), moves mail older than digest.max_age_days to outbox/expired without sending
+    it, and never sends a message twice. Exits 5 if SMTP still fails.
 
     \b
     Example:
@@ -172,11 +186,21 @@ def send_outbox_cmd(config_path: Path, as_json: bool) -> None:
     from ..commands.deliver import send_outbox
     from ..errors import DeliveryFailed
 
-    report = send_outbox(load_config_at(config_path))
+    config = load_config_at(config_path)
+    report = send_outbox(config)
     if as_json:
         emit_json({"sent": [str(p) for p in report.sent],
-                    "queued": [str(p) for p in report.queued], "error": report.error})
+                   "queued": [str(p) for p in report.queued],
+                   "expired": [str(p) for p in report.expired],
+                   "already_sent": [str(p) for p in report.already_sent],
+                   "warnings": report.warnings, "error": report.error})
     else:
         click.echo(f"Sent {len(report.sent)}, still queued {len(report.queued)}.")
+        if report.expired:
+            click.echo(f"Expired {len(report.expired)} older than digest.max_age_days "
+                       f"({config.digest.max_age_days}), not sent: moved to "
+                       f"{config.digest.outbox / 'expired'}")
+    for warning in report.warnings:
+        click.echo(f"Warning: {warning}", err=True)
     if report.error:
         raise DeliveryFailed(f"{report.error}; {len(report.queued)} message(s) stay queued")

@@ -27,7 +27,8 @@ def init_cmd(directory: Path, force: bool) -> None:
     for path in init(directory, force=force):
         click.echo(f"Wrote {path}")
     cfg = directory / "config.yaml"
-    click.echo(f"Next: set erp.url in {cfg}, export KEYSERVICES_ERP_PASSWORD, then run "
+    click.echo(f"Next: set erp.url in {cfg}, store the password ('keyservices secret set erp "
+               f"-c {cfg}', or the variable KEYSERVICES_ERP_PASSWORD), then run "
                f"'keyservices check -c {cfg}'.")
 
 
@@ -35,16 +36,21 @@ def init_cmd(directory: Path, force: bool) -> None:
 @config_option
 @click.option("--at", "at", default="02:30", show_default=True,
               help="Time of day to run (HH:MM, local time).")
+@click.option("--account", default="DOMAIN\\svc-keyservices", show_default=True,
+              help="The Windows account the scheduled task runs as (it holds the password in "
+                   "its Credential Manager).")
 @json_option
-def schedule_cmd(config_path: Path, at: str, as_json: bool) -> None:
-    """Print the crontab line and the Windows schtasks command for this config.
+def schedule_cmd(config_path: Path, at: str, account: str, as_json: bool) -> None:
+    """Print the Windows scheduled task, the crontab line and a systemd timer for this config.
 
-    Nothing is installed: copy the line for your system. Both run quietly (-q), so the
-    scheduler sees only errors, and the exit code tells it how the run went.
+    Nothing is installed: copy what fits your system. The Windows task runs as a named service
+    account (not SYSTEM, which sees neither your environment variables nor your keyring), and
+    appends its output to task.log in the state folder. Every run is quiet (-q), and the exit
+    code tells the scheduler how it went.
 
     \b
     Example:
-      keyservices schedule -c config.yaml --at 03:15
+      keyservices schedule -c config.yaml --at 03:15 --account CONTOSO\\svc-keyservices
     """
     import re
 
@@ -52,17 +58,30 @@ def schedule_cmd(config_path: Path, at: str, as_json: bool) -> None:
 
     if not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d", at):
         raise click.BadParameter("use HH:MM, e.g. 02:30", param_hint="--at")
-    plan = schedule(load_config_at(config_path), at=at)
+    plan = schedule(load_config_at(config_path), at=at, account=account)
     if as_json:
         import dataclasses
 
         emit_json(dataclasses.asdict(plan))
         return
-    click.echo("Linux / macOS (crontab -e):")
-    click.echo(f"  {plan.cron}")
-    click.echo("Windows (an administrator's command prompt):")
+    click.echo("Windows (Task Scheduler): in an administrator's command prompt, first store the "
+               f"ERP password as {plan.account}:")
+    click.echo(f"  {plan.runas}")
+    click.echo(f"then create the task (schtasks asks for {plan.account}'s Windows password):")
     click.echo(f"  {plan.schtasks}")
+    click.echo(f"  Its output goes to {plan.task_log}")
+    click.echo("Linux / macOS (crontab -e; the password from an env file or the keyring):")
+    click.echo(f"  {plan.cron}")
+    click.echo("Linux (systemd): /etc/systemd/system/keyservices.service")
+    click.echo(_indent(plan.systemd_service))
+    click.echo("and /etc/systemd/system/keyservices.timer")
+    click.echo(_indent(plan.systemd_timer))
+    click.echo("  then: systemctl daemon-reload && systemctl enable --now keyservices.timer")
     click.echo(f"Check the last runs with: {plan.check}")
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" if line else "" for line in text.rstrip().splitlines())
 
 
 @cli.command("status")
@@ -80,6 +99,7 @@ def status_cmd(config_path: Path, as_json: bool) -> None:
     import dataclasses
 
     from ..commands.setup import status
+    from .terminal import terminal_text
 
     st = status(load_config_at(config_path))
     if as_json:
@@ -91,13 +111,18 @@ def status_cmd(config_path: Path, as_json: bool) -> None:
         c = r["counts"]
         click.echo(f"run {r['id']:>4}  {r['started_at']:%Y-%m-%d %H:%M}  {r['mode']:<8} "
                    f"{r['status']:<7} exit {r['exit_code'] if r['exit_code'] is not None else '-'}"
-                   f"  written {c.get('written', '-')}  {(r['message'] or '')[:70]}")
+                   f"  written {c.get('written', '-')}  "
+                   f"{terminal_text((r['message'] or '')[:70])}")
     what = ("Queued digests" if load_config_at(config_path).smtp is not None else
             "Digests in the outbox (no smtp: configured, so none are emailed)")
     click.echo(f"{what}: {len(st.queued)}" + "".join(f"\n  {q}" for q in st.queued[-10:]))
+    if st.expired:
+        click.echo(f"Expired (older than digest.max_age_days, never sent): {st.expired} in "
+                   f"{load_config_at(config_path).digest.outbox / 'expired'}")
     if st.lock_holder:
-        click.echo(f"A run is in progress: pid {st.lock_holder.get('pid')} on "
-                   f"{st.lock_holder.get('host')} since {st.lock_holder.get('since')}")
+        click.echo(terminal_text(f"A run is in progress: pid {st.lock_holder.get('pid')} on "
+                                 f"{st.lock_holder.get('host')} since "
+                                 f"{st.lock_holder.get('since')}"))
     else:
         click.echo("No run in progress.")
 

@@ -1,23 +1,25 @@
 """The audit trail and its undo: ``history`` and ``rollback``.
 
-Every value a run writes is stored with its before-value in the state store; a rollback restores
-them where the value is still what that run wrote, through the same guarded, audited write path.
+Every value a run writes is stored with its before-value in the state store. A rollback plans
+against the values in the ERP now: it restores a value only where it is still what that run
+wrote, counts the ones already restored, and leaves the rest alone, through the same guarded,
+audited write path. The change guard applies to it as to a run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-
-from sqlalchemy.exc import SQLAlchemyError
 
 from .. import night
 from ..config import Config
-from ..erp import attribute_id, display_url, wrap_db_error
-from ..erp.writeback import apply_changes
-from ..errors import ConfigError
+from ..engine.diff import guard_message
+from ..erp import display_url
+from ..erp.writeback import apply_changes, count_values, read_values
+from ..errors import ConfigError, GuardTripped
 from ..model import Change
 from ..progress import Reporter
 from ..state import StateStore, run_lock
@@ -25,12 +27,14 @@ from ..state import StateStore, run_lock
 
 @dataclass
 class RollbackReport:
-    """What ``rollback`` restored, and which customers it left alone and why."""
+    """What ``rollback`` restored (or, with ``dry_run``, would restore), and what it left."""
 
-    run_id: int  # the rollback's own run (it is audited like any other)
+    run_id: int | None  # the rollback's own run (audited like any other); None: nothing written
     of_run: int
-    restored: list[str]
-    skipped: list[dict[str, Any]]  # the value is no longer what that run wrote
+    restored: list[str]  # customer numbers restored (dry run: to be restored)
+    skipped: list[dict[str, Any]]  # the value is no longer what that run wrote: left alone
+    already: list[str] = field(default_factory=list)  # already back at the before-value
+    dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -38,64 +42,120 @@ class RollbackReport:
 
 def history(config: Config, *, run_id: int | None = None, customer: str | None = None,
             limit: int | None = 1000) -> dict[str, Any]:
-    """The audit: recent runs, or the changes of one run or one customer (number)."""
+    """The audit: recent runs, or the changes of one run or one customer (number).
+
+    A list of changes cut at ``limit`` says how many rows there are in all (``total``), so a
+    long run is never silently shown in part.
+    """
     state = StateStore(config.state_url)
     try:
         if run_id is None and customer is None:
             return {"runs": [dataclasses.asdict(r) for r in state.runs(limit or 20)]}
-        return {"changes": state.history(run_id=run_id, customer=customer, limit=limit)}
+        rows = state.history(run_id=run_id, customer=customer, limit=limit)
+        total = (len(rows) if limit is None or len(rows) < limit
+                 else state.count_history(run_id=run_id, customer=customer))
+        return {"changes": rows, "total": total}
     finally:
         state.close()
 
 
-def rollback(config: Config, run_id: int, *, reporter: Reporter | None = None) -> RollbackReport:
+def rollback(config: Config, run_id: int, *, dry_run: bool = False, force: bool = False,
+             reporter: Reporter | None = None) -> RollbackReport:
     """Restore the before-values a run wrote, where the value is still what that run wrote.
 
-    Values edited since (in e-automate or by a later run) are left alone and reported. The
-    rollback is a run of its own, audited, so it can itself be rolled back.
+    Values edited since (in e-automate or by a later run) are left alone and reported; values
+    already restored (a repeated rollback) are counted and not written again. Refused (exit 3)
+    unless ``force`` when later runs wrote the same customers, or when the restores exceed the
+    change guard's limits; ``dry_run`` shows the plan and writes nothing.
     """
     rules = night.rules_for(config)
-    tables = night.tables_for(config, rules)
-    with run_lock(config.state.dir):
-        state = StateStore(config.state_url)
+    lock = contextlib.nullcontext() if dry_run else run_lock(config.state.dir)
+    with lock:
+        state = StateStore.reader(config.state_url) if dry_run else StateStore(config.state_url)
+        if state is None:
+            raise ConfigError(f"no run {run_id}: there is no state store yet; "
+                              "'keyservices history' lists the runs")
         try:
-            record = state.run_record(run_id)
-            if record is None:
-                raise ConfigError(f"no run {run_id} in the state store; 'keyservices history' "
-                                  "lists the runs")
-            rows = [r for r in state.history(run_id=run_id, limit=None)
-                    if r["status"] == "applied"]
-            if not rows:
-                raise ConfigError(f"run {run_id} wrote no value, so there is nothing to roll back")
-            planned = [Change(customer_id=r["customer_id"], number=r["customer_number"],
-                              name=r["customer_name"], branch=None, sales_rep=None,
-                              before=r["after"], after=r["before"],
-                              added=tuple(x for x in r["removed"].split(";") if x),
-                              removed=tuple(x for x in r["added"].split(";") if x))
-                       for r in rows]
-            engine = night.engine_for(config)
-            try:
-                with engine.connect() as conn:
-                    attr = attribute_id(conn, tables, rules.property)
-                own = state.begin_run(as_of=dt.date.today(), erp=display_url(config.erp.url),
-                                      prop=rules.property, mode="rollback", baseline=False)
-                report = apply_changes(engine, tables, attr, planned, state=state, run_id=own,
-                                       chunk_size=config.write.chunk_size, reporter=reporter)
-            except SQLAlchemyError as exc:
-                raise wrap_db_error(exc, config.erp.url) from exc
-            finally:
-                engine.dispose()
-            by_id = {c.customer_id: c for c in planned}
-            result = RollbackReport(
-                run_id=own, of_run=run_id,
-                restored=[by_id[i].number for i in report.applied],
-                skipped=[{"customer": by_id[i].number, "run_wrote": by_id[i].before,
-                          "restores_to": by_id[i].after} for i in report.conflicts])
-            state.finish_run(own, status="done", exit_code=0,
-                             message=f"rollback of run {run_id}: {len(result.restored)} restored, "
-                                     f"{len(result.skipped)} left alone",
-                             counts={"written": len(result.restored),
-                                     "conflicts": len(result.skipped)})
-            return result
+            return _rollback(config, rules, state, run_id, dry_run=dry_run, force=force,
+                             reporter=reporter)
         finally:
             state.close()
+
+
+def _rollback(config: Config, rules: Any, state: StateStore, run_id: int, *, dry_run: bool,
+              force: bool, reporter: Reporter | None) -> RollbackReport:
+    record = state.run_record(run_id)
+    if record is None:
+        raise ConfigError(f"no run {run_id} in the state store; 'keyservices history' lists "
+                          "the runs")
+    rows = [r for r in state.history(run_id=run_id, limit=None) if r["status"] == "applied"]
+    if not rows:
+        raise ConfigError(f"run {run_id} wrote no value, so there is nothing to roll back")
+    with night.open_erp(config, rules) as erp:
+        attr = erp.attribute_id()
+        now = read_values(erp.engine, erp.tables, attr, [r["customer_id"] for r in rows])
+        planned: list[Change] = []
+        report = RollbackReport(run_id=None, of_run=run_id, restored=[], skipped=[],
+                                dry_run=dry_run)
+        for r in rows:
+            current = now.get(r["customer_id"])
+            if r["customer_id"] in now and (current or None) == (r["after"] or None):
+                planned.append(Change(
+                    customer_id=r["customer_id"], number=r["customer_number"],
+                    name=r["customer_name"], branch=r.get("branch"), sales_rep=r.get("sales_rep"),
+                    before=current, after=r["before"],
+                    added=tuple(x for x in (r["removed"] or "").split(";") if x),
+                    removed=tuple(x for x in (r["added"] or "").split(";") if x)))
+            elif r["customer_id"] in now and (current or None) == (r["before"] or None):
+                report.already.append(r["customer_number"])
+            else:
+                report.skipped.append({"customer": r["customer_number"], "run_wrote": r["after"],
+                                       "restores_to": r["before"], "now": current})
+        if not force and planned:
+            _guard(config, state, erp, attr, run_id, [r["customer_id"] for r in rows], planned)
+        if dry_run or not planned:
+            report.restored = [c.number for c in planned]
+            return report
+        own = state.begin_run(as_of=dt.date.today(), erp=display_url(config.erp.url),
+                              prop=rules.property, mode="rollback", baseline=False,
+                              erp_id=erp.identity())
+        try:
+            written = apply_changes(erp.engine, erp.tables, attr, planned, state=state,
+                                    run_id=own, chunk_size=config.write.chunk_size,
+                                    reporter=reporter)
+        except Exception as exc:
+            state.finish_run(own, status="failed", exit_code=1,
+                             message=f"rollback of run {run_id} failed: {type(exc).__name__}")
+            raise
+    by_id = {c.customer_id: c for c in planned}
+    report.run_id = own
+    report.restored = [by_id[i].number for i in written.applied]
+    report.skipped += [{"customer": by_id[i].number, "run_wrote": by_id[i].before,
+                        "restores_to": by_id[i].after, "now": None} for i in written.conflicts]
+    state.finish_run(own, status="done", exit_code=0,
+                     message=f"rollback of run {run_id}: {len(report.restored)} restored, "
+                             f"{len(report.skipped)} left alone, {len(report.already)} already "
+                             "restored",
+                     counts={"written": len(report.restored), "conflicts": len(written.conflicts)})
+    state.mark_reported([own])
+    return report
+
+
+def _guard(config: Config, state: StateStore, erp: night.Erp, attr: int, run_id: int,
+           customers: list[int], planned: list[Change]) -> None:
+    """A rollback is a write like any other: later runs on the same customers (a typo for the
+    run number), or more restores than the change guard allows, stop it until the admin has
+    looked (--dry-run, --force)."""
+    later = state.later_writers(run_id, customers)
+    if later:
+        raise GuardTripped(
+            f"run {run_id} is not the latest run that wrote these customers: run(s) "
+            f"{', '.join(map(str, later[:10]))}{' ...' if len(later) > 10 else ''} wrote some of "
+            f"them since. Rolling it back would restore values older than theirs. Nothing was "
+            f"written. Check the run number ('keyservices history'), review the plan with "
+            f"'keyservices rollback {run_id} --dry-run', then rerun with --force if it is right")
+    message = guard_message(len(planned), count_values(erp.engine, erp.tables, attr),
+                            config.write.max_changes, config.write.max_changes_percent,
+                            command=f"keyservices rollback {run_id}", what="restores")
+    if message:
+        raise GuardTripped(message)

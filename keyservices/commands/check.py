@@ -14,13 +14,17 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import night
-from ..config import Config
-from ..engine.metrics import Codes, compile_rules, needed_codes
+from ..calls import extras as call_extras
+from ..calls.wonlost import ValueColumns
+from ..config import Config, password_sources
+from ..engine.metrics import Codes, needed_codes
 from ..erp import ErpTables, attribute_id, display_url, indexes, verify_schema, wrap_db_error
-from ..erp.facts import read_categories
-from ..erp.needs import needed_tables, unused_columns
-from ..erp.queries import customers_query, metric_queries
-from ..erp.writeback import update_statements
+from ..erp.connection import session_settings
+from ..erp.facts import read_categories, read_codes
+from ..erp.needs import needed_tables, placeholder_codes, run_reads, unused_columns
+from ..erp.script import Printer, night_steps
+from ..erp.shapes import prepare
+from ..engine.diff import attribute_is_foreign, owned
 from ..errors import SchemaError
 from ..rules import RuleSet, glob_match
 
@@ -37,6 +41,8 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     unmapped_categories: dict[str, int] = field(default_factory=dict)
+    # where each password came from ("env KEYSERVICES_ERP_PASSWORD", "keyring", "not set")
+    passwords: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -47,23 +53,37 @@ class CheckReport:
 def check(config: Config) -> CheckReport:
     """Validate config and rules, connect, verify tables, columns and the attribute.
 
-    Raises SchemaError (exit 2) when something the run needs is missing; unmapped dealer model
-    categories are warnings, listed with their active equipment counts.
+    Raises SchemaError (exit 2) when something the run reads is missing (every table and
+    column any of its statements reads, monitors and contact names included) or holds values
+    the rules cannot interpret; unmapped dealer model categories and missing enrichment tables
+    (branches, sales reps, customer types) are warnings.
     """
     rules = night.rules_for(config)
     tables = night.tables_for(config, rules)
     report = CheckReport(erp=display_url(config.erp.url), rules_files=list(rules.files),
-                         services=[f"{s.code} ({s.name})" for s in rules.services])
+                         services=[f"{s.code} ({s.name})" for s in rules.services],
+                         passwords=password_sources(config))
     engine = night.engine_for(config)
     try:
         with engine.connect() as conn:
-            report.problems = verify_schema(conn, tables, needed_tables(rules),
-                                            unused_columns(rules))
+            report.problems = verify_schema(conn, tables, needed_tables(rules, tables),
+                                            unused_columns(rules, tables), report.warnings)
+            if not report.problems:
+                # values the rules interpret (flags, dates, amounts), as the run checks them
+                report.problems += prepare(conn, tables, run_reads(tables, rules))
             if not report.problems:
                 try:
                     report.attribute_id = attribute_id(conn, tables, rules.property)
                 except SchemaError as exc:
                     report.problems.append(str(exc))
+                else:  # the values keyservices would overwrite: are they its own?
+                    refuse, said = _ownership(conn, tables, rules, report.attribute_id)
+                    (report.problems if refuse else report.warnings).extend(said)
+                if not rules.property.upper().startswith("Z"):
+                    report.warnings.append(
+                        f"the property {rules.property} does not start with Z, as e-automate's "
+                        "custom properties for dealer processes do: make sure it is the "
+                        "attribute keyservices owns")
                 c = tables.customers
                 report.customers = int(conn.execute(
                     sa.select(sa.func.count()).select_from(c)).scalar() or 0)
@@ -117,7 +137,7 @@ def _unmapped(conn: sa.Connection, tables: ErpTables, rules: RuleSet) -> dict[st
         return {}
     e, m, mc = tables.equipment, tables.models, tables.model_categories
     rows = conn.execute(
-        sa.select(mc.c.code, sa.func.count(e.c.id))
+        sa.select(mc.c.code, sa.func.count(e.c.model_id))
         .select_from(mc.join(m, m.c.category_id == mc.c.id)
                      .outerjoin(e, sa.and_(e.c.model_id == m.c.id, e.c.active == sa.true())))
         .where(mc.c.code.in_(unmapped)).group_by(mc.c.code))
@@ -141,46 +161,89 @@ def suggest_indexes(config: Config) -> list[tuple[Any, str]]:
     return [(a, indexes.create_statement(a, tables, engine.dialect)) for a in missing]
 
 
-def show_sql(config: Config) -> list[tuple[str, str]]:
-    """Every statement a run sends to the ERP, compiled for the configured database, without
-    connecting: for the DBA to review before the first run. Values appear as parameters."""
+def show_sql(config: Config, *, with_ids: bool = False, conn: sa.Connection | None = None,
+             dialect: sa.Dialect | None = None, as_of: dt.date | None = None,
+             ) -> list[tuple[str, str]]:
+    """Every statement a run sends to the ERP, in run order, as (name, SQL a DBA can paste).
+
+    Built by the functions the run calls, with its extra columns (contract values, monitors,
+    priority), for the configured database (or ``dialect``). Without a connection nothing is
+    connected: the attribute id is looked up by name in the text and the code-list ids show as
+    placeholders. ``with_ids`` connects (reads only) to write in the dealer's own ids, as does
+    passing ``conn``.
+    """
+    if with_ids and conn is None:
+        engine = night.engine_for(config)
+        try:
+            with engine.connect() as live:
+                return show_sql(config, conn=live, dialect=dialect, as_of=as_of)
+        except SQLAlchemyError as exc:
+            raise wrap_db_error(exc, config.erp.url) from exc
+        finally:
+            engine.dispose()
     rules = night.rules_for(config)
     tables = night.tables_for(config, rules)
-    dialect = make_url(config.erp.url).get_dialect()()
-    attr = sa.bindparam("attribute_id", type_=sa.Integer)
-    a = tables.attributes
-    mc = tables.model_categories
-    # code lists are read at run time; here every glob in the rules stands for a code, so each
-    # id list shows as the placeholder its integers are rendered into at execution
-    def fake(globs: list[str]) -> dict[int, str]:
-        return dict(enumerate(sorted(set(globs)), start=1))
+    dialect = dialect or make_url(config.erp.url).get_dialect()()
+    extra = [ValueColumns(rules), *call_extras(rules)]  # what night.compute reads beside the rules
+    needed = needed_codes(rules).union(*(e.codes_needed for e in extra))
+    attr: int | None = None
+    examples: Codes | None = None
+    if conn is None:
+        codes = examples = placeholder_codes(rules)
+    else:
+        attr = attribute_id(conn, tables, rules.property)
+        codes = read_codes(conn, tables, needed)
+        codes.categories = {i: code for i, (code, _) in codes.categories.items()}  # type: ignore[misc]
+    session = (session_settings(config.erp.read_isolation, config.erp.lock_timeout_seconds)
+               if dialect.name == "mssql" else [])
+    steps = night_steps(tables, rules, codes, needed, [c for e in extra for c in e.columns(codes)],
+                        as_of or dt.date.today(), attr_id=attr or 0, session=session)
+    printer = Printer(dialect, tables, rules, attribute=attr, examples=examples)
+    return [(step.name, printer.sql(step)) for step in steps]
 
-    contracts = rules.all_sections("contracts")
-    codes = Codes(categories=fake([g for g, _ in rules.model_classes]
-                                  + [g for k in ("equipment", "items_sold")
-                                     for sec in rules.all_sections(k) for g in sec.categories]),
-                  contract_codes=fake([g for c in contracts for g in c.contract_codes]),
-                  bill_codes=fake([g for c in contracts for g in c.bill_codes]),
-                  statuses=fake([g for c in contracts for g in c.statuses]),
-                  accounts=fake(rules.gl_account_globs()),
-                  item_categories=fake([g for sec in rules.all_sections("items_sold")
-                                        for g in sec.item_categories]))
-    lists = {"contract_codes": (tables.contract_codes, "code"),
-             "bill_codes": (tables.bill_codes, "code"),
-             "statuses": (tables.contract_statuses, "code"),
-             "accounts": (tables.gl_accounts, "number"),
-             "item_categories": (tables.item_categories, "code")}
-    statements: list[tuple[str, sa.Executable]] = [
-        ("attribute id", sa.select(a.c.id).where(a.c.name == rules.property)),
-        ("model categories", sa.select(mc.c.id, mc.c.code, mc.c.description)
-         .order_by(mc.c.code)),
-        *[(f"code list: {name}", sa.select(lists[name][0].c.id,
-                                           lists[name][0].c[lists[name][1]]))
-          for name in sorted(needed_codes(rules))],
-        ("customers", customers_query(tables, rules, attr)),  # type: ignore[arg-type]
-        *((kind, stmt) for kind, (stmt, _) in
-          metric_queries(tables, compile_rules(rules, codes), dt.date.today()).items()),
-    ]
-    when_null, when_text = update_statements(tables, attr)  # type: ignore[arg-type]
-    statements += [("update (value was empty)", when_null), ("update (value was text)", when_text)]
-    return [(name, str(stmt.compile(dialect=dialect))) for name, stmt in statements]
+
+def sql_script(config: Config, statements: list[tuple[str, str]], *, with_ids: bool = False
+               ) -> str:
+    """``show_sql``'s statements as one script: a header, each statement named, and on SQL
+    Server each followed by GO (SSMS's batch separator), so it pastes as is."""
+    tsql = make_url(config.erp.url).get_backend_name() == "mssql"
+    header = [(f"-- keyservices: every statement a night sends to "
+               f"{display_url(config.erp.url)}, in run order."),
+              ("-- Nothing here was run. Values are written in; a DECLARE or (NULL /* ... */) "
+               "stands for what the run knows only then.")]
+    if not with_ids:
+        header.append("-- Code-list ids are read at run time: 'keyservices check --show-sql "
+                      "--with-ids' writes in this database's own.")
+    header.append("-- Not listed: the driver's start-up queries and the schema reflection that "
+                  "checks the columns' types.")
+    if tsql:
+        header.append("-- Paste into SSMS as is: each batch ends with GO.")
+    parts = ["\n".join(header), ""]
+    for name, sql in statements:
+        parts.append(f"-- {name}\n{sql}\n" + ("GO\n" if tsql else ""))
+    return "\n".join(parts)
+
+
+def _ownership(conn: sa.Connection, tables: ErpTables, rules: RuleSet,
+               attr: int) -> tuple[bool, list[str]]:
+    """(refuse?, messages) about the attribute's values keyservices could not have written:
+    a problem when they are too many to be a person's odd edit (the run refuses the same way),
+    a warning naming them otherwise (the run leaves them alone)."""
+    cp = tables.custom_properties
+    rows = conn.execute(
+        sa.select(cp.c.text, sa.func.count()).where(cp.c.attribute_id == attr,
+                                                    cp.c.text.is_not(None))
+        .group_by(cp.c.text)).all()
+    values = {text: int(n) for text, n in rows if (text or "").strip()}
+    foreign = {text: n for text, n in values.items() if not owned(text, rules)}
+    if not foreign:
+        return False, []
+    n_foreign = sum(foreign.values())
+    examples = ", ".join(repr(v[:40]) for v in list(foreign)[:3])
+    if attribute_is_foreign(n_foreign, sum(values.values())):
+        return True, [f"the attribute {rules.property} holds {n_foreign} value(s) keyservices "
+                      f"could not have written (e.g. {examples}): it looks like another "
+                      "process's attribute, and a run would refuse to write. Point 'property:' "
+                      "in the rules at the attribute keyservices owns, or clear those values"]
+    return False, [f"{n_foreign} value(s) of {rules.property} were not written by keyservices "
+                   f"(e.g. {examples}); runs leave them as they are"]

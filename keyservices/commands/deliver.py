@@ -5,34 +5,55 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import secrets
 from pathlib import Path
 
 from .. import night
 from ..config import Config
-from ..errors import EXIT_OK, EXIT_UNDELIVERED, ConfigError
-from ..model import DigestData
+from ..errors import EXIT_OK, EXIT_UNDELIVERED, ConfigError, LockHeld
+from ..model import Change, Counts, DigestData
 from ..outputs import digest as digest_mod
 from ..outputs import mail
 from ..outputs.files import atomic_write
 from ..progress import Reporter, Timings, step
 from ..rules import RuleSet
+from ..state import run_lock
+from .logs import current_log_file
 from .result import RunResult
 
 log = logging.getLogger("keyservices")
+
+
+def preflight(config: Config, rules: RuleSet) -> None:
+    """Render a sample digest with the configured templates before the ERP is touched: a broken
+    or missing template must stop the night before the first write, not after it."""
+    templates = digest_mod.find_templates_dir(config.digest.templates)
+    sample = Change(customer_id=0, number="C000", name="Sample", branch=None, sales_rep=None,
+                    before=None, after=rules.render_value({s.code for s in rules.services[:1]}),
+                    added=tuple(s.code for s in rules.services[:1]), removed=())
+    data = DigestData(
+        run_id=0, as_of=dt.date.today(), generated_at=dt.datetime.now(), dealer=config.dealer,
+        property_name=rules.property, mode=config.mode, dry_run=False, baseline=False,
+        counts=Counts(), changes=[sample], no_configuration=[], no_attribute=[], services=[],
+        service_names=rules.service_names())
+    digest_mod.render(data, templates, max_rows=config.digest.max_rows,
+                      max_unwritable_rows=config.digest.max_unwritable_rows,
+                      max_opportunities=_top(rules))
 
 
 def digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send: bool,
                      reporter: Reporter | None) -> RunResult:
     """Render the digest into the outbox, then deliver everything queued there."""
     timings = Timings(result.timings)
-    quiet = (not result.changes and not result.guard_message and not result.baseline)
+    quiet = (not result.changes and not result.carried and not result.guard_message
+             and not result.baseline)
     if quiet and not config.digest.send_empty:
         return result
     data = DigestData(
         run_id=result.run_id, as_of=result.as_of, generated_at=dt.datetime.now(),
         dealer=config.dealer, property_name=rules.property, mode=result.mode,
         dry_run=result.dry_run, baseline=result.baseline, counts=result.counts,
-        changes=result.changes, no_configuration=result.no_configuration,
+        changes=result.carried + result.changes, no_configuration=result.no_configuration,
         no_attribute=result.no_attribute, services=result.services,
         service_names=rules.service_names(), guard_message=result.guard_message,
         notes=list(result.notes),
@@ -66,7 +87,7 @@ def digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send: 
         digest_mod.save_data(data, digest_data_path(config, result.run_id))
     if send and config.smtp is not None:
         with step(reporter, timings, "send") as advance:
-            report = send_outbox(config)
+            report = deliver_outbox(config)  # the run already holds the run lock
             result.sent = list(report.sent)
             result.delivery = "sent" if result.digest_eml in report.sent else "queued"
             if result.digest_eml in report.sent:  # delivered: it now lives in outbox/sent
@@ -127,7 +148,7 @@ def alert_failure(config: Config, error: BaseException, exit_code: int) -> Path 
     any problem while alerting is logged and swallowed.
     """
     try:
-        log_file = config.state.dir / "keyservices.log"
+        log_file = current_log_file(config.state.dir)
         tail: list[str] = []
         if log_file.exists():
             tail = log_file.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]
@@ -137,14 +158,19 @@ def alert_failure(config: Config, error: BaseException, exit_code: int) -> Path 
             dealer=config.dealer, log_tail=tail, sender=config.digest.sender,
             recipients=config.digest.admins or config.digest.to)
         config.digest.outbox.mkdir(parents=True, exist_ok=True)
-        path = config.digest.outbox / f"{when:%Y-%m-%d-%H%M%S}-failure-exit{exit_code}.eml"
+        path = _alert_path(config.digest.outbox, when, exit_code)
         atomic_write(path, message.as_bytes())
         if config.smtp is not None:
-            report = send_outbox(config)
-            if report.error:
-                log.warning("the failure alert stays queued: %s", report.error)
+            try:
+                report = send_outbox(config)
+            except LockHeld:  # another run is sending this queue: it (or the next) sends it
+                log.warning("the failure alert stays queued in %s: another run holds the lock",
+                            config.digest.outbox)
+            else:
+                if report.error:
+                    log.warning("the failure alert stays queued: %s", report.error)
         return path
-    except Exception:  # noqa: BLE001 - alerting is best effort by design
+    except Exception:  # alerting is best effort by design
         log.exception("could not queue the failure alert")
         return None
 
@@ -159,8 +185,34 @@ def smtp_settings(config: Config) -> mail.SmtpSettings | None:
 
 
 def send_outbox(config: Config) -> mail.DeliveryReport:
-    """Deliver every digest still queued in the outbox (oldest first); needs ``smtp:``."""
+    """Deliver every digest still queued in the outbox (oldest first); needs ``smtp:``.
+
+    Takes the run lock, so it never races a run sending the same queue (LockHeld, exit 4).
+    """
     if config.smtp is None:
         raise ConfigError("no smtp: section in the config, so nothing can be sent; the digests "
                           f"stay in {config.digest.outbox}")
-    return mail.send_outbox(smtp_settings(config), config.digest.outbox)
+    with run_lock(config.state.dir):
+        return deliver_outbox(config)
+
+
+def deliver_outbox(config: Config) -> mail.DeliveryReport:
+    """Send the queue for a caller that already holds the run lock; logs expiries and warnings."""
+    report = mail.send_outbox(smtp_settings(config), config.digest.outbox,
+                              max_age_days=config.digest.max_age_days)
+    if report.expired:
+        log.warning("%d queued message(s) older than digest.max_age_days (%d) moved to %s "
+                    "without sending: %s", len(report.expired), config.digest.max_age_days,
+                    config.digest.outbox / mail.EXPIRED_DIR,
+                    ", ".join(p.name for p in report.expired))
+    for warning in report.warnings:
+        log.warning("%s", warning)
+    return report
+
+
+def _alert_path(outbox: Path, when: dt.datetime, exit_code: int) -> Path:
+    """A new file name per alert: two failures in the same second must not overwrite each other."""
+    while True:
+        path = outbox / f"{when:%Y-%m-%d-%H%M%S}-{secrets.token_hex(4)}-failure-exit{exit_code}.eml"
+        if not path.exists():
+            return path

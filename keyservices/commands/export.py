@@ -7,7 +7,6 @@ active contact (and, with the promoter filter, one for the NPS property).
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from ..config import Config
 from ..erp import verify_schema
 from ..erp.contacts import ContactRow, best_contacts, contact_property_values, contact_rows
 from ..errors import ConfigError, KeyservicesError, SchemaError
+from ..outputs.cells import csv_writer
 from ..outputs.exports import (
     ALERT_COLUMNS,
     HUBSPOT,
@@ -82,7 +82,7 @@ def export_opportunities(config: Config, *, fmt: Literal["csv", "hubspot"] = "cs
         result.left_out_customers = len({o.number for o in found} - {o.number for o in kept})
         found = kept
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
+    writer = csv_writer(buf)  # ERP text that looks like a formula is neutralised (OWASP)
     writer.writerow(HUBSPOT if fmt == "hubspot" else PLAIN)
     for o in found:
         first, last, email, phone = contacts.get(by_number[o.number], ("", "", "", ""))
@@ -160,7 +160,7 @@ def export_alerts(config: Config, *, monitor: str | None = None, owner: str | No
               if (not monitor or a.code.upper() == monitor.upper())
               and (not owner or (a.sales_rep or "").casefold() == owner.casefold())]
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
+    writer = csv_writer(buf)
     writer.writerow(ALERT_COLUMNS)
     for a in alerts:
         writer.writerow([a.number, a.name, a.branch or "", a.sales_rep or "", a.code, a.monitor,

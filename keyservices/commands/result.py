@@ -41,12 +41,15 @@ class RunResult:
     alerts: list[StatusAlert] = field(default_factory=list)  # status monitor hits (rendered)
     alert_counts: dict[str, int] = field(default_factory=dict)  # monitor code -> customers hit
     won_lost: dict[str, Any] = field(default_factory=dict)  # per sales rep, see wonlost
+    # values written by earlier runs that stopped before their digest, listed in this one
+    carried: list[Change] = field(default_factory=list)
     exit_code: int = EXIT_OK
 
     def to_dict(self) -> dict[str, Any]:
         # the long lists are converted shallowly: dataclasses.asdict deep-copies every field of
         # every item, which at hundreds of thousands of changes costs seconds and gigabytes
-        long = ("changes", "no_configuration", "no_attribute", "opportunities", "alerts")
+        long = ("changes", "no_configuration", "no_attribute", "opportunities", "alerts",
+                "carried")
         data = dataclasses.asdict(dataclasses.replace(self, **{k: [] for k in long}))
         for key in long:
             data[key] = _rows(getattr(self, key))

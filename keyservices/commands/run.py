@@ -14,30 +14,36 @@ from typing import Any
 from .. import night
 from ..calls import lifecycle, wonlost
 from ..config import Config
-from ..engine.diff import guard_message, penetration, plan_changes
+from ..engine.classify import Classification
+from ..engine.diff import (attribute_is_foreign, guard_message, guarded, ownership_message,
+                           penetration, plan_changes, set_aside_foreign)
 from ..erp import display_url
 from ..erp.writeback import apply_changes, reconcile
-from ..errors import EXIT_GUARD, GuardTripped, KeyservicesError
-from ..model import Counts
+from ..errors import EXIT_GUARD, GuardTripped, KeyservicesError, SchemaError
+from ..model import Counts, Facts
 from ..progress import Reporter, Timings, gc_paused, step
 from ..rules import RuleSet
 from ..state import StateStore, run_lock
-from .deliver import alert_failure, digest_and_send
+from .deliver import alert_failure, digest_and_send, preflight
+from .guard import is_baseline
 from .result import RunResult
 
 log = logging.getLogger("keyservices")
 
 
-def run(config: Config, *, dry_run: bool = False, force: bool = False, send: bool = True,
-        as_of: dt.date | None = None, reporter: Reporter | None = None) -> RunResult:
+def run(config: Config, *, dry_run: bool = False, force: bool = False, new_erp: bool = False,
+        send: bool = True, as_of: dt.date | None = None,
+        reporter: Reporter | None = None) -> RunResult:
     """The nightly job: read facts, classify, diff, write changed values, render and send the digest.
 
-    ``dry_run`` computes the plan and writes nothing anywhere (ERP, state store, outbox). A run
-    that fails (exit 1-4) queues a short failure alert for the admins and sends it if it can.
+    ``dry_run`` computes the plan, the guard and the ownership check exactly as a live run would,
+    and writes nothing anywhere (ERP, state store, outbox). ``force`` overrides the change guard;
+    ``new_erp`` says the configured ERP is a new one for this state store (its first run is a
+    baseline). A run that fails (exit 1-4) queues a short failure alert for the admins.
     """
     try:
-        return _run(config, dry_run=dry_run, force=force, send=send, as_of=as_of,
-                    reporter=reporter)
+        return _run(config, dry_run=dry_run, force=force, new_erp=new_erp, send=send,
+                    as_of=as_of, reporter=reporter)
     except KeyservicesError as exc:
         if not dry_run and exc.exit_code in (1, 2, 3, 4):
             alert_failure(config, exc, exc.exit_code)
@@ -48,115 +54,178 @@ def run(config: Config, *, dry_run: bool = False, force: bool = False, send: boo
         raise
 
 
-def _run(config: Config, *, dry_run: bool, force: bool, send: bool, as_of: dt.date | None,
-         reporter: Reporter | None) -> RunResult:
+def _run(config: Config, *, dry_run: bool, force: bool, new_erp: bool, send: bool,
+         as_of: dt.date | None, reporter: Reporter | None) -> RunResult:
     as_of = as_of or dt.date.today()
-    rules = night.rules_for(config)  # validated completely before the database is touched
-    erp_name = display_url(config.erp.url)
+    # everything that can be checked without the ERP is checked before it is touched
+    rules = night.rules_for(config)
+    preflight(config, rules)
+    if not rules.property.upper().startswith("Z"):
+        log.warning("the property %s does not start with Z: e-automate's custom properties for "
+                    "dealer processes conventionally do; make sure it is the one keyservices "
+                    "owns", rules.property)
     if dry_run:
-        return _compute(config, rules, as_of, run_id=None, baseline=False, dry_run=True,
-                        reporter=reporter)
-    with run_lock(config.state.dir):
-        state = StateStore(config.state_url)
+        reader = StateStore.reader(config.state_url)
         try:
-            abandoned = state.unfinished_runs()
-            if abandoned:
-                log.warning("run(s) %s did not finish (the process ended); marking them failed",
-                            ", ".join(map(str, abandoned)))
-                state.mark_abandoned(abandoned)
-            # the first live run is a baseline; a test-mode run always shows what it would change
-            baseline = config.mode == "live" and not state.has_live_run(erp_name, rules.property)
-            run_id = state.begin_run(as_of=as_of, erp=erp_name, prop=rules.property,
-                                     mode=config.mode, baseline=baseline)
-            try:
-                result = _compute(config, rules, as_of, run_id=run_id, baseline=baseline,
-                                  dry_run=False, force=force, state=state, reporter=reporter,
-                                  reconcile_pending=bool(abandoned))
-                if config.mode == "live" and not result.guard_message:
-                    result.won_lost = _won_lost(state, rules, as_of)
-                result = digest_and_send(config, rules, result, send=send, reporter=reporter)
-            except KeyservicesError as exc:
-                state.finish_run(run_id, status="failed", exit_code=exc.exit_code,
-                                 message=str(exc))
-                raise
-            except Exception as exc:
-                state.finish_run(run_id, status="failed", exit_code=1,
-                                 message=f"{type(exc).__name__}: {exc}")
-                raise
-            status = "guard" if result.guard_message else "done"
-            state.finish_run(run_id, status=status, exit_code=result.exit_code,
-                             message=result.guard_message or result.delivery_error,
-                             counts=result.counts.as_dict(), timings=result.timings,
-                             statements=result.statements)
+            with gc_paused(), night.open_erp(config, rules) as erp:
+                baseline = _baseline(config, rules, erp, reader, new_erp=new_erp, force=force)
+                return _compute(config, rules, erp, as_of, run_id=None, baseline=baseline,
+                                dry_run=True, force=force, state=reader, reporter=reporter)
+        finally:
+            if reader is not None:
+                reader.close()
+    with run_lock(config.state.dir):
+        state = StateStore(config.state_url)  # its schema is checked here, before the ERP
+        try:
+            return _live(config, rules, state, as_of, force=force, new_erp=new_erp, send=send,
+                         reporter=reporter)
         finally:
             state.close()
+
+
+def _live(config: Config, rules: RuleSet, state: StateStore, as_of: dt.date, *, force: bool,
+          new_erp: bool, send: bool, reporter: Reporter | None) -> RunResult:
+    """A live or test-mode run under the lock: the run record wraps everything after it."""
+    abandoned = state.unfinished_runs()
+    if abandoned:
+        log.warning("run(s) %s did not finish (the process ended); marking them failed",
+                    ", ".join(map(str, abandoned)))
+        state.mark_abandoned(abandoned)
+    run_id: int | None = None
+    try:
+        with gc_paused(), night.open_erp(config, rules) as erp:
+            baseline = _baseline(config, rules, erp, state, new_erp=new_erp, force=force)
+            run_id = state.begin_run(as_of=as_of, erp=display_url(config.erp.url),
+                                     prop=rules.property, mode=config.mode, baseline=baseline,
+                                     erp_id=erp.identity())
+            if state.has_pending():  # any earlier run's unsettled audit, whatever its status
+                settled = reconcile(erp.engine, erp.tables, erp.attribute_id(), state)
+                log.warning("settled the audit of earlier unfinished writes against the ERP: "
+                            "%s", settled)
+            result = _compute(config, rules, erp, as_of, run_id=run_id, baseline=baseline,
+                              dry_run=False, force=force, state=state, reporter=reporter)
+        if config.mode == "live" and not result.guard_message:
+            result.won_lost = _won_lost(state, rules, as_of)
+        result.carried = state.unreported(rules.property, before_run=run_id)
+        if result.carried:
+            runs = sorted({c.carried_from for c in result.carried if c.carried_from})
+            result.notes.append(
+                f"{len(result.carried)} value(s) written by run(s) {', '.join(map(str, runs))}, "
+                "which stopped before their digest, are listed here, marked as carried over")
+        result = digest_and_send(config, rules, result, send=send, reporter=reporter)
+        state.mark_reported([run_id, *(c.carried_from for c in result.carried if c.carried_from)])
+    except KeyservicesError as exc:
+        if run_id is not None:
+            state.finish_run(run_id, status="failed", exit_code=exc.exit_code, message=str(exc))
+        raise
+    except Exception as exc:
+        if run_id is not None:
+            state.finish_run(run_id, status="failed", exit_code=1,
+                             message=f"{type(exc).__name__}: {exc}")
+        raise
+    status = "guard" if result.guard_message else "done"
+    state.finish_run(run_id, status=status, exit_code=result.exit_code,
+                     message=result.guard_message or result.delivery_error,
+                     counts=result.counts.as_dict(), timings=result.timings,
+                     statements=result.statements)
     if result.guard_message:
         raise GuardTripped(result.guard_message, result)
     return result
 
-def _compute(config: Config, rules: RuleSet, as_of: dt.date, *, run_id: int | None,
-             baseline: bool, dry_run: bool, force: bool = False,
-             state: StateStore | None = None, reporter: Reporter | None = None,
-             reconcile_pending: bool = False) -> RunResult:
-    """The night (``night.compute``), then the plan, the guard, the life cycle and the writes."""
+
+def _baseline(config: Config, rules: RuleSet, erp: night.Erp, state: StateStore | None, *,
+              new_erp: bool, force: bool) -> bool:
+    """Whether tonight is a baseline (a live run only; a test-mode run writes nothing)."""
+    if config.mode != "live":
+        return False
+    return is_baseline(state.live_history() if state is not None else [],
+                       identity=erp.identity(), display=display_url(config.erp.url),
+                       prop=rules.property, new_erp=new_erp, force=force)
+
+
+def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
+             run_id: int | None, baseline: bool, dry_run: bool, force: bool,
+             state: StateStore | None, reporter: Reporter | None) -> RunResult:
+    """The night (``night.compute``), then the plan, the ownership check, the guard, the writes
+    and, only after a clean live write, the opportunity life cycle."""
     timings = Timings()
-    with gc_paused(), night.open_erp(config, rules) as erp:
-        if reconcile_pending and state is not None:
-            settled = reconcile(erp.engine, erp.tables, erp.attribute_id(), state)
-            log.warning("settled the audit of the unfinished run(s) against the ERP: %s", settled)
-        tonight = night.compute(config, as_of, erp=erp, reporter=reporter, timings=timings)
-        facts, classification = tonight.facts, tonight.classification
-        assert tonight.calls is not None and tonight.values is not None
-        with step(reporter, timings, "plan changes",
-                  total=len(classification.services)) as advance:
-            plan = plan_changes(facts, classification, rules)
-            wonlost.fill_annual_values(plan.changes, classification, facts, tonight.values)
-            advance(len(classification.services))
-        counts = Counts(read=len(facts.customers), classified=len(classification.services),
-                        changed=len(plan.changes), unchanged=plan.unchanged,
-                        no_configuration=len(plan.no_configuration),
-                        no_attribute=len(plan.no_attribute), inactive=classification.inactive,
-                        prospects=classification.prospects,
-                        locations_rolled_up=classification.locations_rolled_up)
-        guard = None if (force or baseline or config.mode == "test") else guard_message(
-            len(plan.changes), plan.in_scope, config.write.max_changes,
-            config.write.max_changes_percent)
-        found = tonight.calls.opportunities
-        lifecycle_counts: dict[str, int] = {}
-        if rules.opportunities is not None and state is not None:
-            # tracked across nights: upserted, won when the service appears, closed when the
-            # condition clears; snoozed and dismissed ones are kept but not listed
-            with step(reporter, timings, "opportunity life cycle") as advance:
-                tracked = lifecycle.advance(state.load_opportunities(), found,
-                                            classification.services, as_of)
-                state.save_opportunities(tracked.records)
-                found, lifecycle_counts = tracked.visible, dict(tracked.counts)
-                advance(len(found))
-        result = RunResult(
-            run_id=run_id, as_of=as_of, mode=config.mode, dry_run=dry_run, baseline=baseline,
-            counts=counts, changes=plan.changes, no_configuration=plan.no_configuration,
-            no_attribute=plan.no_attribute, services=penetration(classification, rules),
-            statements=tonight.statements, timings=timings, guard_message=guard,
-            opportunities=found, opportunity_counts=lifecycle_counts,
-            alerts=tonight.calls.alerts, alert_counts=tonight.calls.alert_counts,
-            notes=list(tonight.calls.notes))
-        if guard:
-            result.exit_code = EXIT_GUARD
-        elif not dry_run and config.mode == "live" and plan.changes:
-            assert state is not None and run_id is not None
-            report = apply_changes(erp.engine, erp.tables, tonight.attribute_id, plan.changes,
-                                   state=state, run_id=run_id,
-                                   chunk_size=config.write.chunk_size, reporter=reporter,
-                                   timings=timings)
-            counts.written = len(report.applied)
-            counts.conflicts = len(report.conflicts)
-            if report.conflicts:
-                edited = [c.number for c in plan.changes if c.status == "conflict"]
-                result.notes.append(
-                    f"{len(edited)} value(s) were edited in e-automate while this run worked "
-                    f"and were left as they are (the next run looks again): "
-                    f"{', '.join(edited[:20])}{' ...' if len(edited) > 20 else ''}")
+    tonight = night.compute(config, as_of, erp=erp, reporter=reporter, timings=timings)
+    facts, classification = tonight.facts, tonight.classification
+    assert tonight.calls is not None and tonight.values is not None
+    with step(reporter, timings, "plan changes", total=len(classification.services)) as advance:
+        plan = plan_changes(facts, classification, rules)
+        wonlost.fill_annual_values(plan.changes, classification, facts, tonight.values)
+        advance(len(classification.services))
+    # never overwrite data the tool does not own, whatever --force says
+    aside = set_aside_foreign(
+        plan, rules, state.written_values(rules.property) if state is not None else ())
+    if aside and attribute_is_foreign(len(aside), _non_empty(facts, classification)):
+        raise SchemaError(ownership_message(rules.property, aside))
+    counts = Counts(read=len(facts.customers), classified=len(classification.services),
+                    changed=len(plan.changes), unchanged=plan.unchanged,
+                    no_configuration=len(plan.no_configuration),
+                    no_attribute=len(plan.no_attribute), inactive=classification.inactive,
+                    prospects=classification.prospects,
+                    locations_rolled_up=classification.locations_rolled_up)
+    guard = None if (force or config.mode == "test") else guard_message(
+        guarded(plan.changes, baseline=baseline), plan.in_scope, config.write.max_changes,
+        config.write.max_changes_percent, baseline=baseline)
+    found = tonight.calls.opportunities
+    lifecycle_counts: dict[str, int] = {}
+    tracked = None
+    if rules.opportunities is not None and state is not None:
+        # tracked across nights: upserted, won when the service appears, closed when the
+        # condition clears; snoozed and dismissed ones are kept but not listed
+        tracked = lifecycle.advance(state.load_opportunities(), found, classification.services,
+                                    as_of)
+        found, lifecycle_counts = tracked.visible, dict(tracked.counts)
+    result = RunResult(
+        run_id=run_id, as_of=as_of, mode=config.mode, dry_run=dry_run, baseline=baseline,
+        counts=counts, changes=plan.changes, no_configuration=plan.no_configuration,
+        no_attribute=plan.no_attribute, services=penetration(classification, rules),
+        statements=tonight.statements, timings=timings, guard_message=guard,
+        opportunities=found, opportunity_counts=lifecycle_counts, alerts=tonight.calls.alerts,
+        alert_counts=tonight.calls.alert_counts, notes=list(tonight.calls.notes))
+    if aside:
+        result.notes.append(
+            f"{len(aside)} value(s) of {rules.property} were not written by keyservices and "
+            "were left as they are (clear them in e-automate to let keyservices fill them): "
+            + ", ".join(f"{c.number} ({(c.before or '')[:30]!r})" for c in aside[:20])
+            + (" ..." if len(aside) > 20 else ""))
+    if not rules.property.upper().startswith("Z"):
+        result.notes.append(f"The property {rules.property} does not start with Z, as "
+                            "e-automate's custom properties for dealer processes do: make sure "
+                            "it is the attribute keyservices owns.")
+    if guard:
+        result.exit_code = EXIT_GUARD
+        return result
+    live = not dry_run and config.mode == "live"
+    if live and plan.changes:
+        assert state is not None and run_id is not None
+        report = apply_changes(erp.engine, erp.tables, tonight.attribute_id, plan.changes,
+                               state=state, run_id=run_id, chunk_size=config.write.chunk_size,
+                               reporter=reporter, timings=timings)
+        counts.written = len(report.applied)
+        counts.conflicts = len(report.conflicts)
+        if report.conflicts:
+            edited = [c.number for c in plan.changes if c.status == "conflict"]
+            result.notes.append(
+                f"{len(edited)} value(s) were edited in e-automate while this run worked "
+                f"and were left as they are (the next run looks again): "
+                f"{', '.join(edited[:20])}{' ...' if len(edited) > 20 else ''}")
+    if live and tracked is not None:
+        assert state is not None
+        with step(reporter, timings, "opportunity life cycle") as advance:
+            state.save_opportunities(tracked.records)
+            advance(len(tracked.records))
     return result
+
+
+def _non_empty(facts: Facts, classification: Classification) -> int:
+    """In-scope customers whose value row holds something (what ownership is judged against)."""
+    customers = facts.customers
+    return sum(1 for cid in classification.services
+               if customers[cid].has_value_row and (customers[cid].current_value or "").strip())
 
 
 def _won_lost(state: StateStore, rules: RuleSet, as_of: dt.date) -> dict[str, Any]:

@@ -342,20 +342,21 @@ def _flush(conn: sa.Connection, md: MetaData, gen: _Generator, force: bool = Fal
 def _sqlite_insert(conn: sa.Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """Bulk insert through the driver with positional tuples: SQLAlchemy's per-row parameter
     processing is most of the build time at scale. Values are stored exactly as SQLAlchemy
-    stores them (datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff', booleans as 0/1), column defaults
-    included, so the data and the queries over it are the same either way."""
+    stores them (datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff', dates as 'YYYY-MM-DD', booleans as
+    0/1), column defaults included, so the data and the queries over it are the same either way."""
     columns = list(table.columns)
     defaults = {c.name: c.default.arg for c in columns
                 if c.default is not None and c.default.is_scalar}
+    plain = {c.name for c in columns if isinstance(c.type, sa.Date)}  # 'YYYY-MM-DD' text
 
-    def value(v: Any) -> Any:
+    def value(v: Any, name: str) -> Any:
         if isinstance(v, dt.datetime):
-            return v.isoformat(" ", "microseconds")
+            return v.date().isoformat() if name in plain else v.isoformat(" ", "microseconds")
         if isinstance(v, bool):
             return int(v)
         return v
 
-    data = [tuple(value(r[c.name]) if c.name in r else value(defaults.get(c.name))
+    data = [tuple(value(r[c.name] if c.name in r else defaults.get(c.name), c.name)
                   for c in columns) for r in rows]
     sql = (f'INSERT INTO "{table.name}" ({", ".join(f"{chr(34)}{c.name}{chr(34)}" for c in columns)}) '
            f'VALUES ({", ".join("?" for _ in columns)})')
@@ -363,9 +364,10 @@ def _sqlite_insert(conn: sa.Connection, table: Table, rows: list[dict[str, Any]]
 
 
 def populate(engine: sa.Engine, *, customers: int, seed: int = 42, as_of: dt.date,
-             schema: str | None = None) -> DemoSummary:
-    """Create the tables and load a deterministic dealer (streamed in batches)."""
-    md = build_metadata(schema)
+             schema: str | None = None, plain_dates: bool = False) -> DemoSummary:
+    """Create the tables and load a deterministic dealer (streamed in batches); ``plain_dates``
+    stores dates without a time (``build_metadata``), the data being otherwise the same."""
+    md = build_metadata(schema, plain_dates=plain_dates)
     gen = _Generator(customers=customers, seed=seed, as_of=as_of)
     with engine.begin() as conn:
         if engine.dialect.name == "sqlite":
@@ -382,8 +384,10 @@ def populate(engine: sa.Engine, *, customers: int, seed: int = 42, as_of: dt.dat
 
 
 def build_demo_db(path: Path, *, customers: int, seed: int = 42, as_of: dt.date,
-                  overwrite: bool = False) -> DemoSummary:
-    """A demo SQLite ERP file; refuses to replace an existing file unless ``overwrite``."""
+                  overwrite: bool = False, plain_dates: bool = False) -> DemoSummary:
+    """A demo SQLite ERP file; refuses to replace an existing file unless ``overwrite``.
+
+    ``plain_dates`` stores every date as 'YYYY-MM-DD' text instead of a date and time."""
     path = Path(path)
     if path.exists():
         if not overwrite:
@@ -393,16 +397,17 @@ def build_demo_db(path: Path, *, customers: int, seed: int = 42, as_of: dt.date,
     path.parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(f"sqlite:///{path.as_posix()}")
     try:
-        return populate(engine, customers=customers, seed=seed, as_of=as_of)
+        return populate(engine, customers=customers, seed=seed, as_of=as_of,
+                        plain_dates=plain_dates)
     finally:
         engine.dispose()
 
 
 def simulate_next_day(engine: sa.Engine, *, day: dt.date, seed: int = 43,
-                      schema: str | None = None) -> NextDaySummary:
+                      schema: str | None = None, plain_dates: bool = False) -> NextDaySummary:
     """A plausible day in the ERP between two nightly runs: contracts end and start, machines
     are removed, new revenue and sales arrive. (The ERP's own writes, not the tool's.)"""
-    md = build_metadata(schema)
+    md = build_metadata(schema, plain_dates=plain_dates)
     key = (md.schema + ".") if md.schema else ""
     t = {name[len(key):]: tbl for name, tbl in md.tables.items()}
     rng = random.Random(seed)

@@ -10,6 +10,7 @@ from sqlalchemy import (
     CHAR,
     Boolean,
     Column,
+    Date,
     DateTime,
     Index,
     Integer,
@@ -116,21 +117,26 @@ def name_prefix(name: str) -> str:
     return "".join(letters[:3]).ljust(3, "X")
 
 
-def _audit() -> list[Column]:
+def _audit(when: type[DateTime] | type[Date]) -> list[Column]:
     return [Column("Locks", Integer, nullable=False, default=0),
             Column("CreatorID", CHAR(8), nullable=False, default="DEMO"),
             Column("UpdatorID", CHAR(8), nullable=False, default="DEMO"),
-            Column("CreateDate", DateTime, nullable=False, default=dt.datetime(2015, 1, 1)),
-            Column("LastUpdate", DateTime, nullable=False, default=dt.datetime(2015, 1, 1))]
+            Column("CreateDate", when, nullable=False, default=dt.datetime(2015, 1, 1)),
+            Column("LastUpdate", when, nullable=False, default=dt.datetime(2015, 1, 1))]
 
 
 def _money(name: str, nullable: bool = False) -> Column:
     return Column(name, Numeric(19, 4, asdecimal=False), nullable=nullable, default=0)
 
 
-def build_metadata(schema: str | None = None) -> MetaData:
-    """The demo's e-automate tables (``schema`` is ``dbo`` on PostgreSQL/SQL Server tests)."""
+def build_metadata(schema: str | None = None, *, plain_dates: bool = False) -> MetaData:
+    """The demo's e-automate tables (``schema`` is ``dbo`` on PostgreSQL/SQL Server tests).
+
+    ``plain_dates`` declares every date column as a date instead of a date and time: SQLite then
+    stores 'YYYY-MM-DD' text (as many exports and hand-made databases do), PostgreSQL ``date``.
+    """
     md = MetaData(schema=schema)
+    when = Date if plain_dates else DateTime
     Table("ARCustomerTypes", md, Column("CustomerTypeID", Integer, primary_key=True),
           Column("CustomerType", String(32), nullable=False), Column("Description", String(64)),
           Column("Active", Boolean, nullable=False, default=True))
@@ -154,7 +160,7 @@ def build_metadata(schema: str | None = None) -> MetaData:
           Column("City", String(64)), Column("State", String(32)), Column("Zip", String(16)),
           Column("DecisionContactID", Integer), Column("ShTrackingConfigID", Integer),
           Column("InheritParentCustomPrices", Boolean, nullable=False, default=False),
-          Column("ShowInAllBranches", Boolean, nullable=False, default=False), *_audit())
+          Column("ShowInAllBranches", Boolean, nullable=False, default=False), *_audit(when))
     Table("CMContacts", md, Column("ContactID", Integer, primary_key=True),
           Column("CustomerID", Integer, nullable=False), Column("ContactNumber", String(15)),
           Column("FirstName", String(15)), Column("LastName", String(20)),
@@ -175,8 +181,8 @@ def build_metadata(schema: str | None = None) -> MetaData:
           Column("EquipmentNumber", String(32), nullable=False, default=""),
           Column("SerialNumber", String(30)), Column("CustomerID", Integer, nullable=False),
           Column("LocationID", Integer), Column("ModelID", Integer, nullable=False),
-          Column("InstallDate", DateTime), Column("Active", Boolean, nullable=False, default=True),
-          *_audit())
+          Column("InstallDate", when), Column("Active", Boolean, nullable=False, default=True),
+          *_audit(when))
     Table("SCContractCodes", md, Column("ContractCodeID", Integer, primary_key=True),
           Column("ContractCode", String(15), nullable=False), Column("Description", String(64)))
     Table("SCContractStatuses", md, Column("ContractStatusID", Integer, primary_key=True),
@@ -189,26 +195,26 @@ def build_metadata(schema: str | None = None) -> MetaData:
           Column("CustomerID", Integer, nullable=False), Column("BillToID", Integer, nullable=False),
           Column("ContractCodeID", Integer, nullable=False),
           Column("BillCodeID", Integer, nullable=False),
-          Column("StartDate", DateTime, nullable=False), Column("ExpDate", DateTime),
-          Column("ExpDateInitial", DateTime), Column("Active", Boolean, nullable=False, default=True),
+          Column("StartDate", when, nullable=False), Column("ExpDate", when),
+          Column("ExpDateInitial", when), Column("Active", Boolean, nullable=False, default=True),
           Column("ContractStatusID", Integer, nullable=False, default=1),
           Column("Bill", Boolean, nullable=False, default=True),
           Column("Accrual", Boolean, nullable=False, default=False), _money("BaseRate"),
           Column("SalesRepID", Integer), Column("BranchID", Integer, nullable=False, default=1),
-          Column("ShTrackingConfigID", Integer), *_audit())
+          Column("ShTrackingConfigID", Integer), *_audit(when))
     Table("SCContractDetails", md, Column("ContractDetailID", Integer, primary_key=True),
           Column("ContractID", Integer, nullable=False), Column("EquipmentID", Integer),
-          Column("LocationID", Integer), Column("StartDate", DateTime), Column("EndDate", DateTime))
+          Column("LocationID", Integer), Column("StartDate", when), Column("EndDate", when))
     Table("GLAccounts", md, Column("GLID", Integer, primary_key=True),
           Column("AccountNumber", String(32), nullable=False),
           Column("AccountName", String(64), nullable=False))
     Table("GLDetail", md, Column("GLDetailID", Integer, primary_key=True),
           Column("GLID", Integer, nullable=False), Column("CustomerID", Integer),
-          Column("BranchID", Integer), Column("TransactionDate", DateTime, nullable=False),
+          Column("BranchID", Integer), Column("TransactionDate", when, nullable=False),
           Column("TransactionType", String(32)), _money("Amount"), Column("Description", String(64)))
     Table("ARInvoices", md, Column("InvoiceID", Integer, primary_key=True),
           Column("InvoiceNumber", String(15), nullable=False, default=""),
-          Column("CustomerID", Integer, nullable=False), Column("InvoiceDate", DateTime,
+          Column("CustomerID", Integer, nullable=False), Column("InvoiceDate", when,
                                                                 nullable=False),
           Column("InvoiceType", CHAR(2)), Column("IsVoid", Boolean, nullable=False, default=False),
           _money("Total"))
@@ -228,7 +234,7 @@ def build_metadata(schema: str | None = None) -> MetaData:
           Column("ShAttributeID", Integer, nullable=False), Column("IDVal", Integer),
           Column("TextVal", String(1024)), Column("Required", Boolean, nullable=False, default=False),
           Column("CreatorID", CHAR(8), nullable=False, default="DEMO"),
-          Column("CreateDate", DateTime, nullable=False, default=dt.datetime(2015, 1, 1)))
+          Column("CreateDate", when, nullable=False, default=dt.datetime(2015, 1, 1)))
     Table("CMContactCustomProperties", md,  # empty in the demo ([INF]: profile.py)
           Column("ContactCustomPropertyID", Integer, primary_key=True),
           Column("ContactID", Integer, nullable=False),
@@ -236,7 +242,7 @@ def build_metadata(schema: str | None = None) -> MetaData:
           Column("TextVal", String(1024)),
           Column("Required", Boolean, nullable=False, default=False),
           Column("CreatorID", CHAR(8), nullable=False, default="DEMO"),
-          Column("CreateDate", DateTime, nullable=False, default=dt.datetime(2015, 1, 1)))
+          Column("CreateDate", when, nullable=False, default=dt.datetime(2015, 1, 1)))
     return md
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from ..errors import MissingExtra, SchemaError, SourceUnavailable
-from .profile import merged_profile
+from ..credentials import mask_url
+from ..errors import ConfigError, KeyservicesError, MissingExtra, SchemaError, SourceUnavailable
+from .profile import ENRICHMENTS, merged_profile
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,11 @@ class ErpTables:
                  schema: str | None = None,
                  extra_columns: dict[str, list[str]] | None = None) -> None:
         self.profile = merged_profile(profile_overrides)
+        self.renamed = frozenset(name for name, o in (profile_overrides or {}).items()
+                                 if o.get("table"))
+        # enrichment tables found missing in this database (``shapes.prepare``): left out of the
+        # statements, their values blank
+        self.missing: set[str] = set()
         self.schema = schema
         self.metadata = sa.MetaData(schema=schema)
         self._tables: dict[str, sa.Table] = {}
@@ -74,6 +81,18 @@ class ErpTables:
     def physical(self, logical: str) -> str:
         return self.profile[logical]["table"]
 
+    def optional(self, logical: str) -> bool:
+        """An enrichment table under its default name: the run goes on without it."""
+        return logical in ENRICHMENTS and logical not in self.renamed
+
+    def logical_of(self, table: sa.FromClause) -> str | None:
+        """The logical name of one of these tables (or of an alias of one)."""
+        base = getattr(table, "element", table)
+        for logical, mine in self._tables.items():
+            if mine is base:
+                return logical
+        return None
+
 
 @dataclass
 class StatementCounter:
@@ -86,15 +105,33 @@ class StatementCounter:
 
 
 def display_url(url: str | URL) -> str:
-    """The URL with any password masked, safe for logs and messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<invalid URL>"
+    """The URL with any password masked (user part, query, ODBC string): safe for logs, messages
+    and the state store, which records the ERP by it."""
+    return mask_url(url)
 
 
-def connect(url: str, *, password: str | None = None, connect_timeout: int = 15) -> Engine:
-    """Create an engine for the ERP; a missing driver or extra gives an install hint, not a trace."""
+# erp.read_isolation -> SQL Server's name for it
+ISOLATION_LEVELS: dict[str, str] = {"read_committed": "READ COMMITTED", "snapshot": "SNAPSHOT",
+                                    "read_uncommitted": "READ UNCOMMITTED"}
+
+
+def session_settings(read_isolation: str = "read_committed",
+                     lock_timeout_seconds: int = 60) -> list[str]:
+    """What every new SQL Server connection runs first, in order (``check --show-sql`` prints it):
+    a lock wait longer than the timeout fails the statement (error 1222) instead of hanging the
+    night behind e-automate's posting, and reads run at the configured isolation level."""
+    return [f"SET LOCK_TIMEOUT {int(lock_timeout_seconds) * 1000}",
+            f"SET TRANSACTION ISOLATION LEVEL {ISOLATION_LEVELS[read_isolation]}"]
+
+
+def connect(url: str, *, password: str | None = None, connect_timeout: int = 15,
+            read_isolation: str = "read_committed", lock_timeout_seconds: int = 60) -> Engine:
+    """Create an engine for the ERP; a missing driver or extra gives an install hint, not a trace.
+
+    On SQL Server every new connection gets ``session_settings`` (lock timeout, isolation level)
+    and pyodbc sends each write chunk as one batch (``fast_executemany``); on SQLite and
+    PostgreSQL the two settings do nothing.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -103,24 +140,42 @@ def connect(url: str, *, password: str | None = None, connect_timeout: int = 15)
         parsed = parsed.set(password=password)
     backend = parsed.get_backend_name()
     connect_args: dict[str, Any] = {}
+    options: dict[str, Any] = {}
     if backend == "mssql":
-        _require("pyodbc", "keyservices[mssql]",
-                 "and an ODBC driver (unixODBC with FreeTDS or Microsoft's msodbcsql on Linux)")
+        if parsed.get_driver_name() == "pyodbc":
+            _require_pyodbc()
+            options["fast_executemany"] = True
         connect_args["timeout"] = connect_timeout
+        # SQLAlchemy runs SET TRANSACTION ISOLATION LEVEL on each new connection
+        options["isolation_level"] = ISOLATION_LEVELS[read_isolation]
     elif backend == "postgresql":
         connect_args["connect_timeout"] = connect_timeout
     elif backend == "sqlite":
         connect_args["timeout"] = connect_timeout
     try:
-        engine = sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+        engine = sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True, **options)
     except NoSuchModuleError:
         raise MissingExtra(f"no SQLAlchemy dialect for {parsed.drivername!r}: check erp.url") from None
     except ImportError as exc:
         raise MissingExtra(f"the database driver for {parsed.drivername} is not installed "
                            f"({exc.name}); for PostgreSQL: pip install 'keyservices[postgres]'") from None
+    if backend == "mssql":
+        _lock_timeout_on_connect(engine, session_settings(read_isolation, lock_timeout_seconds)[0])
     if backend == "sqlite":
         _guard_sqlite_file(parsed)
     return engine
+
+
+def _lock_timeout_on_connect(engine: Engine, statement: str) -> None:
+    """Run ``SET LOCK_TIMEOUT`` on each new DBAPI connection, before anything else it sends."""
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(statement)
+        finally:
+            cursor.close()
+
+    sa.event.listen(engine, "connect", on_connect, insert=True)
 
 
 def _guard_sqlite_file(url: URL) -> None:
@@ -141,6 +196,26 @@ def _require(module: str, extra: str, more: str = "") -> None:
             f"install it with: pip install '{extra}' {more}".rstrip()) from None
 
 
+_MSODBC = ("Microsoft's ODBC Driver 18 for SQL Server (msodbcsql18: https://learn.microsoft.com/"
+           "sql/connect/odbc/download-odbc-driver-for-sql-server; Debian/Ubuntu: "
+           "ACCEPT_EULA=Y apt-get install msodbcsql18)")
+
+
+def _require_pyodbc() -> None:
+    """pyodbc imports only where unixODBC's libodbc is installed: say which package is missing."""
+    try:
+        importlib.import_module("pyodbc")
+    except ImportError as exc:
+        if "libodbc" not in str(exc):
+            _require("pyodbc", "keyservices[mssql]",
+                     "and an ODBC driver (unixODBC with FreeTDS or Microsoft's msodbcsql on Linux)")
+            return
+        raise MissingExtra(
+            f"pyodbc is installed but the unixODBC library it needs is missing ({exc}); install "
+            f"it (Debian/Ubuntu: apt-get install unixodbc; RHEL: dnf install unixODBC; macOS: "
+            f"brew install unixodbc), then {_MSODBC}") from None
+
+
 def attribute_id(conn: sa.Connection, tables: ErpTables, name: str) -> int:
     """The ShAttributeID of the property; a missing attribute is a setup error (exit 2)."""
     a = tables.attributes
@@ -158,8 +233,12 @@ def attribute_id(conn: sa.Connection, tables: ErpTables, name: str) -> int:
 
 
 def verify_schema(conn: sa.Connection, tables: ErpTables, needed: list[str] | None = None,
-                  unused: set[tuple[str, str]] | None = None) -> list[str]:
-    """Every table and column the profile names must exist; returns the list of problems."""
+                  unused: set[tuple[str, str]] | None = None,
+                  warnings: list[str] | None = None) -> list[str]:
+    """Every table and column the profile names must exist; returns the list of problems.
+
+    A missing enrichment table (``profile.ENRICHMENTS``, under its default name) is not a
+    problem: it is noted in ``warnings`` when given."""
     inspector = sa.inspect(conn)
     problems: list[str] = []
     for logical in needed or list(tables.profile):
@@ -168,6 +247,12 @@ def verify_schema(conn: sa.Connection, tables: ErpTables, needed: list[str] | No
         try:
             cols = {c["name"].lower() for c in inspector.get_columns(name, schema=tables.schema)}
         except sa.exc.NoSuchTableError:
+            if tables.optional(logical):
+                if warnings is not None:
+                    warnings.append(f"table {name} ({logical}) not found: the run goes on "
+                                    f"without it and {ENRICHMENTS[logical]}; if your database "
+                                    f"names it differently, set erp.profile.{logical}.table")
+                continue
             problems.append(f"table {name} ({logical}) not found; if your database names it "
                             f"differently, set erp.profile.{logical}.table in config.yaml")
             continue
@@ -180,8 +265,52 @@ def verify_schema(conn: sa.Connection, tables: ErpTables, needed: list[str] | No
     return problems
 
 
-def wrap_db_error(exc: SQLAlchemyError, url: str) -> SourceUnavailable:
-    """One readable line for a database failure, the password masked."""
+def wrap_db_error(exc: SQLAlchemyError, url: str) -> KeyservicesError:
+    """One readable line for a database failure, the password masked; the SQL Server and ODBC
+    failures an admin can act on say what to do."""
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    return SourceUnavailable(f"database error on {display_url(url)}: {text}")
+    return _known_failure(text, url) or SourceUnavailable(
+        f"database error on {display_url(url)}: {text}")
+
+
+def _known_failure(text: str, url: str) -> KeyservicesError | None:
+    """SQL Server's lock, snapshot and deadlock errors and missing ODBC drivers, explained."""
+    where = display_url(url)
+    if "(1222)" in text or "Lock request time out period exceeded" in text:
+        return SourceUnavailable(
+            f"the ERP database {where} kept a lock longer than erp.lock_timeout_seconds (SQL "
+            f"Server error 1222, Lock request time out period exceeded): e-automate was probably "
+            f"posting. The statement was cancelled and its transaction rolled back; run again "
+            f"later, schedule the run outside posting, raise erp.lock_timeout_seconds or set "
+            f"erp.read_isolation: snapshot (docs/eautomate-setup.md)")
+    if "(3952)" in text or "snapshot isolation is not allowed" in text.lower():
+        try:
+            database = make_url(url).database or "your company database"
+        except ArgumentError:
+            database = "your company database"
+        return ConfigError(
+            f"erp.read_isolation is snapshot but {where} does not allow snapshot isolation (SQL "
+            f"Server error 3952): ask the DBA to run ALTER DATABASE [{database}] "
+            f"SET ALLOW_SNAPSHOT_ISOLATION ON, or set erp.read_isolation: read_committed")
+    if "(3960)" in text:
+        return SourceUnavailable(
+            f"a value being written on {where} was changed by another session at the same moment "
+            f"(SQL Server error 3960, snapshot update conflict): that chunk was rolled back; the "
+            f"next run writes it")
+    if "(1205)" in text:
+        return SourceUnavailable(
+            f"SQL Server chose this run as a deadlock victim on {where} (error 1205): the "
+            f"statement was rolled back; run again")
+    lib = re.search(r"Can't open lib '([^']+)'", text)
+    if lib:
+        return MissingExtra(
+            f"the ODBC driver {lib.group(1)!r} named in erp.url is not installed on this "
+            f"machine: install {_MSODBC}, or set ?driver= in erp.url to an installed one "
+            f"(odbcinst -q -d lists them)")
+    if "Data source name not found" in text or "IM002" in text:
+        return MissingExtra(
+            f"no ODBC driver or data source matches erp.url ({where}): add "
+            f"?driver=ODBC+Driver+18+for+SQL+Server to erp.url and install {_MSODBC} (on "
+            f"Windows, 'ODBC Data Sources' lists the installed drivers)")
+    return None

@@ -30,6 +30,14 @@ class ContactRow(NamedTuple):
 def contact_rows(conn: sa.Connection, tables: ErpTables, only: set[int] | None = None
                   ) -> list[ContactRow]:
     """Every active contact of every customer (of ``only``), in one streamed query."""
+    rows = conn.execute(contacts_statement(tables, only), execution_options={"yield_per": 5000})
+    return [ContactRow(int(cid), int(contact_id), first or "", last or "", email or "",
+                    phone or "", decision)
+            for cid, contact_id, first, last, email, phone, decision in rows]
+
+
+def contacts_statement(tables: ErpTables, only: set[int] | None = None) -> sa.Select:
+    """The statement ``contact_rows`` sends (``check --show-sql`` prints it too)."""
     c, ct = tables.customers, tables.contacts
     stmt = (sa.select(ct.c.customer_id, ct.c.id, ct.c.first_name, ct.c.last_name, ct.c.email,
                       ct.c.phone, c.c.decision_contact_id)
@@ -41,10 +49,7 @@ def contact_rows(conn: sa.Connection, tables: ErpTables, only: set[int] | None =
         # per monitor and branch), integers rendered inline so no parameter limit applies
         stmt = stmt.where(ct.c.customer_id.in_(sa.bindparam(
             "alerted", sorted(int(i) for i in only), expanding=True, literal_execute=True)))
-    rows = conn.execute(stmt, execution_options={"yield_per": 5000})
-    return [ContactRow(int(cid), int(contact_id), first or "", last or "", email or "",
-                    phone or "", decision)
-            for cid, contact_id, first, last, email, phone, decision in rows]
+    return stmt
 
 
 def best_contacts(rows: list[ContactRow], allowed: Callable[[ContactRow], bool] | None = None

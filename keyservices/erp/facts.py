@@ -129,21 +129,27 @@ def read_codes(conn: sa.Connection, tables: ErpTables, needed: set[str]) -> Code
 
     ``categories`` comes back as id -> (code, description); the caller splits it.
     """
-    mc = tables.model_categories
-    cats = {int(i): (code, desc or "") for i, code, desc in
-            conn.execute(sa.select(mc.c.id, mc.c.code, mc.c.description).order_by(mc.c.code))
-            if code}
+    (_, first), *others = code_list_statements(tables, needed)
+    cats = {int(i): (code, desc or "") for i, code, desc in conn.execute(first) if code}
     codes = Codes(categories=cats)  # type: ignore[arg-type]
+    for name, stmt in others:
+        setattr(codes, name, {int(i): c or "" for i, c in conn.execute(stmt)})
+    return codes
+
+
+def code_list_statements(tables: ErpTables, needed: set[str]) -> list[tuple[str, sa.Select]]:
+    """The code-list reads in run order, model categories first (``check --show-sql`` too)."""
+    mc = tables.model_categories
     lists = {"contract_codes": (tables.contract_codes, "code"),
              "bill_codes": (tables.bill_codes, "code"),
              "statuses": (tables.contract_statuses, "code"),
              "accounts": (tables.gl_accounts, "number"),
              "item_categories": (tables.item_categories, "code")}
+    out = [("categories", sa.select(mc.c.id, mc.c.code, mc.c.description).order_by(mc.c.code))]
     for name in sorted(needed):
         table, column = lists[name]
-        setattr(codes, name, {int(i): c or "" for i, c in
-                              conn.execute(sa.select(table.c.id, table.c[column]))})
-    return codes
+        out.append((name, sa.select(table.c.id, table.c[column])))
+    return out
 
 
 def read_metrics(conn: sa.Connection, tables: ErpTables, compiled: Compiled, as_of: dt.date,

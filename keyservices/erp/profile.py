@@ -160,6 +160,16 @@ DEFAULT_PROFILE: dict[str, dict[str, Any]] = {
 }
 
 
+# Enrichment tables: what they add is shown (digest, report, monitor texts), never classified.
+# A database without one still runs, the value left blank; ``check`` warns. A table the config
+# renames (erp.profile.<name>.table) must exist: a missing one is then a typo.
+ENRICHMENTS: dict[str, str] = {
+    "branches": "branches are shown blank",
+    "sales_reps": "sales reps are shown blank",
+    "customer_types": "industries are blank (industry: source: customer_type)",
+}
+
+
 def merged_profile(overrides: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
     """The default profile with the config's overrides applied (already validated by config)."""
     profile = copy.deepcopy(DEFAULT_PROFILE)

@@ -33,8 +33,7 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
     (integers read from the ERP's own code tables), which keeps SQL Server's 2,100-parameter limit
     out of reach and the statement text stable from night to night.
     """
-    day = dt.datetime.combine(as_of, dt.time())
-    until = day + dt.timedelta(days=1)
+    day, until = _bounds(as_of)
     names = itertools.count()
     out: dict[str, tuple[sa.Select, list[int]]] = {}
     mc, m = tables.model_categories, tables.models  # noqa: F841 - mc kept for symmetry
@@ -52,7 +51,7 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
             horizon = day + dt.timedelta(days=f.ids[0])
             return sa.and_(col_for["exp_date"].is_not(None),
                            col_for["exp_date"] < sa.bindparam(f"horizon{next(names)}", horizon,
-                                                              type_=sa.DateTime))
+                                                              type_=sa.Date))
         if f.globs:
             text = sa.func.upper(sa.func.coalesce(col_for[f.column], ""))
             return sa.or_(*[text.like(_like(g.upper()), escape="\\") for g in f.globs])
@@ -101,9 +100,9 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
                             for i, c in zip(kinds["contracts"], cols)])
                 .where(k.c.customer_id.is_not(None), k.c.contract_code_id.is_not(None),
                        k.c.active == sa.true(),
-                       k.c.start_date < sa.bindparam("until", until, type_=sa.DateTime),
+                       k.c.start_date < sa.bindparam("until", until, type_=sa.Date),
                        sa.or_(k.c.exp_date.is_(None),
-                              k.c.exp_date >= sa.bindparam("day", day, type_=sa.DateTime)))
+                              k.c.exp_date >= sa.bindparam("day", day, type_=sa.Date)))
                 .group_by(k.c.customer_id))
         out["contracts"] = (stmt, kinds["contracts"])
     if kinds["gl"]:
@@ -117,7 +116,7 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
                 .where(g.c.customer_id.is_not(None),
                        ids_in(g.c.account_id, union(cols, "account_id")),
                        g.c.date >= _since(day, longest, "gl_since"),
-                       g.c.date < sa.bindparam("gl_until", until, type_=sa.DateTime))
+                       g.c.date < sa.bindparam("gl_until", until, type_=sa.Date))
                 .group_by(g.c.customer_id))
         out["gl"] = (stmt, kinds["gl"])
     if kinds["items_sold"]:
@@ -139,7 +138,7 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
                        sa.or_(i.c.void.is_(None), i.c.void == sa.false()),
                        ids_in(m.c.category_id, union(cols, "category_id")),
                        i.c.date >= _since(day, longest, "items_since"),
-                       i.c.date < sa.bindparam("items_until", until, type_=sa.DateTime))
+                       i.c.date < sa.bindparam("items_until", until, type_=sa.Date))
                 .group_by(i.c.customer_id))
         out["items_sold"] = (stmt, kinds["items_sold"])
     if kinds["invoices"]:
@@ -152,7 +151,7 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
                 .where(i.c.customer_id.is_not(None),
                        sa.or_(i.c.void.is_(None), i.c.void == sa.false()),
                        i.c.date >= _since(day, longest, "invoices_since"),
-                       i.c.date < sa.bindparam("invoices_until", until, type_=sa.DateTime))
+                       i.c.date < sa.bindparam("invoices_until", until, type_=sa.Date))
                 .group_by(i.c.customer_id))
         out["invoices"] = (stmt, kinds["invoices"])
     return out
@@ -164,26 +163,36 @@ def _like(glob: str) -> str:
 
 
 def customers_query(tables: ErpTables, rules: RuleSet, attr_id: int) -> sa.Select:
-    """Customers with parent, industry, rep, branch, configuration and the current value."""
+    """Customers with parent, industry, rep, branch, configuration and the current value.
+
+    An enrichment table missing from the database (``tables.missing``) is left out: its value
+    is NULL (shown blank)."""
     c, cp = tables.customers, tables.custom_properties
-    rep, br = tables.sales_reps, tables.branches
     value = cp.alias("value")
     industry, joins = _industry(tables, rules.industry_source, c)
-    frm = (c.outerjoin(value, sa.and_(value.c.customer_id == c.c.id,
-                                      value.c.attribute_id == sa.bindparam("attr_id", attr_id)))
-           .outerjoin(rep, rep.c.id == c.c.sales_rep_id)
-           .outerjoin(br, br.c.id == c.c.branch_id))
+    frm = c.outerjoin(value, sa.and_(value.c.customer_id == c.c.id,
+                                     value.c.attribute_id == sa.bindparam("attr_id", attr_id)))
+    names: dict[str, sa.ColumnElement] = {}
+    for logical, key in (("sales_reps", "sales_rep_id"), ("branches", "branch_id")):
+        if logical in tables.missing:
+            names[logical] = sa.null()
+            continue
+        t = getattr(tables, logical)
+        frm = frm.outerjoin(t, t.c.id == c.c[key])
+        names[logical] = t.c.name
     for join_to, on in joins:
         frm = frm.outerjoin(join_to, on)
     return (sa.select(
         c.c.id, c.c.number, c.c.name, c.c.parent_id, c.c.active, c.c.prospect, c.c.config_id,
-        c.c.created,
-        industry.label("industry"), rep.c.name.label("sales_rep"), br.c.name.label("branch"),
+        c.c.created, industry.label("industry"), names["sales_reps"].label("sales_rep"),
+        names["branches"].label("branch"),
         value.c.customer_id.label("value_customer_id"), value.c.text.label("current_value"))
         .select_from(frm).order_by(c.c.id))
 
 
 def _industry(tables: ErpTables, source: str, c: sa.Table) -> tuple[sa.ColumnElement, list]:
+    if source == "customer_type" and "customer_types" in tables.missing:
+        return sa.null(), []
     if source == "customer_type":
         ct = tables.customer_types
         return ct.c.name, [(ct, ct.c.id == c.c.type_id)]
@@ -202,8 +211,7 @@ def _industry(tables: ErpTables, source: str, c: sa.Table) -> tuple[sa.ColumnEle
 def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
                  as_of: dt.date) -> dict[str, sa.Select]:
     """The aggregate queries this rule set needs; a kind no rule uses is not queried at all."""
-    day = dt.datetime.combine(as_of, dt.time())
-    until = day + dt.timedelta(days=1)
+    day, until = _bounds(as_of)
     queries: dict[str, sa.Select] = {}
     equipment_cats: set[str] = set()
     item_cats: set[str] = set()
@@ -243,9 +251,9 @@ def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
                       sa.func.sum(k.c.base_rate).label("base_rate"), *keys[3:])
             .select_from(frm)
             .where(k.c.active == sa.true(),
-                   k.c.start_date < sa.bindparam("until", until, type_=sa.DateTime),
+                   k.c.start_date < sa.bindparam("until", until, type_=sa.Date),
                    sa.or_(k.c.exp_date.is_(None),
-                          k.c.exp_date >= sa.bindparam("day", day, type_=sa.DateTime)))
+                          k.c.exp_date >= sa.bindparam("day", day, type_=sa.Date)))
             .group_by(*keys))
     gl_windows, item_windows = (sorted(w) for w in rules.windows())
     if gl_windows:
@@ -259,7 +267,7 @@ def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
             sa.select(*keys, *cols)
             .select_from(g.join(a, a.c.id == g.c.account_id))
             .where(g.c.date >= _since(day, max(gl_windows), "gl_since"),
-                   g.c.date < sa.bindparam("gl_until", until, type_=sa.DateTime),
+                   g.c.date < sa.bindparam("gl_until", until, type_=sa.Date),
                    g.c.customer_id.is_not(None),
                    _like_any(a.c.number, rules.gl_account_globs()))
             .group_by(*keys))
@@ -288,16 +296,33 @@ def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
             .select_from(frm)
             .where(sa.or_(i.c.void.is_(None), i.c.void == sa.false()),
                    i.c.date >= _since(day, max(item_windows), "items_since"),
-                   i.c.date < sa.bindparam("items_until", until, type_=sa.DateTime),
+                   i.c.date < sa.bindparam("items_until", until, type_=sa.Date),
                    mc.c.code.in_(sa.bindparam("item_model_categories", sorted(item_cats),
                                               expanding=True)))
             .group_by(*keys))
     return queries
 
 
-def _since(day: dt.datetime, window: int, name: str | None = None) -> sa.BindParameter:
+def _bounds(as_of: dt.date) -> tuple[dt.date, dt.date]:
+    """The run date and the day after it, as dates.
+
+    Dates are compared with date parameters, never datetimes: SQLite compares text, and a date
+    stored as 'YYYY-MM-DD' sorts before '<the same day> 00:00:00.000000', which would make a
+    contract expiring on the run date expired, drop a window's first day and count the day after
+    an earlier --as-of. A 'YYYY-MM-DD' bound sorts right against both 'YYYY-MM-DD' and
+    'YYYY-MM-DD HH:MM:SS' text (so an index on the column still serves the range), and
+    PostgreSQL and SQL Server compare date and datetime columns with a date as dates. A column
+    value on day D counts as D whatever its time. Inclusive bounds (docs/rules.md): active on
+    the run date means start <= run date <= expiry; a window of N days is the run date and the
+    N-1 days before it; "expiring within N days" is the run date and the N-1 days after it.
+    """
+    day = as_of.date() if isinstance(as_of, dt.datetime) else as_of
+    return day, day + dt.timedelta(days=1)
+
+
+def _since(day: dt.date, window: int, name: str | None = None) -> sa.BindParameter:
     return sa.bindparam(name or f"since_{window}", day - dt.timedelta(days=window - 1),
-                        type_=sa.DateTime)
+                        type_=sa.Date)
 
 
 def _like_any(column: sa.ColumnElement, globs: Iterable[str]) -> sa.ColumnElement[bool]:

@@ -39,13 +39,22 @@ def update_statements(tables: ErpTables, attr_id: int) -> tuple[sa.Update, sa.Up
             base.where(cp.c.text == sa.bindparam("b_before")))
 
 
+def read_back_statement(tables: ErpTables, attr_id: int, ids: Sequence[int]) -> sa.Select:
+    """The values of these customers, read in each chunk's transaction after its UPDATEs."""
+    cp = tables.custom_properties
+    return (sa.select(cp.c.customer_id, cp.c.text)
+            .where(cp.c.attribute_id == sa.bindparam("b_attr", attr_id),
+                   cp.c.customer_id.in_(sa.bindparam("ids", list(ids), expanding=True))))
+
+
 def apply_changes(engine: Engine, tables: ErpTables, attr_id: int, planned: Sequence[Change],
                   *, state: StateStore, run_id: int, chunk_size: int,
                   reporter: Reporter | None = None, timings: Timings | None = None) -> WriteReport:
     """Write the planned values chunk by chunk; each chunk commits or rolls back as a whole."""
     report = WriteReport()
+    # a change that would not change the value is no write: it must never be audited "applied"
+    planned = [c for c in planned if (c.before or None) != (c.after or None)]
     when_null, when_text = update_statements(tables, attr_id)
-    cp = tables.custom_properties
     with step(reporter, timings, "write values", total=len(planned)) as advance:
         settle: list[tuple[list[int], str]] = []
         for start in range(0, len(planned), chunk_size):
@@ -65,10 +74,7 @@ def apply_changes(engine: Engine, tables: ErpTables, attr_id: int, planned: Sequ
                     report.statements += 1
                 # read back in the same transaction: rowcount after executemany is not reliable
                 # on every driver, the values are
-                now = dict(conn.execute(
-                    sa.select(cp.c.customer_id, cp.c.text)
-                    .where(cp.c.attribute_id == attr_id,
-                           cp.c.customer_id.in_(sa.bindparam("ids", ids, expanding=True)))).all())
+                now = dict(conn.execute(read_back_statement(tables, attr_id, ids)).all())
                 report.statements += 1
             applied = [c.customer_id for c in chunk if now.get(c.customer_id) == c.after]
             conflicts = [c.customer_id for c in chunk if now.get(c.customer_id) != c.after]
@@ -82,6 +88,31 @@ def apply_changes(engine: Engine, tables: ErpTables, attr_id: int, planned: Sequ
         for ids_, status in settle:  # the last chunk's outcome
             state.mark(run_id, ids_, status)
     return report
+
+
+def read_values(engine: Engine, tables: ErpTables, attr_id: int,
+                customer_ids: Sequence[int]) -> dict[int, str | None]:
+    """The attribute's current value per customer (only customers with a value row), in one
+    statement per 500 customers: what a rollback plans against."""
+    cp = tables.custom_properties
+    out: dict[int, str | None] = {}
+    ids = sorted({int(i) for i in customer_ids})
+    for start in range(0, len(ids), 500):
+        with engine.connect() as conn:
+            out.update(conn.execute(
+                sa.select(cp.c.customer_id, cp.c.text)
+                .where(cp.c.attribute_id == attr_id,
+                       cp.c.customer_id.in_(sa.bindparam(
+                           "ids", ids[start:start + 500], expanding=True)))).all())
+    return out
+
+
+def count_values(engine: Engine, tables: ErpTables, attr_id: int) -> int:
+    """How many value rows the attribute has: what a rollback's share is measured against."""
+    cp = tables.custom_properties
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(cp)
+                                .where(cp.c.attribute_id == attr_id)).scalar() or 0)
 
 
 def reconcile(engine: Engine, tables: ErpTables, attr_id: int, state: StateStore) -> dict[str, int]:

@@ -7,7 +7,6 @@ data. Long lists are capped in the body and attached in full as CSV.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime as dt
 import email.policy
@@ -15,7 +14,6 @@ import email.utils
 import gzip
 import io
 import json
-import os
 import re
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -27,11 +25,12 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 
 from ..errors import ConfigError
 from ..model import Change, Counts, CustomerRef, DigestData, Opportunity, ServiceCount, StatusAlert
+from ..resources import DIGEST_TEMPLATES
 from ..resources import templates_dir as packaged_templates
+from .cells import csv_writer
 from .files import atomic_write
 
-HTML_TEMPLATE = "digest.html.j2"
-TEXT_TEMPLATE = "digest.txt.j2"
+HTML_TEMPLATE, TEXT_TEMPLATE = DIGEST_TEMPLATES
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +116,8 @@ def _groups(changes: list[Change], names: dict[str, str], limit: int) -> list[di
                     "rows": [{"number": ch.number, "name": ch.name,
                               "added": [names.get(c, c) for c in ch.added],
                               "removed": [names.get(c, c) for c in ch.removed],
-                              "before": ch.before or "", "after": ch.after or ""}
+                              "before": ch.before or "", "after": ch.after or "",
+                              "carried_from": ch.carried_from}
                              for ch in rows]})
     return out
 
@@ -163,7 +163,7 @@ def _csv(data: DigestData) -> str:
     if not (data.changes or data.no_configuration or data.no_attribute):
         return ""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")
+    w = csv_writer(buf)  # ERP names that look like formulas are neutralised (OWASP)
     w.writerow(["kind", "customer_number", "customer_name", "branch", "sales_rep", "before",
                 "after", "added", "removed"])
     for ch in data.changes:

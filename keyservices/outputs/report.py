@@ -9,7 +9,6 @@ so the same night gives byte-identical files. No SQLAlchemy here: the caller bri
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 from collections.abc import Iterable, Mapping
@@ -23,6 +22,7 @@ from ..calls.wonlost import NO_GROUP, WonLostRow
 from ..errors import ConfigError
 from ..model import Customer
 from ..resources import templates_dir as packaged_templates
+from .cells import csv_writer
 from .files import atomic_write
 
 REPORT_TEMPLATE = "report.html.j2"
@@ -258,7 +258,7 @@ def _csv_bytes(header: list[str], rows: Iterable[list[Any]]) -> bytes:
     """CSV as the digest attaches it and ``export`` writes it: CRLF rows, UTF-8 with a BOM so
     that Excel reads accented names right (LibreOffice and the csv module with utf-8-sig too)."""
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
+    writer = csv_writer(buf)  # group names from the ERP that look like formulas: neutralised
     writer.writerow(header)
     writer.writerows(rows)
     return ("\ufeff" + buf.getvalue()).encode("utf-8")

@@ -4,7 +4,6 @@ its file, line and key, so an admin fixes all of them in one go."""
 from __future__ import annotations
 
 import difflib
-import re
 from pathlib import Path
 from typing import Any
 

@@ -31,6 +31,11 @@ runs = sa.Table(
     sa.Column("statements", sa.Integer),
     sa.Column("pid", sa.Integer),
     sa.Column("host", sa.String(255)),
+    # added later: the ERP as it names itself (server and database, or the resolved SQLite
+    # file), so that a cosmetic URL edit is the same ERP and a copied install is not
+    sa.Column("erp_id", sa.String(512)),
+    # the run's changes reached a digest (a run killed mid-write has its changes carried over)
+    sa.Column("reported", sa.Boolean),
 )
 
 changes = sa.Table(
@@ -83,6 +88,8 @@ opportunities = sa.Table(
 
 # Columns a state store made by an earlier version lacks: (table, column), added on open.
 MIGRATIONS: tuple[tuple[sa.Table, str], ...] = (
+    (runs, "erp_id"),
+    (runs, "reported"),
     (changes, "branch"),
     (changes, "sales_rep"),
     (changes, "annual_values"),
@@ -107,3 +114,23 @@ def migrate(engine: sa.Engine) -> None:
         with engine.begin() as conn:
             conn.execute(sa.text(f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(name)} "
                                  f"{column.type.compile(dialect=engine.dialect)}"))
+
+
+def verify(engine: sa.Engine) -> list[str]:
+    """What in the state store's tables differs from what this version reads and writes.
+
+    Checked when the store opens, before the ERP is touched: a store changed by hand or by
+    another version must stop the run at once, not halfway through the write.
+    """
+    inspector = sa.inspect(engine)
+    present = set(inspector.get_table_names())
+    problems = []
+    for table in metadata.sorted_tables:
+        if table.name not in present:
+            problems.append(f"table {table.name} is missing")
+            continue
+        columns = {c["name"] for c in inspector.get_columns(table.name)}
+        missing = [c.name for c in table.columns if c.name not in columns]
+        if missing:
+            problems.append(f"table {table.name} lacks column(s) {', '.join(missing)}")
+    return problems

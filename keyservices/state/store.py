@@ -15,23 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
 
-from ..calls.lifecycle import Key, OpportunityRecord
 from ..errors import ConfigError, SourceUnavailable
 from ..model import Change
-from .schema import (
-    LIFECYCLE_FIELDS,
-    OVERRIDE_FIELDS,
-    changes,
-    metadata,
-    migrate,
-    opportunities,
-    runs,
-)
+from .opportunities import OpportunityTable
+from .schema import changes, metadata, migrate, runs, verify
 
 log = logging.getLogger(__name__)
+
 
 @dataclass(slots=True)
 class RunRecord:
@@ -47,7 +39,7 @@ class RunRecord:
     counts: dict[str, Any]
 
 
-class StateStore:
+class StateStore(OpportunityTable):
     """Runs and audit in the tool's own database."""
 
     def __init__(self, url: str) -> None:
@@ -61,28 +53,59 @@ class StateStore:
                 sa.event.listen(self.engine, "connect", _sqlite_durable_wal)
             metadata.create_all(self.engine)
             migrate(self.engine)
+            problems = verify(self.engine)
         except sa.exc.SQLAlchemyError as exc:
-            raise SourceUnavailable(f"cannot open the state store {url}: "
+            raise SourceUnavailable(f"cannot open the state store {_masked(url)}: "
                                     f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}") from None
+        if problems:
+            self.engine.dispose()
+            raise ConfigError(
+                f"the state store {_masked(url)} is not as this version of keyservices expects "
+                f"({'; '.join(problems)}); nothing was read from the ERP or written. Restore "
+                "it from a backup, or point state.dir (or state.url) at a new, empty location "
+                "(the first run there is a baseline: it fills empty values only)")
+
+    @classmethod
+    def reader(cls, url: str) -> StateStore | None:
+        """The store opened for reading only (a dry run writes nothing anywhere: no file, no
+        table, no migration); None when a SQLite store does not exist yet."""
+        parsed = make_url(url)
+        if (parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+                and not Path(parsed.database).exists()):
+            return None
+        store = cls.__new__(cls)
+        store.url = url
+        store.engine = sa.create_engine(url)
+        try:
+            present = set(sa.inspect(store.engine).get_table_names())
+        except sa.exc.SQLAlchemyError as exc:
+            store.engine.dispose()
+            raise SourceUnavailable(f"cannot read the state store {_masked(url)}: "
+                                    f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}") from None
+        if not {t.name for t in metadata.sorted_tables} <= present:  # an empty database
+            store.engine.dispose()
+            return None
+        return store
 
     def close(self) -> None:
         self.engine.dispose()
 
     # -- runs -------------------------------------------------------------------------------------
     def has_live_run(self, erp: str, prop: str) -> bool:
-        """Whether a live run already wrote this property in this ERP (so this one is no baseline)."""
-        stmt = (sa.select(sa.func.count()).select_from(runs)
-                .where(runs.c.erp == erp, runs.c.property == prop, runs.c.mode == "live",
-                       runs.c.status == "done"))
-        with self.engine.connect() as conn:
-            return bool(conn.execute(stmt).scalar())
+        """Whether a live run already wrote this property in this ERP (by its display URL)."""
+        return any(h.erp == erp and h.property == prop for h in self.live_history())
 
-    def begin_run(self, *, as_of: dt.date, erp: str, prop: str, mode: str, baseline: bool) -> int:
+    def live_history(self) -> list[KnownErp]:
+        """Each (ERP, property) that a finished live run wrote: what this store knows."""
+        return live_history(self.engine)
+
+    def begin_run(self, *, as_of: dt.date, erp: str, prop: str, mode: str, baseline: bool,
+                  erp_id: str | None = None) -> int:
         with self.engine.begin() as conn:
             return int(conn.execute(runs.insert().values(
                 started_at=_now(), as_of=as_of, erp=erp, property=prop, mode=mode,
                 baseline=baseline, status="running", pid=os.getpid(),
-                host=socket.gethostname())).inserted_primary_key[0])
+                host=socket.gethostname(), erp_id=erp_id)).inserted_primary_key[0])
 
     def finish_run(self, run_id: int, *, status: str, exit_code: int, message: str | None = None,
                    counts: dict[str, Any] | None = None, timings: dict[str, float] | None = None,
@@ -154,6 +177,70 @@ class StateStore:
         return RunRecord(r.id, r.started_at, r.finished_at, r.as_of, r.mode, r.baseline, r.status,
                          r.exit_code, r.message, json.loads(r.counts or "{}"))
 
+    def has_pending(self) -> bool:
+        """Whether audit rows of any earlier run were never settled (killed, or failed)."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(changes.c.id).where(changes.c.status == "pending")
+                                .limit(1)).first() is not None
+
+    def written_values(self, prop: str) -> set[str]:
+        """Every value a live run of this property wrote (applied): values this tool owns even
+        when today's rules would no longer render them (a service renamed since)."""
+        if "changes" not in sa.inspect(self.engine).get_table_names():
+            return set()
+        stmt = (sa.select(changes.c.after).distinct()
+                .join(runs, runs.c.id == changes.c.run_id)
+                .where(runs.c.property == prop, changes.c.status == "applied",
+                       changes.c.after.is_not(None)))
+        with self.engine.connect() as conn:
+            return set(conn.execute(stmt).scalars())
+
+    def unreported(self, prop: str, *, before_run: int) -> list[Change]:
+        """Values written by earlier runs of this property that stopped before their digest
+        (killed or failed mid-write): the next digest lists them, marked as carried over."""
+        stmt = (sa.select(changes, runs.c.id.label("of_run"))
+                .join(runs, runs.c.id == changes.c.run_id)
+                .where(runs.c.property == prop, runs.c.id < before_run,
+                       runs.c.status.in_(("failed", "running")),
+                       sa.or_(runs.c.reported.is_(None), runs.c.reported == sa.false()),
+                       changes.c.status == "applied")
+                .order_by(changes.c.id))
+        with self.engine.connect() as conn:
+            return [Change(customer_id=r.customer_id, number=r.customer_number,
+                           name=r.customer_name, branch=r.branch, sales_rep=r.sales_rep,
+                           before=r.before, after=r.after, added=_codes(r.added),
+                           removed=_codes(r.removed), status="applied",
+                           carried_from=r.of_run) for r in conn.execute(stmt)]
+
+    def later_writers(self, run_id: int, customer_ids: Sequence[int]) -> list[int]:
+        """Runs after ``run_id`` that wrote (applied) a value for any of these customers."""
+        ids = sorted({int(i) for i in customer_ids})
+        found: set[int] = set()
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                found.update(conn.execute(
+                    sa.select(changes.c.run_id).distinct()
+                    .where(changes.c.run_id > run_id, changes.c.status == "applied",
+                           changes.c.customer_id.in_(ids[i:i + 500]))).scalars())
+        return sorted(found)
+
+    def mark_reported(self, run_ids: Sequence[int]) -> None:
+        """These runs' changes have reached a digest (so they are not carried over again)."""
+        ids = sorted({int(i) for i in run_ids})
+        if ids:
+            with self.engine.begin() as conn:
+                conn.execute(runs.update().where(runs.c.id.in_(ids)).values(reported=True))
+
+    def count_history(self, *, run_id: int | None = None, customer: str | None = None) -> int:
+        """How many audit rows ``history`` would list without a limit."""
+        stmt = sa.select(sa.func.count()).select_from(changes)
+        if run_id is not None:
+            stmt = stmt.where(changes.c.run_id == run_id)
+        if customer is not None:
+            stmt = stmt.where(changes.c.customer_number == customer)
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar() or 0)
+
     def pending(self) -> list[dict[str, Any]]:
         """Audit rows written before an ERP transaction whose outcome was never recorded."""
         with self.engine.connect() as conn:
@@ -215,93 +302,6 @@ class StateStore:
                 out.append(row)
         return out
 
-    # -- opportunities ----------------------------------------------------------------------------
-    def load_opportunities(self) -> dict[Key, OpportunityRecord]:
-        """Every remembered opportunity, active or not, by (customer_id, service_code)."""
-        with self.engine.connect() as conn:
-            return {(r.customer_id, r.service_code): _record(r)
-                    for r in conn.execute(sa.select(opportunities))}
-
-    def save_opportunities(self, records: Sequence[OpportunityRecord]) -> None:
-        """Insert or update the records, keyed on (customer_id, service_code), in one transaction.
-
-        Bulk (one executemany), so a night with 100k opportunities costs one commit. An existing
-        row keeps its override fields: only the override commands change those.
-        """
-        if not records:
-            return
-        rows = [_row(r) for r in records]
-        with self.engine.begin() as conn:
-            insert = _ON_CONFLICT.get(conn.dialect.name)
-            if insert is not None:
-                stmt = insert(opportunities)
-                conn.execute(stmt.on_conflict_do_update(
-                    index_elements=[opportunities.c.customer_id, opportunities.c.service_code],
-                    set_={name: stmt.excluded[name] for name in LIFECYCLE_FIELDS}), rows)
-            else:  # any other database: update the rows that exist, insert the others
-                _update_then_insert(conn, rows)
-
-    def list_opportunities(self, status: str | None = None, owner: str | None = None,
-                           service: str | None = None,
-                           customer_number: str | None = None) -> list[OpportunityRecord]:
-        """Remembered opportunities, filtered; owner, service and customer ignore case.
-
-        Sorted active first (new, open, won, closed), then by priority, score and customer.
-        """
-        stmt = sa.select(opportunities)
-        if status is not None:
-            stmt = stmt.where(opportunities.c.status == status)
-        if owner is not None:
-            stmt = stmt.where(sa.func.upper(opportunities.c.owner) == owner.upper())
-        if service is not None:
-            stmt = stmt.where(sa.func.upper(opportunities.c.service_code) == service.upper())
-        if customer_number is not None:
-            stmt = stmt.where(sa.func.upper(opportunities.c.customer_number)
-                              == customer_number.upper())
-        with self.engine.connect() as conn:
-            found = [_record(r) for r in conn.execute(stmt)]
-        found.sort(key=lambda r: (_STATUS_ORDER.get(r.status, 9),
-                                  _PRIORITY_ORDER.get(r.priority, 9), -r.score,
-                                  r.customer_number, r.service_code))
-        return found
-
-    def set_override(self, customer_number: str, service_code: str, until: dt.date | None,
-                     reason: str | None, by: str | None, dismissed: bool) -> OpportunityRecord:
-        """Snooze or dismiss one opportunity until a date (validation is the caller's)."""
-        with self.engine.begin() as conn:
-            key = self._find(conn, customer_number, service_code)
-            conn.execute(opportunities.update().where(*_where(key)).values(
-                snoozed_until=until, snooze_reason=reason, snoozed_by=by, dismissed=dismissed))
-            return _record(conn.execute(sa.select(opportunities).where(*_where(key))).one())
-
-    def clear_override(self, customer_number: str, service_code: str) -> OpportunityRecord:
-        """Lift a snooze or dismiss at once: the opportunity shows again from the next run."""
-        return self.set_override(customer_number, service_code, None, None, None, False)
-
-    @staticmethod
-    def _find(conn: sa.Connection, customer_number: str, service_code: str) -> Key:
-        """The key of a customer's opportunity for a service; customer and service ignore case."""
-        rows = conn.execute(
-            sa.select(opportunities.c.customer_id, opportunities.c.service_code,
-                      opportunities.c.customer_number)
-            .where(sa.func.upper(opportunities.c.customer_number) == customer_number.upper(),
-                   sa.func.upper(opportunities.c.service_code) == service_code.upper())).all()
-        exact = [r for r in rows if r.customer_number == customer_number]
-        if len(exact) == 1 or len(rows) == 1:
-            r = (exact or rows)[0]
-            return (r.customer_id, r.service_code)
-        if rows:
-            raise ConfigError(f"customer numbers {', '.join(r.customer_number for r in rows)} "
-                              f"differ only in case; give the number exactly as in e-automate")
-        raise ConfigError(f"no {service_code} opportunity for customer {customer_number} in the "
-                          "state store; 'keyservices opportunity list' shows them (a run must "
-                          "have found it first)")
-
-
-_ON_CONFLICT: dict[str, Any] = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
-_STATUS_ORDER = {"new": 0, "open": 1, "won": 2, "closed": 3}
-_PRIORITY_ORDER = {"Critical": 0, "High": 1, "Medium": 2, "Low": 3}
-
 
 def _codes(joined: str | None) -> tuple[str, ...]:
     """Service codes as stored in ``changes.added``/``removed``: joined with ';'."""
@@ -325,37 +325,6 @@ def _values(text: str | None) -> dict[str, float]:
         return {}
 
 
-def _row(record: OpportunityRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in opportunities.columns.keys()}
-
-
-def _record(row: sa.Row[Any]) -> OpportunityRecord:
-    return OpportunityRecord(**{name: getattr(row, name) for name in opportunities.columns.keys()})
-
-
-def _where(key: Key) -> tuple[sa.ColumnElement[bool], ...]:
-    return (opportunities.c.customer_id == key[0], opportunities.c.service_code == key[1])
-
-
-def _update_then_insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-    """The portable upsert: executemany UPDATE of the rows that exist, executemany INSERT of the
-    rest. Safe without ON CONFLICT because only the run (under the run lock) inserts."""
-    existing = {(r.customer_id, r.service_code) for r in conn.execute(
-        sa.select(opportunities.c.customer_id, opportunities.c.service_code))}
-    old = [r for r in rows if (r["customer_id"], r["service_code"]) in existing]
-    new = [r for r in rows if (r["customer_id"], r["service_code"]) not in existing]
-    if old:
-        conn.execute(
-            opportunities.update()
-            .where(opportunities.c.customer_id == sa.bindparam("k_customer_id"),
-                   opportunities.c.service_code == sa.bindparam("k_service_code"))
-            .values({name: sa.bindparam(name) for name in LIFECYCLE_FIELDS}),
-            [{"k_customer_id": r["customer_id"], "k_service_code": r["service_code"],
-              **{name: r[name] for name in LIFECYCLE_FIELDS}} for r in old])
-    if new:
-        conn.execute(opportunities.insert(), new)
-
-
 def _sqlite_durable_wal(dbapi_connection: Any, _record: Any) -> None:
     """WAL with synchronous=FULL: one fsync per commit instead of several, still durable on power
     loss (the audit must never lose a pending row the ERP may already hold)."""
@@ -367,3 +336,35 @@ def _sqlite_durable_wal(dbapi_connection: Any, _record: Any) -> None:
 
 def _now() -> dt.datetime:
     return dt.datetime.now().replace(microsecond=0)
+
+
+@dataclass(frozen=True, slots=True)
+class KnownErp:
+    """An ERP and property a finished live run wrote; ``erp_id`` is None for runs recorded
+    before the ERP's identity was kept (they are matched by ``erp``, the display URL)."""
+
+    erp_id: str | None
+    erp: str
+    property: str
+
+
+def live_history(engine: sa.Engine) -> list[KnownErp]:
+    """The (ERP, property) pairs of finished live runs; reads only, tolerates a store made by an
+    earlier version (no ``erp_id`` column yet), so a dry run can ask without migrating it."""
+    inspector = sa.inspect(engine)
+    if "runs" not in inspector.get_table_names():
+        return []
+    has_id = "erp_id" in {c["name"] for c in inspector.get_columns("runs")}
+    erp_id = runs.c.erp_id if has_id else sa.null().label("erp_id")
+    stmt = (sa.select(erp_id, runs.c.erp, runs.c.property).distinct()
+            .where(runs.c.mode == "live", runs.c.status == "done"))
+    with engine.connect() as conn:
+        return [KnownErp(r[0], r[1], r[2]) for r in conn.execute(stmt)]
+
+
+def _masked(url: str) -> str:
+    """The state store's URL for messages: never its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown by its scheme only
+        return url.split(":", 1)[0] + ":..."

@@ -1,0 +1,149 @@
+"""Passwords: where they may come from (an environment variable, then the OS keyring) and where they
+may never be (any part of a database URL, and so any output that shows one).
+
+A nightly job under Windows Task Scheduler runs as a service account that never sees an admin's
+per-user ``setx`` variable, so the keyring (Windows Credential Manager for that account) is the
+second source. Entries are named service ``keyservices``, user = the environment variable's name
+(``KEYSERVICES_ERP_PASSWORD``), so two installs that name different variables do not clash.
+
+This module is shared (imported by ``config``, ``erp`` and ``commands``) and imports no subpackage.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from .errors import SecretStoreError
+
+KEYRING_SERVICE = "keyservices"
+
+# query parameters that carry a password for SQLAlchemy dialects and ODBC drivers (any case)
+PASSWORD_PARAMETERS = frozenset({"password", "pwd", "passwd", "pass"})
+# ``odbc_connect=DRIVER=...;UID=sa;PWD=secret`` holds a whole ODBC connection string
+_ODBC_PASSWORD = re.compile(r"(?i)(^|;)(\s*(?:pwd|password)\s*=\s*)(\{(?:[^}]|\}\})*\}|[^;]*)")
+
+
+def url_password_problem(url: str | URL) -> str | None:
+    """Where ``url`` carries a password (None when it carries none); never the password itself.
+
+    Raises ``ArgumentError`` for a string that is not a SQLAlchemy URL."""
+    parsed = make_url(url)
+    if parsed.password:
+        return "the URL contains a password (user:password@)"
+    for key, values in parsed.query.items():
+        for value in (values,) if isinstance(values, str) else values:
+            if key.lower() in PASSWORD_PARAMETERS:
+                return f"the URL contains a password (the query parameter {key}=)"
+            if _ODBC_PASSWORD.search(value):
+                return f"the URL contains a password (PWD= inside {key}=)"
+    return None
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL as text with every password masked: the user part, password query parameters and
+    ``PWD=`` inside an ODBC connection string. Safe for logs, messages and the state store."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return "<invalid URL>"
+    query: dict[str, str | tuple[str, ...]] = {}
+    for key, values in parsed.query.items():
+        masked = tuple("***" if key.lower() in PASSWORD_PARAMETERS
+                       else _ODBC_PASSWORD.sub(r"\1\2***", v)
+                       for v in ((values,) if isinstance(values, str) else values))
+        query[key] = masked[0] if isinstance(values, str) else masked
+    return parsed.set(query=query).render_as_string(hide_password=True)
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A password and where it came from; ``repr`` and ``str`` never show the value."""
+
+    source: str  # "env KEYSERVICES_ERP_PASSWORD", "keyring", "not set", "not needed (SQLite)"
+    value: str | None = field(default=None, repr=False)
+    problem: str | None = None  # the keyring could not be read: why, and what to do
+
+    def __str__(self) -> str:
+        return self.source
+
+    def get(self) -> str | None:
+        """The password; a keyring that could not be read fails here, with what to do."""
+        if self.problem:
+            raise SecretStoreError(self.problem)
+        return self.value
+
+
+def keyring_entry(env_name: str) -> str:
+    """How an entry is named, for messages and docs: service keyservices, user <variable>."""
+    return f"service '{KEYRING_SERVICE}', user '{env_name}'"
+
+
+def find_password(env_name: str) -> Secret:
+    """The password named by ``env_name``: the environment variable wins, then the OS keyring.
+
+    No keyring backend (a Linux server without a Secret Service) means "not set", as before the
+    keyring existed; a backend that fails is reported in ``problem`` (raised by ``get``)."""
+    value = os.environ.get(env_name)
+    if value:
+        return Secret(f"env {env_name}", value)
+    try:
+        import keyring
+        from keyring.errors import NoKeyringError
+
+        try:
+            stored = keyring.get_password(KEYRING_SERVICE, env_name)
+        except NoKeyringError:
+            return Secret("not set")
+    except Exception as exc:  # noqa: BLE001 - any backend failure becomes one clear message
+        return Secret("keyring error", problem=(
+            f"the password could not be read from the keyring ({keyring_entry(env_name)}): "
+            f"{type(exc).__name__}: {exc}. Set the environment variable {env_name} instead, or "
+            f"fix the keyring and run 'keyservices secret set' again as the account the job "
+            f"runs as"))
+    if stored:
+        return Secret("keyring", stored)
+    return Secret("not set")
+
+
+def store_password(env_name: str, value: str) -> str:
+    """Save the password in the OS keyring of the current user; returns the backend's name."""
+    import keyring
+
+    try:
+        keyring.set_password(KEYRING_SERVICE, env_name, value)
+        return _backend_name(keyring.get_keyring())
+    except Exception as exc:  # noqa: BLE001 - one clear message instead of a traceback
+        raise SecretStoreError(_write_failed("stored in", env_name, exc)) from None
+
+
+def delete_password(env_name: str) -> bool:
+    """Remove the entry; False when there was none."""
+    import keyring
+    from keyring.errors import PasswordDeleteError
+
+    try:
+        if keyring.get_password(KEYRING_SERVICE, env_name) is None:
+            return False
+        keyring.delete_password(KEYRING_SERVICE, env_name)
+        return True
+    except PasswordDeleteError:
+        return False
+    except Exception as exc:  # noqa: BLE001 - one clear message instead of a traceback
+        raise SecretStoreError(_write_failed("deleted from", env_name, exc)) from None
+
+
+def _write_failed(what: str, env_name: str, exc: Exception) -> str:
+    return (f"the password could not be {what} the keyring ({keyring_entry(env_name)}): "
+            f"{type(exc).__name__}: {exc}. On Windows it lives in the Credential Manager of the "
+            f"account that runs this command; on Linux without a keyring, put the password in "
+            f"the environment variable {env_name} instead (an env file read by cron or systemd)")
+
+
+def _backend_name(backend: object) -> str:
+    name = getattr(backend, "name", None) or type(backend).__name__
+    return str(name)

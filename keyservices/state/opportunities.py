@@ -1,0 +1,142 @@
+"""The opportunity store: one row per (customer, service) opportunity, kept across nights.
+
+The nightly run upserts the life cycle (``keyservices.calls.lifecycle``); ``keyservices
+opportunity`` sets and clears the overrides (snooze, dismiss), which the upsert never touches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from ..calls.lifecycle import Key, OpportunityRecord
+from ..errors import ConfigError
+from .schema import LIFECYCLE_FIELDS, opportunities
+
+_ON_CONFLICT: dict[str, Any] = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
+_STATUS_ORDER = {"new": 0, "open": 1, "won": 2, "closed": 3}
+_PRIORITY_ORDER = {"Critical": 0, "High": 1, "Medium": 2, "Low": 3}
+
+
+class OpportunityTable:
+    """The opportunity methods of ``StateStore`` (which provides ``engine``)."""
+
+    engine: sa.Engine
+
+    # -- opportunities ----------------------------------------------------------------------------
+    def load_opportunities(self) -> dict[Key, OpportunityRecord]:
+        """Every remembered opportunity, active or not, by (customer_id, service_code)."""
+        with self.engine.connect() as conn:
+            return {(r.customer_id, r.service_code): _record(r)
+                    for r in conn.execute(sa.select(opportunities))}
+
+    def save_opportunities(self, records: Sequence[OpportunityRecord]) -> None:
+        """Insert or update the records, keyed on (customer_id, service_code), in one transaction.
+
+        Bulk (one executemany), so a night with 100k opportunities costs one commit. An existing
+        row keeps its override fields: only the override commands change those.
+        """
+        if not records:
+            return
+        rows = [_row(r) for r in records]
+        with self.engine.begin() as conn:
+            insert = _ON_CONFLICT.get(conn.dialect.name)
+            if insert is not None:
+                stmt = insert(opportunities)
+                conn.execute(stmt.on_conflict_do_update(
+                    index_elements=[opportunities.c.customer_id, opportunities.c.service_code],
+                    set_={name: stmt.excluded[name] for name in LIFECYCLE_FIELDS}), rows)
+            else:  # any other database: update the rows that exist, insert the others
+                _update_then_insert(conn, rows)
+
+    def list_opportunities(self, status: str | None = None, owner: str | None = None,
+                           service: str | None = None,
+                           customer_number: str | None = None) -> list[OpportunityRecord]:
+        """Remembered opportunities, filtered; owner, service and customer ignore case.
+
+        Sorted active first (new, open, won, closed), then by priority, score and customer.
+        """
+        stmt = sa.select(opportunities)
+        if status is not None:
+            stmt = stmt.where(opportunities.c.status == status)
+        if owner is not None:
+            stmt = stmt.where(sa.func.upper(opportunities.c.owner) == owner.upper())
+        if service is not None:
+            stmt = stmt.where(sa.func.upper(opportunities.c.service_code) == service.upper())
+        if customer_number is not None:
+            stmt = stmt.where(sa.func.upper(opportunities.c.customer_number)
+                              == customer_number.upper())
+        with self.engine.connect() as conn:
+            found = [_record(r) for r in conn.execute(stmt)]
+        found.sort(key=lambda r: (_STATUS_ORDER.get(r.status, 9),
+                                  _PRIORITY_ORDER.get(r.priority, 9), -r.score,
+                                  r.customer_number, r.service_code))
+        return found
+
+    def set_override(self, customer_number: str, service_code: str, until: dt.date | None,
+                     reason: str | None, by: str | None, dismissed: bool) -> OpportunityRecord:
+        """Snooze or dismiss one opportunity until a date (validation is the caller's)."""
+        with self.engine.begin() as conn:
+            key = self._find(conn, customer_number, service_code)
+            conn.execute(opportunities.update().where(*_where(key)).values(
+                snoozed_until=until, snooze_reason=reason, snoozed_by=by, dismissed=dismissed))
+            return _record(conn.execute(sa.select(opportunities).where(*_where(key))).one())
+
+    def clear_override(self, customer_number: str, service_code: str) -> OpportunityRecord:
+        """Lift a snooze or dismiss at once: the opportunity shows again from the next run."""
+        return self.set_override(customer_number, service_code, None, None, None, False)
+
+    @staticmethod
+    def _find(conn: sa.Connection, customer_number: str, service_code: str) -> Key:
+        """The key of a customer's opportunity for a service; customer and service ignore case."""
+        rows = conn.execute(
+            sa.select(opportunities.c.customer_id, opportunities.c.service_code,
+                      opportunities.c.customer_number)
+            .where(sa.func.upper(opportunities.c.customer_number) == customer_number.upper(),
+                   sa.func.upper(opportunities.c.service_code) == service_code.upper())).all()
+        exact = [r for r in rows if r.customer_number == customer_number]
+        if len(exact) == 1 or len(rows) == 1:
+            r = (exact or rows)[0]
+            return (r.customer_id, r.service_code)
+        if rows:
+            raise ConfigError(f"customer numbers {', '.join(r.customer_number for r in rows)} "
+                              f"differ only in case; give the number exactly as in e-automate")
+        raise ConfigError(f"no {service_code} opportunity for customer {customer_number} in the "
+                          "state store; 'keyservices opportunity list' shows them (a run must "
+                          "have found it first)")
+
+
+def _row(record: OpportunityRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in opportunities.columns.keys()}
+
+
+def _record(row: sa.Row[Any]) -> OpportunityRecord:
+    return OpportunityRecord(**{name: getattr(row, name) for name in opportunities.columns.keys()})
+
+
+def _where(key: Key) -> tuple[sa.ColumnElement[bool], ...]:
+    return (opportunities.c.customer_id == key[0], opportunities.c.service_code == key[1])
+
+
+def _update_then_insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """The portable upsert: executemany UPDATE of the rows that exist, executemany INSERT of the
+    rest. Safe without ON CONFLICT because only the run (under the run lock) inserts."""
+    existing = {(r.customer_id, r.service_code) for r in conn.execute(
+        sa.select(opportunities.c.customer_id, opportunities.c.service_code))}
+    old = [r for r in rows if (r["customer_id"], r["service_code"]) in existing]
+    new = [r for r in rows if (r["customer_id"], r["service_code"]) not in existing]
+    if old:
+        conn.execute(
+            opportunities.update()
+            .where(opportunities.c.customer_id == sa.bindparam("k_customer_id"),
+                   opportunities.c.service_code == sa.bindparam("k_service_code"))
+            .values({name: sa.bindparam(name) for name in LIFECYCLE_FIELDS}),
+            [{"k_customer_id": r["customer_id"], "k_service_code": r["service_code"],
+              **{name: r[name] for name in LIFECYCLE_FIELDS}} for r in old])
+    if new:
+        conn.execute(opportunities.insert(), new)
