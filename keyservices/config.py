@@ -118,9 +118,12 @@ class ErpSettings(_Strict):
 
 
 class WriteSettings(_Strict):
-    chunk_size: int = Field(500, ge=1, le=2000)  # SQL Server: <= 2100 parameters
+    # rows per ERP write transaction; read-backs go 1,000 ids a statement (SQL Server: <= 2100)
+    chunk_size: int = Field(5000, ge=1, le=20_000)
     max_changes: int | None = Field(None, ge=0, description="refuse to write more changes than this")
     max_changes_percent: float | None = Field(None, ge=0, le=100)
+    locations: bool = Field(False, description="with level: parent, also write the parent's "
+                            "value to its active locations (e-automate lists, ship-to screens)")
 
 
 class StateSettings(_Strict):
@@ -147,6 +150,8 @@ class DigestSettings(_Strict):
     max_rows: int = Field(50, ge=1, le=10_000)  # changes listed before "+N more"
     max_unwritable_rows: int = Field(20, ge=1, le=10_000)  # per list of unwritable customers
     max_age_days: int = Field(3, ge=1, le=3650)  # older queued mail moves to outbox/expired unsent
+    # each sales rep's copy carries an .ics of the rep's contract renewals in the next 60 days
+    renewals_ics: bool = False
 
 
 class SmtpSettings(_Strict):
@@ -379,6 +384,11 @@ def _resolve(config: Config, path: Path) -> Config:
     config.digest.outbox = absolute(config.digest.outbox)
     if config.smtp is not None and config.smtp.ca_file is not None:
         config.smtp.ca_file = absolute(config.smtp.ca_file)
+        if not config.smtp.ca_file.is_file():  # else the first send fails, after the writes
+            origin = config.sources.get("smtp.ca_file", path.name)
+            raise ConfigError(f"1 problem in the config:\n  {origin}: smtp.ca_file: "
+                              f"{config.smtp.ca_file} not found (the PEM bundle of the mail "
+                              "server's private CA; remove the setting for a public CA)")
     if config.digest.templates is not None:
         config.digest.templates = absolute(config.digest.templates)
         _check_templates(config, path)

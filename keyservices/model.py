@@ -77,6 +77,9 @@ class CustomerFacts:
         default_factory=dict)  # (code, bill code, status)
     items_by_item_category: dict[tuple[str, str, int], ItemsSold] = field(
         default_factory=dict)  # (model category, item category, window)
+    # units on a contract active on the run date (SCContractDetails), when a rule uses on_contract
+    equipment_covered: dict[str, int] = field(default_factory=dict)  # active units
+    equipment_covered_all: dict[str, int] = field(default_factory=dict)  # incl. inactive units
 
 
 @dataclass(slots=True)
@@ -130,6 +133,12 @@ class Change:
     # set on a change written by an earlier run that stopped before its digest (killed, failed):
     # the next digest lists it, marked as carried over from that run
     carried_from: int | None = None
+    # write.locations: the number of the parent whose value this location record follows (its
+    # own audit row, counted apart from customer changes and left out of won/lost)
+    follows: str | None = None
+    # why: one short line per service added or removed, naming the facts that flipped it since
+    # the last clean live run (keyservices.engine.causes); kept in the audit
+    causes: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -145,6 +154,13 @@ class Counts:
     inactive: int = 0
     prospects: int = 0
     locations_rolled_up: int = 0
+    # write.locations: location records that follow their parent's value (planned, written,
+    # already right) and those that cannot hold it
+    locations_changed: int = 0
+    locations_written: int = 0
+    locations_unchanged: int = 0
+    locations_no_configuration: int = 0
+    locations_no_attribute: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
@@ -175,6 +191,17 @@ class Opportunity:
     status: str = "new"  # new | open (seen on an earlier night too); see keyservices.calls.lifecycle
     age_days: int = 0  # days since first seen
     why: tuple[str, ...] = ()  # the priority rules that fired, for explain
+    # the customer's contact to call (decision contact first; see keyservices.erp.contacts), read
+    # only for the opportunities a rep or branch copy of the digest lists
+    contact_name: str = ""
+    contact_phone: str = ""
+    contact_email: str = ""
+    # money at stake (keyservices.calls.money): the peers' median annual contract value for the
+    # service, or a cross-sell rule's value; None when nothing prices it
+    estimated_annual_value: float | None = None
+    value_basis: str = ""  # where the value comes from, e.g. "median of 41 Legal peers' contracts"
+    typical: bool = True  # found by industry typicality (priority rules' source: typical)
+    cross_sell: tuple[str, ...] = ()  # the cross-sell rules that found it (source: cross_sell)
 
 
 @dataclass(slots=True)
@@ -189,6 +216,27 @@ class StatusAlert:
     customer_id: int = 0
     code: str = ""  # the monitor's code (priority rules name it)
     sales_rep: str | None = None
+    priority: str = ""  # the monitor's priority: Critical | High | Medium | Low | "" (none set)
+    first_seen: dt.date | None = None  # the first night of this run of hits (kept in the state)
+    new: bool = True  # first seen tonight
+    contact_name: str = ""  # the customer's contact to call, as for opportunities
+    contact_phone: str = ""
+    contact_email: str = ""
+
+
+@dataclass(slots=True)
+class Renewal:
+    """An active contract expiring soon: one event in a sales rep's renewals calendar."""
+
+    contract_id: int
+    contract_number: str
+    contract_code: str
+    customer_id: int
+    number: str
+    name: str
+    branch: str | None
+    sales_rep: str | None
+    expires: dt.date
 
 
 @dataclass(slots=True)
@@ -218,3 +266,29 @@ class DigestData:
     # services won and lost per sales rep: tonight and the last 30 / 90 days (live runs only);
     # {"windows": [label...], "rows": [{"group": rep, "cells": [[won, lost, won $, lost $]...]}]}
     won_lost: dict[str, Any] = field(default_factory=dict)
+    # per monitor that fired: new and continuing hits, overall and per branch and sales rep
+    # (keyservices.calls.alertlife.summary); ``alerts`` holds the rendered ones
+    alert_monitors: list[dict[str, Any]] = field(default_factory=list)
+    renewals: list[Renewal] = field(default_factory=list)  # digest.renewals_ics: the .ics
+    config_file: str = "config.yaml"  # named in the export commands the digest suggests
+    # customers tonight's facts say may be leaving (takeout, churn): listed first, not offered
+    risks: list[RiskFlag] = field(default_factory=list)
+    # set on a stored copy whose long lists were cut (outputs.digest.trimmed): each cut list's
+    # full length, "added"/"removed" service totals and the "attachment" file name the digest
+    # had ("" if none), so a re-render says the same numbers
+    totals: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RiskFlag:
+    """A customer who may be leaving: machines gone while a contract for them is still active
+    (``takeout``), or the last service removed (``churn``). Not offered as an opportunity on the
+    night it is flagged."""
+
+    customer_id: int
+    number: str
+    name: str
+    branch: str | None
+    sales_rep: str | None
+    kind: str  # takeout | churn
+    text: str

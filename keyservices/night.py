@@ -22,19 +22,29 @@ from .config import Config
 from .engine.classify import Classification, classify
 from .erp import ErpTables, StatementCounter, attribute_id, connect, verify_schema, wrap_db_error
 from .erp.contacts import read_contacts
+from .erp.renewals import read_renewals
 from .erp.facts import read_facts
 from .erp.identity import database_identity
 from .erp.needs import needed_tables, unused_columns
 from .erp.shapes import ensure_readable
-from .errors import KeyservicesError, SchemaError
-from .model import Facts
+from .errors import ConfigError, KeyservicesError, SchemaError
+from .model import Facts, Renewal
 from .progress import Reporter, Timings, gc_paused, step
 from .rules import RuleSet, load_rules
 
 
 def rules_for(config: Config) -> RuleSet:
-    """The configured rules, validated completely (before any database is touched)."""
-    return load_rules(config.rules)
+    """The configured rules, validated completely (before any database is touched), and checked
+    against the settings that depend on them."""
+    rules = load_rules(config.rules)
+    if config.write.locations and rules.level != "parent":
+        where = config.sources.get("write.locations", "config")
+        raise ConfigError(
+            f"write.locations: true ({where}) writes each parent's value to its locations, which "
+            f"needs level: parent, but the rules in {config.rules} set level: {rules.level} "
+            "(every record is already judged and written on its own). Remove write.locations "
+            "from the config, or set level: parent in the rules.")
+    return rules
 
 
 def tables_for(config: Config, rules: RuleSet) -> ErpTables:
@@ -129,19 +139,22 @@ class Night:
     calls: calls_mod.Calls | None  # opportunities and alerts (None: not asked for)
     statements: int  # statements read, the attribute lookup included
     timings: Timings = field(default_factory=Timings)
+    renewals: list[Renewal] = field(default_factory=list)  # listing.renewals_days: the calendar
 
 
 
 def compute(config: Config, as_of: dt.date | None = None, *, erp: Erp,
             reporter: Reporter | None = None, timings: Timings | None = None,
             values: bool = True, calls: bool = True,
-            alert_limit: int | None = calls_mod.ALERTS_PER_MONITOR_AND_BRANCH) -> Night:
+            alert_limit: int | None = calls_mod.ALERTS_PER_MONITOR_AND_BRANCH,
+            listing: calls_mod.Listing | None = None) -> Night:
     """Read the facts (a constant number of set-based statements), classify every customer and,
     with ``calls``, work out tonight's opportunities and status alerts.
 
     ``erp`` is the open database (``open_erp``); the caller keeps it for what follows (writing,
     reading contacts). ``alert_limit`` caps the alert texts rendered per monitor and branch
-    (None: all, for the alerts export).
+    (None: all, for the alerts export). ``listing`` says what the digest will list (alerts
+    seen on earlier nights, the rep and branch copies whose contacts are read, renewals).
     """
     as_of = as_of or dt.date.today()
     timings = timings if timings is not None else Timings()
@@ -165,8 +178,13 @@ def compute(config: Config, as_of: dt.date | None = None, *, erp: Erp,
         if calls:
             with step(reporter, timings, "opportunities") as advance:
                 tonight = calls_mod.who_to_call(facts, classification, rules, erp.contacts,
-                                                alert_limit=alert_limit)
+                                                alert_limit=alert_limit, listing=listing)
                 advance(len(tonight.opportunities))
+        renewals: list[Renewal] = []
+        if listing is not None and listing.renewals_days and listing.sales_reps:
+            with erp.engine.connect() as conn:
+                renewals = read_renewals(conn, erp.tables, as_of, facts.customers,
+                                         listing.sales_reps, days=listing.renewals_days)
     return Night(as_of=as_of, rules=rules, attribute_id=attr, facts=facts,
                  classification=classification, values=value_columns, calls=tonight,
-                 statements=erp.counter.count + 1, timings=timings)
+                 statements=erp.counter.count + 1, timings=timings, renewals=renewals)

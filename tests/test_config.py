@@ -264,3 +264,14 @@ def test_a_missing_templates_folder_is_refused_at_load(tmp_path: Path) -> None:
         load_config(path)
     (tmp_path / "mine" / "digest.txt.j2").write_text("x", encoding="utf-8")
     assert load_config(path).digest.templates == tmp_path / "mine"
+
+
+def test_a_missing_smtp_ca_file_is_an_error_at_load(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("erp:\n  url: sqlite:///erp.sqlite\nsmtp:\n  host: mail.example.com\n"
+                    "  ca_file: certs/ca.pem\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"config.yaml:5: smtp.ca_file: .*ca.pem not found"):
+        load_config(path)
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n", encoding="utf-8")
+    assert load_config(path).smtp.ca_file == tmp_path / "certs" / "ca.pem"

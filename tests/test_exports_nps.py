@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 import keyservices
-from keyservices.commands import export as exports
 from keyservices.cli import cli
 from keyservices.config import Config, TableOverride
 from keyservices.erp import StatementCounter

@@ -242,7 +242,7 @@ def test_demo_night2_digest_arrives_with_all_its_sections(tmp_path: Path, smtp_p
     finally:
         controller.stop()
     assert sent.exit_code == 0, sent.output
-    night2 = next(m for m in inbox.messages if "2026-11-25" in m["Subject"])
+    night2 = next(m for m in inbox.messages if AS_OF.isoformat() in m["Subject"])  # as_of: night 2
     text = night2.get_body(preferencelist=("plain",)).get_content()
     html = night2.get_body(preferencelist=("html",)).get_content()
     for section in ("Summary:", "SERVICES ADDED AND REMOVED",

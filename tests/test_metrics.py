@@ -83,6 +83,7 @@ def test_lean_path_classifies_the_demo_exactly_like_the_detailed_facts(
     shutil.copytree(example_rules_dir(), rules_dir)
     if variety:
         (rules_dir / "services.yaml").write_text(VARIETY, encoding="utf-8")
+        (rules_dir / "cross-sell.yaml").unlink()  # it offers the example services
     text = (rules_dir / "model-classes.yaml").read_text(encoding="utf-8")
     (rules_dir / "model-classes.yaml").write_text(
         text.replace("level: parent", f"level: {level}"), encoding="utf-8")

@@ -362,5 +362,7 @@ def test_explain_shows_the_priority_and_why(tmp_path: Path) -> None:
     explained = keyservices.explain(config, first.number, as_of=demo.nights[-1].as_of)
     mine = [o for o in explained.opportunities if o["service"] == first.service]
     assert mine == [{"service": first.service, "priority": first.priority, "score": first.score,
-                     "reason": first.reason, "why": list(first.why)}]
+                     "reason": first.reason, "why": list(first.why),
+                     "estimated_annual_value": first.estimated_annual_value,
+                     "value_basis": first.value_basis}]
     assert first.why  # the example priority rules always say which rule decided

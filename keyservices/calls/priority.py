@@ -8,13 +8,16 @@ opportunity. A rule's conditions (``when``) must all hold:
 * ``tiers``: the customer is in one of these tiers;
 * ``renewal``: the customer has an active contract (any, or of given codes) expiring within N days;
 * ``monitors``: the customer hit any status monitor (``any``) or one of the named ones;
-* ``min_share``: at least this share of the customer's industry peers use the service.
+* ``min_share``: at least this share of the customer's industry peers use the service;
+* ``min_value``: the opportunity's estimated annual value is at least this (money at stake);
+* ``source``: ``typical`` (found by industry typicality) or ``cross_sell`` (by a cross-sell rule).
 
 Semantics: the **first** matching rule that has a ``priority`` sets it; the ``points`` of **every**
 matching rule add to the opportunity's score (which starts at the industry share x 100 that
 ``opportunities.find`` gives it). Without a matching priority rule the opportunity keeps the
 priority it came with. ``why`` names every rule that changed something, in order. The result is
-sorted Critical to Low, then by score (highest first), then by customer number.
+sorted Critical to Low, then by score (highest first), then by estimated annual value (highest
+first), then by customer number.
 
 Pure: numpy and the rule models; no SQLAlchemy, no I/O.
 """
@@ -31,7 +34,7 @@ from ..engine.metrics import Codes, Column, Extra, contracts_matching, gl_revenu
 from ..model import Opportunity
 from ..rules import Renewal, RuleSet, Tiers, When
 from .monitors import indexer
-from .opportunities import PRIORITY_ORDER
+from .opportunities import sort_key
 
 Index = Callable[[Column], int] | Mapping[Column, int]
 
@@ -187,6 +190,17 @@ def _met(rules: RuleSet, when: When | None, opp: Opportunity, tiers: Mapping[int
         if share < when.min_share - 1e-9:
             return None
         facts.append(f"{share:.0%} of industry peers use it")
+    if when.min_value is not None:
+        worth = opp.estimated_annual_value
+        if worth is None or worth < when.min_value - 1e-6:
+            return None
+        facts.append(f"worth about {worth:,.0f} a year")
+    if when.source == "typical" and not opp.typical:
+        return None
+    if when.source == "cross_sell":
+        if not opp.cross_sell:
+            return None
+        facts.append(f"cross-sell: {', '.join(opp.cross_sell)}")
     return facts
 
 
@@ -213,7 +227,8 @@ def _decide(rules: RuleSet, spec: Any, opp: Opportunity, tiers: Mapping[int, str
             why.append(f"{rule.name} ({'; '.join(facts) or 'every opportunity'}): "
                        f"{', '.join(effects)}")
     if priority is None:
-        why.append(f"{opp.priority} from the industry share (no priority rule matched)")
+        origin = "the industry share" if opp.typical else f"cross-sell rule {opp.cross_sell[0]}"
+        why.append(f"{opp.priority} from {origin} (no priority rule matched)")
     return priority or opp.priority, points, tuple(why)
 
 
@@ -236,7 +251,7 @@ def apply(rules: RuleSet, opportunities: Sequence[Opportunity], tiers: Mapping[i
     for opp in opportunities:
         cid = opp.customer_id
         key = (opp.service_code, tiers.get(cid), renewals.get(cid), tuple(hits.get(cid, ())),
-               opp.score, opp.priority)
+               opp.score, opp.priority, opp.estimated_annual_value, opp.typical, opp.cross_sell)
         outcome = decided.get(key)
         if outcome is None:
             outcome = decided[key] = _decide(rules, spec, opp, tiers, renewals, hits)
@@ -245,11 +260,9 @@ def apply(rules: RuleSet, opportunities: Sequence[Opportunity], tiers: Mapping[i
             opp.priority, opp.score, opp.why = priority, round(opp.score + points, 1), why
             out.append(opp)
             continue
-        out.append(Opportunity(opp.number, opp.name, opp.branch, opp.sales_rep, opp.service,
-                               priority, opp.reason, cid, opp.service_code,
-                               round(opp.score + points, 1), opp.status, opp.age_days, why))
-    out.sort(key=lambda o: (PRIORITY_ORDER.get(o.priority, 9), -o.score, o.number,
-                            o.service_code))
+        out.append(dataclasses.replace(opp, priority=priority,
+                                       score=round(opp.score + points, 1), why=why))
+    out.sort(key=sort_key)  # priority, score, money at stake, customer number
     return out
 
 

@@ -6,22 +6,51 @@ steps are composed here once. Pure: facts and classification in, opportunities a
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from ..engine.classify import Classification
 from ..engine.metrics import Extra
 from ..model import Facts, Opportunity, StatusAlert
 from ..rules import RuleSet
-from . import monitors, priority
+from . import alertlife, cross_sell, monitors, priority
+from .cross_sell import CrossSellColumns
 from .opportunities import find
+from .wonlost import MONTHS, ValueColumns
 
 ALERTS_PER_MONITOR_AND_BRANCH = 200  # texts rendered; hits and counts stay complete
 
 
 def extras(rules: RuleSet) -> list[Extra]:
     """The extra columns monitors and priority rules need, for ``read_facts(extra=...)``."""
-    return [monitors.MonitorColumns(rules), priority.PriorityColumns(rules)]
+    # contract values first, as night.compute and check --show-sql put them (same SQL text)
+    values = [ValueColumns(rules)] if rules.opportunities is not None else []
+    return [*values, monitors.MonitorColumns(rules), priority.PriorityColumns(rules),
+            CrossSellColumns(rules)]
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What tonight's digest will show, known before the night is computed.
+
+    ``seen``: the alerts' first-seen dates kept from earlier nights (state store), so new hits
+    are rendered first and marked new. ``sales_reps``/``branches``: the digest copies that list
+    each opportunity and alert with the contact to call; their listed customers' contacts are
+    read with the alerts' in the one contacts statement. ``top``: opportunities per copy;
+    ``hidden``: (customer id, service code) of opportunities a snooze or dismiss hides.
+    ``renewals_days``: read the contracts expiring within that many days (0: do not).
+    """
+
+    seen: Mapping[alertlife.Key, dt.date] = field(default_factory=dict)
+    sales_reps: frozenset[str] = frozenset()
+    branches: frozenset[str] = frozenset()
+    top: int = 0
+    hidden: frozenset[tuple[int, str]] = frozenset()
+    renewals_days: int = 0
 
 
 @dataclass(slots=True)
@@ -30,32 +59,100 @@ class Calls:
     alerts: list[StatusAlert] = field(default_factory=list)
     alert_counts: dict[str, int] = field(default_factory=dict)  # monitor code -> customers hit
     notes: list[str] = field(default_factory=list)
+    alert_life: alertlife.AlertLife | None = None  # every hit's first-seen date (None: no monitors)
+    alert_monitors: list[dict[str, Any]] = field(default_factory=list)  # alertlife.summary
 
 
 def who_to_call(facts: Facts, classification: Classification, rules: RuleSet,
                 contacts: Mapping[int, monitors.Contact]
                 | Callable[[set[int]], Mapping[int, monitors.Contact]], *,
-                alert_limit: int | None = ALERTS_PER_MONITOR_AND_BRANCH) -> Calls:
+                alert_limit: int | None = ALERTS_PER_MONITOR_AND_BRANCH,
+                listing: Listing | None = None) -> Calls:
     """Tonight's opportunities, prioritised, and the status alerts behind them (texts rendered
-    for at most ``alert_limit`` customers per monitor and branch; None: all, for an export)."""
+    for at most ``alert_limit`` customers per monitor and branch; None: all, for an export).
+
+    The contacts are asked for once, for the alerted customers and the opportunities the
+    ``listing``'s rep and branch copies list (capped), so the statement count stays constant.
+    """
+    listing = listing or Listing()
     index = facts.metrics.compiled.index_of if facts.metrics is not None else {}
     hits: dict[int, tuple[str, ...]] = {}
     out = Calls(opportunities=[])
+    chosen = None
     if rules.monitors:
-        result = monitors.evaluate(rules, index, facts.codes, classification.services,
-                                   classification.rolled, facts.customers, contacts,
-                                   limit=alert_limit)
-        hits, out.alerts, out.alert_counts = result.hits, result.alerts, dict(result.counts)
-        if result.note:
-            out.notes.append(result.note)
-    found = find(facts, classification, rules, ordered=rules.priority is None)
+        chosen = monitors.select(rules, index, facts.codes, classification.services,
+                                 classification.rolled, facts.customers, limit=alert_limit,
+                                 seen=listing.seen)
+        hits, out.alert_counts = chosen.result.hits, dict(chosen.result.counts)
+        if chosen.result.note:
+            out.notes.append(chosen.result.note)
+    tiers = priority.tiers(rules, index, facts.codes, classification.services,
+                           classification.rolled)
+    counts = cross_sell.units(rules, index, facts.codes, classification.rolled)
+    if counts is None:
+        out.notes.append("cross-sell rules with an equipment condition were skipped tonight: "
+                         "the rules could not be computed as numbers (see the run log)")
+    found = find(facts, classification, rules, ordered=rules.priority is None, tiers=tiers,
+                 values=annual_by_service(rules, facts, classification), units=counts)
     if rules.priority is not None and found:
         found = priority.apply(
-            rules, found,
-            priority.tiers(rules, index, facts.codes, classification.services,
-                           classification.rolled),
+            rules, found, tiers,
             priority.renewals(rules, index, facts.codes, classification.services,
                               classification.rolled),
             hits, in_place=True)  # ``found`` is this function's own fresh list
     out.opportunities = found
+    listed = listed_opportunities(found, listing)
+    wanted = (chosen.wanted if chosen is not None else set()) | {o.customer_id for o in listed}
+    book = (contacts(wanted) if wanted else {}) if callable(contacts) else contacts
+    for opp in listed:
+        person = book.get(opp.customer_id)
+        if person is not None:
+            opp.contact_name, opp.contact_phone, opp.contact_email = (
+                person.name, person.phone, person.email)
+    if chosen is not None:
+        out.alerts = monitors.render_alerts(chosen, facts.customers, book).alerts
+        life = alertlife.advance(listing.seen, hits, facts.as_of)
+        alertlife.mark(out.alerts, life, facts.as_of)
+        out.alert_life = life
+        out.alert_monitors = alertlife.summary(life, rules.monitors, facts.customers,
+                                               len(classification.services))
+        out.notes += monitors.noisy(rules.monitors, out.alert_counts,
+                                    len(classification.services))
+    return out
+
+
+def annual_by_service(rules: RuleSet, facts: Facts, classification: Classification
+                      ) -> dict[str, np.ndarray]:
+    """Service code -> each in-scope customer's annual contract value for it (12 x the monthly
+    base rate of its matching contracts, rolled up), in ``classification.services`` order; {}
+    when the facts carry no numbers."""
+    rolled = classification.rolled
+    if rules.opportunities is None or rolled is None:
+        return {}
+    try:
+        pos = ValueColumns(rules).positions(facts)
+    except KeyError:  # read without the value columns (a caller's own extras)
+        return {}
+    return {code: np.maximum(rolled[:, j], 0.0) * MONTHS for code, j in pos.items()}
+
+
+def listed_opportunities(found: list[Opportunity], listing: Listing) -> list[Opportunity]:
+    """The opportunities a rep or branch copy of the digest lists: each copy's first ``top``
+    that no override hides (``found`` is most urgent first)."""
+    if not listing.top or not (listing.sales_reps or listing.branches):
+        return []
+    taken: dict[tuple[str, str], int] = {}
+    out = []
+    for opp in found:
+        if (opp.customer_id, opp.service_code) in listing.hidden:
+            continue
+        keys = [("rep", opp.sales_rep or "")] if (opp.sales_rep or "") in listing.sales_reps \
+            else []
+        if (opp.branch or "") in listing.branches:
+            keys.append(("branch", opp.branch or ""))
+        fits = [k for k in keys if taken.get(k, 0) < listing.top]
+        for k in fits:
+            taken[k] = taken.get(k, 0) + 1
+        if fits:
+            out.append(opp)
     return out

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -121,12 +121,20 @@ def print_run(result: RunResult) -> None:
             "change guard: nothing written" if result.guard_message else
             f"baseline: {c.written} values written" if result.baseline else
             f"{c.written} values written")
+    if c.locations_written:
+        what += f" and {c.locations_written:,} location records following their parent"
     click.echo(f"Run {result.run_id or '-'} as of {result.as_of}: {what}.")
     click.echo(f"  customers read {c.read:,}; classified {c.classified:,}; changed {c.changed:,}; "
                f"unchanged {c.unchanged:,}; conflicts {c.conflicts:,}")
     click.echo(f"  cannot be written: {c.no_configuration:,} without configuration, "
                f"{c.no_attribute:,} without the attribute; skipped {c.inactive:,} inactive, "
                f"{c.prospects:,} prospects")
+    if c.locations_changed or c.locations_unchanged or c.locations_no_configuration \
+            or c.locations_no_attribute:
+        click.echo(f"  locations following their parent: changed {c.locations_changed:,}; "
+                   f"written {c.locations_written:,}; unchanged {c.locations_unchanged:,}; "
+                   f"cannot be written {c.locations_no_configuration:,} without configuration, "
+                   f"{c.locations_no_attribute:,} without the attribute")
     click.echo("  services: " + ", ".join(f"{s.code} {s.customers:,} ({s.share:.0%})"
                                           for s in result.services))
     click.echo(f"  {result.statements} statements read the ERP; "
@@ -139,6 +147,7 @@ def print_run(result: RunResult) -> None:
             table.add_row(cell(ch.number), cell(ch.name), cell(ch.before), cell(ch.after),
                           cell(" ".join(ch.added)), cell(" ".join(ch.removed)))
         _out().print(table)
+        _print_causes((ch.number, ch.causes) for ch in result.changes[:PLAN_ROWS])
         if len(result.changes) > PLAN_ROWS:
             click.echo(f"  +{len(result.changes) - PLAN_ROWS:,} more (use --json for all)")
         added: dict[str, int] = {}
@@ -151,6 +160,14 @@ def print_run(result: RunResult) -> None:
         click.echo("  per service: " + ", ".join(
             f"{s.code} +{added.get(s.code, 0):,} -{removed.get(s.code, 0):,}"
             for s in result.services))
+    if result.dry_run and result.location_changes:
+        click.echo(f"  +{len(result.location_changes):,} location record(s) would follow their "
+                   "parent's value (use --json for all)")
+    if result.risks:
+        click.echo(f"  at risk (not offered as opportunities tonight): {len(result.risks):,}: "
+                   + ", ".join(f"{terminal_text(r.number)} ({r.kind})"
+                               for r in result.risks[:10])
+                   + (" ..." if len(result.risks) > 10 else ""))
     if result.guard_message:
         click.echo(terminal_text(result.guard_message, keep_newlines=True), err=True)
     if result.digest_eml:
@@ -181,7 +198,8 @@ def print_demo(result: DemoResult) -> None:
             click.echo(f"          {night.digest_eml}")
     click.echo("")
     click.echo("Open the .html digest in a browser, or the .eml in your mail program.")
-    click.echo(f"Next: keyservices run -c {result.config} --dry-run")
+    for i, command in enumerate(result.next_steps):
+        click.echo(f"{'Next:' if i == 0 else '':<6}{terminal_text(command)}")
 
 
 def print_check(report: CheckReport) -> None:
@@ -209,6 +227,16 @@ def print_explanation(e: Explanation) -> None:
         click.echo("  cannot be written: its configuration lacks the attribute")
     click.echo(f"  value now: {t(e.value_now) or '(empty)'}   by the rules: "
                f"{t(e.value_by_rules) or '(empty)'}   (level: {e.level})")
+    if e.since:
+        click.echo("  changed since the facts of the last live run before this date:")
+        for line in e.since:
+            click.echo(f"    {t(line)}")
+    for risk in e.risks:
+        click.echo(f"  AT RISK (not offered as an opportunity): {t(risk)}")
+    if e.location is not None:
+        loc = e.location
+        click.echo(f"  location {t(loc['number'])} ({t(loc['name'])}) {t(loc['why'])}; its "
+                   f"value now: {t(loc['value_now']) or '(empty)'}")
     for rec in e.records:
         status = "" if rec["counted"] else (
             "  [inactive: not counted]" if not rec["active"] else
@@ -224,6 +252,9 @@ def print_explanation(e: Explanation) -> None:
     for o in e.opportunities:
         click.echo(f"  Opportunity: {t(o['service'])} [{o['priority']}, score {o['score']:g}] "
                    f"- {t(o['reason'])}")
+        if o.get("estimated_annual_value"):
+            click.echo(f"      worth about {o['estimated_annual_value']:,.0f} a year "
+                       f"({t(o['value_basis'])})")
         for why in o["why"]:
             click.echo(f"      {t(why)}")
     for a in e.alerts:
@@ -246,7 +277,21 @@ def print_history(data: dict[str, Any]) -> None:
     for col in ("run", "customer", "name", "before", "after", "status", "at"):
         table.add_column(col, overflow="fold")
     for c in data["changes"]:
-        table.add_row(str(c["run_id"]), cell(c["customer_number"]), cell(c["customer_name"]),
+        name = c["customer_name"] + (f" (follows {c['follows']})" if c.get("follows") else "")
+        table.add_row(str(c["run_id"]), cell(c["customer_number"]), cell(name),
                       cell(c["before"]), cell(c["after"]), cell(c["status"]),
                       f"{c['at']:%Y-%m-%d %H:%M}")
     _out().print(table)
+    _print_causes((f"{c['customer_number']} (run {c['run_id']})", c.get("causes") or ())
+                  for c in data["changes"])
+
+
+def _print_causes(rows: Iterable[tuple[str, Sequence[str]]]) -> None:
+    """Why each listed change happened, one line each under the table (a column would squeeze
+    the names out of an 80-column console)."""
+    lines = [f"  {terminal_text(who)}: {terminal_text('; '.join(causes))}"
+             for who, causes in rows if causes]
+    if lines:
+        click.echo("Why:")
+        for line in lines:
+            click.echo(line)

@@ -26,7 +26,8 @@ def demo(directory: Path, customers: int, seed: int, as_of: dt.datetime | None,
     Builds an e-automate-shaped SQLite database in DIR, writes config.yaml and the example rules
     beside it, runs night 1 (a baseline), simulates a day in the ERP (contracts start and end,
     equipment is removed, new GL lines), runs night 2, and writes both digests to DIR/outbox.
-    Running it again in the same DIR starts the demo afresh.
+    Night 2 is today (or --as-of) and night 1 the day before, so the suggested next steps see
+    the ERP as night 2 left it. Running it again in the same DIR starts the demo afresh.
 
     \b
     Example:
@@ -41,7 +42,8 @@ def demo(directory: Path, customers: int, seed: int, as_of: dt.datetime | None,
     if as_json:
         emit_json({"directory": str(result.directory), "database": str(result.database),
                     "config": str(result.config), "outbox": str(result.outbox),
-                    "nights": [n.to_dict() for n in result.nights]})
+                    "nights": [n.to_dict() for n in result.nights],
+                    "next_steps": result.next_steps})
     else:
         print_demo(result)
 

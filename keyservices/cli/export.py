@@ -76,25 +76,29 @@ def export_opportunities_cmd(config_path: Path, fmt: str, service: str | None,
 @click.option("--monitor", default=None, help="Only this status monitor's code (e.g. "
                                               "DM-LAPSING).")
 @click.option("--owner", default=None, help="Only this sales rep's customers (full name).")
+@click.option("--new", "new", is_flag=True, default=False,
+              help="Only the alerts first seen tonight (not on an earlier night's live run).")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write to this file (UTF-8 with BOM for Excel) instead of stdout.")
 @as_of_option
-def export_alerts_cmd(config_path: Path, monitor: str | None, owner: str | None,
+def export_alerts_cmd(config_path: Path, monitor: str | None, owner: str | None, new: bool,
                       out: Path | None, as_of: dt.datetime | None) -> None:
     """Every status-monitor hit of the night, with its text, as CSV.
 
-    The digest lists a capped number per monitor and branch; the export has them all.
+    The digest lists the new ones (capped) and counts the continuing ones per monitor; the
+    export has them all, each with the night it was first seen (first_seen) and its priority.
 
     \b
     Examples:
       keyservices export alerts --out alerts.csv -c config.yaml
       keyservices export alerts --monitor DM-LAPSING --owner "Dana Whitfield"
+      keyservices export alerts --new --out new-alerts.csv -c config.yaml
     """
     from ..commands.export import export_alerts, write
     from .console import echo_data
 
     text, count = export_alerts(load_config_at(config_path), monitor=monitor, owner=owner,
-                                as_of=as_of.date() if as_of else None)
+                                as_of=as_of.date() if as_of else None, new=new)
     if write(text, out) is None:
         echo_data(text)
     else:

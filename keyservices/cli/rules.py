@@ -20,7 +20,8 @@ def explain(customer: str, config_path: Path, as_of: dt.datetime | None, as_json
     """Why a customer has or lacks each service: its facts and every rule's verdict.
 
     CUSTOMER is a customer number, or part of a name. With level: parent, the parent and each
-    of its locations are shown, since a location's services count for its parent.
+    of its locations are shown, since a location's services count for its parent; asked about
+    a location, it also says whether the location follows its parent's value (write.locations).
 
     \b
     Example:

@@ -105,7 +105,8 @@ def _rollback(config: Config, rules: Any, state: StateStore, run_id: int, *, dry
                     name=r["customer_name"], branch=r.get("branch"), sales_rep=r.get("sales_rep"),
                     before=current, after=r["before"],
                     added=tuple(x for x in (r["removed"] or "").split(";") if x),
-                    removed=tuple(x for x in (r["added"] or "").split(";") if x)))
+                    removed=tuple(x for x in (r["added"] or "").split(";") if x),
+                    follows=r.get("follows"), causes=(f"rollback of run {run_id}",)))
             elif r["customer_id"] in now and (current or None) == (r["before"] or None):
                 report.already.append(r["customer_number"])
             else:

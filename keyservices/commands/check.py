@@ -27,6 +27,7 @@ from ..erp.shapes import prepare
 from ..engine.diff import attribute_is_foreign, owned
 from ..errors import SchemaError
 from ..rules import RuleSet, glob_match
+from .alerts import monitor_warnings, renewal_days
 
 
 @dataclass
@@ -92,10 +93,16 @@ def check(config: Config) -> CheckReport:
                     report.warnings.append(f"model category {cat} ({units} active units) maps to "
                                            "no model class; add it under model_classes")
                 report.warnings += _dead_globs(conn, tables, rules)
+                if renewal_days(config):  # the renewals calendar reads the contract number too
+                    report.problems += verify_schema(conn, tables, ["contracts"], {
+                        ("contracts", c) for c in tables.profile["contracts"]["columns"]
+                        if c != "number"})
     except SQLAlchemyError as exc:
         raise wrap_db_error(exc, config.erp.url) from exc
     finally:
         engine.dispose()
+    if not report.problems:  # a monitor most customers hit every night is noise
+        report.warnings += monitor_warnings(config, rules)
     if report.problems:
         raise SchemaError("the ERP database is not as configured:\n" + "\n".join(
             f"  - {p}" for p in report.problems), report)
@@ -196,8 +203,10 @@ def show_sql(config: Config, *, with_ids: bool = False, conn: sa.Connection | No
         codes.categories = {i: code for i, (code, _) in codes.categories.items()}  # type: ignore[misc]
     session = (session_settings(config.erp.read_isolation, config.erp.lock_timeout_seconds)
                if dialect.name == "mssql" else [])
+    routed = bool(config.digest.sales_reps or config.digest.branches)
     steps = night_steps(tables, rules, codes, needed, [c for e in extra for c in e.columns(codes)],
-                        as_of or dt.date.today(), attr_id=attr or 0, session=session)
+                        as_of or dt.date.today(), attr_id=attr or 0, session=session,
+                        listed=routed, renewals_days=renewal_days(config))
     printer = Printer(dialect, tables, rules, attribute=attr, examples=examples)
     return [(step.name, printer.sql(step)) for step in steps]
 

@@ -11,9 +11,10 @@ from pathlib import Path
 from .. import night
 from ..config import Config
 from ..errors import EXIT_OK, EXIT_UNDELIVERED, ConfigError, LockHeld
-from ..model import Change, Counts, DigestData
+from ..model import Change, Counts, DigestData, RiskFlag
 from ..outputs import digest as digest_mod
 from ..outputs import mail
+from ..outputs.calendar import calendar_for
 from ..outputs.files import atomic_write
 from ..progress import Reporter, Timings, step
 from ..rules import RuleSet
@@ -36,6 +37,8 @@ def preflight(config: Config, rules: RuleSet) -> None:
         property_name=rules.property, mode=config.mode, dry_run=False, baseline=False,
         counts=Counts(), changes=[sample], no_configuration=[], no_attribute=[], services=[],
         service_names=rules.service_names())
+    sample.causes = ("Sample: why it changed",)  # the causes and risk blocks are rendered too
+    data.risks = [RiskFlag(0, "C000", "Sample", None, None, "takeout", "why it is at risk")]
     digest_mod.render(data, templates, max_rows=config.digest.max_rows,
                       max_unwritable_rows=config.digest.max_unwritable_rows,
                       max_opportunities=_top(rules))
@@ -46,18 +49,22 @@ def digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send: 
     """Render the digest into the outbox, then deliver everything queued there."""
     timings = Timings(result.timings)
     quiet = (not result.changes and not result.carried and not result.guard_message
-             and not result.baseline)
+             and not result.baseline and not result.location_changes)
     if quiet and not config.digest.send_empty:
         return result
     data = DigestData(
         run_id=result.run_id, as_of=result.as_of, generated_at=dt.datetime.now(),
         dealer=config.dealer, property_name=rules.property, mode=result.mode,
         dry_run=result.dry_run, baseline=result.baseline, counts=result.counts,
-        changes=result.carried + result.changes, no_configuration=result.no_configuration,
+        changes=[c for c in result.carried if not c.follows] + result.changes,
+        no_configuration=result.no_configuration,
         no_attribute=result.no_attribute, services=result.services,
         service_names=rules.service_names(), guard_message=result.guard_message,
         notes=list(result.notes),
         opportunities=result.opportunities, alerts=result.alerts, won_lost=result.won_lost)
+    data.alert_monitors, data.renewals = result.alert_monitors, result.renewals
+    data.risks = result.risks
+    data.config_file = str(config.config_path) if config.config_path else "config.yaml"
     with step(reporter, timings, "digest") as advance:
         templates = digest_mod.find_templates_dir(config.digest.templates)
         stem = f"{result.as_of.isoformat()}-run{result.run_id:04d}-digest"
@@ -72,19 +79,25 @@ def digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send: 
             if (mine.changes or mine.opportunities or mine.alerts or mine.guard_message
                     or mine.baseline or config.digest.send_empty):
                 copies.append((f"{stem}-{digest_mod.slug(name)}", mine, recipients))
+        attached = ""  # the file the consolidated digest attached, named again by --preview
         for name, copy, recipients in copies:
             rendered = digest_mod.render(copy, templates, max_rows=config.digest.max_rows,
                                          max_unwritable_rows=config.digest.max_unwritable_rows,
                                          max_opportunities=_top(rules))
+            if copy is data and rendered.attachment is not None:
+                attached = rendered.attachment.filename
             message = digest_mod.build_message(rendered, sender=config.digest.sender,
-                                               recipients=recipients)
+                                               recipients=recipients, ics=calendar_for(copy))
             paths = digest_mod.write_outbox(message, rendered, config.digest.outbox, name)
             result.digests.append(paths.eml)
             if result.digest_eml is None:
                 result.digest_eml, result.digest_html = paths.eml, paths.html
             advance(1)
         result.delivery = "outbox"
-        digest_mod.save_data(data, digest_data_path(config, result.run_id))
+        # what the digest can list, not every change: a million-change night stays small
+        keep = max(config.digest.max_rows, config.digest.max_unwritable_rows, _top(rules))
+        digest_mod.save_data(digest_mod.trimmed(data, keep, attached),
+                             digest_data_path(config, result.run_id))
     if send and config.smtp is not None:
         with step(reporter, timings, "send") as advance:
             report = deliver_outbox(config)  # the run already holds the run lock

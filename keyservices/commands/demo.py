@@ -3,6 +3,11 @@
 It builds an e-automate-shaped SQLite database, writes a real ``config.yaml`` and the example rules,
 runs night 1 (a baseline), lets a plausible day happen in the ERP, and runs night 2, so a newcomer
 sees real added and removed services without touching a production system.
+
+The two nights end on the run date (night 1 yesterday, night 2 today; ``as_of`` moves both), so
+the next steps it suggests see the ERP as night 2 left it: a dry run plans nothing and the report
+counts night 2's won and lost services. Dated the other way round, a dry run today would undo
+night 2 and the report would not see it yet.
 """
 
 from __future__ import annotations
@@ -41,8 +46,9 @@ rules: rules                    # folder of rule files (*.yaml)
 mode: live                      # test: compute and email, write nothing to the ERP
 
 write:
-  chunk_size: 500               # customers per write transaction
+  chunk_size: 5000              # customers per write transaction
   max_changes_percent: 25       # change guard: refuse to rewrite more than this share
+  # locations: true             # also write each parent's value to its active locations
 
 state:
   dir: .keyservices             # runs, audit and the run lock
@@ -55,7 +61,7 @@ digest:
   #   Shelbyville: ["shelbyville-manager@demo-dealer.example"]
   # admins: ["it@demo-dealer.example"]   # failure alerts (default: the 'to' list)
   send_empty: true              # send a short digest even when nothing changed
-  max_rows: 50                  # changes listed before "+N more" (all are in the CSV)
+  max_rows: 50                  # rows per list before "+N more" (it says where the rest is)
 
 # smtp:                         # uncomment to email the digest
 #   host: smtp.example.com
@@ -80,14 +86,17 @@ class DemoResult:
     next_day: demodb.NextDaySummary
     nights: list[RunResult] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    # what to try next, as commands to paste; they carry --as-of when the demo is not dated today
+    next_steps: list[str] = field(default_factory=list)
 
 
 def demo(directory: Path, *, customers: int = 2000, seed: int = 42,
          as_of: dt.date | None = None, reporter: Reporter | None = None) -> DemoResult:
-    """Build the demo dealer in ``directory`` and run two nights; returns where everything went."""
+    """Build the demo dealer in ``directory`` and run two nights, the second on ``as_of``
+    (default today) and the first the day before; returns where everything went."""
     directory = Path(directory).resolve()
-    night1 = as_of or dt.date.today()
-    night2 = night1 + dt.timedelta(days=1)
+    night2 = as_of or dt.date.today()
+    night1 = night2 - dt.timedelta(days=1)
     replaced = _prepare(directory)
     timings = Timings()
     with step(reporter, timings, "build demo database", total=customers) as advance:
@@ -112,7 +121,15 @@ def demo(directory: Path, *, customers: int = 2000, seed: int = 42,
     return DemoResult(directory=directory, database=db, config=config_path,
                       rules=directory / "rules", outbox=config.digest.outbox, replaced=replaced,
                       database_summary=summary, next_day=next_day, nights=[first, second],
-                      timings=dict(timings))
+                      timings=dict(timings), next_steps=next_steps(config_path, night2))
+
+
+def next_steps(config: Path, night2: dt.date) -> list[str]:
+    """The commands to try after the demo, dated like its night 2 when that is not today."""
+    where = f'"{config}"' if " " in str(config) else str(config)
+    when = "" if night2 == dt.date.today() else f" --as-of {night2.isoformat()}"
+    return [f"keyservices run -c {where} --dry-run{when}",
+            f"keyservices report -c {where}{when}"]
 
 
 def _prepare(directory: Path) -> bool:

@@ -17,6 +17,7 @@ from ..engine.classify import explain as explain_rows
 from ..erp.facts import read_facts
 from ..errors import ConfigError
 from ..rules import RuleFile
+from . import why
 from ..engine.cases import run_cases
 
 
@@ -33,6 +34,11 @@ class Explanation:
     # the customer's opportunities as tonight's run ranks them: priority, score, and why
     opportunities: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     alerts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # asked about a location at level: parent: whether it follows the parent's value, and why
+    location: dict[str, Any] | None = None
+    # what changed since the facts of the last clean live run before this date, and risk flags
+    since: list[str] = dataclasses.field(default_factory=list)
+    risks: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -60,6 +66,7 @@ def explain(config: Config, customer: str, *, as_of: dt.date | None = None) -> E
         # priorities need the night's numbers for every customer (tiers by quantile, industry
         # shares): the run's own pipeline, then the per-category breakdown that explain shows
         tonight = night.compute(config, as_of, erp=erp, values=False)
+        compared = why.comparison(config, rules, tonight, erp_id=erp.identity())
         with erp.engine.connect() as conn:
             facts = read_facts(conn, erp.tables, rules, tonight.attribute_id, as_of, detail=True)
     assert tonight.calls is not None
@@ -72,7 +79,7 @@ def explain(config: Config, customer: str, *, as_of: dt.date | None = None) -> E
         sample = ", ".join(f"{c.number} ({c.name})" for c in matches[:8])
         raise ConfigError(f"{len(matches)} customers match {customer!r}: {sample}"
                           f"{' ...' if len(matches) > 8 else ''}; use the customer number")
-    target = matches[0]
+    target = asked = matches[0]
     if rules.level == "parent" and target.is_location and target.parent_id in facts.customers:
         target = facts.customers[target.parent_id]  # the parent's record carries the value
     members, _, _, _ = scope(facts, rules)
@@ -96,10 +103,21 @@ def explain(config: Config, customer: str, *, as_of: dt.date | None = None) -> E
             "facts": _facts_dict(facts.of(c.id)),
             "verdicts": [dataclasses.asdict(v) for v in explain_rows(facts, rules, [c.id])]})
     services = classification.services.get(target.id)
+    since, risks = why.since_last_night(compared, target.id, target.current_value, rules)
+    location = None
+    if asked is not target:
+        location = {"number": asked.number, "name": asked.name, "parent": target.number,
+                    "value_now": asked.current_value}
+        location["follows"], location["why"] = _follows(config, rules.property, asked,
+                                                        services is not None)
     return Explanation(
+        location=location, since=since, risks=risks,
         opportunities=[{"service": o.service, "priority": o.priority, "score": o.score,
-                        "reason": o.reason, "why": list(o.why)}
-                       for o in tonight.calls.opportunities if o.customer_id == target.id],
+                        "reason": o.reason, "why": list(o.why),
+                        "estimated_annual_value": o.estimated_annual_value,
+                        "value_basis": o.value_basis}
+                       for o in tonight.calls.opportunities
+                       if o.customer_id == target.id and not risks],  # at risk: not offered
         alerts=[{"monitor": a.monitor, "text": a.text} for a in tonight.calls.alerts
                 if a.customer_id == target.id],
         as_of=as_of, level=rules.level,
@@ -109,6 +127,25 @@ def explain(config: Config, customer: str, *, as_of: dt.date | None = None) -> E
         value_now=target.current_value,
         value_by_rules=None if services is None else (rules.render_value(services) or None),
         records=records)
+
+
+def _follows(config: Config, attribute: str, location: Any, parent_in_scope: bool
+             ) -> tuple[bool, str]:
+    """Whether a location is written with its parent's value (write.locations), and why not."""
+    if not location.active:
+        return False, "is inactive, so it is not written (its value is left as it is)"
+    if location.prospect:
+        return False, "is a prospect, so it is not written (its value is left as it is)"
+    if not parent_in_scope:
+        return False, "belongs to a parent that is inactive or a prospect, so it is not written"
+    if not config.write.locations:
+        return False, ("counts for its parent, and its own record is not written "
+                       "(write.locations is off)")
+    if location.config_id is None:
+        return False, "cannot follow its parent's value: it has no custom-property configuration"
+    if not location.has_value_row:
+        return False, f"cannot follow its parent's value: its configuration lacks {attribute}"
+    return True, "follows its parent's value (write.locations)"
 
 
 def test_rules(config: Config, folder: Path | None = None) -> list[Any]:

@@ -15,6 +15,7 @@ from typing import Literal
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import night
+from ..calls import Listing
 from ..config import Config
 from ..erp import verify_schema
 from ..erp.contacts import ContactRow, best_contacts, contact_property_values, contact_rows
@@ -27,10 +28,13 @@ from ..outputs.exports import (
     NpsFilter,
     NpsScores,
     OpportunityExport,
+    money_cell,
     nps_score,
     read_nps_csv,
     write,
 )
+from ..state import StateStore
+from . import why
 
 __all__ = ["NpsFilter", "OpportunityExport", "export_alerts", "export_opportunities",
            "read_nps_csv", "write"]
@@ -56,6 +60,9 @@ def export_opportunities(config: Config, *, fmt: Literal["csv", "hubspot"] = "cs
     survey = read_nps_csv(nps.csv) if nps is not None and nps.csv is not None else None
     with night.open_erp(config, rules) as erp:
         tonight = night.compute(config, as_of, erp=erp, values=False)
+        # customers at risk (takeout, churn) are not offered, as in the night's digest
+        at_risk = why.at_risk(why.comparison(config, rules, tonight, erp_id=erp.identity()),
+                              tonight, rules)
         try:
             with erp.engine.connect() as conn:
                 stored: dict[int, str | None] = {}
@@ -70,7 +77,7 @@ def export_opportunities(config: Config, *, fmt: Literal["csv", "hubspot"] = "cs
         allowed = _promoter_test(nps, survey, stored, rows, result)
     contacts = best_contacts(rows, allowed)
     assert tonight.calls is not None
-    found = tonight.calls.opportunities
+    found = why.hold_back(tonight.calls.opportunities, at_risk)
     if service:
         found = [o for o in found if o.service == codes[service.upper()]]
     if owner:
@@ -88,10 +95,11 @@ def export_opportunities(config: Config, *, fmt: Literal["csv", "hubspot"] = "cs
         first, last, email, phone = contacts.get(by_number[o.number], ("", "", "", ""))
         if fmt == "hubspot":
             writer.writerow([first, last, email, phone, o.name, o.service, o.priority, o.reason,
-                             o.sales_rep or "", o.number])
+                             o.sales_rep or "", o.number, money_cell(o.estimated_annual_value)])
         else:
             writer.writerow([o.number, o.name, o.branch or "", o.sales_rep or "", o.service,
-                             o.priority, o.reason, first, last, email, phone])
+                             o.priority, o.reason, first, last, email, phone,
+                             money_cell(o.estimated_annual_value), o.value_basis])
     result.text, result.count = buf.getvalue(), len(found)
     return result
 
@@ -142,9 +150,11 @@ def _contact_db_error(exc: SQLAlchemyError, erp: night.Erp,
 
 
 def export_alerts(config: Config, *, monitor: str | None = None, owner: str | None = None,
-                  as_of: dt.date | None = None) -> tuple[str, int]:
+                  as_of: dt.date | None = None, new: bool = False) -> tuple[str, int]:
     """Every status-monitor hit of the night (all of them, not the digest's capped list) as CSV
-    text, and how many; optionally one monitor's or one sales rep's."""
+    text, and how many; optionally one monitor's or one sales rep's, or only those first seen
+    tonight (``new``). ``first_seen`` comes from the state store (read only; a hit it does not
+    know is first seen tonight), so the export agrees with the night's digest."""
     as_of = as_of or dt.date.today()
     rules = night.rules_for(config)
     if not rules.monitors:
@@ -153,16 +163,24 @@ def export_alerts(config: Config, *, monitor: str | None = None, owner: str | No
     known = {m.code.upper() for m in rules.monitors}
     if monitor and monitor.upper() not in known:
         raise ConfigError(f"no monitor {monitor!r}; the rules define {', '.join(sorted(known))}")
+    reader = StateStore.reader(config.state_url)
+    try:
+        seen = reader.alert_first_seen() if reader is not None else {}
+    finally:
+        if reader is not None:
+            reader.close()
     with night.open_erp(config, rules) as erp:
-        tonight = night.compute(config, as_of, erp=erp, values=False, alert_limit=None)
+        tonight = night.compute(config, as_of, erp=erp, values=False, alert_limit=None,
+                                listing=Listing(seen=seen))
     assert tonight.calls is not None
     alerts = [a for a in tonight.calls.alerts
               if (not monitor or a.code.upper() == monitor.upper())
-              and (not owner or (a.sales_rep or "").casefold() == owner.casefold())]
+              and (not owner or (a.sales_rep or "").casefold() == owner.casefold())
+              and (not new or a.new)]
     buf = io.StringIO()
     writer = csv_writer(buf)
     writer.writerow(ALERT_COLUMNS)
     for a in alerts:
         writer.writerow([a.number, a.name, a.branch or "", a.sales_rep or "", a.code, a.monitor,
-                         a.text])
+                         a.text, a.first_seen.isoformat() if a.first_seen else "", a.priority])
     return buf.getvalue(), len(alerts)

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EXIT_OK
-from ..model import Change, Counts, CustomerRef, Opportunity, ServiceCount, StatusAlert
+from ..model import (Change, Counts, CustomerRef, Opportunity, Renewal, RiskFlag, ServiceCount,
+                     StatusAlert)
 
 
 @dataclass
@@ -44,12 +45,22 @@ class RunResult:
     # values written by earlier runs that stopped before their digest, listed in this one
     carried: list[Change] = field(default_factory=list)
     exit_code: int = EXIT_OK
+    # per monitor that fired: new and continuing hits (keyservices.calls.alertlife.summary)
+    alert_monitors: list[dict[str, Any]] = field(default_factory=list)
+    renewals: list[Renewal] = field(default_factory=list)  # digest.renewals_ics: the calendars
+    # write.locations: locations following their parent's value, and those that cannot hold it
+    location_changes: list[Change] = field(default_factory=list)
+    location_no_configuration: list[CustomerRef] = field(default_factory=list)
+    location_no_attribute: list[CustomerRef] = field(default_factory=list)
+    # customers who may be leaving (takeout, churn), not offered as opportunities tonight
+    risks: list[RiskFlag] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         # the long lists are converted shallowly: dataclasses.asdict deep-copies every field of
         # every item, which at hundreds of thousands of changes costs seconds and gigabytes
         long = ("changes", "no_configuration", "no_attribute", "opportunities", "alerts",
-                "carried")
+                "carried", "location_changes", "location_no_configuration",
+                "location_no_attribute")
         data = dataclasses.asdict(dataclasses.replace(self, **{k: [] for k in long}))
         for key in long:
             data[key] = _rows(getattr(self, key))

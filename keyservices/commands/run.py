@@ -16,7 +16,8 @@ from ..calls import lifecycle, wonlost
 from ..config import Config
 from ..engine.classify import Classification
 from ..engine.diff import (attribute_is_foreign, guard_message, guarded, ownership_message,
-                           penetration, plan_changes, set_aside_foreign)
+                           penetration, plan_changes, set_aside_foreign,
+                           unwritable_locations_note)
 from ..erp import display_url
 from ..erp.writeback import apply_changes, reconcile
 from ..errors import EXIT_GUARD, GuardTripped, KeyservicesError, SchemaError
@@ -24,6 +25,8 @@ from ..model import Counts, Facts
 from ..progress import Reporter, Timings, gc_paused, step
 from ..rules import RuleSet
 from ..state import StateStore, run_lock
+from . import why
+from .alerts import listing_for, save_alerts
 from .deliver import alert_failure, digest_and_send, preflight
 from .guard import is_baseline
 from .result import RunResult
@@ -149,43 +152,63 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
     """The night (``night.compute``), then the plan, the ownership check, the guard, the writes
     and, only after a clean live write, the opportunity life cycle."""
     timings = Timings()
-    tonight = night.compute(config, as_of, erp=erp, reporter=reporter, timings=timings)
+    tonight = night.compute(config, as_of, erp=erp, reporter=reporter, timings=timings,
+                            listing=listing_for(config, rules, state, as_of))
     facts, classification = tonight.facts, tonight.classification
     assert tonight.calls is not None and tonight.values is not None
     with step(reporter, timings, "plan changes", total=len(classification.services)) as advance:
-        plan = plan_changes(facts, classification, rules)
+        plan = plan_changes(facts, classification, rules, locations=config.write.locations)
         wonlost.fill_annual_values(plan.changes, classification, facts, tonight.values)
         advance(len(classification.services))
     # never overwrite data the tool does not own, whatever --force says
     aside = set_aside_foreign(
         plan, rules, state.written_values(rules.property) if state is not None else ())
-    if aside and attribute_is_foreign(len(aside), _non_empty(facts, classification)):
+    if aside and attribute_is_foreign(len(aside), _non_empty(facts, classification)
+                                      + plan.location_values):
         raise SchemaError(ownership_message(rules.property, aside))
     counts = Counts(read=len(facts.customers), classified=len(classification.services),
                     changed=len(plan.changes), unchanged=plan.unchanged,
                     no_configuration=len(plan.no_configuration),
                     no_attribute=len(plan.no_attribute), inactive=classification.inactive,
                     prospects=classification.prospects,
-                    locations_rolled_up=classification.locations_rolled_up)
+                    locations_rolled_up=classification.locations_rolled_up,
+                    locations_changed=len(plan.locations),
+                    locations_unchanged=plan.locations_unchanged,
+                    locations_no_configuration=len(plan.locations_no_configuration),
+                    locations_no_attribute=len(plan.locations_no_attribute))
     guard = None if (force or config.mode == "test") else guard_message(
-        guarded(plan.changes, baseline=baseline), plan.in_scope, config.write.max_changes,
+        guarded(plan.writes(), baseline=baseline), plan.records, config.write.max_changes,
         config.write.max_changes_percent, baseline=baseline)
+    # why each change happened (against the last clean live run's facts), who may be leaving
+    erp_id = erp.identity()
+    with step(reporter, timings, "causes and risks", total=len(plan.changes)) as advance:
+        risks, why_notes = why.annotate(config, rules, tonight, plan.changes, baseline=baseline,
+                                        erp_id=erp_id)
+        advance(len(plan.changes))
     found = tonight.calls.opportunities
     lifecycle_counts: dict[str, int] = {}
     tracked = None
     if rules.opportunities is not None and state is not None:
         # tracked across nights: upserted, won when the service appears, closed when the
         # condition clears; snoozed and dismissed ones are kept but not listed
-        tracked = lifecycle.advance(state.load_opportunities(), found, classification.services,
-                                    as_of)
+        stored = state.load_opportunities()
+        tracked = lifecycle.advance(stored, why.hold_back(found, risks, stored),
+                                    classification.services, as_of)
         found, lifecycle_counts = tracked.visible, dict(tracked.counts)
+    found = why.hold_back(found, risks)  # a customer at risk is not offered tonight
     result = RunResult(
         run_id=run_id, as_of=as_of, mode=config.mode, dry_run=dry_run, baseline=baseline,
         counts=counts, changes=plan.changes, no_configuration=plan.no_configuration,
         no_attribute=plan.no_attribute, services=penetration(classification, rules),
         statements=tonight.statements, timings=timings, guard_message=guard,
         opportunities=found, opportunity_counts=lifecycle_counts, alerts=tonight.calls.alerts,
-        alert_counts=tonight.calls.alert_counts, notes=list(tonight.calls.notes))
+        alert_counts=tonight.calls.alert_counts, notes=list(tonight.calls.notes),
+        location_changes=plan.locations,
+        location_no_configuration=plan.locations_no_configuration,
+        location_no_attribute=plan.locations_no_attribute)
+    unwritable_locations = unwritable_locations_note(plan, rules.property)
+    if unwritable_locations:
+        result.notes.append(unwritable_locations)
     if aside:
         result.notes.append(
             f"{len(aside)} value(s) of {rules.property} were not written by keyservices and "
@@ -196,19 +219,24 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
         result.notes.append(f"The property {rules.property} does not start with Z, as "
                             "e-automate's custom properties for dealer processes do: make sure "
                             "it is the attribute keyservices owns.")
+    result.alert_monitors, result.renewals = tonight.calls.alert_monitors, tonight.renewals
+    result.risks = risks
+    result.notes += why_notes
     if guard:
         result.exit_code = EXIT_GUARD
         return result
     live = not dry_run and config.mode == "live"
-    if live and plan.changes:
+    if live and plan.writes():
         assert state is not None and run_id is not None
-        report = apply_changes(erp.engine, erp.tables, tonight.attribute_id, plan.changes,
+        report = apply_changes(erp.engine, erp.tables, tonight.attribute_id, plan.writes(),
                                state=state, run_id=run_id, chunk_size=config.write.chunk_size,
                                reporter=reporter, timings=timings)
-        counts.written = len(report.applied)
+        followed = {c.customer_id for c in plan.locations}
+        counts.locations_written = sum(1 for i in report.applied if i in followed)
+        counts.written = len(report.applied) - counts.locations_written
         counts.conflicts = len(report.conflicts)
         if report.conflicts:
-            edited = [c.number for c in plan.changes if c.status == "conflict"]
+            edited = [c.number for c in plan.writes() if c.status == "conflict"]
             result.notes.append(
                 f"{len(edited)} value(s) were edited in e-automate while this run worked "
                 f"and were left as they are (the next run looks again): "
@@ -218,6 +246,15 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
         with step(reporter, timings, "opportunity life cycle") as advance:
             state.save_opportunities(tracked.records)
             advance(len(tracked.records))
+    if live:  # alerts' first-seen dates move only with a clean live run, like the life cycle
+        assert state is not None
+        save_alerts(state, tonight)
+    if live:  # tomorrow's causes compare with tonight's facts (a clean live run only)
+        with step(reporter, timings, "keep tonight's facts") as advance:
+            note = why.keep(config, rules, tonight, erp_id=erp_id, run_id=run_id)
+            if note:
+                result.notes.append(note)
+            advance(len(classification.services))
     return result
 
 

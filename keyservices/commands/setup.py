@@ -50,9 +50,11 @@ rules: rules                           # folder of rule files; rules/tests holds
 mode: test                             # test: compute and email, write nothing; then: live
 
 write:
-  chunk_size: 500                      # customers per write transaction (max 2000)
+  chunk_size: 5000                     # customers per write transaction (max 20000)
   # max_changes: 500                   # change guard: refuse a run that changes more than this
   max_changes_percent: 10              # ... or more than this share of the customers
+  locations: false                     # level: parent: true also writes each parent's value
+                                       # to its active locations (ship-to screens, lists)
 
 state:
   dir: .keyservices                    # runs, audit, run lock, log
@@ -69,9 +71,10 @@ digest:
   #   "Dana Whitfield": ["dana@example.com"]
   # admins: ["it@example.com"]         # failure alerts (default: the 'to' list)
   send_empty: true                     # a short digest even when nothing changed
-  max_rows: 50                         # changes listed before "+N more" (all are in the CSV)
+  max_rows: 50                         # rows per list before "+N more" (it says where the rest is)
   max_unwritable_rows: 20              # per list of customers that cannot be written
   max_age_days: 3                      # queued mail older than this is never sent (expired/)
+  # renewals_ics: true                 # each sales_reps copy: an .ics of the rep's renewals (60 days)
   # templates: templates               # your own copy of the digest templates
 
 # smtp:                                # without it, digests stay in the outbox

@@ -65,6 +65,7 @@ class DemoSummary:
     prospects: int = 0
     free_licences: int = 0
     url: str = ""
+    contract_lines: int = 0  # SCContractDetails: machines on a contract
 
 
 @dataclass
@@ -233,19 +234,19 @@ class _Generator:
         p_cpy, p_mps, p_dm, p_it = INDUSTRIES[industry]
         sites = records  # equipment sits at the parent (single site) or at its locations
         if rng.random() < p_cpy:
-            for _ in range(rng.randint(1, 4)):
-                self.equipment(parent, rng.choice(sites), rng.choice(COPIERS))
+            copiers = [self.equipment(parent, rng.choice(sites), rng.choice(COPIERS))
+                       for _ in range(rng.randint(1, 4))]
             if rng.random() < 0.7:
-                self.contract(rng.choice([parent] * 4 + sites), rng.choice(["COPY-MAINT",
-                                                                            "COPY-CPC"]))
+                self.cover(self.contract(rng.choice([parent] * 4 + sites),
+                                         rng.choice(["COPY-MAINT", "COPY-CPC"])), copiers)
             elif rng.random() < 0.3:
-                self.contract(parent, "RENT-COPY")
+                self.cover(self.contract(parent, "RENT-COPY"), copiers)
             self.sale(parent, rng.choice(COPIERS), rng.uniform(3500, 18000), 60, 1500)
         if rng.random() < p_mps:
-            self.contract(parent, rng.choice(["MPS-FLEET", "MPS-CLICK"]))
+            mps = self.contract(parent, rng.choice(["MPS-FLEET", "MPS-CLICK"]))
             fleet = 1 if rng.random() < 0.1 else rng.randint(3, 12)  # a few too small to count
-            for _ in range(fleet):
-                self.equipment(parent, rng.choice(sites), rng.choice(PRINTERS))
+            self.cover(mps, [self.equipment(parent, rng.choice(sites), rng.choice(PRINTERS))
+                             for _ in range(fleet)])
             self.gl(parent, "4200", 300, 2500, 12)
         if rng.random() < p_dm:
             how = rng.random()
@@ -281,6 +282,18 @@ class _Generator:
             "InstallDate": self.days_ago(30, 2000), "Active": active})
         self.summary.equipment += 1
         return eid
+
+    def cover(self, contract: int, machines: list[int]) -> None:
+        """Contract lines (``SCContractDetails``) putting machines on a contract. Every seventh
+        machine is left off, as one added to the fleet later and never put on the contract: with
+        the copier customers who have no contract at all, the MIF report's "machines in the
+        field without a service contract". No random draw, so the rest of the data is as it was.
+        """
+        for eid in machines:
+            if eid % 7:
+                self.emit("SCContractDetails", {"ContractDetailID": self.ids.next("detail"),
+                                                "ContractID": contract, "EquipmentID": eid})
+                self.summary.contract_lines += 1
 
     def contract(self, customer: int, code: str, start: dt.datetime | None = None) -> int:
         rng = self.rng

@@ -255,6 +255,7 @@ def demo_indexes(md: MetaData) -> list[Index]:
             Index("ix_eq_location", t[key + "SCEquipments"].c.LocationID),
             Index("ix_eq_model", t[key + "SCEquipments"].c.ModelID),
             Index("ix_contract_customer", t[key + "SCContracts"].c.CustomerID),
+            Index("ix_contract_detail_equipment", t[key + "SCContractDetails"].c.EquipmentID),
             Index("ix_gl_customer_date", t[key + "GLDetail"].c.CustomerID,
                   t[key + "GLDetail"].c.TransactionDate),
             Index("ix_inv_customer", t[key + "ARInvoices"].c.CustomerID),

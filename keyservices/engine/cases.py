@@ -54,6 +54,7 @@ class FactsIn(_Strict):
     active: bool = True
     equipment: dict[str, int] = {}
     inactive_equipment: dict[str, int] = {}
+    on_contract: dict[str, int] = {}  # of the active equipment, units on an active contract
     contracts: list[ContractIn] = []
     gl: list[GlIn] = []
     items_sold: list[SaleIn] = []
@@ -64,6 +65,8 @@ class FactsIn(_Strict):
             f.equipment_all[cat] = n
         for cat, n in self.inactive_equipment.items():
             f.equipment_all[cat] = f.equipment_all.get(cat, 0) + n
+        for cat, n in self.on_contract.items():
+            f.equipment_covered[cat] = f.equipment_covered_all[cat] = n
         for c in self.contracts:
             have = f.contracts.get((c.code, c.bill), ContractFact())
             f.contracts[(c.code, c.bill)] = ContractFact(have.count + c.count,

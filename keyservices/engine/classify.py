@@ -80,8 +80,14 @@ class Classifier:
         cats = self._cats[id(sec)]
         counted = f.equipment if sec.active_only else f.equipment_all
         units = sum(n for cat, n in counted.items() if cat in cats)
+        if sec.on_contract is not None:  # units on an active contract, or on none
+            on = f.equipment_covered if sec.active_only else f.equipment_covered_all
+            covered = sum(n for cat, n in on.items() if cat in cats)
+            units = covered if sec.on_contract else units - covered
         ok = units >= sec.min_count
         kind = "active unit(s)" if sec.active_only else "unit(s), active or not,"
+        if sec.on_contract is not None:
+            kind += " on an active contract" if sec.on_contract else " on no active contract"
         reason = (f"{units} {kind} in {_describe(sec.model_classes, sec.categories)}; "
                   f"needs {sec.min_count}") if why else ""
         return SectionResult("equipment", ok, reason)
@@ -210,6 +216,10 @@ def merge_facts(parts: list[CustomerFacts]) -> CustomerFacts:
             out.gl_typed[typed_key] = out.gl_typed.get(typed_key, 0.0) + v
         for cat, n in f.equipment_all.items():
             out.equipment_all[cat] = out.equipment_all.get(cat, 0) + n
+        for covered, into in ((f.equipment_covered, out.equipment_covered),
+                              (f.equipment_covered_all, out.equipment_covered_all)):
+            for cat, n in covered.items():
+                into[cat] = into.get(cat, 0) + n
         for skey, c in f.contracts_by_status.items():
             have_c = out.contracts_by_status.get(skey)
             out.contracts_by_status[skey] = (ContractFact(c.count, c.base_rate) if have_c is None

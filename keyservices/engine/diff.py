@@ -3,7 +3,8 @@
 Pure. Values are compared as the text the rules render (services in rule order, the configured
 separator and format), so a change of ``value:`` or ``separator:`` converges on the next run;
 customers without a configuration or without the attribute are listed, never written. Values the
-tool could not have written are found before anything is (``foreign_values``).
+tool could not have written are found before anything is (``foreign_values``). With
+``write.locations`` a parent's active locations follow its value (``plan_locations``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..model import Change, CustomerRef, Facts, ServiceCount
+from ..model import Change, Customer, CustomerRef, Facts, ServiceCount
 from ..rules import RuleSet
 from .classify import Classification
 
@@ -25,20 +26,70 @@ class Plan:
     no_attribute: list[CustomerRef] = field(default_factory=list)
     unchanged: int = 0
     in_scope: int = 0
+    # write.locations (level: parent): the active locations that follow their parent's value,
+    # written and guarded like any change but counted and listed apart from customer changes
+    locations: list[Change] = field(default_factory=list)
+    locations_no_configuration: list[CustomerRef] = field(default_factory=list)
+    locations_no_attribute: list[CustomerRef] = field(default_factory=list)
+    locations_unchanged: int = 0
+    locations_in_scope: int = 0  # active locations following an in-scope parent
+    location_values: int = 0  # of those, writable ones holding a non-empty value
+
+    def writes(self) -> list[Change]:
+        """Every planned write, customers first: what the guard counts and the write-back
+        applies."""
+        return [*self.changes, *self.locations]
+
+    @property
+    def records(self) -> int:
+        """The records tonight's values are for (customers and following locations): what
+        write.max_changes_percent is a share of."""
+        return self.in_scope + self.locations_in_scope
 
 
-def plan_changes(facts: Facts, classification: Classification, rules: RuleSet) -> Plan:
+class _Differ:
+    """A record's stored value against the rendered one. Values and service sets repeat across
+    customers (a few dozen combinations for a million customers), so each (stored value,
+    services) pair is compared and rendered once."""
+
+    def __init__(self, rules: RuleSet) -> None:
+        self.rules = rules
+        order = [s.code for s in rules.services]
+        self.rank = {code: i for i, code in enumerate(order)}
+        self.last = len(order)
+        self.outcome: dict[tuple[str | None, frozenset[str]],
+                           tuple[str | None, tuple, tuple] | None] = {}
+
+    def change(self, c: Customer, new: frozenset[str], follows: str | None = None
+               ) -> Change | None:
+        """The change that gives ``c`` the value of ``new``, or None when it already has it."""
+        key = (c.current_value, new)
+        if key in self.outcome:
+            diff = self.outcome[key]
+        else:
+            rank, last = self.rank, self.last
+            current = self.rules.parse_value(c.current_value)
+            rendered = self.rules.render_value(new) or None
+            diff = self.outcome[key] = None if (c.current_value or None) == rendered else (
+                rendered,
+                tuple(sorted(new - current, key=lambda x: rank.get(x, last))),
+                tuple(sorted(current - new, key=lambda x: (rank.get(x, last), x))))
+        if diff is None:
+            return None
+        return Change(customer_id=c.id, number=c.number, name=c.name, branch=c.branch,
+                      sales_rep=c.sales_rep, before=c.current_value, after=diff[0],
+                      added=diff[1], removed=diff[2], follows=follows)
+
+
+def plan_changes(facts: Facts, classification: Classification, rules: RuleSet, *,
+                 locations: bool = False) -> Plan:
     """Changes for writable customers whose value differs from the rendered one (another set of
     services, or the same services in another order, format or separator); the rest listed by
-    reason.
-
-    Values and service sets repeat across customers (a few dozen combinations for a million
-    customers), so each (stored value, services) pair is compared and rendered once.
+    reason. With ``locations`` (write.locations, level: parent) each active location follows
+    its parent's value too (``plan_locations``).
     """
     plan = Plan(in_scope=len(classification.services))
-    order = [s.code for s in rules.services]
-    rank = {code: i for i, code in enumerate(order)}
-    outcome: dict[tuple[str | None, frozenset[str]], tuple[str | None, tuple, tuple] | None] = {}
+    differ = _Differ(rules)
     customers = facts.customers
     for cid, new in classification.services.items():
         c = customers[cid]
@@ -48,28 +99,79 @@ def plan_changes(facts: Facts, classification: Classification, rules: RuleSet) -
         if not c.has_value_row:
             plan.no_attribute.append(CustomerRef(c.number, c.name, c.branch, c.sales_rep))
             continue
-        key = (c.current_value, new)
-        if key in outcome:
-            diff = outcome[key]
-        else:
-            current = rules.parse_value(c.current_value)
-            rendered = rules.render_value(new) or None
-            diff = outcome[key] = None if (c.current_value or None) == rendered else (
-                rendered,
-                tuple(sorted(new - current, key=lambda x: rank.get(x, len(order)))),
-                tuple(sorted(current - new, key=lambda x: (rank.get(x, len(order)), x))))
-        if diff is None:
+        change = differ.change(c, new)
+        if change is None:
             plan.unchanged += 1
             continue
-        plan.changes.append(Change(
-            customer_id=cid, number=c.number, name=c.name, branch=c.branch,
-            sales_rep=c.sales_rep, before=c.current_value, after=diff[0], added=diff[1],
-            removed=diff[2]))
+        plan.changes.append(change)
     by_number = _by_number
     plan.changes.sort(key=by_number)
     plan.no_configuration.sort(key=by_number)
     plan.no_attribute.sort(key=by_number)
+    if locations:
+        plan_locations(plan, facts, classification, rules, differ)
     return plan
+
+
+def plan_locations(plan: Plan, facts: Facts, classification: Classification, rules: RuleSet,
+                   differ: _Differ | None = None) -> None:
+    """Add to ``plan`` the locations whose value differs from their parent's (level: parent).
+
+    A location follows when it is active and not a prospect and its parent is in scope:
+    exactly the locations whose facts count for the parent, so the value they show is the one
+    their own machines and contracts helped make. Inactive locations (and those of inactive
+    parents) keep whatever they hold. Locations that cannot hold a value are listed apart
+    from the customers, as they share their parent's fix.
+    """
+    differ = differ or _Differ(rules)
+    services = classification.services
+    customers = facts.customers
+    for c in customers.values():
+        if not (c.is_location and c.active and not c.prospect) or c.id in services:
+            continue
+        new = services.get(c.parent_id)  # type: ignore[arg-type]
+        if new is None:  # the parent is inactive, a prospect or not on record
+            continue
+        plan.locations_in_scope += 1
+        if c.config_id is None:
+            plan.locations_no_configuration.append(
+                CustomerRef(c.number, c.name, c.branch, c.sales_rep))
+            continue
+        if not c.has_value_row:
+            plan.locations_no_attribute.append(
+                CustomerRef(c.number, c.name, c.branch, c.sales_rep))
+            continue
+        if c.current_value and c.current_value.strip():
+            plan.location_values += 1
+        change = differ.change(c, new, follows=customers[c.parent_id].number)  # type: ignore[index]
+        if change is None:
+            plan.locations_unchanged += 1
+        else:
+            plan.locations.append(change)
+    plan.locations.sort(key=_by_number)
+    plan.locations_no_configuration.sort(key=_by_number)
+    plan.locations_no_attribute.sort(key=_by_number)
+
+
+def unwritable_locations_note(plan: Plan, attribute: str, limit: int = 10) -> str | None:
+    """One line for the locations that cannot follow their parent (instead of one digest row
+    each: a company's sites usually share one fix, and the parents that need fixing stay
+    visible in the capped lists)."""
+    refs = plan.locations_no_configuration + plan.locations_no_attribute
+    if not refs:
+        return None
+    numbers = ", ".join(r.number for r in refs[:limit]) + (" ..." if len(refs) > limit else "")
+    reasons = ", ".join(text for n, text in (
+        (len(plan.locations_no_configuration),
+         f"{len(plan.locations_no_configuration)} without a custom-property configuration"),
+        (len(plan.locations_no_attribute),
+         f"{len(plan.locations_no_attribute)} whose configuration lacks {attribute}")) if n)
+    records = "1 location record cannot" if len(refs) == 1 else \
+        f"{len(refs):,} location records cannot"
+    return (f"{records} follow their parent: {reasons} ({numbers}). In e-automate, assign "
+            f"them the customer configuration that includes {attribute} (Tools / Lists & Codes "
+            "/ Configurations (Custom Properties), Assign); 'keyservices run --dry-run --json' "
+            "lists them all.")
 
 
 def _by_number(item: Change | CustomerRef) -> str:
@@ -134,13 +236,15 @@ def foreign_values(changes: Iterable[Change], rules: RuleSet,
 def set_aside_foreign(plan: Plan, rules: RuleSet, written: Iterable[str] = ()) -> list[Change]:
     """Take the changes that would overwrite a value keyservices does not own out of the plan
     (they are never written) and return them, to be listed."""
-    foreign = set(foreign_values(plan.changes, rules, written))
+    foreign = set(foreign_values(plan.writes(), rules, written))
     if not foreign:
         return []
-    kept, aside = [], []
-    for c in plan.changes:
-        (aside if c.before in foreign else kept).append(c)
-    plan.changes = kept
+    aside: list[Change] = []
+    for name in ("changes", "locations"):  # a location's value is owned or not like any other
+        kept = []
+        for c in getattr(plan, name):
+            (aside if c.before in foreign else kept).append(c)
+        setattr(plan, name, kept)
     return aside
 
 

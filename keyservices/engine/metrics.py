@@ -46,6 +46,7 @@ class Filter:
 
     column: str  # category_id | active | contract_code_id | bill_code_id | status_id |
     #              account_id | transaction_type | item_category_id | expires_within (ids=(days,))
+    #              | on_contract (equipment; ids=(1,): on an active contract, (0,): on none)
     ids: tuple[int, ...] = ()
     globs: tuple[str, ...] = ()  # for text columns (transaction_type), matched with LIKE
     null: bool = False  # rows where the column is NULL count too (a glob that matches "")
@@ -216,11 +217,20 @@ def _category_ids(rules: RuleSet, codes: Codes, cats: list[str],
 
 def _equipment(out: Compiled, rules: RuleSet, codes: Codes, cats: list[str],
                sec: EquipmentSection) -> Section:
+    col = out.column(equipment_units(rules, codes, sec))
+    return (Check(col, sec.min_count),)
+
+
+def equipment_units(rules: RuleSet, codes: Codes, sec: EquipmentSection) -> Column:
+    """Units in the field a section counts: its categories, active or not, and (``on_contract``)
+    only machines on a contract active on the run date, or only machines on none."""
+    cats = list(codes.categories.values())
     filters = [Filter("category_id", _category_ids(rules, codes, cats, sec))]
     if sec.active_only:
         filters.append(Filter("active"))
-    col = out.column(Column("equipment", "units", tuple(filters)))
-    return (Check(col, sec.min_count),)
+    if sec.on_contract is not None:
+        filters.append(Filter("on_contract", (int(sec.on_contract),)))
+    return Column("equipment", "units", tuple(filters))
 
 
 def contract_filters(codes: Codes, sec: ContractsSection) -> tuple[Filter, ...]:
@@ -369,5 +379,5 @@ def evaluate(compiled: Compiled, values: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["Check", "Codes", "Column", "Compiled", "CompiledService", "Filter", "MetricTable",
-           "contract_filters",
+           "contract_filters", "equipment_units",
            "NONE", "NotCompilable", "compile_rules", "evaluate", "needed_codes", "rolled_up"]

@@ -34,7 +34,8 @@ _TYPES: dict[str, Any] = {
 _INT_COLUMNS = {"id", "customer_id", "parent_id", "type_id", "sales_rep_id", "branch_id",
                 "status_id", "item_category_id", "decision_contact_id",
                 "config_id", "category_id", "model_id", "location_id", "contract_code_id",
-                "bill_code_id", "account_id", "invoice_id", "item_id", "attribute_id"}
+                "bill_code_id", "account_id", "invoice_id", "item_id", "attribute_id",
+                "contract_id", "equipment_id"}
 
 
 def _type_for(logical: str) -> Any:

@@ -2,7 +2,8 @@
 
 The decision contact comes first (ARCustomers' DecisionContactID), else the first active contact
 with an email address, else the first. Read in one streamed query, for all customers (the
-opportunity export) or for the few a night's alerts name.
+opportunity export) or for the few a night's digest lists (alerts, and the opportunities of the
+rep and branch copies).
 """
 
 from __future__ import annotations
@@ -45,10 +46,11 @@ def contacts_statement(tables: ErpTables, only: set[int] | None = None) -> sa.Se
             .where(sa.or_(ct.c.active.is_(None), ct.c.active == sa.true()))
             .order_by(ct.c.customer_id, ct.c.id))
     if only is not None:
-        # the alerted customers: a few thousand at most (texts are rendered for a capped number
-        # per monitor and branch), integers rendered inline so no parameter limit applies
+        # the customers the digest lists: a few thousand at most (alert texts are rendered for
+        # a capped number per monitor and branch, opportunities for the top of each rep and
+        # branch copy), integers rendered inline so no parameter limit applies
         stmt = stmt.where(ct.c.customer_id.in_(sa.bindparam(
-            "alerted", sorted(int(i) for i in only), expanding=True, literal_execute=True)))
+            "listed", sorted(int(i) for i in only), expanding=True, literal_execute=True)))
     return stmt
 
 

@@ -214,12 +214,15 @@ def _read_detail(conn: sa.Connection, tables: ErpTables, rules: RuleSet, as_of: 
     queries = fact_queries(tables, rules, list(categories), as_of)
     if "equipment" in queries:
         with step(reporter, timings, "read equipment") as advance:
-            for cid, cat, units, *everything in _stream(conn, queries["equipment"]):
-                f = of(cid)
-                if units:
-                    f.equipment[cat] = int(units)
-                if everything:
-                    f.equipment_all[cat] = int(everything[0])
+            for row in _stream(conn, queries["equipment"]):
+                f, cat, got = of(row[0]), row[1], row._mapping
+                if row[2]:
+                    f.equipment[cat] = int(row[2])
+                for name, into in (("all_units", f.equipment_all),
+                                   ("covered_units", f.equipment_covered),
+                                   ("covered_all_units", f.equipment_covered_all)):
+                    if got.get(name):
+                        into[cat] = int(got[name])
                 advance(1)
     if "contracts" in queries:
         with step(reporter, timings, "read contracts") as advance:

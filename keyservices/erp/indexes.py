@@ -39,6 +39,11 @@ def advice(rules: RuleSet, *, with_invoices: bool = False) -> list[IndexAdvice]:
                                ("active", "location_id", "customer_id"),
                                "counts equipment per customer and model category from the "
                                "index alone"))
+    if any(getattr(sec, "on_contract", None) is not None for sec in
+           [*rules.all_sections("equipment"), *(r.equipment for r in rules.cross_sell)]):
+        out.append(IndexAdvice("contract_details", ("equipment_id",), ("contract_id",),
+                               "finds the contract lines of the machines in the field "
+                               "(on_contract) without a table scan"))
     if rules.all_sections("contracts"):
         out.append(IndexAdvice("contracts", ("active", "exp_date"),
                                ("customer_id", "contract_code_id", "bill_code_id", "start_date",

@@ -71,7 +71,13 @@ DEFAULT_PROFILE: dict[str, dict[str, Any]] = {
             "active": "Active",
             "base_rate": "BaseRate",
             "status_id": "ContractStatusID",  # read only when a rule filters on statuses
+            "number": "ContractNumber",  # read only for digest.renewals_ics (the calendar)
         },
+    },
+    "contract_details": {  # [SQL] S1m: the contract lines, one per machine covered
+        "table": "SCContractDetails",  # read only when an equipment rule uses on_contract
+        "columns": {"id": "ContractDetailID", "contract_id": "ContractID",
+                    "equipment_id": "EquipmentID"},
     },
     "contract_statuses": {  # [INF] the list behind SCContracts.ContractStatusID
         "table": "SCContractStatuses",

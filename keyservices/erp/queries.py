@@ -47,6 +47,9 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
     def where_of(f: Filter, col_for: dict[str, sa.ColumnElement]) -> sa.ColumnElement[bool]:
         if f.column == "active":
             return col_for["active"] == sa.true()
+        if f.column == "on_contract":  # the covered machines' derived table, outer-joined
+            on = col_for["on_contract"]
+            return on.is_not(None) if f.ids[0] else on.is_(None)
         if f.column == "expires_within":  # the base WHERE already keeps exp_date >= the run date
             horizon = day + dt.timedelta(days=f.ids[0])
             return sa.and_(col_for["exp_date"].is_not(None),
@@ -84,10 +87,15 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
         where = [key.is_not(None), ids_in(m.c.category_id, union(cols, "category_id"))]
         if all(any(f.column == "active" for f in c.filters) for c in cols):
             where.append(e.c.active == sa.true())
+        frm = e.join(m, m.c.id == e.c.model_id)
+        if any(f.column == "on_contract" for c in cols for f in c.filters):
+            covered = covered_equipment(tables, as_of)
+            frm = frm.outerjoin(covered, covered.c.equipment_id == e.c.id)
+            col_for["on_contract"] = covered.c.equipment_id
         stmt = (sa.select(key.label("customer_id"),
                           *[aggregate(c, conds(c, col_for, None), None).label(f"c{i}")
                             for i, c in zip(kinds["equipment"], cols)])
-                .select_from(e.join(m, m.c.id == e.c.model_id)).where(*where).group_by(key))
+                .select_from(frm).where(*where).group_by(key))
         out["equipment"] = (stmt, kinds["equipment"])
     if kinds["contracts"]:
         k = tables.contracts
@@ -155,6 +163,22 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
                 .group_by(i.c.customer_id))
         out["invoices"] = (stmt, kinds["invoices"])
     return out
+
+
+def covered_equipment(tables: ErpTables, as_of: dt.date) -> sa.Subquery:
+    """The machines on a contract active on the run date (``SCContractDetails`` lines), each
+    once: a derived table the equipment statement outer-joins, so "on a contract" and "on none"
+    are counted in the same single pass (CEO Juice's MIF report, ID923). A contract counts as
+    the rules' contracts sections count it: active, started, not expired on the run date."""
+    d, k = tables.contract_details, tables.contracts
+    day, until = _bounds(as_of)
+    return (sa.select(d.c.equipment_id)
+            .select_from(d.join(k, k.c.id == d.c.contract_id))
+            .where(d.c.equipment_id.is_not(None), k.c.active == sa.true(),
+                   k.c.start_date < sa.bindparam("cover_until", until, type_=sa.Date),
+                   sa.or_(k.c.exp_date.is_(None),
+                          k.c.exp_date >= sa.bindparam("cover_day", day, type_=sa.Date)))
+            .distinct().subquery("covered"))
 
 
 def _like(glob: str) -> str:
@@ -226,14 +250,24 @@ def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
         in_categories = mc.c.code.in_(sa.bindparam("equipment_categories",
                                                    sorted(equipment_cats), expanding=True))
         frm = e.join(m, m.c.id == e.c.model_id).join(mc, mc.c.id == m.c.category_id)
+        on: list[sa.ColumnElement] = []  # units on an active contract: active, then all
+        if any(s.on_contract is not None for s in rules.all_sections("equipment")):
+            covered = covered_equipment(tables, as_of)
+            frm = frm.outerjoin(covered, covered.c.equipment_id == e.c.id)
+            is_on = covered.c.equipment_id.is_not(None)
+            on = [sa.func.sum(sa.case((sa.and_(is_on, e.c.active == sa.true()), _ONE),
+                                      else_=_ZERO)).label("covered_units")]
+            if rules.counts_inactive_equipment():
+                on.append(sa.func.sum(sa.case((is_on, _ONE), else_=_ZERO))
+                          .label("covered_all_units"))
         if rules.counts_inactive_equipment():  # one pass counts active and all units
             active = sa.func.sum(sa.case((e.c.active == sa.true(), _ONE), else_=_ZERO))
             stmt = (sa.select(where.label("customer_id"), mc.c.code, active.label("units"),
-                              sa.func.count().label("all_units"))
+                              sa.func.count().label("all_units"), *on)
                     .select_from(frm).where(in_categories))
         else:
             stmt = (sa.select(where.label("customer_id"), mc.c.code,
-                              sa.func.count().label("units"))
+                              sa.func.count().label("units"), *on)
                     .select_from(frm).where(e.c.active == sa.true(), in_categories))
         queries["equipment"] = stmt.group_by(where, mc.c.code)
     if rules.all_sections("contracts"):

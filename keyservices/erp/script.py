@@ -30,6 +30,7 @@ from .connection import ErpTables
 from .contacts import contacts_statement
 from .facts import code_list_statements
 from .queries import customers_query, fact_queries, metric_queries
+from .renewals import renewals_statement
 from .writeback import read_back_statement, update_statements
 
 ATTRIBUTE_KEYS = frozenset({"attr_id", "b_attr"})
@@ -39,8 +40,9 @@ ROW_VARIABLES: dict[str, tuple[str, str, str]] = {
     "b_after": ("after", "nvarchar(1024)", "its new value (NULL clears it)"),
     "b_before": ("before", "nvarchar(1024)", "the value read tonight (the guard)"),
 }
-RUN_TIME_LISTS = {"ids": "the CustomerIDs of this chunk, up to write.chunk_size",
-                  "alerted": "the CustomerIDs that tonight's status alerts name"}
+RUN_TIME_LISTS = {"ids": "the CustomerIDs of this chunk, up to 1,000 a statement",
+                  "listed": "the CustomerIDs tonight's digest lists (status alerts, the "
+                            "opportunities of rep and branch copies)"}
 # a filtered id column -> the Codes list and the code table its ids come from
 _CODE_LISTS = {"category_id": ("categories", "model_categories"),
                "contract_code_id": ("contract_codes", "contract_codes"),
@@ -63,11 +65,13 @@ class Step:
 
 def night_steps(tables: ErpTables, rules: RuleSet, codes: Codes, needed: set[str],
                 extra: Sequence[Column], as_of: dt.date, *, attr_id: int = 0,
-                session: Sequence[str] = ()) -> list[Step]:
+                session: Sequence[str] = (), listed: bool = False,
+                renewals_days: int = 0) -> list[Step]:
     """Every statement of a live run, in run order: the session settings, the attribute, the code
     lists, the customers, one aggregate per kind of fact (or the per-code detail when the rules
-    cannot be compiled to numbers, as ``read_facts`` falls back), the contacts for alerts, and
-    the guarded UPDATEs with their read-back."""
+    cannot be compiled to numbers, as ``read_facts`` falls back), the contacts for alerts and
+    the rep and branch copies (``listed``), the renewals (``renewals_days``), and the guarded
+    UPDATEs with their read-back."""
     a = tables.attributes
     steps = [Step("session settings", "\n".join(f"{s};" for s in session),
                   "run on each new connection")] if session else []
@@ -83,15 +87,20 @@ def night_steps(tables: ErpTables, rules: RuleSet, codes: Codes, needed: set[str
         facts = fact_queries(tables, rules, list(codes.categories.values()), as_of)
         note = f"per-code detail: {exc}, so the rules are evaluated row by row"
     steps += [Step(f"facts: {kind}", stmt, note) for kind, stmt in facts.items()]
-    if rules.monitors:
+    if rules.monitors or (listed and rules.opportunities is not None):
         steps.append(Step("contacts", contacts_statement(tables, {0}),
-                          "only when tonight's status alerts name customers"))
+                          "only when tonight's digest lists customers (status alerts, the "
+                          "opportunities of rep and branch copies)"))
+    if renewals_days:
+        steps.append(Step("renewals", renewals_statement(tables, as_of, renewals_days),
+                          "digest.renewals_ics: the sales reps' renewal calendars"))
     when_null, when_text = update_statements(tables, attr_id)
     steps += [Step("update (value was empty)", when_null, WRITE_NOTE),
               Step("update (value was text)", when_text, WRITE_NOTE),
               Step("read-back", read_back_statement(tables, attr_id, [0]),
-                   "in each chunk's transaction, after its UPDATEs (also settles the audit of "
-                   "an unfinished run)")]
+                   "in a chunk's transaction, after its UPDATEs, only when the driver cannot "
+                   "say that every row was updated (SQL Server's fast_executemany, or a value "
+                   "edited since it was read); also settles the audit of an unfinished run")]
     return steps
 
 

@@ -2,23 +2,32 @@
 
 Only ``TextVal`` of existing value rows of the configured attribute is updated, never INSERT or DELETE.
 Each chunk is one transaction with an optimistic guard (``WHERE TextVal`` is still the value read), so
-a value edited in e-automate since the read is reported as a conflict, never overwritten. The audit
-row is stored as *pending* before the ERP transaction and marked after it, so a crash between the two
-leaves evidence the next run can reconcile.
+a value edited in e-automate since the read is reported as a conflict, never overwritten.
+
+The audit rows of every planned change are stored, *pending*, in one transaction before the first
+ERP chunk, and settled in one transaction after the last: a kill at any moment leaves each value
+as before or after with a pending row that says which, and the next run settles it (``reconcile``).
+The two guarded UPDATEs are compiled once and each chunk goes to the driver's ``executemany``
+(SQLAlchemy's per-row parameter handling cost more than the UPDATE itself); the chunk's values
+are read back only when the driver cannot say that every row was updated (SQL Server's
+``fast_executemany``, or a value edited since it was read).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from ..model import Change
 from ..progress import Reporter, Timings, step
 from ..state import StateStore
 from .connection import ErpTables
+
+READ_BACK_IDS = 1000  # ids per read-back statement: SQL Server takes at most 2,100 parameters
 
 
 @dataclass(slots=True)
@@ -26,6 +35,7 @@ class WriteReport:
     applied: list[int] = field(default_factory=list)
     conflicts: list[int] = field(default_factory=list)
     statements: int = 0
+    read_backs: int = 0  # chunks whose outcome had to be read back
 
 
 def update_statements(tables: ErpTables, attr_id: int) -> tuple[sa.Update, sa.Update]:
@@ -40,54 +50,107 @@ def update_statements(tables: ErpTables, attr_id: int) -> tuple[sa.Update, sa.Up
 
 
 def read_back_statement(tables: ErpTables, attr_id: int, ids: Sequence[int]) -> sa.Select:
-    """The values of these customers, read in each chunk's transaction after its UPDATEs."""
+    """The values of these customers, read in a chunk's transaction after its UPDATEs when the
+    driver cannot say that every row was updated."""
     cp = tables.custom_properties
     return (sa.select(cp.c.customer_id, cp.c.text)
             .where(cp.c.attribute_id == sa.bindparam("b_attr", attr_id),
                    cp.c.customer_id.in_(sa.bindparam("ids", list(ids), expanding=True))))
 
 
+class DriverStatement:
+    """A statement compiled once for a dialect and sent through the driver's ``executemany``,
+    with the parameter rows built as the driver reads them (tuples or mappings)."""
+
+    def __init__(self, stmt: sa.Executable, dialect: sa.Dialect) -> None:
+        compiled = stmt.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.positional = bool(compiled.positional)
+        self.order = tuple(compiled.positiontup or ()) if self.positional else tuple(compiled.binds)
+        self.fixed = {name: bind.effective_value for name, bind in compiled.binds.items()
+                      if not bind.required}
+        self.processors: dict[str, Callable[[Any], Any]] = {
+            name: proc for name, bind in compiled.binds.items()
+            if (proc := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None}
+
+    def rows(self, values: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """The driver's parameter rows for these bind values (the fixed binds filled in)."""
+        out = []
+        for given in values:
+            row = {**self.fixed, **given}
+            for name, proc in self.processors.items():
+                row[name] = proc(row[name])
+            out.append(tuple(row[name] for name in self.order) if self.positional else row)
+        return out
+
+    def run(self, conn: Connection, values: Sequence[Mapping[str, Any]]) -> int:
+        """Execute once per row in one driver call; the rows updated, or -1 when unknown."""
+        if not values:
+            return 0
+        result = conn.exec_driver_sql(self.sql, self.rows(values))
+        sane = conn.dialect.supports_sane_multi_rowcount or len(values) == 1
+        return result.rowcount if sane and result.rowcount is not None else -1
+
+
 def apply_changes(engine: Engine, tables: ErpTables, attr_id: int, planned: Sequence[Change],
                   *, state: StateStore, run_id: int, chunk_size: int,
                   reporter: Reporter | None = None, timings: Timings | None = None) -> WriteReport:
-    """Write the planned values chunk by chunk; each chunk commits or rolls back as a whole."""
+    """Write the planned values chunk by chunk; each chunk commits or rolls back as a whole.
+
+    The order is what keeps the audit true after a kill: every audit row stored (pending, one
+    state transaction), then each chunk's ERP transaction, then every row settled (applied or
+    conflict, one state transaction). Three commits in the state store whatever the size.
+    """
     report = WriteReport()
     # a change that would not change the value is no write: it must never be audited "applied"
     planned = [c for c in planned if (c.before or None) != (c.after or None)]
-    when_null, when_text = update_statements(tables, attr_id)
+    if not planned:
+        return report
+    when_null, when_text = (DriverStatement(s, engine.dialect)
+                            for s in update_statements(tables, attr_id))
     with step(reporter, timings, "write values", total=len(planned)) as advance:
-        settle: list[tuple[list[int], str]] = []
+        state.record_pending(run_id, planned)  # every audit row, committed before any chunk
         for start in range(0, len(planned), chunk_size):
             chunk = planned[start:start + chunk_size]
-            state.record_pending(run_id, chunk, settle)  # + the previous chunk's outcome
-            ids = [c.customer_id for c in chunk]
-            with engine.begin() as conn:
-                nulls = [{"b_customer_id": c.customer_id, "b_after": c.after}
-                         for c in chunk if c.before is None]
-                texts = [{"b_customer_id": c.customer_id, "b_after": c.after, "b_before": c.before}
-                         for c in chunk if c.before is not None]
-                if nulls:
-                    conn.execute(when_null, nulls)
-                    report.statements += 1
-                if texts:
-                    conn.execute(when_text, texts)
-                    report.statements += 1
-                # read back in the same transaction: rowcount after executemany is not reliable
-                # on every driver, the values are
-                now = dict(conn.execute(read_back_statement(tables, attr_id, ids)).all())
-                report.statements += 1
-            applied = [c.customer_id for c in chunk if now.get(c.customer_id) == c.after]
-            conflicts = [c.customer_id for c in chunk if now.get(c.customer_id) != c.after]
-            settle = [(ids_, status) for ids_, status in ((applied, "applied"),
-                                                          (conflicts, "conflict")) if ids_]
-            report.applied += applied
-            report.conflicts += conflicts
-            for c in chunk:
-                c.status = "applied" if now.get(c.customer_id) == c.after else "conflict"
+            _write_chunk(engine, tables, attr_id, chunk, (when_null, when_text), report)
             advance(len(chunk))
-        for ids_, status in settle:  # the last chunk's outcome
-            state.mark(run_id, ids_, status)
+        state.settle(run_id, report.conflicts)
     return report
+
+
+def _write_chunk(engine: Engine, tables: ErpTables, attr_id: int, chunk: Sequence[Change],
+                 statements: tuple[DriverStatement, DriverStatement], report: WriteReport) -> None:
+    """One ERP transaction: the guarded UPDATEs, a read-back only when the driver cannot say
+    that every row was updated, each change's status."""
+    when_null, when_text = statements
+    nulls = [{"b_customer_id": c.customer_id, "b_after": c.after}
+             for c in chunk if c.before is None]
+    texts = [{"b_customer_id": c.customer_id, "b_after": c.after, "b_before": c.before}
+             for c in chunk if c.before is not None]
+    with engine.begin() as conn:
+        updated = [s.run(conn, rows) for s, rows in ((when_null, nulls), (when_text, texts))
+                   if rows]
+        report.statements += len(updated)
+        if -1 in updated or sum(updated) != len(chunk):
+            # the driver cannot say, or a guard held: the values say which rows were written
+            now = _read_back(conn, tables, attr_id, [c.customer_id for c in chunk])
+            report.statements += -(-len(chunk) // READ_BACK_IDS)
+            report.read_backs += 1
+        else:
+            now = {c.customer_id: c.after for c in chunk}
+    for c in chunk:
+        c.status = "applied" if now.get(c.customer_id) == c.after else "conflict"
+        (report.applied if c.status == "applied" else report.conflicts).append(c.customer_id)
+
+
+def _read_back(conn: Connection, tables: ErpTables, attr_id: int,
+               ids: Sequence[int]) -> dict[int, str | None]:
+    """The values of these customers now, in the caller's transaction."""
+    now: dict[int, str | None] = {}
+    for start in range(0, len(ids), READ_BACK_IDS):
+        now.update(conn.execute(read_back_statement(
+            tables, attr_id, ids[start:start + READ_BACK_IDS])).all())
+    return now
 
 
 def read_values(engine: Engine, tables: ErpTables, attr_id: int,

@@ -2,7 +2,11 @@
 
 The HTML is email-safe (tables and inline styles only: Outlook ignores most CSS) and autoescaped, the
 plain-text twin carries the same facts, and the subject carries dates and counts only, never customer
-data. Long lists are capped in the body and attached in full as CSV.
+data. The HTML part stays under 100 KB whatever the night (Gmail clips a message body beyond
+about 102 KB, hiding everything below the cut): the lists are capped, each "+N more" names the
+command that lists the rest, and when the configured caps still do not fit they are lowered until
+they do. The layout is fluid (one column up to 680 px, cells that wrap), so a phone shows every
+column. The full lists go in a bounded attachment (``outputs.attachment``).
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ import dataclasses
 import datetime as dt
 import email.policy
 import email.utils
+import functools
 import gzip
-import io
+import heapq
 import json
+import logging
 import re
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -24,13 +30,27 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 
 from ..errors import ConfigError
-from ..model import Change, Counts, CustomerRef, DigestData, Opportunity, ServiceCount, StatusAlert
+from ..model import (
+    Change,
+    Counts,
+    CustomerRef,
+    DigestData,
+    Opportunity,
+    Renewal,
+    RiskFlag,
+    ServiceCount,
+    StatusAlert,
+)
 from ..resources import DIGEST_TEMPLATES
 from ..resources import templates_dir as packaged_templates
-from .cells import csv_writer
+from .alerts import alert_context, quoted
+from .attachment import ATTACHMENT_LIMIT, Attachment, Listing, changes_listing
 from .files import atomic_write
 
 HTML_TEMPLATE, TEXT_TEMPLATE = DIGEST_TEMPLATES
+HTML_LIMIT = 100_000  # bytes of the HTML part: under Gmail's clipping size (about 102 KB)
+MAX_NOTES, NOTE_CHARS = 30, 1000  # notes are written by the run; a few, each a sentence or two
+log = logging.getLogger("keyservices")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +58,9 @@ class RenderedDigest:
     subject: str
     html: str
     text: str
-    csv: str  # every change and unwritable customer; empty when there is nothing to list
+    # every change and unwritable customer (CSV, or zipped); None when there is nothing to list
+    # or the list is too large to attach (the digest then names the command that lists it)
+    attachment: Attachment | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +96,12 @@ def _only(data: DigestData, attribute: str, value: str) -> DigestData:
     if attribute == "sales_rep" and won_lost:  # a rep sees their own line
         rows = [r for r in won_lost["rows"] if r["group"] == value]
         won_lost = {**won_lost, "rows": rows} if rows else {}
-    return dataclasses.replace(
+    copy = dataclasses.replace(
         data, changes=mine(data.changes), no_configuration=mine(data.no_configuration),
         no_attribute=mine(data.no_attribute), opportunities=mine(data.opportunities),
         alerts=mine(data.alerts), won_lost=won_lost, **{attribute: value})
+    copy.risks = mine(data.risks)
+    return copy
 
 
 def slug(text: str) -> str:
@@ -85,100 +109,211 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "branch"
 
 
-def subject_for(data: DigestData) -> str:
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 customer``, ``1,195 customers``: a count with its noun in the right number."""
+    return f"{n:,} {word if n == 1 else (words or word + 's')}"
+
+
+def totals(data: DigestData) -> dict[str, Any]:
+    """Full lengths of the lists and the added/removed service counts, also for a trimmed copy."""
+    out = {"changes": len(data.changes), "no_configuration": len(data.no_configuration),
+           "no_attribute": len(data.no_attribute), "opportunities": len(data.opportunities),
+           "alerts": len(data.alerts), "new_alerts": sum(1 for a in data.alerts if a.new),
+           "added": sum(len(ch.added) for ch in data.changes),
+           "removed": sum(len(ch.removed) for ch in data.changes)}
+    out.update(data.totals)
+    return out
+
+
+def subject_for(data: DigestData, counted: dict[str, Any] | None = None) -> str:
     c = data.counts
-    added = sum(len(ch.added) for ch in data.changes)
-    removed = sum(len(ch.removed) for ch in data.changes)
+    counted = counted or totals(data)
+    added, removed = counted["added"], counted["removed"]
     marks = [m for m, on in (("TEST", data.mode == "test"), ("DRY RUN", data.dry_run),
                              ("CHANGE GUARD", bool(data.guard_message))) if on]
     if data.branch or data.sales_rep:
         marks.insert(0, data.branch or data.sales_rep or "")
     prefix = "[keyservices" + "".join(f" {m}" for m in marks) + "]"
-    unwritable = (len(data.no_configuration) + len(data.no_attribute)
+    unwritable = (counted["no_configuration"] + counted["no_attribute"]
                   if data.branch or data.sales_rep
                   else c.no_configuration + c.no_attribute)
     if data.baseline:
-        body = f"baseline, {c.classified:,} customers classified"
-    elif not data.changes:
+        body = f"baseline, {plural(c.classified, 'customer')} classified"
+    elif not counted["changes"]:
         body = "nothing changed"
     else:
-        body = f"{added:,} services added, {removed:,} removed on {len(data.changes):,} customers"
+        body = (f"{plural(added, 'service')} added, {removed:,} removed on "
+                f"{plural(counted['changes'], 'customer')}")
     return f"{prefix} {data.as_of.isoformat()}: {body}; {unwritable:,} cannot be written"
+
+
+def _change_order(ch: Change) -> tuple[str, str, str]:
+    return (ch.branch or "~", ch.sales_rep or "~", ch.number.upper())
+
+
+def _listed_changes(changes: list[Change], limit: int) -> list[Change]:
+    """The first ``limit`` changes by branch, sales rep and number, without sorting them all."""
+    if limit <= 0:
+        return []
+    if len(changes) <= limit:
+        return sorted(changes, key=_change_order)
+    return heapq.nsmallest(limit, changes, key=_change_order)
 
 
 def _groups(changes: list[Change], names: dict[str, str], limit: int) -> list[dict[str, Any]]:
     """Changes grouped by branch then sales rep, capped at ``limit`` rows in all."""
-    ordered = sorted(changes, key=lambda ch: (ch.branch or "~", ch.sales_rep or "~",
-                                              ch.number.upper()))[:limit]
     out = []
-    for (branch, rep), rows in groupby(ordered, key=lambda ch: (ch.branch, ch.sales_rep)):
+    for (branch, rep), rows in groupby(_listed_changes(changes, limit),
+                                       key=lambda ch: (ch.branch, ch.sales_rep)):
         out.append({"branch": branch or "(no branch)", "sales_rep": rep or "(no sales rep)",
                     "rows": [{"number": ch.number, "name": ch.name,
                               "added": [names.get(c, c) for c in ch.added],
                               "removed": [names.get(c, c) for c in ch.removed],
                               "before": ch.before or "", "after": ch.after or "",
-                              "carried_from": ch.carried_from}
+                              "carried_from": ch.carried_from, "causes": list(ch.causes)}
                              for ch in rows]})
     return out
 
 
-def render(data: DigestData, templates_dir: Path, *, max_rows: int = 50,
-           max_unwritable_rows: int = 20, max_opportunities: int = 25) -> RenderedDigest:
-    """Both parts of the digest, and the CSV of everything listed.
+def trimmed(data: DigestData, keep: int, attachment: str = "") -> DigestData:
+    """A copy whose long lists keep only what a digest capped at ``keep`` rows can show, with
+    their full lengths in ``totals``: what a run stores for ``digest --preview`` (a million
+    changes would otherwise be stored, and re-read, in full). ``attachment`` is the file the
+    digest attached ("" if none), which a re-render names without building it again."""
+    counted: dict[str, Any] = {**totals(data), "attachment": attachment}
+    cut = {"changes": _listed_changes(data.changes, keep)} if len(data.changes) > keep else {}
+    for name in ("no_configuration", "no_attribute", "opportunities"):
+        if len(getattr(data, name)) > keep:
+            cut[name] = getattr(data, name)[:keep]
+    if len(data.alerts) > keep:  # the digest lists the new ones: keep those first
+        fresh = [a for a in data.alerts if a.new][:keep]
+        cut["alerts"] = fresh + [a for a in data.alerts if not a.new][:keep - len(fresh)]
+    if not cut:
+        return data
+    return dataclasses.replace(data, **cut, totals=counted)
 
-    The unwritable lists repeat every night until fixed, so they get a smaller cap than changes.
-    """
+
+@dataclass(frozen=True, slots=True)
+class _Caps:
+    rows: int
+    unwritable: int
+    opportunities: int
+    notes: int = MAX_NOTES
+
+    def lowered(self, factor: float) -> _Caps:
+        """Every cap times ``factor`` (below 1), and at least one row fewer where there are any."""
+        def low(n: int) -> int:
+            return max(0, min(n - 1, int(n * factor)))
+        return _Caps(low(self.rows), low(self.unwritable), low(self.opportunities),
+                     low(self.notes))
+
+    @property
+    def exhausted(self) -> bool:
+        return not (self.rows or self.unwritable or self.opportunities or self.notes)
+
+
+def _pointers(data: DigestData, listing: Listing, wrote: bool) -> dict[str, str]:
+    """Where the rest of each capped list is: the attachment, or the command that lists it."""
+    cfg = f" -c {quoted(data.config_file)}" if data.config_file else ""
+    owner = f" --owner {quoted(data.sales_rep)}" if data.sales_rep else ""
+    if wrote and data.run_id:
+        everything = f"keyservices history --run {data.run_id} --limit 0{cfg}"
+    else:
+        everything = f"keyservices run --dry-run --json{cfg}"
+    return {
+        "attached": ("CSV" if listing.name.endswith(".csv") else listing.name),
+        "changes": everything,
+        "unwritable": f"keyservices run --dry-run --json{cfg}",
+        "opportunities": f"keyservices export opportunities{owner}{cfg}",
+        "alerts": f"keyservices export alerts{owner}{cfg}",
+        "won_lost": f"keyservices report{cfg}",
+    }
+
+
+@functools.lru_cache(maxsize=8)
+def _environment(templates_dir: Path) -> Environment:
+    """One Jinja environment per template folder: templates compile once per process and are
+    reloaded when their file changes (``digest --preview`` while editing them)."""
     env = Environment(loader=FileSystemLoader(str(templates_dir)), undefined=StrictUndefined,
                       autoescape=lambda name: bool(name and name.endswith(".html.j2")),
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["pct"] = lambda x: f"{x * 100:.0f}%"
-    context = {
-        "d": data, "c": data.counts, "subject": subject_for(data), "max_rows": max_rows,
-        "groups": _groups(data.changes, data.service_names, max_rows),
-        "more_changes": max(0, len(data.changes) - max_rows),
-        "no_configuration": data.no_configuration[:max_unwritable_rows],
-        "more_no_configuration": max(0, len(data.no_configuration) - max_unwritable_rows),
-        "no_attribute": data.no_attribute[:max_unwritable_rows],
-        "more_no_attribute": max(0, len(data.no_attribute) - max_unwritable_rows),
-        "opportunities": data.opportunities[:max_opportunities],
-        "more_opportunities": max(0, len(data.opportunities) - max_opportunities),
-        "alerts": data.alerts[:max_rows],
-        "more_alerts": max(0, len(data.alerts) - max_rows),
-        "added_total": sum(len(ch.added) for ch in data.changes),
-        "removed_total": sum(len(ch.removed) for ch in data.changes),
-        "wrote": data.mode == "live" and not data.dry_run and not data.guard_message,
+    env.filters["plural"] = plural
+    return env
+
+
+def _context(data: DigestData, caps: _Caps, counted: dict[str, Any], listing: Listing,
+             subject: str) -> dict[str, Any]:
+    """What the templates see; only the capped lists are built (never a copy of every change)."""
+    wrote = data.mode == "live" and not data.dry_run and not data.guard_message
+    return {
+        "d": data, "c": data.counts, "subject": subject, "max_rows": caps.rows,
+        "groups": _groups(data.changes, data.service_names, caps.rows),
+        "more_changes": max(0, counted["changes"] - caps.rows),
+        "no_configuration": data.no_configuration[:caps.unwritable],
+        "more_no_configuration": max(0, counted["no_configuration"] - caps.unwritable),
+        "no_attribute": data.no_attribute[:caps.unwritable],
+        "more_no_attribute": max(0, counted["no_attribute"] - caps.unwritable),
+        "opportunities": data.opportunities[:caps.opportunities],
+        "more_opportunities": max(0, counted["opportunities"] - caps.opportunities),
+        **alert_context(data, caps.rows),  # the new alerts, continuing ones counted per monitor
+        "won_lost_rows": (data.won_lost.get("rows") or [])[:caps.rows] if data.won_lost else [],
+        "more_won_lost": (max(0, len(data.won_lost.get("rows") or []) - caps.rows)
+                          if data.won_lost else 0),
+        "notes": [n if len(n) <= NOTE_CHARS else n[:NOTE_CHARS - 1] + "\u2026"
+                  for n in data.notes[:caps.notes]],
+        "more_notes": max(0, len(data.notes) - caps.notes),
+        "total": counted, "added_total": counted["added"], "removed_total": counted["removed"],
+        "wrote": wrote, "more": _pointers(data, listing, wrote), "listing": listing,
     }
+
+
+def render(data: DigestData, templates_dir: Path, *, max_rows: int = 50,
+           max_unwritable_rows: int = 20, max_opportunities: int = 25,
+           max_html_bytes: int = HTML_LIMIT,
+           attachment_limit: int = ATTACHMENT_LIMIT) -> RenderedDigest:
+    """Both parts of the digest, and the attachment of everything listed.
+
+    The unwritable lists repeat every night until fixed, so they get a smaller cap than changes.
+    When the HTML part passes ``max_html_bytes`` at the configured caps, every cap is lowered
+    (in proportion) until it fits; the "+N more" lines say where the rest is. The time this
+    takes depends on the caps, not on the night: the full lists are only counted and streamed
+    into the attachment.
+    """
+    env = _environment(templates_dir)
+    counted = totals(data)
+    subject = subject_for(data, counted)
+    if data.totals:  # a stored, trimmed copy: name the attachment the digest had
+        listing = Listing(attachment=None, rows=counted["changes"] + counted["no_configuration"]
+                          + counted["no_attribute"], name=counted.get("attachment", ""))
+    else:
+        listing = changes_listing(data, limit=attachment_limit)
+    caps = _Caps(max(0, max_rows), max(0, max_unwritable_rows), max(0, max_opportunities))
     try:
-        html = env.get_template(HTML_TEMPLATE).render(context)
+        html_template = env.get_template(HTML_TEMPLATE)
+        while True:
+            context = _context(data, caps, counted, listing, subject)
+            html = html_template.render(context)
+            size = len(html.encode("utf-8"))
+            if size <= max_html_bytes or caps.exhausted:
+                break
+            caps = caps.lowered(0.9 * max_html_bytes / size)
         text = env.get_template(TEXT_TEMPLATE).render(context)
     except TemplateError as exc:
         where = getattr(exc, "filename", None) or templates_dir
         line = getattr(exc, "lineno", None)
         raise ConfigError(f"digest template error in {where}{f':{line}' if line else ''}: "
                           f"{exc}") from None
-    return RenderedDigest(subject=context["subject"], html=html, text=text, csv=_csv(data))
-
-
-def _csv(data: DigestData) -> str:
-    if not (data.changes or data.no_configuration or data.no_attribute):
-        return ""
-    buf = io.StringIO()
-    w = csv_writer(buf)  # ERP names that look like formulas are neutralised (OWASP)
-    w.writerow(["kind", "customer_number", "customer_name", "branch", "sales_rep", "before",
-                "after", "added", "removed"])
-    for ch in data.changes:
-        w.writerow(["change", ch.number, ch.name, ch.branch or "", ch.sales_rep or "",
-                    ch.before or "", ch.after or "", ";".join(ch.added), ";".join(ch.removed)])
-    refs: list[tuple[str, CustomerRef]] = [("no_configuration", r) for r in data.no_configuration]
-    refs += [("no_attribute", r) for r in data.no_attribute]
-    for kind, r in refs:
-        w.writerow([kind, r.number, r.name, r.branch or "", r.sales_rep or "", "", "", "", ""])
-    return buf.getvalue()
+    if size > max_html_bytes:
+        log.warning("the digest's HTML part is %d KB even with no rows listed (over %d KB, so "
+                    "Gmail clips it): check the templates", size // 1000, max_html_bytes // 1000)
+    return RenderedDigest(subject=subject, html=html, text=text, attachment=listing.attachment)
 
 
 def build_message(rendered: RenderedDigest, *, sender: str, recipients: list[str],
-                  csv_name: str = "keyservices-changes.csv") -> EmailMessage:
-    """A multipart/alternative email (text, then HTML) with the full lists attached as CSV."""
+                  ics: str = "") -> EmailMessage:
+    """A multipart/alternative email (text, then HTML) with the full lists attached, and a sales
+    rep's renewals calendar (``ics``, from ``outputs.calendar``) when there is one."""
     msg = EmailMessage(policy=email.policy.SMTP)
     msg["Subject"] = rendered.subject
     msg["From"] = sender
@@ -187,10 +322,14 @@ def build_message(rendered: RenderedDigest, *, sender: str, recipients: list[str
     msg["Message-ID"] = email.utils.make_msgid(domain="keyservices.local")
     msg.set_content(rendered.text)
     msg.add_alternative(rendered.html, subtype="html")
-    if rendered.csv:
-        # the BOM makes Excel read the UTF-8 correctly (accents in customer names)
-        msg.add_attachment("\ufeff" + rendered.csv, subtype="csv", charset="utf-8",
-                           filename=csv_name)
+    if rendered.attachment is not None:
+        a = rendered.attachment
+        params = {"charset": "utf-8"} if a.maintype == "text" else {}
+        msg.add_attachment(a.data, maintype=a.maintype, subtype=a.subtype, filename=a.filename,
+                           params=params)
+    if ics:
+        msg.add_attachment(ics, subtype="calendar", charset="utf-8", filename="renewals.ics",
+                           params={"method": "PUBLISH"})
     return msg
 
 
@@ -237,15 +376,24 @@ def load_data(path: Path) -> DigestData:
     raw["as_of"] = dt.date.fromisoformat(raw["as_of"])
     raw["generated_at"] = dt.datetime.fromisoformat(raw["generated_at"])
     raw["counts"] = Counts(**raw["counts"])
-    raw["changes"] = [Change(**{**c, "added": tuple(c["added"]), "removed": tuple(c["removed"])})
+    raw["changes"] = [Change(**{**c, "added": tuple(c["added"]), "removed": tuple(c["removed"]),
+                                "causes": tuple(c.get("causes", ()))})
                       for c in raw["changes"]]
+    raw["risks"] = [RiskFlag(**r) for r in raw.get("risks", [])]
     raw["no_configuration"] = [CustomerRef(**r) for r in raw["no_configuration"]]
     raw["no_attribute"] = [CustomerRef(**r) for r in raw["no_attribute"]]
     raw["services"] = [ServiceCount(**r) for r in raw["services"]]
     raw["opportunities"] = [Opportunity(**{**r, "why": tuple(r.get("why", ()))})
                             for r in raw.get("opportunities", [])]
-    raw["alerts"] = [StatusAlert(**r) for r in raw.get("alerts", [])]
+    raw["alerts"] = [StatusAlert(**{**r, "first_seen": _day(r.get("first_seen"))})
+                     for r in raw.get("alerts", [])]
+    raw["renewals"] = [Renewal(**{**r, "expires": dt.date.fromisoformat(r["expires"])})
+                       for r in raw.get("renewals", [])]
     return DigestData(**raw)
+
+
+def _day(text: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(text) if text else None
 
 
 def _json_default(value: Any) -> Any:

@@ -20,9 +20,15 @@ from typing import Any
 from ..errors import ConfigError
 
 HUBSPOT = ["First Name", "Last Name", "Email", "Phone Number", "Company Name", "Key Service",
-           "Priority", "Reason", "Sales Rep", "Customer Number"]
+           "Priority", "Reason", "Sales Rep", "Customer Number", "Estimated Annual Value"]
 PLAIN = ["customer_number", "customer_name", "branch", "sales_rep", "service", "priority",
-         "reason", "contact_first_name", "contact_last_name", "contact_email", "contact_phone"]
+         "reason", "contact_first_name", "contact_last_name", "contact_email", "contact_phone",
+         "estimated_annual_value", "value_basis"]
+
+
+def money_cell(value: float | None) -> str:
+    """An estimated annual value as a CSV cell: a plain number (2 decimals), blank when none."""
+    return "" if value is None else f"{value:.2f}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +170,7 @@ def read_nps_csv(path: Path) -> NpsScores:
 
 
 ALERT_COLUMNS = ["customer_number", "customer_name", "branch", "sales_rep", "monitor_code",
-                 "monitor", "text"]
+                 "monitor", "text", "first_seen", "priority"]
 
 
 def write(text: str, out: Path | None) -> Path | None:

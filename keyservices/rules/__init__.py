@@ -7,6 +7,7 @@ the classifier, so they live in ``keyservices.engine.cases``.) Pure: no database
 
 from __future__ import annotations
 
+from .cross_sell import CrossSell, Units
 from .language import (
     CODE_PATTERN,
     MONITOR_VARIABLES,
@@ -45,5 +46,5 @@ __all__ = [
     'ContractsSection', 'GlSection', 'SECTION_NAMES', 'Exclude', 'Service', 'Industry',
     'Opportunities', 'Days', 'PRIORITIES', 'MONITOR_VARIABLES', 'Criterion', 'Monitor',
     'Tiers', 'Renewal', 'When', 'PriorityRule', 'Priority', 'RuleFile', 'RuleSet',
-    'glob_match', 'rule_files', 'load_rules', 'reference_markdown',
+    'glob_match', 'rule_files', 'load_rules', 'reference_markdown', 'CrossSell', 'Units',
 ]

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .cross_sell import CrossSell
+
 PROPERTY_MAX_LENGTH = 1024  # ARCustomerCustomProperties.TextVal is varchar(1024)
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}$"
 
@@ -43,6 +45,9 @@ class EquipmentSection(_Section):
     categories: list[Glob] = Field([], description="raw dealer model categories, * and ? globs")
     min_count: int = Field(1, ge=1, description="units needed")
     active_only: bool = Field(True, description="count only active equipment")
+    on_contract: bool | None = Field(
+        None, description="true: only machines on a contract active on the run date "
+                          "(SCContractDetails); false: only machines on none; unset: all")
     _filters = ("model_classes", "categories")
 
 
@@ -161,6 +166,9 @@ class Opportunities(_Strict):
     exclude_customers: list[str] = Field([], description="customer numbers never listed")
     exclude_industries: list[str] = Field([], description="industries never listed")
     top: int = Field(25, ge=0, le=10_000, description="how many the digest lists")
+    peers: Literal["industry", "industry_and_tier"] = Field(
+        "industry", description="who a customer is compared with: its industry, or its industry "
+                                "and size tier (priority.tiers)")
 
 
 Days = Annotated[int, Field(ge=1, le=3660)]
@@ -232,6 +240,8 @@ class Monitor(_Strict):
                       description="Jinja text: {{ name }}, {{ number }}, {{ contact }}, "
                                   "{{ phone }}, {{ email }}, {{ branch }}, {{ sales_rep }}, "
                                   "{{ monitor }}, {{ values[0] | money }}")
+    priority: Literal["Critical", "High", "Medium", "Low"] | None = Field(
+        None, description="shown on its alerts, which the digest sorts by (most urgent first)")
 
     @model_validator(mode="after")
     def _one_list(self) -> Monitor:
@@ -312,6 +322,10 @@ class When(_Strict):
     min_share: float | None = Field(None, gt=0, le=1,
                                     description="industry gap: at least this share of peers "
                                                 "use the service")
+    min_value: float | None = Field(None, ge=0, description="estimated annual value at least "
+                                                            "this (money at stake)")
+    source: Literal["typical", "cross_sell"] | None = Field(
+        None, description="typical: industry gaps only; cross_sell: cross-sell rules only")
 
 
 class PriorityRule(_Strict):
@@ -361,6 +375,8 @@ class RuleFile(_Strict):
         description="the (up to three) periods monitors count over, in days (default 30, 60, 90)")
     monitors: list[Monitor] = Field([], description="status monitors (SuperOffice SAINT)")
     priority: Priority | None = Field(None, description="dynamic priority rules (Amity)")
+    cross_sell: list[CrossSell] = Field([], description="cross-sell rules: who to offer what, "
+                                                        "beside industry gaps")
 
     @field_validator("monitor_periods")
     @classmethod
@@ -386,6 +402,7 @@ class RuleSet:
     monitor_periods: tuple[int, ...] = (30, 60, 90)
     monitors: tuple[Monitor, ...] = ()
     priority: Priority | None = None
+    cross_sell: tuple[CrossSell, ...] = ()
 
     # -- compiled helpers ------------------------------------------------------------------------
     def class_of(self, category: str) -> str | None:

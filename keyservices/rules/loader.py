@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import RulesError
 from ..yamlfile import Problem, YamlProblems, dotted, load_yaml, position, problems_from_validation
+from .cross_sell import CrossSell, Units
 from .language import (
     PROPERTY_MAX_LENGTH,
     ContractsSection,
@@ -160,6 +161,7 @@ def _merge(parsed: list[tuple[Path, Any, RuleFile]], property_override: str | No
     if complete:
         by_code = {s.code: s for s in services}
         problems += _reference_problems(parsed, by_code, set(seen_monitors))
+        problems += _cross_sell_problems(parsed, by_code, settings, mapped_classes)
     if problems:
         return None, problems
     ruleset = RuleSet(
@@ -175,6 +177,7 @@ def _merge(parsed: list[tuple[Path, Any, RuleFile]], property_override: str | No
         monitor_periods=periods,
         monitors=tuple(monitors),
         priority=settings.get("priority", (None, None))[0],
+        cross_sell=tuple(rule for _, _, rf in parsed for rule in rf.cross_sell),
     )
     everything = ruleset.render_value({s.code for s in services})
     first_path, first_data, _ = parsed[0]
@@ -283,6 +286,56 @@ def _reference_problems(parsed: list[tuple[Path, Any, RuleFile]], services: dict
     return problems
 
 
+def _cross_sell_problems(parsed: list[tuple[Path, Any, RuleFile]], services: dict[str, Service],
+                         settings: dict[str, tuple[Any, Path]], mapped_classes: set[str],
+                         ) -> list[Problem]:
+    """Cross-sell rules and the ``peers`` setting: the services, tiers and model classes they
+    name, unique rule names, and the ``opportunities:`` block they need."""
+    problems: list[Problem] = []
+    priority = settings.get("priority", (None, None))[0]
+    tiers = [t for t, _ in priority.tiers.ordered()] if priority and priority.tiers else []
+    opportunities = settings.get("opportunities", (None, None))[0]
+    known = ", ".join(services) or "none"
+    names: dict[str, Path] = {}
+
+    def add(path: Path, data: Any, loc: tuple[int | str, ...], message: str) -> None:
+        line, col = position(data, loc)
+        problems.append(Problem(path, line, col, dotted(loc), message))
+
+    for path, data, rf in parsed:
+        if rf.opportunities is not None and rf.opportunities.peers == "industry_and_tier" \
+                and not tiers:
+            add(path, data, ("opportunities", "peers"), "industry_and_tier needs size tiers: "
+                "add priority.tiers (thresholds or quantiles), or use peers: industry")
+        for i, rule in enumerate(rf.cross_sell):
+            if opportunities is None and i == 0:
+                add(path, data, ("cross_sell",), "cross-sell rules need an opportunities: block "
+                    "(grace period, exclusions, how many the digest lists); add one, e.g. "
+                    "'opportunities: {top: 25}'")
+            if rule.name in names:
+                add(path, data, ("cross_sell", i, "name"), f"duplicate cross-sell rule name "
+                    f"{rule.name!r} (first in {names[rule.name]})")
+            names.setdefault(rule.name, path)
+            for key in ("has", "lacks", "offer"):
+                for n, code in enumerate(getattr(rule, key)):
+                    if code not in services:
+                        close = difflib.get_close_matches(code, list(services), n=1, cutoff=0.5)
+                        hint = f"did you mean '{close[0]}'?" if close else f"known: {known}"
+                        add(path, data, ("cross_sell", i, key, n),
+                            f"unknown service {code!r} ({hint})")
+            for n, tier in enumerate(rule.tiers):
+                if tier not in tiers:
+                    add(path, data, ("cross_sell", i, "tiers", n),
+                        f"unknown tier {tier!r} (tiers: {', '.join(tiers)})" if tiers
+                        else f"tier {tier!r} needs priority.tiers (thresholds or quantiles)")
+            for n, cls in enumerate(rule.equipment.model_classes if rule.equipment else ()):
+                if cls.upper() not in mapped_classes:
+                    add(path, data, ("cross_sell", i, "equipment", "model_classes", n),
+                        f"model class {cls!r} is mapped from no category; add it under "
+                        f"model_classes (known: {', '.join(sorted(mapped_classes)) or 'none'})")
+    return problems
+
+
 def reference_markdown() -> str:
     """The rule-file reference tables, generated from the models (``docs/rules.md`` embeds them,
     and a test keeps the two in step)."""
@@ -293,7 +346,8 @@ def reference_markdown() -> str:
         ("opportunities", Opportunities), ("monitors[]", Monitor),
         ("monitors[].all[] / any[]", Criterion), ("priority", Priority), ("priority.tiers", Tiers),
         ("priority.rules[]", PriorityRule), ("priority.rules[].when", When),
-        ("when.renewal", Renewal)]
+        ("when.renewal", Renewal), ("cross_sell[]", CrossSell),
+        ("cross_sell[].equipment", Units)]
     out: list[str] = []
     for title, model in models:
         out += [f"### `{title}`", "", (model.__doc__ or "").strip().splitlines()[0], "",

@@ -57,6 +57,10 @@ changes = sa.Table(
     sa.Column("sales_rep", sa.String(128)),
     # JSON {service code: annual value} of the services this change added (won/lost value)
     sa.Column("annual_values", sa.Text),
+    # write.locations: the number of the parent whose value this location follows
+    sa.Column("follows", sa.String(32)),
+    # why: the change's causes (keyservices.engine.causes), one per line
+    sa.Column("causes", sa.Text),
     sa.Index("ix_changes_customer", "customer_number"),
 )
 
@@ -86,6 +90,17 @@ opportunities = sa.Table(
     sa.Index("ix_opportunities_status", "status"),
 )
 
+# One row per (customer, monitor) status alert firing now, with the night it was first seen
+# (keyservices.calls.alertlife); a hit that clears is deleted, so when it comes back it is new.
+alerts = sa.Table(
+    "alerts", metadata,
+    sa.Column("customer_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("monitor_code", sa.String(32), primary_key=True),
+    sa.Column("first_seen", sa.Date, nullable=False),
+)
+# tables a store made by an earlier version may lack; a reader (dry run) treats them as empty
+LATER_TABLES = frozenset({"alerts"})
+
 # Columns a state store made by an earlier version lacks: (table, column), added on open.
 MIGRATIONS: tuple[tuple[sa.Table, str], ...] = (
     (runs, "erp_id"),
@@ -93,6 +108,8 @@ MIGRATIONS: tuple[tuple[sa.Table, str], ...] = (
     (changes, "branch"),
     (changes, "sales_rep"),
     (changes, "annual_values"),
+    (changes, "follows"),
+    (changes, "causes"),
 )
 
 # The override fields belong to 'keyservices opportunity snooze/dismiss/unsnooze': the nightly

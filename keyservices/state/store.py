@@ -7,10 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,10 @@ from sqlalchemy.engine import make_url
 
 from ..errors import ConfigError, SourceUnavailable
 from ..model import Change
+from .alerts import AlertTable
+from .bulk import execute_many
 from .opportunities import OpportunityTable
-from .schema import changes, metadata, migrate, runs, verify
+from .schema import LATER_TABLES, changes, metadata, migrate, runs, verify
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +43,7 @@ class RunRecord:
     counts: dict[str, Any]
 
 
-class StateStore(OpportunityTable):
+class StateStore(OpportunityTable, AlertTable):
     """Runs and audit in the tool's own database."""
 
     def __init__(self, url: str) -> None:
@@ -82,7 +86,7 @@ class StateStore(OpportunityTable):
             store.engine.dispose()
             raise SourceUnavailable(f"cannot read the state store {_masked(url)}: "
                                     f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}") from None
-        if not {t.name for t in metadata.sorted_tables} <= present:  # an empty database
+        if not {t.name for t in metadata.sorted_tables} - LATER_TABLES <= present:  # empty
             store.engine.dispose()
             return None
         return store
@@ -138,27 +142,38 @@ class StateStore(OpportunityTable):
     # -- audit ------------------------------------------------------------------------------------
     def record_pending(self, run_id: int, chunk: Sequence[Change],
                        settle: Sequence[tuple[Sequence[int], str]] = ()) -> None:
-        """Before a chunk is written to the ERP: its before/after values, marked pending.
+        """Before changes are written to the ERP: their before/after values, marked pending.
 
-        ``settle`` marks the previous chunk's outcome in the same transaction (one commit saved
-        per chunk; the order of the two is what keeps the audit true after a kill).
+        One transaction and one driver ``executemany`` for any number of changes (the write
+        path stores the whole plan at once). ``settle`` marks earlier outcomes in the same
+        transaction (the order of the two is what keeps the audit true after a kill).
         """
         at = _now()
         with self.engine.begin() as conn:
             for ids, status in settle:
                 self._mark(conn, run_id, ids, status)
-            conn.execute(changes.insert(), [
+            execute_many(conn, changes.insert(), changes, [
                 {"run_id": run_id, "customer_id": c.customer_id, "customer_number": c.number,
                  "customer_name": c.name, "before": c.before, "after": c.after,
                  "added": ";".join(c.added), "removed": ";".join(c.removed),
                  "branch": c.branch, "sales_rep": c.sales_rep,
-                 "annual_values": _values_json(c.annual_values),
+                 "annual_values": _values_json(c.annual_values), "follows": c.follows,
+                 "causes": _causes_text(c.causes),
                  "status": "pending", "at": at} for c in chunk])
 
     def mark(self, run_id: int, customer_ids: Sequence[int], status: str) -> None:
         if customer_ids:
             with self.engine.begin() as conn:
                 self._mark(conn, run_id, customer_ids, status)
+
+    def settle(self, run_id: int, conflicts: Sequence[int]) -> None:
+        """After the last ERP chunk: these customers' rows are conflicts, every other row of the
+        run still pending was applied. One transaction, one UPDATE for the applied rows."""
+        with self.engine.begin() as conn:
+            self._mark(conn, run_id, conflicts, "conflict")
+            conn.execute(changes.update()
+                         .where(changes.c.run_id == run_id, changes.c.status == "pending")
+                         .values(status="applied", at=_now()))
 
     @staticmethod
     def _mark(conn: sa.Connection, run_id: int, customer_ids: Sequence[int], status: str) -> None:
@@ -210,7 +225,9 @@ class StateStore(OpportunityTable):
                            name=r.customer_name, branch=r.branch, sales_rep=r.sales_rep,
                            before=r.before, after=r.after, added=_codes(r.added),
                            removed=_codes(r.removed), status="applied",
-                           carried_from=r.of_run) for r in conn.execute(stmt)]
+                           carried_from=r.of_run, follows=r.follows,
+                           causes=tuple(_causes(r.causes)))
+                    for r in conn.execute(stmt)]
 
     def later_writers(self, run_id: int, customer_ids: Sequence[int]) -> list[int]:
         """Runs after ``run_id`` that wrote (applied) a value for any of these customers."""
@@ -263,7 +280,7 @@ class StateStore(OpportunityTable):
         with self.engine.connect() as conn:
             if limit is not None:
                 stmt = stmt.limit(limit)
-            return [dict(r._mapping) for r in conn.execute(stmt)]
+            return [{**r._mapping, "causes": _causes(r.causes)} for r in conn.execute(stmt)]
 
     def won_lost(self, since: dt.date | None, until: dt.date, *, include_baseline: bool = False,
                  with_values: bool = False) -> list[dict[str, Any]]:
@@ -283,7 +300,8 @@ class StateStore(OpportunityTable):
                           changes.c.added, changes.c.removed, changes.c.annual_values)
                 .join(runs, runs.c.id == changes.c.run_id)
                 .where(changes.c.status == "applied", runs.c.mode == "live",
-                       runs.c.as_of <= until)
+                       runs.c.as_of <= until,
+                       changes.c.follows.is_(None))  # a location following its parent
                 .order_by(runs.c.as_of, changes.c.id))
         if since is not None:
             stmt = stmt.where(runs.c.as_of >= since)
@@ -308,9 +326,28 @@ def _codes(joined: str | None) -> tuple[str, ...]:
     return tuple(code for code in (joined or "").split(";") if code)
 
 
+def _causes_text(causes: Sequence[str]) -> str | None:
+    """``Change.causes`` as stored: one per line (cheaper than JSON at a million rows)."""
+    return "\n".join(c.replace("\n", " ") for c in causes) if causes else None
+
+
+def _causes(text: str | None) -> list[str]:
+    return text.split("\n") if text else []
+
+
 def _values_json(values: Sequence[tuple[str, float]]) -> str | None:
     """``Change.annual_values`` as stored: a JSON object, or NULL when there is none."""
-    return json.dumps(dict(values), separators=(",", ":")) if values else None
+    if not values:
+        return None
+    # written out rather than json.dumps (3 µs a call at hundreds of thousands of rows); the
+    # same text as json.dumps(..., separators=(",", ":")) for finite values
+    return "{" + ",".join([f"{_quote(str(code))}:{_number(amount)}"
+                           for code, amount in dict(values).items()]) + "}"
+
+
+def _number(amount: float) -> str:
+    number = float(amount)
+    return repr(number) if math.isfinite(number) else json.dumps(number)
 
 
 def _values(text: str | None) -> dict[str, float]:

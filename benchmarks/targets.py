@@ -1,0 +1,58 @@
+"""The targets of the nightly benchmark, each a ratio or a limit measured in one invocation.
+
+``targets(results)`` turns ``nightly.py``'s results into rows (target, measured, limit, met);
+``targets_table`` renders them for benchmarks/README.md. A target whose measurement is missing
+from this invocation (a size not run) is shown as not measured, never as met.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+WRITE_OVER_BARE = 2.0  # the write step against a bare guarded executemany, same changes
+LIVE_OVER_DRY = 2.0  # the largest size's live baseline against its dry run, same night
+DIGEST_S = 1.0  # the digest step of the largest size's baseline
+READ_OVER_FLOOR = 1.3  # the largest SQLite size's dry run against the bare statements
+PEAK_RSS_MB = 1024
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    reads = results.get("reads", [])
+    applies = results.get("apply", [])
+    sqlite_reads = [r for r in reads if r["db"] == "sqlite" and not r.get("note")]
+    largest = max((r["customers"] for r in sqlite_reads), default=0)
+    rows: list[dict[str, Any]] = []
+
+    def add(name: str, measured: float | None, limit: float, unit: str = "") -> None:
+        rows.append({"target": name, "measured": measured, "limit": limit, "unit": unit,
+                     "met": measured is not None and measured <= limit})
+
+    for a in applies:
+        if "write_over_bare" in a:
+            add(f"write / bare executemany, {a['db']}, {a['customers']:,} customers "
+                f"({a['changed_values']:,} values)", a["write_over_bare"], WRITE_OVER_BARE)
+    big = next((a for a in applies if a["db"] == "sqlite" and a["customers"] == largest), None)
+    add(f"live baseline / dry run, sqlite, {largest:,}", big and big.get("live_over_dry"),
+        LIVE_OVER_DRY)
+    add(f"digest of the baseline, sqlite, {largest:,}", big and big.get("digest_s"), DIGEST_S,
+        " s")
+    top = next((r for r in sqlite_reads if r["customers"] == largest), None)
+    add(f"read tool / floor, sqlite, {largest:,}", top and top.get("tool_over_floor"),
+        READ_OVER_FLOOR)
+    peaks = [r["peak_rss_mb"] for r in [*reads, *applies] if r.get("peak_rss_mb")]
+    add("peak RSS, every run", max(peaks, default=None), PEAK_RSS_MB, " MB")
+    counts = {r["statements"] for r in reads if r.get("statements")}
+    rows.append({"target": "statements the same at every size and database",
+                 "measured": ", ".join(map(str, sorted(counts))) or None, "limit": "one count",
+                 "unit": "", "met": len(counts) == 1})
+    return rows
+
+
+def targets_table(results: dict[str, Any]) -> str:
+    out = ["| target | measured | limit | |", "| --- | ---: | ---: | --- |"]
+    for t in targets(results):
+        measured = "not measured" if t["measured"] is None else f"{t['measured']}{t['unit']}"
+        limit = t["limit"] if isinstance(t["limit"], str) else f"<= {t['limit']}{t['unit']}"
+        out.append(f"| {t['target']} | {measured} | {limit} | "
+                   f"{'met' if t['met'] else '**missed**'} |")
+    return "\n".join(out)

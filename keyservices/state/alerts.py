@@ -1,0 +1,65 @@
+"""The alert store: each status alert firing now, with the night it was first seen.
+
+The nightly run saves what changed (hits first seen tonight inserted, hits that cleared deleted),
+so a quiet night costs nothing and a night's save is proportional to what changed, not to the
+number of alerts. Only a clean live run saves (``keyservices.commands.alerts``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+from ..calls.alertlife import Key
+from .schema import alerts, opportunities
+
+_BATCH = 500  # keys per DELETE statement (SQL Server's parameter limit is 2,100)
+
+
+class AlertTable:
+    """The alert methods of ``StateStore`` (which provides ``engine``)."""
+
+    engine: sa.Engine
+
+    def alert_first_seen(self) -> dict[Key, dt.date]:
+        """Every alert firing at the last clean live run, by (customer id, monitor code); empty
+        for a store made before alerts were kept (a dry run reads it without migrating)."""
+        if alerts.name not in sa.inspect(self.engine).get_table_names():
+            return {}
+        with self.engine.connect() as conn:
+            return {(int(cid), code): _date(first) for cid, code, first in conn.execute(
+                sa.select(alerts.c.customer_id, alerts.c.monitor_code, alerts.c.first_seen))}
+
+    def save_alerts(self, added: Sequence[Key], cleared: Sequence[Key], as_of: dt.date) -> None:
+        """Insert the hits first seen tonight and delete the ones that cleared, in one
+        transaction (executemany each)."""
+        if not added and not cleared:
+            return
+        with self.engine.begin() as conn:
+            if cleared:
+                conn.execute(alerts.delete().where(
+                    alerts.c.customer_id == sa.bindparam("k_customer_id"),
+                    alerts.c.monitor_code == sa.bindparam("k_monitor_code")),
+                    [{"k_customer_id": cid, "k_monitor_code": code} for cid, code in cleared])
+            if added:
+                conn.execute(alerts.insert(), [
+                    {"customer_id": cid, "monitor_code": code, "first_seen": as_of}
+                    for cid, code in added])
+
+    def hidden_opportunities(self, as_of: dt.date) -> frozenset[tuple[int, str]]:
+        """(customer id, service code) of the opportunities a snooze or dismiss hides on
+        ``as_of``: the digest does not list them, so their contacts are not read."""
+        stmt = sa.select(opportunities.c.customer_id, opportunities.c.service_code).where(
+            opportunities.c.snoozed_until.is_not(None), opportunities.c.snoozed_until >= as_of)
+        with self.engine.connect() as conn:
+            return frozenset((int(cid), code) for cid, code in conn.execute(stmt))
+
+
+def _date(value: dt.date | dt.datetime | str) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])

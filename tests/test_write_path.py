@@ -1,0 +1,203 @@
+"""The write path: chunking, the order of audit and ERP writes, statement counts, conflicts.
+
+Behaviour only; how fast it is lives in ``benchmarks/`` (``writeback.py``, ``nightly.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from keyservices.calls.lifecycle import OpportunityRecord
+from keyservices.erp import ErpTables
+from keyservices.erp.writeback import apply_changes, reconcile
+from keyservices.model import Change
+from keyservices.state import StateStore
+
+from .conftest import ATTR_ID, ErpBuilder
+
+AS_OF = dt.date(2026, 11, 24)
+
+
+def customers(erp: ErpBuilder, n: int) -> list[Change]:
+    """``n`` customers with a value row: every third empty, the others holding text."""
+    planned = []
+    for i in range(n):
+        before = None if i % 3 == 0 else "CPY"
+        cid = erp.customer(f"W{i:04d}", value=before)
+        planned.append(Change(cid, f"W{i:04d}", f"Customer {i}", "North", "Dana Rep", before,
+                              "CPY;MPS", ("MPS",), (), annual_values=(("MPS", 1200.5),)))
+    return planned
+
+
+class Recorder:
+    """What reaches the ERP and the state store, in order: ('erp', sql, rows) and
+    ('state', what, size) events."""
+
+    def __init__(self, erp: ErpBuilder, store: StateStore) -> None:
+        self.events: list[tuple[str, str, int]] = []
+        sa.event.listen(erp.engine, "before_cursor_execute", self._erp)
+        for name in ("record_pending", "mark", "settle"):
+            real = getattr(store, name)
+            setattr(store, name, self._wrap(name, real))
+
+    def _erp(self, _conn: Any, _cursor: Any, sql: str, params: Any, _ctx: Any,
+             many: bool) -> None:
+        kind = sql.lstrip().split()[0].upper()
+        if kind in ("UPDATE", "SELECT"):
+            self.events.append(("erp", kind, len(params) if many else 1))
+
+    def _wrap(self, name: str, real: Any) -> Any:
+        def call(run_id: int, rows: Any, *args: Any) -> Any:
+            self.events.append(("state", name, len(rows)))
+            return real(run_id, rows, *args)
+        return call
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    s = StateStore(f"sqlite:///{(tmp_path / 'state.sqlite').as_posix()}")
+    yield s
+    s.close()
+
+
+def test_the_audit_is_stored_before_the_first_chunk_and_settled_after_the_last(
+        any_erp: ErpBuilder, store: StateStore) -> None:
+    planned = customers(any_erp, 12)
+    run_id = store.begin_run(as_of=AS_OF, erp="t", prop="ZCJKeyServices", mode="live",
+                             baseline=False)
+    seen = Recorder(any_erp, store)
+    report = apply_changes(any_erp.engine, ErpTables(schema=any_erp.schema), ATTR_ID, planned,
+                           state=store, run_id=run_id, chunk_size=5)
+    assert seen.events[0] == ("state", "record_pending", 12)  # every row, before any UPDATE
+    assert seen.events[-1] == ("state", "settle", 0)  # after the last chunk, no conflicts
+    erp_writes = [e for e in seen.events if e[0] == "erp"]
+    # three chunks (5, 5, 2), each one batch per kind of UPDATE (the last has only values read
+    # as text), no read-back: every guard held
+    assert erp_writes == [("erp", "UPDATE", 2), ("erp", "UPDATE", 3),
+                          ("erp", "UPDATE", 2), ("erp", "UPDATE", 3), ("erp", "UPDATE", 2)]
+    assert report.statements == 5 and report.read_backs == 0
+    assert len(report.applied) == 12 and report.conflicts == []
+    assert all(any_erp.value(c.customer_id) == "CPY;MPS" for c in planned)
+    rows = store.history(run_id=run_id)
+    assert [r["status"] for r in rows] == ["applied"] * 12
+    assert rows[1]["before"] == "CPY" and rows[1]["annual_values"] == '{"MPS":1200.5}'
+
+
+def test_the_state_store_commits_twice_per_write_whatever_the_size(
+        erp: ErpBuilder, store: StateStore) -> None:
+    """The pending rows, then the settle: not one commit (or two) per chunk."""
+    commits: list[int] = []
+    sa.event.listen(store.engine, "commit", lambda _conn: commits.append(1))
+    counts = []
+    for n in (4, 40):
+        run_id = store.begin_run(as_of=AS_OF, erp="t", prop="ZCJKeyServices", mode="live",
+                                 baseline=False)
+        planned = customers_for(erp, n, prefix=f"S{n}")
+        commits.clear()
+        apply_changes(erp.engine, ErpTables(), ATTR_ID, planned, state=store, run_id=run_id,
+                      chunk_size=3)
+        counts.append(len(commits))
+    assert counts == [2, 2]
+
+
+def customers_for(erp: ErpBuilder, n: int, *, prefix: str) -> list[Change]:
+    out = []
+    for i in range(n):
+        cid = erp.customer(f"{prefix}{i:03d}", value=None)
+        out.append(Change(cid, f"{prefix}{i:03d}", "x", None, None, None, "CPY", ("CPY",), ()))
+    return out
+
+
+def test_a_value_edited_since_the_read_is_a_conflict_found_by_a_read_back_of_its_chunk(
+        any_erp: ErpBuilder, store: StateStore) -> None:
+    planned = customers(any_erp, 6)
+    any_erp.set_value(planned[4].customer_id, "EDITED IN E-AUTOMATE")
+    run_id = store.begin_run(as_of=AS_OF, erp="t", prop="ZCJKeyServices", mode="live",
+                             baseline=False)
+    seen = Recorder(any_erp, store)
+    report = apply_changes(any_erp.engine, ErpTables(schema=any_erp.schema), ATTR_ID, planned,
+                           state=store, run_id=run_id, chunk_size=3)
+    # the second chunk only is read back, in its transaction, after its UPDATEs
+    assert seen.events == [("state", "record_pending", 6),
+                           ("erp", "UPDATE", 1), ("erp", "UPDATE", 2),
+                           ("erp", "UPDATE", 1), ("erp", "UPDATE", 2), ("erp", "SELECT", 1),
+                           ("state", "settle", 1)]
+    assert report.read_backs == 1 and report.statements == 5
+    assert report.conflicts == [planned[4].customer_id]
+    assert any_erp.value(planned[4].customer_id) == "EDITED IN E-AUTOMATE"
+    statuses = {r["customer_number"]: r["status"] for r in store.history(run_id=run_id)}
+    assert statuses == {**{c.number: "applied" for c in planned}, "W0004": "conflict"}
+    assert [c.status for c in planned].count("conflict") == 1
+
+
+def test_a_driver_that_cannot_count_rows_gets_every_chunk_read_back(
+        erp: ErpBuilder, store: StateStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyodbc with fast_executemany reports no row count: the values decide."""
+    monkeypatch.setattr(erp.engine.dialect, "supports_sane_multi_rowcount", False)
+    planned = customers(erp, 7)
+    erp.set_value(planned[1].customer_id, "EDITED")
+    run_id = store.begin_run(as_of=AS_OF, erp="t", prop="ZCJKeyServices", mode="live",
+                             baseline=False)
+    report = apply_changes(erp.engine, ErpTables(), ATTR_ID, planned, state=store,
+                           run_id=run_id, chunk_size=3)
+    # chunks of 3 send a batch of 2 rows each (values read as text): no count, read back; the
+    # last chunk is one row, whose count every driver gives
+    assert report.read_backs == 2
+    assert report.conflicts == [planned[1].customer_id]
+    assert sorted(report.applied) == sorted(c.customer_id for c in planned if c is not planned[1])
+    assert erp.value(planned[1].customer_id) == "EDITED"
+
+
+def test_an_erp_error_mid_write_leaves_pending_rows_the_next_run_settles(
+        erp: ErpBuilder, store: StateStore) -> None:
+    planned = customers(erp, 6)
+    run_id = store.begin_run(as_of=AS_OF, erp="t", prop="ZCJKeyServices", mode="live",
+                             baseline=False)
+    updates: list[int] = []
+
+    def fail_second_chunk(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        if sql.startswith("UPDATE"):
+            updates.append(1)
+            if len(updates) == 3:  # the second chunk's first UPDATE
+                raise RuntimeError("lock request time out period exceeded")
+
+    sa.event.listen(erp.engine, "before_cursor_execute", fail_second_chunk)
+    with pytest.raises(RuntimeError, match="lock request"):
+        apply_changes(erp.engine, ErpTables(), ATTR_ID, planned, state=store, run_id=run_id,
+                      chunk_size=3)
+    sa.event.remove(erp.engine, "before_cursor_execute", fail_second_chunk)
+    assert [erp.value(c.customer_id) for c in planned] == ["CPY;MPS"] * 3 + [
+        c.before for c in planned[3:]]
+    assert {r["status"] for r in store.history(run_id=run_id)} == {"pending"}
+    assert reconcile(erp.engine, ErpTables(), ATTR_ID, store) == {
+        "applied": 3, "not_applied": 3, "conflict": 0}
+    assert not store.pending()
+
+
+def test_two_hundred_thousand_opportunities_are_saved_in_one_statement(
+        tmp_path: Path, store: StateStore) -> None:
+    statements: list[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute",
+                    lambda _c, _cur, sql, *_: statements.append(sql))
+    day = AS_OF
+    records = [OpportunityRecord(
+        customer_id=i // 2, service_code=("MIT", "DM")[i % 2], customer_number=f"C{i // 2:06d}",
+        customer_name=f"Customer {i // 2}", branch="North", owner="Dana Rep", status="new",
+        priority="High", score=1.5, reason="peers use it", first_seen=day, last_seen=day,
+        closed_on=None, close_reason=None, snoozed_until=None, snooze_reason=None,
+        snoozed_by=None, dismissed=False, reopened=0) for i in range(200_000)]
+    store.save_opportunities(records)
+    assert [s.split()[0] for s in statements] == ["INSERT"]
+    records[7].status, records[7].closed_on = "closed", day + dt.timedelta(days=1)
+    store.save_opportunities(records)  # the same keys: updated in place, still one statement
+    assert len(statements) == 2
+    loaded = store.load_opportunities()
+    assert len(loaded) == 200_000
+    assert loaded[(3, "DM")].status == "closed"
+    assert loaded[(3, "DM")].closed_on == dt.date(2026, 11, 25)
+    assert loaded[(0, "MIT")] == records[0]
