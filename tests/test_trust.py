@@ -467,3 +467,14 @@ def test_sql_server_is_named_by_server_and_database_not_by_the_driver() -> None:
     fake = _FakeMssql()
     assert database_identity(fake) == "mssql:erpsrv01\\eci/companydb"  # type: ignore[arg-type]
     assert "SERVERPROPERTY('ServerName')" in fake.sql[0] and "DB_NAME()" in fake.sql[0]
+
+
+def test_two_value_rows_for_one_customer_stop_the_night(erp: ErpBuilder, config_for) -> None:
+    """The write path counts one updated row per change: a duplicate row would hide a conflict."""
+    copiers = copier_customers(erp, 3)
+    erp.insert("ARCustomerCustomProperties", CustomerID=copiers[1], ShAttributeID=2044,
+               TextVal=None, Required=False)
+    before = erp.dump()
+    with pytest.raises(SchemaError, match=r"two rows for the attribute .*\(e\.g\. COP001\)"):
+        keyservices.run(config_for(erp), as_of=AS_OF)
+    assert erp.dump() == before

@@ -27,6 +27,7 @@ from ..engine.metrics import (
     compile_rules,
     needed_codes,
 )
+from ..errors import SchemaError
 from ..model import ContractFact, Customer, CustomerFacts, Facts, ItemsSold, add_sold
 from ..progress import Reporter, Timings, gc_paused, step
 from ..rules import RuleSet, glob_match
@@ -100,8 +101,10 @@ def read_customers(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_
     share = shared.setdefault
     created_at: dict[Any, dt.datetime | None] = {None: None}
     customers: dict[int, Customer] = {}
+    rows = 0
     with step(reporter, timings, "read customers") as advance:
         for batch in _raw_batches(conn, customers_query(tables, rules, attr_id)):
+            rows += len(batch)
             (ids, numbers, names, parents, active, prospect, config, created, industry, rep,
              branch, value_cid, value) = zip(*batch)
             for raw in set(created).difference(created_at):
@@ -118,7 +121,25 @@ def read_customers(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_
                 flags["prospect"].extend(map(bool, prospect))
                 flags["parent"].extend(-1 if x is None else x for x in parents)
             advance(len(batch))
+    if rows != len(customers):
+        raise _two_value_rows(conn, tables, attr_id, rules.property, rows - len(customers))
     return customers
+
+
+def _two_value_rows(conn: sa.Connection, tables: ErpTables, attr_id: int, prop: str,
+                    extra: int) -> SchemaError:
+    """A customer with two value rows of the attribute: the write path counts one updated row
+    per change, and which of two values is "the" value would be a guess. Stop and say so."""
+    cp, c = tables.custom_properties, tables.customers
+    numbers = conn.execute(
+        sa.select(c.c.number).join(cp, cp.c.customer_id == c.c.id)
+        .where(cp.c.attribute_id == attr_id).group_by(c.c.number)
+        .having(sa.func.count() > 1).order_by(c.c.number).limit(3)).scalars().all()
+    return SchemaError(
+        f"{extra} customer value row(s) of {prop} are duplicates: some customers have two rows "
+        f"for the attribute in {tables.physical('custom_properties')} (e.g. "
+        f"{', '.join(map(str, numbers))}); keyservices writes one value per customer and "
+        "nothing was written. Delete the extra rows in e-automate (keep one per customer)")
 
 
 _NONES = itertools.repeat(None)

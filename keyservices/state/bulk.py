@@ -20,20 +20,33 @@ def execute_many(conn: sa.Connection, stmt: sa.Insert, table: sa.Table,
                  rows: Sequence[dict[str, Any]]) -> None:
     """Run ``stmt`` (an INSERT into ``table``, maybe with ON CONFLICT) once per row, all rows
     in one driver ``executemany``; every row has the keys of the first."""
+    if rows:
+        keys = list(rows[0])
+        get = itemgetter(*keys)
+        execute_many_tuples(conn, stmt, table, keys, [
+            (get(row),) if len(keys) == 1 else get(row) for row in rows])
+
+
+def execute_many_tuples(conn: sa.Connection, stmt: sa.Insert, table: sa.Table,
+                        keys: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    """``execute_many`` for rows given as tuples of the values of ``keys``, in that order."""
     if not rows:
         return
-    keys = list(rows[0])
-    compiled = stmt.compile(dialect=conn.dialect, column_keys=keys)
+    compiled = stmt.compile(dialect=conn.dialect, column_keys=list(keys))
     convert = {key: proc for key in keys if (proc := table.c[key].type.dialect_impl(
         conn.dialect).bind_processor(conn.dialect)) is not None}
     if not compiled.positional:
         names = list(compiled.binds)
         conn.exec_driver_sql(str(compiled), [
-            {name: _converted(convert, name, row[name]) for name in names} for row in rows])
+            {name: _converted(convert, name, value) for name, value in zip(keys, row)
+             if name in names} for row in rows])
         return
     order = list(compiled.positiontup or ())
-    get = itemgetter(*order)
-    params = [(get(row),) for row in rows] if len(order) == 1 else [get(row) for row in rows]
+    if order == list(keys):
+        params = list(rows)
+    else:
+        get = itemgetter(*[list(keys).index(name) for name in order])
+        params = [(get(row),) if len(order) == 1 else get(row) for row in rows]
     if convert:
         at = [(order.index(key), proc, {}) for key, proc in convert.items()]
         for n, values in enumerate(params):

@@ -7,6 +7,7 @@ opportunity`` sets and clears the overrides (snooze, dismiss), which the upsert 
 from __future__ import annotations
 
 import datetime as dt
+from operator import attrgetter
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..calls.lifecycle import Key, OpportunityRecord
 from ..errors import ConfigError
-from .bulk import execute_many
+from .bulk import execute_many_tuples
 from .schema import LIFECYCLE_FIELDS, opportunities
 
 _ON_CONFLICT: dict[str, Any] = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
@@ -47,17 +48,16 @@ class OpportunityTable:
         """
         if not records:
             return
-        rows = [_row(r) for r in records]
         with self.engine.begin() as conn:
             insert = _ON_CONFLICT.get(conn.dialect.name)
             if insert is not None:
                 stmt = insert(opportunities)
-                execute_many(conn, stmt.on_conflict_do_update(
+                execute_many_tuples(conn, stmt.on_conflict_do_update(
                     index_elements=[opportunities.c.customer_id, opportunities.c.service_code],
                     set_={name: stmt.excluded[name] for name in LIFECYCLE_FIELDS}),
-                    opportunities, rows)
+                    opportunities, _COLUMNS, [_values(r) for r in records])
             else:  # any other database: update the rows that exist, insert the others
-                _update_then_insert(conn, rows)
+                _update_then_insert(conn, [_row(r) for r in records])
 
     def list_opportunities(self, status: str | None = None, owner: str | None = None,
                            service: str | None = None,
@@ -117,6 +117,7 @@ class OpportunityTable:
 
 
 _COLUMNS = tuple(opportunities.columns.keys())
+_values = attrgetter(*_COLUMNS)  # a record's column values, as a tuple in _COLUMNS order
 
 
 def _row(record: OpportunityRecord) -> dict[str, Any]:
