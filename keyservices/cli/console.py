@@ -12,16 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    SpinnerColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn,
+                           Task, TextColumn, TimeElapsedColumn)
 from rich.table import Table
 from rich.text import Text
 
@@ -35,6 +27,7 @@ if TYPE_CHECKING:
     from ..commands.result import RunResult
 
 PLAN_ROWS = 30
+
 
 def cell(value: object) -> Text:
     """A rich table cell from ERP data: literal text (no markup, no emoji codes), controls escaped."""

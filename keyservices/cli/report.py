@@ -11,14 +11,8 @@ from pathlib import Path
 
 import click
 
-from .base import (
-    as_of_option,
-    config_option,
-    emit_json,
-    json_option,
-    load_config_at,
-    progress_reporter,
-)
+from .base import (as_of_option, config_option, emit_json, json_option, load_config_at,
+                   progress_reporter)
 
 
 @click.command("report")

@@ -8,15 +8,8 @@ from pathlib import Path
 
 import click
 
-from .base import (
-    as_of_option,
-    cli,
-    config_option,
-    emit_json,
-    json_option,
-    load_config_at,
-    progress_reporter,
-)
+from .base import (as_of_option, cli, config_option, emit_json, json_option, load_config_at,
+                   progress_reporter)
 
 
 @cli.command("run")

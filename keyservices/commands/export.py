@@ -21,18 +21,8 @@ from ..erp import verify_schema
 from ..erp.contacts import ContactRow, best_contacts, contact_property_values, contact_rows
 from ..errors import ConfigError, KeyservicesError, SchemaError
 from ..outputs.cells import csv_writer
-from ..outputs.exports import (
-    ALERT_COLUMNS,
-    HUBSPOT,
-    PLAIN,
-    NpsFilter,
-    NpsScores,
-    OpportunityExport,
-    money_cell,
-    nps_score,
-    read_nps_csv,
-    write,
-)
+from ..outputs.exports import (ALERT_COLUMNS, HUBSPOT, PLAIN, NpsFilter, NpsScores,
+                               OpportunityExport, money_cell, nps_score, read_nps_csv, write)
 from ..state import StateStore
 from . import why
 

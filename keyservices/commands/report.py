@@ -23,14 +23,8 @@ from ..config import Config
 from ..engine.classify import Classification
 from ..erp import wrap_db_error
 from ..model import Facts
-from ..outputs.report import (
-    DIMENSIONS,
-    Matrix,
-    ReportFiles,
-    WonLostRow,
-    penetration_matrix,
-    write_report,
-)
+from ..outputs.report import (DIMENSIONS, Matrix, ReportFiles, WonLostRow, penetration_matrix,
+                              write_report)
 from ..progress import Reporter
 from ..state import StateStore
 

@@ -20,34 +20,11 @@ import sqlalchemy as sa
 from sqlalchemy import MetaData, Table
 
 from ..errors import ConfigError
-from .schema import (
-    ATTRIBUTE_ID,
-    AWKWARD_NAMES,
-    BATCH,
-    BILL_CODES,
-    BRANCHES,
-    CATEGORIES,
-    CONFIG_LEGACY,
-    CONFIG_STANDARD,
-    CONTRACT_CODES,
-    COPIERS,
-    DM_SOFTWARE,
-    FIRST_NAMES,
-    GL_ACCOUNTS,
-    INDUSTRIES,
-    IT_GEAR,
-    ITEM_CATEGORIES,
-    LAST_NAMES,
-    NAME_SUFFIXES,
-    NAME_WORDS,
-    OTHER,
-    PRINTERS,
-    REPS,
-    build_metadata,
-    demo_indexes,
-    item_category_of,
-    name_prefix,
-)
+from .schema import (ATTRIBUTE_ID, AWKWARD_NAMES, BATCH, BILL_CODES, BRANCHES, CATEGORIES,
+                     CONFIG_LEGACY, CONFIG_STANDARD, CONTRACT_CODES, COPIERS, DM_SOFTWARE,
+                     FIRST_NAMES, GL_ACCOUNTS, INDUSTRIES, IT_GEAR, ITEM_CATEGORIES, LAST_NAMES,
+                     NAME_SUFFIXES, NAME_WORDS, OTHER, PRINTERS, REPS, build_metadata,
+                     demo_indexes, item_category_of, name_prefix)
 
 
 @dataclass

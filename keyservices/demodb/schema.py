@@ -6,19 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (
-    CHAR,
-    Boolean,
-    Column,
-    Date,
-    DateTime,
-    Index,
-    Integer,
-    MetaData,
-    Numeric,
-    String,
-    Table,
-)
+from sqlalchemy import (CHAR, Boolean, Column, Date, DateTime, Index, Integer, MetaData, Numeric,
+                        String, Table)
 
 ATTRIBUTE_ID = 2044
 CONFIG_STANDARD, CONFIG_LEGACY = 101, 102

@@ -16,16 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..model import ContractFact, CustomerFacts, Facts, add_sold
-from ..rules import (
-    ContractsSection,
-    EquipmentSection,
-    Exclude,
-    GlSection,
-    ItemsSoldSection,
-    RuleSet,
-    Service,
-    glob_match,
-)
+from ..rules import (ContractsSection, EquipmentSection, Exclude, GlSection, ItemsSoldSection,
+                     RuleSet, Service, glob_match)
 from .metrics import evaluate, rolled_up
 
 

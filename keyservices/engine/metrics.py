@@ -20,14 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..rules import (
-    ContractsSection,
-    EquipmentSection,
-    GlSection,
-    ItemsSoldSection,
-    RuleSet,
-    glob_match,
-)
+from ..rules import (ContractsSection, EquipmentSection, GlSection, ItemsSoldSection, RuleSet,
+                     glob_match)
 
 NONE = -1e18  # a maximum over no rows (SQL NULL): below every threshold a rule can state
 KINDS = ("equipment", "contracts", "gl", "items_sold", "invoices")

@@ -18,15 +18,8 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from ..engine.metrics import (
-    Codes,
-    Compiled,
-    Extra,
-    MetricTable,
-    NotCompilable,
-    compile_rules,
-    needed_codes,
-)
+from ..engine.metrics import (Codes, Compiled, Extra, MetricTable, NotCompilable, compile_rules,
+                              needed_codes)
 from ..errors import SchemaError
 from ..model import ContractFact, Customer, CustomerFacts, Facts, ItemsSold, add_sold
 from ..progress import Reporter, Timings, gc_paused, step

@@ -30,17 +30,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 
 from ..errors import ConfigError
-from ..model import (
-    Change,
-    Counts,
-    CustomerRef,
-    DigestData,
-    Opportunity,
-    Renewal,
-    RiskFlag,
-    ServiceCount,
-    StatusAlert,
-)
+from ..model import (Change, Counts, CustomerRef, DigestData, Opportunity, Renewal, RiskFlag,
+                     ServiceCount, StatusAlert)
 from ..resources import DIGEST_TEMPLATES
 from ..resources import templates_dir as packaged_templates
 from .alerts import alert_context, quoted

@@ -8,38 +8,12 @@ the classifier, so they live in ``keyservices.engine.cases``.) Pure: no database
 from __future__ import annotations
 
 from .cross_sell import CrossSell, Units
-from .language import (
-    CODE_PATTERN,
-    MONITOR_VARIABLES,
-    PRIORITIES,
-    PROPERTY_MAX_LENGTH,
-    SECTION_NAMES,
-    ContractsSection,
-    Criterion,
-    Days,
-    EquipmentSection,
-    Exclude,
-    Glob,
-    GlSection,
-    Industry,
-    ItemsSoldSection,
-    Monitor,
-    Opportunities,
-    Priority,
-    PriorityRule,
-    Renewal,
-    RuleFile,
-    RuleSet,
-    Service,
-    Tiers,
-    When,
-    glob_match,
-)
-from .loader import (
-    load_rules,
-    reference_markdown,
-    rule_files,
-)
+from .language import (CODE_PATTERN, MONITOR_VARIABLES, PRIORITIES, PROPERTY_MAX_LENGTH,
+                       SECTION_NAMES, ContractsSection, Criterion, Days, EquipmentSection, Exclude,
+                       Glob, GlSection, Industry, ItemsSoldSection, Monitor, Opportunities,
+                       Priority, PriorityRule, Renewal, RuleFile, RuleSet, Service, Tiers, When,
+                       glob_match)
+from .loader import load_rules, reference_markdown, rule_files
 
 __all__ = [
     'PROPERTY_MAX_LENGTH', 'CODE_PATTERN', 'Glob', 'EquipmentSection', 'ItemsSoldSection',

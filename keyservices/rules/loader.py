@@ -12,26 +12,9 @@ from pydantic import BaseModel, ValidationError
 from ..errors import RulesError
 from ..yamlfile import Problem, YamlProblems, dotted, load_yaml, position, problems_from_validation
 from .cross_sell import CrossSell, Units
-from .language import (
-    PROPERTY_MAX_LENGTH,
-    ContractsSection,
-    Criterion,
-    EquipmentSection,
-    Exclude,
-    GlSection,
-    Industry,
-    ItemsSoldSection,
-    Monitor,
-    Opportunities,
-    Priority,
-    PriorityRule,
-    Renewal,
-    RuleFile,
-    RuleSet,
-    Service,
-    Tiers,
-    When,
-)
+from .language import (PROPERTY_MAX_LENGTH, ContractsSection, Criterion, EquipmentSection, Exclude,
+                       GlSection, Industry, ItemsSoldSection, Monitor, Opportunities, Priority,
+                       PriorityRule, Renewal, RuleFile, RuleSet, Service, Tiers, When)
 
 
 def rule_files(location: Path) -> list[Path]:
