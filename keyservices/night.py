@@ -74,6 +74,7 @@ class Erp:
     engine: sa.Engine
     counter: StatementCounter
     _attribute: int | None = None
+    _identity: str | None = None
 
     def attribute_id(self) -> int:
         """The id of the rules' property (looked up once)."""
@@ -83,9 +84,12 @@ class Erp:
         return self._attribute
 
     def identity(self) -> str:
-        """The database by what it says about itself (server and database, or the file)."""
-        with self.engine.connect() as conn:
-            return database_identity(conn)
+        """The database by what it says about itself (server and database, or the file),
+        asked once."""
+        if self._identity is None:
+            with self.engine.connect() as conn:
+                self._identity = database_identity(conn)
+        return self._identity
 
     def contacts(self, ids: set[int]) -> dict[int, Contact]:
         """The best contact of each of these customers: one more query, kept to the few named."""

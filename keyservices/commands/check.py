@@ -27,6 +27,7 @@ from ..erp.shapes import prepare
 from ..engine.diff import attribute_is_foreign, owned
 from ..errors import SchemaError
 from ..rules import RuleSet, glob_match
+from ..state import StateStore
 from .alerts import monitor_warnings, renewal_days
 
 
@@ -78,7 +79,8 @@ def check(config: Config) -> CheckReport:
                 except SchemaError as exc:
                     report.problems.append(str(exc))
                 else:  # the values keyservices would overwrite: are they its own?
-                    refuse, said = _ownership(conn, tables, rules, report.attribute_id)
+                    refuse, said = _ownership(conn, tables, rules, report.attribute_id,
+                                              _written(config, rules))
                     (report.problems if refuse else report.warnings).extend(said)
                 if not rules.property.upper().startswith("Z"):
                     report.warnings.append(
@@ -233,8 +235,20 @@ def sql_script(config: Config, statements: list[tuple[str, str]], *, with_ids: b
     return "\n".join(parts)
 
 
-def _ownership(conn: sa.Connection, tables: ErpTables, rules: RuleSet,
-               attr: int) -> tuple[bool, list[str]]:
+def _written(config: Config, rules: RuleSet) -> set[str]:
+    """The values the audit says keyservices wrote (its own, as the run judges them); read
+    without creating or migrating the state store."""
+    reader = StateStore.reader(config.state_url)
+    if reader is None:
+        return set()
+    try:
+        return reader.written_values(rules.property)
+    finally:
+        reader.close()
+
+
+def _ownership(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr: int,
+               written: set[str]) -> tuple[bool, list[str]]:
     """(refuse?, messages) about the attribute's values keyservices could not have written:
     a problem when they are too many to be a person's odd edit (the run refuses the same way),
     a warning naming them otherwise (the run leaves them alone)."""
@@ -244,7 +258,7 @@ def _ownership(conn: sa.Connection, tables: ErpTables, rules: RuleSet,
                                                     cp.c.text.is_not(None))
         .group_by(cp.c.text)).all()
     values = {text: int(n) for text, n in rows if (text or "").strip()}
-    foreign = {text: n for text, n in values.items() if not owned(text, rules)}
+    foreign = {text: n for text, n in values.items() if not owned(text, rules, written)}
     if not foreign:
         return False, []
     n_foreign = sum(foreign.values())

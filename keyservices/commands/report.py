@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import night
@@ -27,6 +26,7 @@ from ..outputs.report import (DIMENSIONS, Matrix, ReportFiles, WonLostRow, penet
                               write_report)
 from ..progress import Reporter
 from ..state import StateStore
+from ..state.store import store_exists
 
 
 @dataclass
@@ -105,7 +105,7 @@ def _services(matrix: Matrix, classification: Classification, facts: Facts,
 def _won_lost(config: Config, names: dict[str, str],
               as_of: dt.date) -> dict[str, list[WonLostRow]] | None:
     """Won/lost per window from the audit, or None when there is no state store to read."""
-    if not _state_exists(config):
+    if not store_exists(config.state_url):
         return None
     store = StateStore(config.state_url)
     try:
@@ -116,15 +116,6 @@ def _won_lost(config: Config, names: dict[str, str],
     finally:
         store.close()
     return won_lost(rows, names, windows_ending(as_of))
-
-
-def _state_exists(config: Config) -> bool:
-    """Whether there is a state store to read (opening a SQLite one that is missing would
-    create it)."""
-    url = make_url(config.state_url)
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return True
-    return Path(url.database).exists()  # type: ignore[arg-type]
 
 
 __all__ = ["ReportResult", "report"]

@@ -257,8 +257,8 @@ def attribute_is_foreign(n_foreign: int, n_values: int) -> bool:
 
 def ownership_message(attribute: str, aside: list[Change]) -> str:
     """The refusal: the attribute, how many values, three examples, and what to do."""
-    examples = ", ".join(repr((v or "")[:40]) for v in dict.fromkeys(c.before for c in aside))
-    examples = ", ".join(examples.split(", ")[:3])
+    distinct = list(dict.fromkeys(c.before for c in aside))
+    examples = ", ".join(repr((v or "")[:40]) for v in distinct[:3])
     return (f"the attribute {attribute} holds {len(aside)} value(s) keyservices could not have "
             f"written (e.g. {examples}); it looks like another process's attribute, so nothing "
             "was written. Point 'property:' in the rules at the attribute keyservices owns (by "

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from ..credentials import mask_url
 from ..errors import ConfigError, SourceUnavailable
 from ..model import Change
 from .alerts import AlertTable
@@ -59,12 +60,12 @@ class StateStore(OpportunityTable, AlertTable):
             migrate(self.engine)
             problems = verify(self.engine)
         except sa.exc.SQLAlchemyError as exc:
-            raise SourceUnavailable(f"cannot open the state store {_masked(url)}: "
+            raise SourceUnavailable(f"cannot open the state store {mask_url(url)}: "
                                     f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}") from None
         if problems:
             self.engine.dispose()
             raise ConfigError(
-                f"the state store {_masked(url)} is not as this version of keyservices expects "
+                f"the state store {mask_url(url)} is not as this version of keyservices expects "
                 f"({'; '.join(problems)}); nothing was read from the ERP or written. Restore "
                 "it from a backup, or point state.dir (or state.url) at a new, empty location "
                 "(the first run there is a baseline: it fills empty values only)")
@@ -73,9 +74,7 @@ class StateStore(OpportunityTable, AlertTable):
     def reader(cls, url: str) -> StateStore | None:
         """The store opened for reading only (a dry run writes nothing anywhere: no file, no
         table, no migration); None when a SQLite store does not exist yet."""
-        parsed = make_url(url)
-        if (parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
-                and not Path(parsed.database).exists()):
+        if not store_exists(url):
             return None
         store = cls.__new__(cls)
         store.url = url
@@ -84,7 +83,7 @@ class StateStore(OpportunityTable, AlertTable):
             present = set(sa.inspect(store.engine).get_table_names())
         except sa.exc.SQLAlchemyError as exc:
             store.engine.dispose()
-            raise SourceUnavailable(f"cannot read the state store {_masked(url)}: "
+            raise SourceUnavailable(f"cannot read the state store {mask_url(url)}: "
                                     f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}") from None
         if not {t.name for t in metadata.sorted_tables} - LATER_TABLES <= present:  # empty
             store.engine.dispose()
@@ -95,10 +94,6 @@ class StateStore(OpportunityTable, AlertTable):
         self.engine.dispose()
 
     # -- runs -------------------------------------------------------------------------------------
-    def has_live_run(self, erp: str, prop: str) -> bool:
-        """Whether a live run already wrote this property in this ERP (by its display URL)."""
-        return any(h.erp == erp and h.property == prop for h in self.live_history())
-
     def live_history(self) -> list[KnownErp]:
         """Each (ERP, property) that a finished live run wrote: what this store knows."""
         return live_history(self.engine)
@@ -140,18 +135,15 @@ class StateStore(OpportunityTable, AlertTable):
                     for r in conn.execute(stmt)]
 
     # -- audit ------------------------------------------------------------------------------------
-    def record_pending(self, run_id: int, chunk: Sequence[Change],
-                       settle: Sequence[tuple[Sequence[int], str]] = ()) -> None:
+    def record_pending(self, run_id: int, chunk: Sequence[Change]) -> None:
         """Before changes are written to the ERP: their before/after values, marked pending.
 
         One transaction and one driver ``executemany`` for any number of changes (the write
-        path stores the whole plan at once). ``settle`` marks earlier outcomes in the same
-        transaction (the order of the two is what keeps the audit true after a kill).
+        path stores the whole plan at once, before its first ERP chunk: what keeps the audit
+        true after a kill).
         """
         at = _now()
         with self.engine.begin() as conn:
-            for ids, status in settle:
-                self._mark(conn, run_id, ids, status)
             execute_many(conn, changes.insert(), changes, [
                 {"run_id": run_id, "customer_id": c.customer_id, "customer_number": c.number,
                  "customer_name": c.name, "before": c.before, "after": c.after,
@@ -399,9 +391,10 @@ def live_history(engine: sa.Engine) -> list[KnownErp]:
         return [KnownErp(r[0], r[1], r[2]) for r in conn.execute(stmt)]
 
 
-def _masked(url: str) -> str:
-    """The state store's URL for messages: never its password."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL is shown by its scheme only
-        return url.split(":", 1)[0] + ":..."
+def store_exists(url: str) -> bool:
+    """Whether there may be a state store to read: a SQLite file that is missing is none (and
+    opening it would create it); any other database is asked when opened."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return True
+    return Path(parsed.database).exists()
