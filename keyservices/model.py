@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 
@@ -32,6 +33,102 @@ class Customer:
     @property
     def is_location(self) -> bool:
         return self.parent_id is not None and self.parent_id != self.id
+
+
+class CustomerTable(Mapping[int, Customer]):
+    """Every customer record as columns, in id order: a ``Customer`` object is made only for an
+    id someone asks for (the changed, called and alerted ones), and kept.
+
+    A million ``Customer`` objects cost seconds to make and hundreds of MB; the steps that
+    handle every customer read whole columns instead (``column``, ``customer_column``).
+    ``columns`` holds one array per ``Customer`` field but ``id``: text and nullable fields as
+    object arrays (the values are shared, not copied), ``active``/``prospect``/
+    ``has_value_row`` as bool arrays, ``parent_id`` as int64 with -1 for none.
+    """
+
+    FIELDS = ("number", "name", "parent_id", "active", "prospect", "industry", "sales_rep",
+              "branch", "config_id", "has_value_row", "current_value", "created")
+
+    def __init__(self, ids: Any, columns: Mapping[str, Any]) -> None:
+        import numpy as np
+
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.columns = dict(columns)
+        self._made: dict[int, Customer] = {}
+
+    def positions(self, ids: Any) -> Any:
+        """The row of each id (all must be on record)."""
+        import numpy as np
+
+        return np.searchsorted(self.ids, np.asarray(ids, dtype=np.int64))
+
+    def column(self, name: str, ids: Any = None) -> Any:
+        """One field for these ids (all of them when None), as an array."""
+        if name == "id":
+            return self.ids if ids is None else ids
+        values = self.columns[name]
+        return values if ids is None else values[self.positions(ids)]
+
+    def _row(self, cid: int) -> int | None:
+        import numpy as np
+
+        at = int(np.searchsorted(self.ids, cid))
+        return at if at < len(self.ids) and int(self.ids[at]) == cid else None
+
+    def __getitem__(self, cid: int) -> Customer:
+        made = self._made.get(cid)
+        if made is not None:
+            return made
+        at = self._row(cid)
+        if at is None:
+            raise KeyError(cid)
+        c = self.columns
+        parent = int(c["parent_id"][at])
+        made = self._made[cid] = Customer(
+            int(cid), c["number"][at], c["name"][at], None if parent < 0 else parent,
+            bool(c["active"][at]), bool(c["prospect"][at]), c["industry"][at],
+            c["sales_rep"][at], c["branch"][at], c["config_id"][at],
+            bool(c["has_value_row"][at]), c["current_value"][at], c["created"][at])
+        return made
+
+    def __contains__(self, cid: object) -> bool:
+        return isinstance(cid, int) and (cid in self._made or self._row(cid) is not None)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.ids.tolist())
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def materialised(self) -> int:
+        """How many records have been made into objects (tests, profiles)."""
+        return len(self._made)
+
+
+def on_record(customers: Mapping[int, Customer], ids: Any) -> Any:
+    """Whether each id is a customer of ``customers`` (a bool array; by array for a table)."""
+    import numpy as np
+
+    ids = np.asarray(ids, dtype=np.int64)
+    if isinstance(customers, CustomerTable):
+        if not len(customers.ids):
+            return np.zeros(len(ids), dtype=bool)
+        at = np.clip(customers.positions(ids), 0, len(customers.ids) - 1)
+        return customers.ids[at] == ids
+    return np.fromiter((cid in customers for cid in ids.tolist()), dtype=bool, count=len(ids))
+
+
+def customer_column(customers: Mapping[int, Customer], name: str, ids: Any) -> Any:
+    """One field of these customers as an array: by column from a ``CustomerTable``, one
+    object at a time from any other mapping (tests, the detail path)."""
+    import numpy as np
+
+    if isinstance(customers, CustomerTable):
+        return customers.column(name, ids)
+    out = np.empty(len(ids), dtype=object)
+    out[:] = [getattr(customers[cid], name) for cid in np.asarray(ids).tolist()]
+    return out
 
 
 @dataclass(slots=True)
@@ -87,7 +184,7 @@ class Facts:
     """Everything the classifier needs, keyed by CustomerID."""
 
     as_of: dt.date
-    customers: dict[int, Customer]
+    customers: Mapping[int, Customer]  # a CustomerTable when read from the ERP
     facts: dict[int, CustomerFacts]
     categories: dict[str, str]  # model category code -> description (all dealer categories)
     # the lean path (keyservices.engine.metrics): per-customer numbers in one array instead of ``facts``

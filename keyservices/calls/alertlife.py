@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model import Customer, StatusAlert
+from ..model import Customer, StatusAlert, customer_column, on_record
 from ..rules import Monitor
 
 Key = tuple[int, str]  # (customer_id, monitor code)
@@ -80,13 +80,18 @@ def summary(life: AlertLife, monitors: Sequence[Monitor], customers: Mapping[int
                         "new": life.new.get(m.code, 0),
                         "continuing": life.continuing.get(m.code, 0),
                         "by_branch": {}, "by_rep": {}}
-    for (cid, code), first in life.first_seen.items():
+    keys = list(life.first_seen)
+    known = on_record(customers, [cid for cid, _ in keys])
+    keys = [k for k, ok in zip(keys, known.tolist()) if ok]
+    ids = [cid for cid, _ in keys]
+    branches = customer_column(customers, "branch", ids).tolist()
+    reps = customer_column(customers, "sales_rep", ids).tolist()
+    for (cid, code), branch, rep in zip(keys, branches, reps):
         row = rows.get(code)
-        c = customers.get(cid)
-        if row is None or c is None:
+        if row is None:
             continue
-        slot = 0 if first >= life.as_of else 1
-        for key, group in (("by_branch", c.branch or ""), ("by_rep", c.sales_rep or "")):
+        slot = 0 if life.first_seen[(cid, code)] >= life.as_of else 1
+        for key, group in (("by_branch", branch or ""), ("by_rep", rep or "")):
             counts = row[key].setdefault(group, [0, 0])
             counts[slot] += 1
     out = [r for r in rows.values() if r["new"] or r["continuing"]]

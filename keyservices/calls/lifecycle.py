@@ -23,10 +23,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping, Sequence, Set
+import itertools
+from collections.abc import Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from ..model import Opportunity
+from .frame import OpportunityFrame
 
 NEW, OPEN, WON, CLOSED = "new", "open", "won", "closed"
 STATUSES: tuple[str, ...] = (NEW, OPEN, WON, CLOSED)
@@ -83,83 +88,218 @@ class OpportunityRecord:
         return ((self.closed_on or self.last_seen) - self.first_seen).days
 
 
+@dataclass
+class Stored:
+    """The remembered opportunities as columns, in any order: what the night needs of them
+    (key, status, dates as day numbers, -1 for none, reopen count). ``records``: the full
+    records, when they were given as objects (tests, small stores); the state store reads
+    only these columns, and a million records as objects would cost seconds and gigabytes."""
+
+    customer: np.ndarray  # int64
+    service: np.ndarray  # object: service codes
+    status: np.ndarray  # int8: index into STATUSES
+    first_seen: np.ndarray  # int64 day numbers
+    last_seen: np.ndarray
+    closed_on: np.ndarray
+    snoozed_until: np.ndarray
+    reopened: np.ndarray  # int64
+    records: list[OpportunityRecord] | None = None
+
+    @classmethod
+    def of(cls, stored: Mapping[Key, OpportunityRecord] | Stored) -> Stored:
+        if isinstance(stored, Stored):
+            return stored
+        records = list(stored.values())
+        return cls.from_rows([(r.customer_id, r.service_code, r.status, r.first_seen,
+                               r.last_seen, r.closed_on, r.snoozed_until, r.reopened)
+                              for r in records], records)
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[tuple[Any, ...]],
+                  records: list[OpportunityRecord] | None = None) -> Stored:
+        """From (customer_id, service_code, status, first_seen, last_seen, closed_on,
+        snoozed_until, reopened) tuples, dates as ``date`` or None."""
+        n = len(rows)
+        cols = list(zip(*rows)) if n else [()] * 8
+        ordinal: dict[Any, int] = {None: -1}
+
+        def day_numbers(values: Sequence[Any]) -> np.ndarray:
+            for v in set(values).difference(ordinal):
+                ordinal[v] = v.toordinal()
+            return np.fromiter(map(ordinal.__getitem__, values), dtype=np.int64, count=n)
+
+        status_of = {name: i for i, name in enumerate(STATUSES)}
+        service = np.empty(n, dtype=object)
+        service[:] = list(cols[1])
+        return cls(np.fromiter(cols[0], dtype=np.int64, count=n), service,
+                   np.fromiter(map(status_of.__getitem__, cols[2]), dtype=np.int8, count=n),
+                   day_numbers(cols[3]), day_numbers(cols[4]), day_numbers(cols[5]),
+                   day_numbers(cols[6]), np.fromiter(cols[7], dtype=np.int64, count=n),
+                   records)
+
+    def __len__(self) -> int:
+        return len(self.customer)
+
+    def active_keys(self) -> set[Key]:
+        """(customer, service) of the records still new or open."""
+        active = self.status <= 1  # NEW, OPEN
+        return set(zip(self.customer[active].tolist(), self.service[active].tolist()))
+
+
 @dataclass(slots=True)
+class Closing:
+    """An active opportunity not found tonight: how it closes."""
+
+    customer_id: int
+    service_code: str
+    status: str  # won | closed
+    closed_on: dt.date
+    close_reason: str
+
+
+@dataclass
 class LifecycleResult:
     """What one night changed.
 
-    ``records`` are the records to save (new or changed: every one found tonight, since its
-    ``last_seen`` moves, plus those that closed). ``visible`` are copies of tonight's
-    opportunities with ``status`` and ``age_days`` filled, in the order found, without those an
-    override hides. ``counts``: ``new`` first seen tonight, ``reopened`` back after being won or
-    closed (status new again), ``open`` seen before and still there (so new + reopened + open is
-    the number found), ``won`` and ``closed`` closed tonight, ``hidden`` found but hidden by an
+    ``found`` is every opportunity found tonight (hidden ones included) with its ``status``
+    (0 new, 1 open), ``first_seen`` (day number), ``closed_on`` (-1, or the day an active
+    record kept), ``reopened`` (counts) and ``as_of``: its record is saved (``last_seen``
+    moves). ``closings``: the records that close tonight. ``visible``: tonight's opportunities
+    with ``status`` and ``age_days`` filled, in the order found, without those an override
+    hides. ``counts``: ``new`` first seen tonight, ``reopened`` back after being won or closed
+    (status new again), ``open`` seen before and still there (so new + reopened + open is the
+    number found), ``won`` and ``closed`` closed tonight, ``hidden`` found but hidden by an
     override (they are in new, reopened or open too).
     """
 
-    records: list[OpportunityRecord]
-    visible: list[Opportunity]
+    found: OpportunityFrame
+    first_seen: np.ndarray
+    closed_on: np.ndarray
+    reopened: np.ndarray
+    closings: list[Closing]
+    visible: OpportunityFrame
+    as_of: dt.date
     counts: dict[str, int] = field(default_factory=dict)
+    stored: Stored | None = None
+
+    def rows(self) -> Iterator[tuple[Any, ...]]:
+        """The found records' values for ``state.opportunities.UPSERT_FIELDS``: (customer_id,
+        service_code, customer_number, customer_name, branch, owner, status, priority, score,
+        reason, first_seen, last_seen, closed_on, close_reason, reopened)."""
+        f = self.found
+        codes, priorities, scores, reasons = (f.column(c).tolist() for c in (
+            "service_code", "priority", "score", "reason"))
+        day: dict[int, dt.date | None] = {-1: None}
+        for n in set(self.first_seen.tolist()) | set(self.closed_on.tolist()):
+            if n not in day:
+                day[n] = dt.date.fromordinal(n)
+        return zip(f.customer.tolist(), codes, f.people("number").tolist(),
+                   f.people("name").tolist(), f.people("branch").tolist(),
+                   f.people("sales_rep").tolist(),
+                   [STATUSES[s] for s in f.status.tolist()], priorities, scores, reasons,
+                   map(day.__getitem__, self.first_seen.tolist()), itertools.repeat(self.as_of),
+                   map(day.__getitem__, self.closed_on.tolist()), itertools.repeat(None),
+                   self.reopened.tolist())
+
+    @property
+    def records(self) -> list[OpportunityRecord]:
+        """The records to save as objects (tests and small callers; the run saves ``rows``):
+        every one found tonight, then those that closed, with their overrides."""
+        old: dict[Key, OpportunityRecord] = {}
+        if self.stored is not None and self.stored.records is not None:
+            old = {r.key: r for r in self.stored.records}
+        out = []
+        for row in self.rows():
+            before = old.get((row[0], row[1]))
+            keep = (() if before is None else
+                    (before.snoozed_until, before.snooze_reason, before.snoozed_by,
+                     before.dismissed))
+            out.append(OpportunityRecord(*row[:14], *keep, reopened=row[14]))
+        for c in self.closings:
+            before = old.get((c.customer_id, c.service_code))
+            if before is not None:
+                out.append(dataclasses.replace(before, status=c.status, closed_on=c.closed_on,
+                                               close_reason=c.close_reason))
+        return out
 
 
-def advance(stored: Mapping[Key, OpportunityRecord], found: Sequence[Opportunity],
+def advance(stored: Mapping[Key, OpportunityRecord] | Stored,
+            found: Sequence[Opportunity] | OpportunityFrame,
             services: Mapping[int, Set[str]], as_of: dt.date) -> LifecycleResult:
     """Fold tonight's opportunities into the stored records.
 
     ``services`` maps every in-scope customer (active, not a prospect) to its services tonight:
     it tells a won opportunity (the service appeared) from one whose customer left the scope
     and from one whose condition merely cleared (e.g. its industry peers changed).
-    ``stored`` is not modified; changed records are new objects in the result.
+    ``stored`` is not modified. Array work: a night's opportunities and the stored ones are
+    matched by key in one sort, not one at a time.
     """
+    old = Stored.of(stored)
+    # a list is the caller's: its objects are copied, not given tonight's status
+    frame = (found if isinstance(found, OpportunityFrame) else
+             OpportunityFrame.of([dataclasses.replace(o) for o in found]))
+    codes_now = frame.column("service_code")
+    # one number per (customer, service): services numbered over both sides
+    names = sorted(set(codes_now.tolist()) | set(old.service.tolist()))
+    number = {c: i for i, c in enumerate(names)}
+    width = max(len(names), 1)
+
+    def keys(customer: np.ndarray, service: np.ndarray) -> np.ndarray:
+        codes = np.fromiter(map(number.__getitem__, service.tolist()), dtype=np.int64,
+                            count=len(service))
+        return customer * width + codes
+
+    mine = keys(frame.customer, codes_now)
+    _, first = np.unique(mine, return_index=True)  # the same pair twice: the first counts
+    if len(first) < len(frame):
+        frame, mine = frame.take(np.sort(first)), mine[np.sort(first)]
+    theirs = keys(old.customer, old.service)
+    order = np.argsort(theirs, kind="stable")
+    pos = np.searchsorted(theirs[order], mine)
+    pos[pos >= len(theirs)] = 0
+    at = order[pos] if len(theirs) else np.zeros(len(mine), np.int64)
+    known = (theirs[at] == mine) if len(theirs) else np.zeros(len(mine), bool)
+
+    def before(column: np.ndarray) -> np.ndarray:  # the stored value of each row's match
+        return column[at] if len(column) else np.zeros(len(mine), column.dtype)
+
+    active_before = known & (before(old.status) <= 1)
+    reopened_now = known & ~active_before
+    today = as_of.toordinal()
+    status = np.where(active_before, 1, 0).astype(np.int8)
+    first_seen = np.where(active_before, before(old.first_seen), today)
+    closed_on = np.where(active_before, before(old.closed_on), -1)
+    reopened = np.where(known, before(old.reopened), 0) + reopened_now
+    snoozed = np.where(known, before(old.snoozed_until), -1)
+    hidden = snoozed >= today
+    age = np.where(closed_on >= 0, closed_on, today) - first_seen
     counts = dict.fromkeys((NEW, OPEN, WON, CLOSED, "reopened", "hidden"), 0)
-    records: list[OpportunityRecord] = []
-    visible: list[Opportunity] = []
-    seen: set[Key] = set()
-    for opp in found:
-        key = (opp.customer_id, opp.service_code)
-        if key in seen:  # the same pair twice in one night: the first (most promising) counts
-            continue
-        seen.add(key)
-        before = stored.get(key)
-        record = _found(before, opp, as_of)
-        counts[NEW if before is None else OPEN if before.status in ACTIVE else "reopened"] += 1
-        records.append(record)
-        if record.hidden_on(as_of):
-            counts["hidden"] += 1
-            continue
-        visible.append(dataclasses.replace(opp, status=record.status,
-                                           age_days=record.age_days(), why=list(opp.why)))
-    for key, old in stored.items():
-        if key in seen or old.status not in ACTIVE:
-            continue
-        record = _lost(old, services, as_of)
-        counts[record.status] += 1
-        records.append(record)
-    return LifecycleResult(records=records, visible=visible, counts=counts)
+    counts[NEW] = int((~known).sum())
+    counts[OPEN] = int(active_before.sum())
+    counts["reopened"] = int(reopened_now.sum())
+    counts["hidden"] = int(hidden.sum())
+    found_now = frame.with_life(status, age)
+    seen = np.zeros(len(theirs), dtype=bool)
+    seen[at[known]] = True
+    closings = [_lost(cid, code, services, as_of) for cid, code in zip(
+        old.customer[~seen & (old.status <= 1)].tolist(),
+        old.service[~seen & (old.status <= 1)].tolist())]
+    for c in closings:
+        counts[c.status] += 1
+    return LifecycleResult(found=found_now, first_seen=first_seen, closed_on=closed_on,
+                           reopened=reopened, closings=closings,
+                           visible=found_now.take(~hidden), as_of=as_of, counts=counts,
+                           stored=old)
 
 
-def _found(old: OpportunityRecord | None, opp: Opportunity, as_of: dt.date) -> OpportunityRecord:
-    """The record of an opportunity found tonight: new, still open, or reopened."""
-    fresh = {"customer_number": opp.number, "customer_name": opp.name, "branch": opp.branch,
-             "owner": opp.sales_rep, "priority": opp.priority, "score": opp.score,
-             "reason": opp.reason, "last_seen": as_of}
-    if old is None:
-        return OpportunityRecord(customer_id=opp.customer_id, service_code=opp.service_code,
-                                 status=NEW, first_seen=as_of, **fresh)
-    if old.status in ACTIVE:
-        return dataclasses.replace(old, status=OPEN, **fresh)
-    # won or closed before: the same record comes back, so its override and count stay with it
-    return dataclasses.replace(old, status=NEW, first_seen=as_of, closed_on=None,
-                               close_reason=None, reopened=old.reopened + 1, **fresh)
-
-
-def _lost(old: OpportunityRecord, services: Mapping[int, Set[str]],
-          as_of: dt.date) -> OpportunityRecord:
+def _lost(customer_id: int, code: str, services: Mapping[int, Set[str]],
+          as_of: dt.date) -> Closing:
     """An active opportunity not found tonight closes, with the reason why."""
-    have = services.get(old.customer_id)
-    if have is not None and old.service_code in have:
+    have = services.get(customer_id)
+    if have is not None and code in have:
         status, reason = WON, REASON_WON
     elif have is None:
         status, reason = CLOSED, REASON_OUT_OF_SCOPE
     else:
         status, reason = CLOSED, REASON_CLEARED
-    return dataclasses.replace(old, status=status, closed_on=as_of, close_reason=reason)
+    return Closing(customer_id, code, status, as_of, reason)

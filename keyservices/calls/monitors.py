@@ -26,7 +26,7 @@ from jinja2 import Template
 
 from ..engine.metrics import Codes, Column, Extra, contracts_matching, gl_revenue, invoices_within
 from ..errors import RulesError
-from ..model import Customer, StatusAlert
+from ..model import Customer, StatusAlert, customer_column
 from ..rules import Criterion, Monitor, RuleSet
 from ..rules.texts import compile_text, render_text, template_problem
 from .alertlife import PRIORITY_ORDER
@@ -245,9 +245,10 @@ def _first_per_branch(hit_ids: list[int], customers: Mapping[int, Customer], lim
     """Positions in ``hit_ids`` of ``limit`` hits of each branch: those not ``seen`` on an
     earlier night first, then the lowest customer numbers."""
     by_branch: dict[str | None, list[tuple[bool, str, int]]] = {}
-    for pos, cid in enumerate(hit_ids):
-        c = customers[cid]
-        by_branch.setdefault(c.branch, []).append(((cid, code) in seen, c.number, pos))
+    branches = customer_column(customers, "branch", hit_ids).tolist()
+    numbers = customer_column(customers, "number", hit_ids).tolist()
+    for pos, (cid, branch, number) in enumerate(zip(hit_ids, branches, numbers)):
+        by_branch.setdefault(branch, []).append(((cid, code) in seen, number, pos))
     return sorted(item[2] for items in by_branch.values()
                   for item in (heapq.nsmallest(limit, items) if len(items) > limit else items))
 

@@ -12,19 +12,22 @@ value (``calls.money``). Priority rules refine the priorities afterwards (``call
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import itertools
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from ..engine.classify import Classification
-from ..model import Facts, Opportunity
+from ..model import Facts, Opportunity, customer_column
 from ..rules import RuleSet
 from . import cross_sell as xs
+from .frame import PRIORITY_ORDER, Offer, OpportunityFrame
 from .money import PeerValues, peer_values
 
-PRIORITY_ORDER = {"Critical": 0, "High": 1, "Medium": 2, "Low": 3}
 
 Group = tuple[str | None, str | None]  # (industry, tier); tier None when peers: industry
 Combo = tuple[Group, frozenset[str]]
@@ -62,9 +65,10 @@ def label(group: Group) -> str:
 def find(facts: Facts, classification: Classification, rules: RuleSet, *,
          ordered: bool = True, tiers: Mapping[int, str] | None = None,
          values: Mapping[str, np.ndarray] | None = None,
-         units: Mapping[int, np.ndarray] | None = None) -> list[Opportunity]:
-    """Every opportunity, most promising first (``ordered=False``: in customer order, for a
-    caller that ranks them again).
+         units: Mapping[int, np.ndarray] | None = None) -> OpportunityFrame:
+    """Every opportunity, most promising first (``ordered=False``: in the order found, for a
+    caller that ranks them again), as a frame (``calls.frame``): one row per (customer,
+    service), an ``Opportunity`` made only for the rows read.
 
     ``tiers``: each customer's size tier (``priority.tiers``), for ``peers: industry_and_tier``
     and the rules' ``tiers``; ``values``: service code -> annual contract value per in-scope
@@ -73,18 +77,14 @@ def find(facts: Facts, classification: Classification, rules: RuleSet, *,
     rule with an equipment condition finds nobody without its counts.
     """
     settings = rules.opportunities
+    customers = facts.customers
     if settings is None:
-        return []
+        return OpportunityFrame.empty(customers)
     tiers = tiers or {}
     by_tier = settings.peers == "industry_and_tier"
-    customers = facts.customers
     ids = list(classification.services)
-    keys: list[Combo] = [((customers[cid].industry, tiers.get(cid) if by_tier else None), svc)
-                         for cid, svc in zip(ids, classification.services.values())]
-    combo_of: dict[Combo, int] = {}
-    at = np.fromiter((combo_of.setdefault(k, len(combo_of)) for k in keys), dtype=np.int64,
-                     count=len(keys))
-    combos = list(combo_of)
+    combos, at = _combos(customer_column(customers, "industry", ids), ids,
+                         list(classification.services.values()), tiers if by_tier else None)
     counts = np.bincount(at, minlength=len(combos)) if len(combos) else np.zeros(0, np.int64)
     peers: Counter[Group] = Counter()
     users: dict[tuple[Group, str], int] = {}
@@ -94,32 +94,57 @@ def find(facts: Facts, classification: Classification, rules: RuleSet, *,
             for code in services:
                 users[(group, code)] = users.get((group, code), 0) + n
     names = rules.service_names()
-    money = _peer_values(values, combos, at)
-    allowed = _allowed(facts, settings.grace_days, settings.exclude_customers)
-    found: dict[tuple[int, str], Opportunity] = {}
-    _typical(found, rules, combos, at, ids, allowed, peers, users, names, money, facts)
-    _cross_sell(found, rules, combos, at, ids, allowed, peers, users, names, money, facts,
-                tiers, units)
-    out = list(found.values())
-    if ordered:
-        out.sort(key=sort_key)
-    return out
+    found = _Found(names, _peer_values(values, combos, at))
+    allowed = _allowed(facts, ids, settings.grace_days, settings.exclude_customers)
+    _typical(found, rules, combos, at, allowed, peers, users, names)
+    _cross_sell(found, rules, combos, at, ids, allowed, peers, users, names, tiers, units)
+    frame = found.frame(np.asarray(ids, dtype=np.int64), customers)
+    return frame.ranked() if ordered else frame
 
 
-def _allowed(facts: Facts, grace_days: int, excluded: list[str]) -> Callable[[int], bool]:
-    """Whether a customer may be offered anything: not excluded, past the grace period (asked
-    only for the customers some opportunity names)."""
+def _combos(industry: np.ndarray, ids: list[int], services: list[frozenset[str]],
+            tiers: Mapping[int, str] | None) -> tuple[list[Combo], np.ndarray]:
+    """The distinct (peer group, services) combinations, and each customer's, by codes: a
+    million customers share a few thousand."""
+    if not ids:
+        return [], np.zeros(0, np.int64)
+    codes: list[dict[Any, int]] = [{}, {}, {}]
+
+    def coded(values: Any, book: dict[Any, int]) -> np.ndarray:
+        return np.fromiter(map(book.setdefault, values, itertools.count()), dtype=np.int64,
+                           count=len(ids))
+
+    parts = [coded(industry.tolist(), codes[0]), coded(services, codes[2])]
+    if tiers is not None:
+        parts.insert(1, coded(map(tiers.get, ids), codes[1]))
+    key = parts[0]
+    for part in parts[1:]:
+        key = key * (int(part.max()) + 1) + part
+    _, first, at = np.unique(key, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # numbered in the order first met, as a dict would
+    renumber = np.empty(len(order), dtype=np.int64)
+    renumber[order] = np.arange(len(order))
+    combos: list[Combo] = [((industry[row], tiers.get(ids[row]) if tiers is not None else None),
+                            services[row]) for row in first[order].tolist()]
+    return combos, renumber[at.reshape(-1)]
+
+
+def _allowed(facts: Facts, ids: list[int], grace_days: int, excluded: list[str]) -> np.ndarray:
+    """Whether each customer (``ids`` order) may be offered anything: not excluded, past the
+    grace period."""
     newest = facts.as_of - dt.timedelta(days=grace_days)
     # created on or after this moment: still in the grace period
     too_new = dt.datetime.combine(newest + dt.timedelta(days=1), dt.time())
     skip = {n.upper() for n in excluded}
     customers = facts.customers
-
-    def allowed(cid: int) -> bool:
-        c = customers[cid]
-        return not ((skip and c.number.upper() in skip)
-                    or (c.created is not None and c.created >= too_new))
-    return allowed
+    created = customer_column(customers, "created", ids).tolist()
+    recent = {c for c in set(created) if c is not None and c >= too_new}
+    out = np.fromiter((c not in recent for c in created), dtype=bool, count=len(ids))
+    if skip:
+        numbers = customer_column(customers, "number", ids).tolist()
+        out &= np.fromiter((n.upper() not in skip for n in numbers), dtype=bool,
+                           count=len(ids))
+    return out
 
 
 def _peer_values(values: Mapping[str, np.ndarray] | None, combos: list[Combo],
@@ -132,47 +157,107 @@ def _peer_values(values: Mapping[str, np.ndarray] | None, combos: list[Combo],
     return peer_values(values, uses, group_at[at], [g if g[0] else None for g in groups])
 
 
-def _add(found: dict[tuple[int, str], Opportunity], facts: Facts, cid: int, code: str,
-         names: Mapping[str, str], priority: str, reason: str, share: float,
-         money: PeerValues, group: Group, *, rule: str | None = None,
-         value: float | None = None) -> None:
-    """One (customer, service) opportunity; a second finding adds its reason and may raise the
-    priority or set the value, never a second row."""
-    have = found.get((cid, code))
-    if have is not None:
-        if PRIORITY_ORDER[priority] < PRIORITY_ORDER[have.priority]:
-            have.priority = priority
-        if reason not in have.reason:
-            have.reason = f"{have.reason}; {reason}"
-        if rule is not None and rule not in have.cross_sell:
-            have.cross_sell = (*have.cross_sell, rule)
-        if value is not None and have.value_basis != "set by a cross-sell rule":
-            have.estimated_annual_value, have.value_basis = value, "set by a cross-sell rule"
-        return
-    c = facts.customers[cid]
-    if value is not None:
-        worth: float | None = value
-        basis = "set by a cross-sell rule"
-    else:
-        estimate = money.estimate(group if group[0] else None, label(group), code)
-        worth, basis = (estimate.value, estimate.basis) if estimate else (None, "")
-    found[(cid, code)] = Opportunity(
-        number=c.number, name=c.name, branch=c.branch, sales_rep=c.sales_rep,
-        service=names[code], priority=priority, reason=reason, customer_id=cid,
-        service_code=code, score=round(share * 100, 1), estimated_annual_value=worth,
-        value_basis=basis, typical=rule is None, cross_sell=(rule,) if rule else ())
+class _Found:
+    """Opportunities as they are found: rows of (customer position, service, offer), in the
+    order found; a (customer, service) found twice is one row with both findings merged."""
+
+    def __init__(self, names: Mapping[str, str], money: PeerValues) -> None:
+        self.names, self.money = names, money
+        self.offers: list[Offer] = []
+        self._offer_ids: dict[Offer, int] = {}
+        self._merged: dict[tuple[int, int], int] = {}
+        self.parts: list[tuple[np.ndarray, np.ndarray]] = []  # (customer positions, offer ids)
+
+    def offer(self, code: str, priority: str, reason: str, share: float, group: Group, *,
+              rule: str | None = None, value: float | None = None) -> int:
+        """The id of this offer (one object per distinct offer)."""
+        if value is not None:
+            worth: float | None = value
+            basis = BY_RULE
+        else:
+            estimate = self.money.estimate(group if group[0] else None, label(group), code)
+            worth, basis = (estimate.value, estimate.basis) if estimate else (None, "")
+        offer = Offer(code, self.names[code], priority, reason, round(share * 100, 1), worth,
+                      basis, rule is None, (rule,) if rule else ())
+        return self._id(offer)
+
+    def _id(self, offer: Offer) -> int:
+        got = self._offer_ids.get(offer)
+        if got is None:
+            got = self._offer_ids[offer] = len(self.offers)
+            self.offers.append(offer)
+        return got
+
+    def add(self, rows: np.ndarray, offer_ids: np.ndarray) -> None:
+        if len(rows):
+            self.parts.append((rows, offer_ids))
+
+    def merge(self, first: int, then: int) -> int:
+        """A second finding adds its reason and may raise the priority or set the value."""
+        key = (first, then)
+        got = self._merged.get(key)
+        if got is None:
+            have, new = self.offers[first], self.offers[then]
+            changes: dict[str, Any] = {}
+            if PRIORITY_ORDER[new.priority] < PRIORITY_ORDER[have.priority]:
+                changes["priority"] = new.priority
+            if new.reason not in have.reason:
+                changes["reason"] = f"{have.reason}; {new.reason}"
+            rule = new.cross_sell[0] if new.cross_sell else None
+            if rule is not None and rule not in have.cross_sell:
+                changes["cross_sell"] = (*have.cross_sell, rule)
+            if new.value_basis == BY_RULE and have.value_basis != BY_RULE:
+                changes["estimated_annual_value"] = new.estimated_annual_value
+                changes["value_basis"] = BY_RULE
+            got = self._merged[key] = self._id(dataclasses.replace(have, **changes))
+        return got
+
+    def frame(self, ids: np.ndarray, customers: Mapping[int, Any]) -> OpportunityFrame:
+        if not self.parts:
+            return OpportunityFrame.empty(customers)
+        rows = np.concatenate([r for r, _ in self.parts])
+        offer = np.concatenate([o for _, o in self.parts])
+        codes = {code: i for i, code in enumerate(sorted({o.service_code for o in self.offers}))}
+        service = np.array([codes[o.service_code] for o in self.offers], dtype=np.int64)[offer]
+        key = rows * len(codes) + service
+        first = np.unique(key, return_index=True, return_inverse=True)
+        _, firsts, inverse = first
+        keep = np.sort(firsts)  # the first finding of each pair, in the order found
+        twice = np.flatnonzero(np.bincount(inverse) > 1)
+        if len(twice):  # fold later findings into the first, in the order found
+            merged = offer[firsts].copy()
+            later = np.flatnonzero(np.isin(inverse, twice))
+            later = later[~np.isin(later, firsts)]
+            for pair, then in zip(inverse[later].tolist(), offer[later].tolist()):
+                merged[pair] = self.merge(int(merged[pair]), then)
+            offer = offer.copy()
+            offer[firsts] = merged
+        return OpportunityFrame(ids[rows[keep]], offer[keep], self.offers, customers)
 
 
-def _typical(found: dict[tuple[int, str], Opportunity], rules: RuleSet, combos: list[Combo],
-             at: np.ndarray, ids: list[int], allowed: Callable[[int], bool],
-             peers: Counter[Group],
-             users: dict[tuple[Group, str], int], names: Mapping[str, str], money: PeerValues,
-             facts: Facts) -> None:
+BY_RULE = "set by a cross-sell rule"
+
+
+def _expand(rows: np.ndarray, combo: np.ndarray, per_combo: Mapping[int, list[int]]
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Each row once per offer of its combo, offers in their listed order."""
+    if not len(rows):
+        return rows, rows
+    lists = {k: np.asarray(v, dtype=np.int64) for k, v in per_combo.items()}
+    sizes = np.array([len(lists[k]) for k in combo.tolist()], dtype=np.int64)
+    out_rows = np.repeat(rows, sizes)
+    out_offers = np.concatenate([lists[k] for k in combo.tolist()]) if len(combo) else rows
+    return out_rows, out_offers
+
+
+def _typical(found: _Found, rules: RuleSet, combos: list[Combo], at: np.ndarray,
+             allowed: np.ndarray, peers: Counter[Group],
+             users: dict[tuple[Group, str], int], names: Mapping[str, str]) -> None:
     """Industry (or industry x tier) gaps: services most peers use that a customer lacks."""
     settings = rules.opportunities
     assert settings is not None
     skip = {i.casefold() for i in settings.exclude_industries}
-    gaps: dict[int, list[tuple[str, float, str, str]]] = {}
+    gaps: dict[int, list[int]] = {}
     for k, (group, services) in enumerate(combos):
         n = peers[group]
         if not group[0] or n < settings.min_peers or group[0].casefold() in skip:
@@ -184,26 +269,18 @@ def _typical(found: dict[tuple[int, str], Opportunity], rules: RuleSet, combos: 
                 continue
             priority = "High" if share >= 0.75 else "Medium" if share >= 0.6 else "Low"
             why = f"{share:.0%} of {n} {label(group)} customers use {names[svc.code]}"
-            lacking.append((svc.code, share, priority, why))
+            lacking.append(found.offer(svc.code, priority, why, share, group))
         if lacking:
             gaps[k] = lacking
     if not gaps:
         return
-    hit = np.isin(at, np.fromiter(gaps, dtype=np.int64))
-    for i in np.flatnonzero(hit).tolist():
-        if not allowed(ids[i]):
-            continue
-        k = int(at[i])
-        for code, share, priority, reason in gaps[k]:
-            _add(found, facts, ids[i], code, names, priority, reason, share, money,
-                 combos[k][0])
+    rows = np.flatnonzero(np.isin(at, np.fromiter(gaps, dtype=np.int64)) & allowed)
+    found.add(*_expand(rows, at[rows], gaps))
 
 
-def _cross_sell(found: dict[tuple[int, str], Opportunity], rules: RuleSet,
-                combos: list[Combo], at: np.ndarray, ids: list[int],
-                allowed: Callable[[int], bool],
-                peers: Counter[Group], users: dict[tuple[Group, str], int],
-                names: Mapping[str, str], money: PeerValues, facts: Facts,
+def _cross_sell(found: _Found, rules: RuleSet, combos: list[Combo], at: np.ndarray,
+                ids: list[int], allowed: np.ndarray, peers: Counter[Group],
+                users: dict[tuple[Group, str], int], names: Mapping[str, str],
                 tiers: Mapping[int, str], units: Mapping[int, np.ndarray] | None) -> None:
     """The admin's cross-sell rules, in file order."""
     for r, rule in enumerate(rules.cross_sell):
@@ -214,7 +291,7 @@ def _cross_sell(found: dict[tuple[int, str], Opportunity], rules: RuleSet,
                 offered[k] = codes
         if not offered:
             continue
-        hit = np.isin(at, np.fromiter(offered, dtype=np.int64))
+        hit = np.isin(at, np.fromiter(offered, dtype=np.int64)) & allowed
         hit &= xs.tier_ok(rule, ids, tiers)
         count: np.ndarray | None = None
         if rule.equipment is not None:
@@ -223,22 +300,24 @@ def _cross_sell(found: dict[tuple[int, str], Opportunity], rules: RuleSet,
                 continue  # no counts (the detail path): nobody can be shown to meet it
             hit &= count >= rule.equipment.min_count - 1e-9
         rows = np.flatnonzero(hit)
-        units_of = (np.rint(count[rows]).astype(np.int64).tolist() if count is not None
-                    else [None] * len(rows))
-        reasons: dict[int | None, str] = {}  # the same text for every customer with n units
-        for i, n_units in zip(rows.tolist(), units_of):
-            if not allowed(ids[i]):
-                continue
-            k = int(at[i])
+        if not len(rows):
+            continue
+        n_units = (np.rint(count[rows]).astype(np.int64) if count is not None
+                   else np.full(len(rows), -1, dtype=np.int64))
+        # the offers depend on the combo and the unit count only: one list per distinct pair
+        pairs, which = np.unique(np.stack([at[rows], n_units]), axis=1, return_inverse=True)
+        per_pair: dict[int, list[int]] = {}
+        for p, (k, n) in enumerate(zip(pairs[0].tolist(), pairs[1].tolist())):
             group = combos[k][0]
-            n = peers.get(group, 0)
-            why = reasons.get(n_units)
-            if why is None:
-                why = reasons[n_units] = xs.reason(rule, names, n_units)
-            for code in offered[k]:  # an offer (not a gap) starts at no share of peers
-                share = users.get((group, code), 0) / n if n and rule.lacks else 0.0
-                _add(found, facts, ids[i], code, names, rule.priority, why, share, money, group,
-                     rule=rule.name, value=rule.value)
+            peer_count = peers.get(group, 0)
+            why = xs.reason(rule, names, None if n < 0 else n)
+            per_pair[p] = [  # an offer (not a gap) starts at no share of peers
+                found.offer(code, rule.priority, why,
+                            users.get((group, code), 0) / peer_count
+                            if peer_count and rule.lacks else 0.0,
+                            group, rule=rule.name, value=rule.value)
+                for code in offered[k]]
+        found.add(*_expand(rows, which.reshape(-1), per_pair))
 
 
 __all__ = ["PRIORITY_ORDER", "find", "industry_shares", "label", "sort_key"]

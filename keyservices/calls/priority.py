@@ -25,6 +25,7 @@ Pure: numpy and the rule models; no SQLAlchemy, no I/O.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -34,7 +35,7 @@ from ..engine.metrics import Codes, Column, Extra, contracts_matching, gl_revenu
 from ..model import Opportunity
 from ..rules import Renewal, RuleSet, Tiers, When
 from .monitors import indexer
-from .opportunities import sort_key
+from .frame import Offer, OpportunityFrame
 
 Index = Callable[[Column], int] | Mapping[Column, int]
 
@@ -234,36 +235,69 @@ def _decide(rules: RuleSet, spec: Any, opp: Opportunity, tiers: Mapping[int, str
 
 def apply(rules: RuleSet, opportunities: Sequence[Opportunity], tiers: Mapping[int, str],
           renewals: Mapping[int, frozenset[str]], hits: Mapping[int, Sequence[str]], *,
-          in_place: bool = False) -> list[Opportunity]:
-    """Re-prioritised copies of ``opportunities`` (as ``opportunities.find`` returns them: score =
-    industry share x 100), sorted Critical to Low, then score, then customer number.
+          in_place: bool = False) -> OpportunityFrame:
+    """The opportunities re-prioritised (as ``opportunities.find`` returns them: score =
+    industry share x 100), sorted Critical to Low, then score, then money at stake, then
+    customer number.
 
     ``tiers`` from ``tiers``, ``renewals`` from ``renewals``, ``hits`` is ``MonitorResult.hits``.
-    Without a ``priority:`` block the opportunities keep their priority, score and order.
-    ``in_place`` updates and reorders the given objects instead of copying them.
+    Without a ``priority:`` block the opportunities keep their priority, score and order. The
+    outcome depends only on the offer and the customer's tier, renewals and alerts, which
+    repeat across thousands of customers: each distinct pair is decided once. A list is taken
+    as a frame of its objects; ``in_place`` is kept for callers and changes nothing (the
+    result never shares objects whose fields changed).
     """
+    frame = OpportunityFrame.of(opportunities)
     spec = rules.priority
-    if spec is None:
-        return [dataclasses.replace(o) for o in opportunities]
-    out: list[Opportunity] = []
-    # the outcome depends only on these inputs, which repeat across thousands of customers
-    decided: dict[tuple[Any, ...], tuple[str, float, tuple[str, ...]]] = {}
-    for opp in opportunities:
-        cid = opp.customer_id
-        key = (opp.service_code, tiers.get(cid), renewals.get(cid), tuple(hits.get(cid, ())),
-               opp.score, opp.priority, opp.estimated_annual_value, opp.typical, opp.cross_sell)
-        outcome = decided.get(key)
-        if outcome is None:
-            outcome = decided[key] = _decide(rules, spec, opp, tiers, renewals, hits)
-        priority, points, why = outcome
-        if in_place:  # the caller's fresh list from find(): no second set of objects
-            opp.priority, opp.score, opp.why = priority, round(opp.score + points, 1), why
-            out.append(opp)
-            continue
-        out.append(dataclasses.replace(opp, priority=priority,
-                                       score=round(opp.score + points, 1), why=why))
-    out.sort(key=sort_key)  # priority, score, money at stake, customer number
-    return out
+    if spec is None or not len(frame):
+        return frame.with_offers(frame.offer, frame.offers)  # new objects, as with rules
+    # each customer's (tier, renewals, alerts) as three small codes, looked up by array
+    tier_at, tier_values = _codes_of(tiers, frame.customer)
+    renew_at, renew_values = _codes_of(renewals, frame.customer)
+    hit_at, hit_values = _codes_of({k: tuple(v) for k, v in hits.items()}, frame.customer)
+    width = (len(tier_values) + 1) * (len(renew_values) + 1) * (len(hit_values) + 1)
+    context = ((tier_at + 1) * (len(renew_values) + 1) + renew_at + 1) * (
+        len(hit_values) + 1) + hit_at + 1
+    pairs, which = np.unique(frame.offer * width + context, return_inverse=True)
+    offers: list[Offer] = []
+    for pair in pairs.tolist():
+        offer_id, rest = divmod(pair, width)
+        rest, hit_code = divmod(rest, len(hit_values) + 1)
+        tier_code, renew_code = divmod(rest, len(renew_values) + 1)
+        offer = frame.offers[offer_id]
+        tier = tier_values[tier_code - 1] if tier_code else None
+        renewing = renew_values[renew_code - 1] if renew_code else None
+        hit = hit_values[hit_code - 1] if hit_code else ()
+        probe = Opportunity(number="", name="", branch=None, sales_rep=None,
+                            service=offer.service, priority=offer.priority, reason=offer.reason,
+                            customer_id=0, service_code=offer.service_code, score=offer.score,
+                            estimated_annual_value=offer.estimated_annual_value,
+                            typical=offer.typical, cross_sell=offer.cross_sell)
+        priority, points, why = _decide(
+            rules, spec, probe, {} if tier is None else {0: tier},
+            {} if renewing is None else {0: renewing}, {0: hit} if hit else {})
+        offers.append(dataclasses.replace(offer, priority=priority,
+                                          score=round(offer.score + points, 1), why=why))
+    return frame.with_offers(which.reshape(-1), offers).ranked()
+
+
+def _codes_of(by_customer: Mapping[int, Any], customers: np.ndarray
+              ) -> tuple[np.ndarray, list[Any]]:
+    """Each customer's value as a code into the distinct values (-1: none), by array lookup."""
+    if not by_customer:
+        return np.full(len(customers), -1, dtype=np.int64), []
+    distinct: dict[Any, int] = {}
+    keys = np.fromiter(by_customer.keys(), dtype=np.int64, count=len(by_customer))
+    codes = np.fromiter(map(distinct.setdefault, by_customer.values(),
+                            itertools.count()), dtype=np.int64, count=len(by_customer))
+    # setdefault with a running count: a value seen before keeps its first (sparse) code
+    first, codes = np.unique(codes, return_inverse=True)
+    value_of = {code: value for value, code in distinct.items()}
+    order = np.argsort(keys)
+    keys, codes = keys[order], codes.reshape(-1)[order]
+    pos = np.clip(np.searchsorted(keys, customers), 0, len(keys) - 1)
+    out = np.where(keys[pos] == customers, codes[pos], -1)
+    return out, [value_of[int(code)] for code in first.tolist()]
 
 
 __all__ = ["PriorityColumns", "apply", "assign_tiers", "renewal_conditions", "renewal_key",

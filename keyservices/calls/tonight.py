@@ -7,7 +7,7 @@ steps are composed here once. Pure: facts and classification in, opportunities a
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ from ..model import Facts, Opportunity, StatusAlert
 from ..rules import RuleSet
 from . import alertlife, cross_sell, monitors, priority
 from .cross_sell import CrossSellColumns
+from .frame import OpportunityFrame
 from .opportunities import find
 from .wonlost import MONTHS, ValueColumns
 
@@ -55,7 +56,7 @@ class Listing:
 
 @dataclass(slots=True)
 class Calls:
-    opportunities: list[Opportunity]  # most urgent first
+    opportunities: OpportunityFrame  # most urgent first (a Sequence of Opportunity)
     alerts: list[StatusAlert] = field(default_factory=list)
     alert_counts: dict[str, int] = field(default_factory=dict)  # monitor code -> customers hit
     notes: list[str] = field(default_factory=list)
@@ -77,7 +78,7 @@ def who_to_call(facts: Facts, classification: Classification, rules: RuleSet,
     listing = listing or Listing()
     index = facts.metrics.compiled.index_of if facts.metrics is not None else {}
     hits: dict[int, tuple[str, ...]] = {}
-    out = Calls(opportunities=[])
+    out = Calls(opportunities=OpportunityFrame.empty(facts.customers))
     chosen = None
     if rules.monitors:
         chosen = monitors.select(rules, index, facts.codes, classification.services,
@@ -101,14 +102,14 @@ def who_to_call(facts: Facts, classification: Classification, rules: RuleSet,
                               classification.rolled),
             hits, in_place=True)  # ``found`` is this function's own fresh list
     out.opportunities = found
-    listed = listed_opportunities(found, listing)
-    wanted = (chosen.wanted if chosen is not None else set()) | {o.customer_id for o in listed}
+    listed = listed_rows(found, listing)
+    wanted = (chosen.wanted if chosen is not None else set()) | set(
+        found.customer[listed].tolist())
     book = (contacts(wanted) if wanted else {}) if callable(contacts) else contacts
-    for opp in listed:
-        person = book.get(opp.customer_id)
+    for i in listed.tolist():
+        person = book.get(int(found.customer[i]))
         if person is not None:
-            opp.contact_name, opp.contact_phone, opp.contact_email = (
-                person.name, person.phone, person.email)
+            found.set_contact(i, person.name, person.phone, person.email)
     if chosen is not None:
         out.alerts = monitors.render_alerts(chosen, facts.customers, book).alerts
         life = alertlife.advance(listing.seen, hits, facts.as_of)
@@ -136,23 +137,45 @@ def annual_by_service(rules: RuleSet, facts: Facts, classification: Classificati
     return {code: np.maximum(rolled[:, j], 0.0) * MONTHS for code, j in pos.items()}
 
 
-def listed_opportunities(found: list[Opportunity], listing: Listing) -> list[Opportunity]:
+def listed_opportunities(found: Sequence[Opportunity], listing: Listing) -> list[Opportunity]:
     """The opportunities a rep or branch copy of the digest lists: each copy's first ``top``
     that no override hides (``found`` is most urgent first)."""
-    if not listing.top or not (listing.sales_reps or listing.branches):
-        return []
-    taken: dict[tuple[str, str], int] = {}
-    out = []
-    for opp in found:
-        if (opp.customer_id, opp.service_code) in listing.hidden:
-            continue
-        keys = [("rep", opp.sales_rep or "")] if (opp.sales_rep or "") in listing.sales_reps \
-            else []
-        if (opp.branch or "") in listing.branches:
-            keys.append(("branch", opp.branch or ""))
-        fits = [k for k in keys if taken.get(k, 0) < listing.top]
-        for k in fits:
-            taken[k] = taken.get(k, 0) + 1
-        if fits:
-            out.append(opp)
+    frame = OpportunityFrame.of(found)
+    return [frame[i] for i in listed_rows(frame, listing).tolist()]
+
+
+def listed_rows(found: OpportunityFrame, listing: Listing) -> np.ndarray:
+    """The rows of ``listed_opportunities``, in order: a row is listed when it is among the
+    first ``top`` not hidden of its sales rep's copy or of its branch's copy."""
+    if not listing.top or not (listing.sales_reps or listing.branches) or not len(found):
+        return np.zeros(0, dtype=np.int64)
+    shown = np.ones(len(found), dtype=bool)
+    if listing.hidden:
+        codes = found.column("service_code").tolist()
+        shown = np.fromiter(((c, s) not in listing.hidden
+                             for c, s in zip(found.customer.tolist(), codes)),
+                            dtype=bool, count=len(found))
+    listed = np.zeros(len(found), dtype=bool)
+    for attribute, copies in (("sales_rep", listing.sales_reps), ("branch", listing.branches)):
+        if copies:
+            listed |= _first_of_each(found.people(attribute), copies, shown, listing.top)
+    return np.flatnonzero(listed)
+
+
+def _first_of_each(values: np.ndarray, copies: frozenset[str], shown: np.ndarray,
+                   top: int) -> np.ndarray:
+    """Rows among the first ``top`` shown rows of their value, for the values in ``copies``."""
+    group_of: dict[str, int] = {}
+    group = np.fromiter((group_of.setdefault(v or "", len(group_of)) if (v or "") in copies
+                         else -1 for v in values.tolist()), dtype=np.int64, count=len(values))
+    rows = np.flatnonzero(shown & (group >= 0))
+    g = group[rows]
+    order = np.argsort(g, kind="stable")
+    sorted_g = g[order]
+    starts = np.r_[0, np.flatnonzero(sorted_g[1:] != sorted_g[:-1]) + 1] if len(g) else g
+    run_start = np.repeat(starts, np.diff(np.r_[starts, len(g)])) if len(g) else g
+    rank = np.empty(len(g), dtype=np.int64)
+    rank[order] = np.arange(len(g)) - run_start
+    out = np.zeros(len(values), dtype=bool)
+    out[rows[rank < top]] = True
     return out

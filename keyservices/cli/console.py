@@ -11,16 +11,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn,
-                           Task, TextColumn, TimeElapsedColumn)
-from rich.table import Table
-from rich.text import Text
 
 from ..progress import NullReporter
 from .terminal import control_escaped, terminal_text
 
+# rich is imported where a table or a progress bar is drawn: a nightly run under a scheduler
+# (stderr not a terminal, no dry-run plan) never loads it.
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
     from ..commands.check import CheckReport
     from ..commands.demo import DemoResult
     from ..commands.explain import Explanation
@@ -31,6 +31,8 @@ PLAN_ROWS = 30
 
 def cell(value: object) -> Text:
     """A rich table cell from ERP data: literal text (no markup, no emoji codes), controls escaped."""
+    from rich.text import Text
+
     return Text(terminal_text(value))
 
 
@@ -44,57 +46,14 @@ def echo_data(text: str, *, err: bool = False) -> None:
     click.echo(text, nl=False, err=err, color=True)  # color=True: click strips no "ANSI" data
 
 
-class RateColumn(ProgressColumn):
-    """Rows (customers, facts, values) per second: a long step that slows down shows it."""
-
-    def render(self, task: Task) -> Text:
-        elapsed = task.finished_time or task.elapsed
-        speed = task.completed / elapsed if elapsed else None
-        if not speed:
-            return Text("", style="progress.data.speed")
-        return Text(f"{speed:,.0f}/s", style="progress.data.speed")
-
-
-class RichReporter:
-    """Progress bars on stderr, one per step, only when stderr is a terminal."""
-
-    def __init__(self, console: Console | None = None) -> None:
-        console = console or Console(stderr=True)
-        # a cp437/cp1252 console has no braille dots: an ASCII spinner (the bar adapts itself)
-        spinner = "dots" if console.encoding.startswith("utf") else "line"
-        self.progress = Progress(SpinnerColumn(spinner), TextColumn("{task.description:<32}"),
-                                 BarColumn(), MofNCompleteColumn(), RateColumn(),
-                                 TimeElapsedColumn(), console=console, transient=False)
-        self.task: Any = None
-        self.started = False
-
-    def begin(self, step: str, total: int | None) -> None:
-        if not self.started:
-            self.progress.start()
-            self.started = True
-        self.task = self.progress.add_task(step, total=total)
-
-    def advance(self, n: int) -> None:
-        if self.task is not None:
-            self.progress.advance(self.task, n)
-
-    def end(self, step: str, count: int, seconds: float) -> None:
-        if self.task is not None:
-            self.progress.update(self.task, total=max(count, 1), completed=max(count, 1))
-            self.task = None
-
-    def close(self) -> None:
-        if self.started:
-            self.progress.stop()
-            self.started = False
-
-
 @contextlib.contextmanager
 def reporter(enabled: bool = True) -> Iterator[Any]:
     """Progress bars when stderr is a terminal (and not --json); silent under a scheduler."""
     if not (enabled and sys.stderr.isatty()):
         yield NullReporter()
         return
+    from .bars import RichReporter
+
     rich_reporter = RichReporter()
     try:
         yield rich_reporter
@@ -104,6 +63,8 @@ def reporter(enabled: bool = True) -> Iterator[Any]:
 
 def _out() -> Console:
     """stdout for tables: no markup or emoji codes in strings (cells are ``Text`` anyway)."""
+    from rich.console import Console
+
     return Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
@@ -133,6 +94,8 @@ def print_run(result: RunResult) -> None:
     click.echo(f"  {result.statements} statements read the ERP; "
                + ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()))
     if result.dry_run and result.changes:
+        from rich.table import Table
+
         table = Table(title=f"Plan: {len(result.changes):,} change(s)", show_lines=False)
         for col in ("customer", "name", "before", "after", "added", "removed"):
             table.add_column(col, overflow="fold")
@@ -255,6 +218,8 @@ def print_explanation(e: Explanation) -> None:
 
 
 def print_history(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
     if "runs" in data:
         table = Table(title="Runs (newest first)")
         for col in ("run", "started", "as of", "mode", "status", "exit", "written", "message"):
@@ -288,3 +253,13 @@ def _print_causes(rows: Iterable[tuple[str, Sequence[str]]]) -> None:
         click.echo("Why:")
         for line in lines:
             click.echo(line)
+
+
+def __getattr__(name: str) -> Any:
+    """``RichReporter`` and ``RateColumn`` moved to :mod:`.bars` (which imports rich); still
+    reachable here, loaded on first use."""
+    if name in ("RichReporter", "RateColumn"):
+        from . import bars
+
+        return getattr(bars, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,11 +12,18 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ..calls.lifecycle import STATUSES, OpportunityRecord
 from .base import config_option, emit_json, json_option, load_config_at
+
+if TYPE_CHECKING:
+    from ..calls.lifecycle import OpportunityRecord
+
+# ``keyservices.calls.lifecycle.STATUSES``, spelled out: importing it runs the ``calls`` package,
+# which loads numpy and the rule engine for every ``--help``. tests/test_startup.py keeps the two equal.
+STATUSES: tuple[str, ...] = ("new", "open", "won", "closed")
 
 
 def _until_option(f: Callable) -> Callable:
@@ -67,9 +74,11 @@ def list_cmd(config_path: Path, status: str | None, owner: str | None, service: 
       keyservices opportunity list --status new --service MIT --json -c config.yaml
     """
     from ..commands.opportunity import list_opportunities
+    from .exiting import keep
 
     records = list_opportunities(load_config_at(config_path), status=status, owner=owner, service=service,
                                  customer=customer)
+    keep(records)  # up to one per customer and service: not freed one by one at exit
     if as_json:
         emit_json([dataclasses.asdict(r) for r in records])
         return

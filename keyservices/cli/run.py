@@ -43,6 +43,7 @@ def run_cmd(config_path: Path, dry_run: bool, force: bool, new_erp: bool, no_ema
     from ..commands.run import run
     from ..errors import GuardTripped
     from .console import print_run
+    from .exiting import keep
 
     config = load_config_at(config_path, {"mode": mode})
     try:
@@ -50,6 +51,7 @@ def run_cmd(config_path: Path, dry_run: bool, force: bool, new_erp: bool, no_ema
             result = run(config, dry_run=dry_run, force=force, new_erp=new_erp,
                          send=not no_email,
                          as_of=as_of.date() if as_of else None, reporter=progress)
+        keep(result)  # a million changes: let the process end without freeing them one by one
     except GuardTripped as exc:
         if exc.detail is not None:
             if as_json:

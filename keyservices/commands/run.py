@@ -21,7 +21,7 @@ from ..engine.diff import (attribute_is_foreign, guard_message, guarded, ownersh
 from ..erp import display_url
 from ..erp.writeback import apply_changes, reconcile
 from ..errors import EXIT_GUARD, GuardTripped, KeyservicesError, SchemaError
-from ..model import Counts, Facts
+from ..model import Counts, Facts, customer_column
 from ..progress import Reporter, Timings, gc_paused, step
 from ..rules import RuleSet
 from ..state import StateStore, run_lock
@@ -191,8 +191,8 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
     if rules.opportunities is not None and state is not None:
         # tracked across nights: upserted, won when the service appears, closed when the
         # condition clears; snoozed and dismissed ones are kept but not listed
-        stored = state.load_opportunities()
-        tracked = lifecycle.advance(stored, why.hold_back(found, risks, stored),
+        stored = state.load_life()
+        tracked = lifecycle.advance(stored, why.hold_back(found, risks, stored.active_keys()),
                                     classification.services, as_of)
         found, lifecycle_counts = tracked.visible, dict(tracked.counts)
     found = why.hold_back(found, risks)  # a customer at risk is not offered tonight
@@ -244,8 +244,8 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
     if live and tracked is not None:
         assert state is not None
         with step(reporter, timings, "opportunity life cycle") as advance:
-            state.save_opportunities(tracked.records)
-            advance(len(tracked.records))
+            state.save_life(tracked)
+            advance(len(tracked.found) + len(tracked.closings))
     if live:  # alerts' first-seen dates move only with a clean live run, like the life cycle
         assert state is not None
         save_alerts(state, tonight)
@@ -260,9 +260,10 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
 
 def _non_empty(facts: Facts, classification: Classification) -> int:
     """In-scope customers whose value row holds something (what ownership is judged against)."""
-    customers = facts.customers
-    return sum(1 for cid in classification.services
-               if customers[cid].has_value_row and (customers[cid].current_value or "").strip())
+    ids = list(classification.services)
+    has_row = customer_column(facts.customers, "has_value_row", ids).tolist()
+    values = customer_column(facts.customers, "current_value", ids).tolist()
+    return sum(1 for ok, value in zip(has_row, values) if ok and (value or "").strip())
 
 
 def _won_lost(state: StateStore, rules: RuleSet, as_of: dt.date) -> dict[str, Any]:

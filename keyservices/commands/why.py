@@ -9,12 +9,13 @@ comparison about one customer. Nothing here decides what is written.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import numpy as np
 
 from .. import night
-from ..calls.lifecycle import ACTIVE, Key, OpportunityRecord
+from ..calls.frame import OpportunityFrame
+from ..calls.lifecycle import Key
 from ..config import Config
 from ..engine.causes import REWRITTEN, Comparison, Kept, column_key, risks, rule_columns, signatures
 from ..model import Change, Opportunity, RiskFlag
@@ -83,19 +84,25 @@ def annotate(config: Config, rules: RuleSet, tonight: night.Night, changes: Sequ
 
 
 def hold_back(found: Sequence[Opportunity], flags: Iterable[RiskFlag | int],
-              tracked: Mapping[Key, OpportunityRecord] | None = None) -> list[Opportunity]:
+              active: Collection[Key] = ()) -> OpportunityFrame:
     """Tonight's opportunities without the customers flagged at risk.
 
-    With ``tracked`` (the stored life cycle), an opportunity that is already open is kept, so
-    that the life cycle does not close it for a night it is merely not shown; call again
-    without it on the visible list.
+    With ``active`` (the keys the stored life cycle holds as new or open), an opportunity that
+    is already open is kept, so that the life cycle does not close it for a night it is merely
+    not shown; call again without it on the visible list.
     """
+    frame = OpportunityFrame.of(found)
     risky = {f.customer_id if isinstance(f, RiskFlag) else int(f) for f in flags}
-    if not risky:
-        return list(found)
-    return [o for o in found if o.customer_id not in risky or (
-        tracked is not None and (o.customer_id, o.service_code) in tracked
-        and tracked[(o.customer_id, o.service_code)].status in ACTIVE)]
+    if not risky or not len(frame):
+        return frame
+    at_risk = np.isin(frame.customer, np.fromiter(risky, dtype=np.int64, count=len(risky)))
+    keep = ~at_risk
+    if active:
+        rows = np.flatnonzero(at_risk)
+        codes = frame.column("service_code")[rows].tolist()
+        for i, cid, code in zip(rows.tolist(), frame.customer[rows].tolist(), codes):
+            keep[i] = (cid, code) in active
+    return frame.take(keep)
 
 
 def at_risk(compared: Comparison | None, tonight: night.Night, rules: RuleSet) -> set[int]:

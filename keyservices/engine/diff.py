@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ..model import Change, Customer, CustomerRef, Facts, ServiceCount
+from ..model import Change, Customer, CustomerRef, CustomerTable, Facts, ServiceCount
 from ..rules import RuleSet
 from .classify import Classification
 
@@ -60,20 +60,26 @@ class _Differ:
         self.outcome: dict[tuple[str | None, frozenset[str]],
                            tuple[str | None, tuple, tuple] | None] = {}
 
+    def diff(self, value: str | None, new: frozenset[str]
+             ) -> tuple[str | None, tuple, tuple] | None:
+        """(value to write, services added, removed) for a stored ``value``, or None when it
+        already says ``new``."""
+        key = (value, new)
+        if key in self.outcome:
+            return self.outcome[key]
+        rank, last = self.rank, self.last
+        current = self.rules.parse_value(value)
+        rendered = self.rules.render_value(new) or None
+        diff = self.outcome[key] = None if (value or None) == rendered else (
+            rendered,
+            tuple(sorted(new - current, key=lambda x: rank.get(x, last))),
+            tuple(sorted(current - new, key=lambda x: (rank.get(x, last), x))))
+        return diff
+
     def change(self, c: Customer, new: frozenset[str], follows: str | None = None
                ) -> Change | None:
         """The change that gives ``c`` the value of ``new``, or None when it already has it."""
-        key = (c.current_value, new)
-        if key in self.outcome:
-            diff = self.outcome[key]
-        else:
-            rank, last = self.rank, self.last
-            current = self.rules.parse_value(c.current_value)
-            rendered = self.rules.render_value(new) or None
-            diff = self.outcome[key] = None if (c.current_value or None) == rendered else (
-                rendered,
-                tuple(sorted(new - current, key=lambda x: rank.get(x, last))),
-                tuple(sorted(current - new, key=lambda x: (rank.get(x, last), x))))
+        diff = self.diff(c.current_value, new)
         if diff is None:
             return None
         return Change(customer_id=c.id, number=c.number, name=c.name, branch=c.branch,
@@ -91,7 +97,55 @@ def plan_changes(facts: Facts, classification: Classification, rules: RuleSet, *
     plan = Plan(in_scope=len(classification.services))
     differ = _Differ(rules)
     customers = facts.customers
-    for cid, new in classification.services.items():
+    if isinstance(customers, CustomerTable):
+        _plan_by_column(plan, differ, customers, classification.services)
+    else:
+        _plan_by_record(plan, differ, customers, classification.services)
+    by_number = _by_number
+    plan.changes.sort(key=by_number)
+    plan.no_configuration.sort(key=by_number)
+    plan.no_attribute.sort(key=by_number)
+    if locations:
+        plan_locations(plan, facts, classification, rules, differ)
+    return plan
+
+
+def _plan_by_column(plan: Plan, differ: _Differ, customers: CustomerTable,
+                    services: Mapping[int, frozenset[str]]) -> None:
+    """``_plan_by_record`` on columns: each distinct (stored value, services) pair is compared
+    once, and an object is made only for a customer that changes or cannot be written."""
+    import numpy as np
+
+    ids = np.fromiter(services.keys(), dtype=np.int64, count=len(services))
+    new = list(services.values())
+    rows = customers.positions(ids)
+    col = customers.columns
+    no_config = np.fromiter((x is None for x in col["config_id"][rows].tolist()), dtype=bool,
+                            count=len(rows))
+    no_row = ~no_config & ~col["has_value_row"][rows]
+    for mask, into in ((no_config, plan.no_configuration), (no_row, plan.no_attribute)):
+        at = rows[mask]
+        into.extend(map(CustomerRef, col["number"][at].tolist(), col["name"][at].tolist(),
+                        col["branch"][at].tolist(), col["sales_rep"][at].tolist()))
+    writable = np.flatnonzero(~no_config & ~no_row)
+    values = col["current_value"][rows[writable]].tolist()
+    diffs = list(map(differ.diff, values, [new[i] for i in writable.tolist()]))
+    changed = [i for i, d in zip(writable.tolist(), diffs) if d is not None]
+    plan.unchanged += len(writable) - len(changed)
+    at = rows[changed]
+    for cid, number, name, branch, rep, before, i in zip(
+            ids[changed].tolist(), col["number"][at].tolist(), col["name"][at].tolist(),
+            col["branch"][at].tolist(), col["sales_rep"][at].tolist(),
+            col["current_value"][at].tolist(), changed):
+        after, added, removed = differ.diff(before, new[i])  # type: ignore[misc]
+        plan.changes.append(Change(customer_id=cid, number=number, name=name, branch=branch,
+                                   sales_rep=rep, before=before, after=after, added=added,
+                                   removed=removed))
+
+
+def _plan_by_record(plan: Plan, differ: _Differ, customers: Mapping[int, Customer],
+                    services: Mapping[int, frozenset[str]]) -> None:
+    for cid, new in services.items():
         c = customers[cid]
         if c.config_id is None:
             plan.no_configuration.append(CustomerRef(c.number, c.name, c.branch, c.sales_rep))
@@ -104,13 +158,6 @@ def plan_changes(facts: Facts, classification: Classification, rules: RuleSet, *
             plan.unchanged += 1
             continue
         plan.changes.append(change)
-    by_number = _by_number
-    plan.changes.sort(key=by_number)
-    plan.no_configuration.sort(key=by_number)
-    plan.no_attribute.sort(key=by_number)
-    if locations:
-        plan_locations(plan, facts, classification, rules, differ)
-    return plan
 
 
 def plan_locations(plan: Plan, facts: Facts, classification: Classification, rules: RuleSet,
@@ -126,7 +173,13 @@ def plan_locations(plan: Plan, facts: Facts, classification: Classification, rul
     differ = differ or _Differ(rules)
     services = classification.services
     customers = facts.customers
-    for c in customers.values():
+    records: Iterable[Customer] = customers.values()
+    if isinstance(customers, CustomerTable):  # objects for the active locations only
+        col = customers.columns
+        parent = col["parent_id"]
+        wanted = (parent >= 0) & (parent != customers.ids) & col["active"] & ~col["prospect"]
+        records = map(customers.__getitem__, customers.ids[wanted].tolist())
+    for c in records:
         if not (c.is_location and c.active and not c.prospect) or c.id in services:
             continue
         new = services.get(c.parent_id)  # type: ignore[arg-type]

@@ -21,7 +21,8 @@ import sqlalchemy as sa
 from ..engine.metrics import (Codes, Compiled, Extra, MetricTable, NotCompilable, compile_rules,
                               needed_codes)
 from ..errors import SchemaError
-from ..model import ContractFact, Customer, CustomerFacts, Facts, ItemsSold, add_sold
+from ..model import (ContractFact, CustomerFacts, CustomerTable, Facts, ItemsSold,
+                     add_sold)
 from ..progress import Reporter, Timings, gc_paused, step
 from ..rules import RuleSet, glob_match
 from .connection import ErpTables
@@ -69,14 +70,10 @@ def _read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id:
                             timings)
     customers = read_customers(conn, tables, rules, attr_id, as_of, reporter=reporter,
                                timings=timings, flags=flags)
-    table = MetricTable.empty(compiled, sorted(customers))
+    table = MetricTable.empty(compiled, customers.ids)
     read_metrics(conn, tables, compiled, as_of, table, reporter=reporter, timings=timings)
     arrays: dict[str, np.ndarray] | None = {
-        "active": np.array(flags["active"], dtype=bool),
-        "prospect": np.array(flags["prospect"], dtype=bool),
-        "parent": np.array(flags["parent"], dtype=np.int64)}
-    if len(flags["active"]) != len(table.ids):  # ids not unique: let classify rebuild them
-        arrays = None
+        "active": flags["active"], "prospect": flags["prospect"], "parent": flags["parent"]}
     return Facts(as_of=as_of, customers=customers, facts={}, categories=categories,
                  metrics=table, codes=codes, customer_arrays=arrays)
 
@@ -84,8 +81,9 @@ def _read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id:
 def read_customers(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: int,
                    as_of: dt.date, *, reporter: Reporter | None = None,
                    timings: Timings | None = None,
-                   flags: dict[str, list[Any]] | None = None) -> dict[int, Customer]:
-    """Every customer record, in id order, built a batch at a time column by column.
+                   flags: dict[str, list[Any]] | None = None) -> CustomerTable:
+    """Every customer record, in id order, as columns (``model.CustomerTable``): a batch at a
+    time, column by column, with no object per customer.
 
     Repeated values (industry, sales rep, branch, the stored property value, creation dates) are
     shared, one object per distinct value: at a million customers that is hundreds of MB.
@@ -93,30 +91,41 @@ def read_customers(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_
     shared: dict[Any, Any] = {}
     share = shared.setdefault
     created_at: dict[Any, dt.datetime | None] = {None: None}
-    customers: dict[int, Customer] = {}
-    rows = 0
+    names = ("ids", "number", "name", "parent_id", "active", "prospect", "config_id",
+             "created", "industry", "sales_rep", "branch", "value_cid", "current_value")
+    parts: dict[str, list[Any]] = {name: [] for name in names}
     with step(reporter, timings, "read customers") as advance:
         for batch in _raw_batches(conn, customers_query(tables, rules, attr_id)):
-            rows += len(batch)
-            (ids, numbers, names, parents, active, prospect, config, created, industry, rep,
-             branch, value_cid, value) = zip(*batch)
-            for raw in set(created).difference(created_at):
+            columns = dict(zip(names, zip(*batch)))
+            for raw in set(columns["created"]).difference(created_at):
                 created_at[raw] = (raw if isinstance(raw, dt.datetime) else
                                    dt.datetime.fromisoformat(raw) if isinstance(raw, str)
                                    else dt.datetime.combine(raw, dt.time()))
-            customers.update(zip(ids, map(
-                Customer, ids, numbers, names, parents, map(bool, active), map(bool, prospect),
-                map(share, industry, industry), map(share, rep, rep), map(share, branch, branch),
-                config, map(operator.is_not, value_cid, _NONES), map(share, value, value),
-                map(created_at.__getitem__, created))))
-            if flags is not None:  # the columns classify works on, as arrays later
-                flags["active"].extend(map(bool, active))
-                flags["prospect"].extend(map(bool, prospect))
-                flags["parent"].extend(-1 if x is None else x for x in parents)
+            for name in ("industry", "sales_rep", "branch", "current_value"):
+                columns[name] = tuple(map(share, columns[name], columns[name]))
+            columns["created"] = tuple(map(created_at.__getitem__, columns["created"]))
+            for name in names:
+                parts[name].extend(columns[name])
             advance(len(batch))
-    if rows != len(customers):
-        raise _two_value_rows(conn, tables, attr_id, rules.property, rows - len(customers))
-    return customers
+    ids = np.array(parts.pop("ids"), dtype=np.int64)
+    if len(ids) > 1 and not bool((ids[1:] > ids[:-1]).all()):
+        raise _two_value_rows(conn, tables, attr_id, rules.property,
+                              len(ids) - len(np.unique(ids)))
+    n = len(ids)
+    value_cid = parts.pop("value_cid")
+    table = {"parent_id": np.fromiter((-1 if x is None else x for x in parts.pop("parent_id")),
+                                      dtype=np.int64, count=n),
+             "active": np.fromiter(map(bool, parts.pop("active")), dtype=bool, count=n),
+             "prospect": np.fromiter(map(bool, parts.pop("prospect")), dtype=bool, count=n),
+             "has_value_row": np.fromiter(map(operator.is_not, value_cid, _NONES), dtype=bool,
+                                          count=n)}
+    for name, values in parts.items():
+        table[name] = np.empty(n, dtype=object)
+        table[name][:] = values
+    if flags is not None:  # the columns classify works on, as arrays
+        flags["active"], flags["prospect"] = table["active"], table["prospect"]
+        flags["parent"] = table["parent_id"]
+    return CustomerTable(ids, table)
 
 
 def _two_value_rows(conn: sa.Connection, tables: ErpTables, attr_id: int, prop: str,
@@ -214,7 +223,7 @@ _NATIVE_STREAMING = {"sqlite", "mssql"}
 
 
 def _read_detail(conn: sa.Connection, tables: ErpTables, rules: RuleSet, as_of: dt.date,
-                 customers: dict[int, Customer], categories: dict[str, str],
+                 customers: CustomerTable, categories: dict[str, str],
                  reporter: Reporter | None, timings: Timings | None) -> Facts:
     """The per-category / per-code breakdown: what ``explain`` shows, and the reference path."""
     facts: dict[int, CustomerFacts] = {}

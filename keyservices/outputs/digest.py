@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from itertools import groupby
 from pathlib import Path
-from typing import Any
-
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..model import (Change, Counts, CustomerRef, DigestData, Opportunity, Renewal, RiskFlag,
@@ -37,6 +36,9 @@ from ..resources import templates_dir as packaged_templates
 from .alerts import alert_context, quoted
 from .attachment import ATTACHMENT_LIMIT, Attachment, Listing, changes_listing
 from .files import atomic_write
+
+if TYPE_CHECKING:  # jinja2 is imported where a digest is rendered, not by every command
+    from jinja2 import Environment
 
 HTML_TEMPLATE, TEXT_TEMPLATE = DIGEST_TEMPLATES
 HTML_LIMIT = 100_000  # bytes of the HTML part: under Gmail's clipping size (about 102 KB)
@@ -80,7 +82,10 @@ def for_sales_rep(data: DigestData, rep: str) -> DigestData:
 
 
 def _only(data: DigestData, attribute: str, value: str) -> DigestData:
-    def mine(items: list[Any]) -> list[Any]:
+    def mine(items: Sequence[Any]) -> Sequence[Any]:
+        only = getattr(items, "only", None)  # an OpportunityFrame: by column, no object a row
+        if only is not None:
+            return only(attribute, value)
         return [x for x in items if (getattr(x, attribute) or "") == value]
 
     won_lost = data.won_lost
@@ -175,7 +180,9 @@ def trimmed(data: DigestData, keep: int, attachment: str = "") -> DigestData:
     cut = {"changes": _listed_changes(data.changes, keep)} if len(data.changes) > keep else {}
     for name in ("no_configuration", "no_attribute", "opportunities"):
         if len(getattr(data, name)) > keep:
-            cut[name] = getattr(data, name)[:keep]
+            cut[name] = list(getattr(data, name)[:keep])
+    if "opportunities" not in cut and not isinstance(data.opportunities, list):
+        data = dataclasses.replace(data, opportunities=list(data.opportunities))  # a frame
     if len(data.alerts) > keep:  # the digest lists the new ones: keep those first
         fresh = [a for a in data.alerts if a.new][:keep]
         cut["alerts"] = fresh + [a for a in data.alerts if not a.new][:keep - len(fresh)]
@@ -225,6 +232,8 @@ def _pointers(data: DigestData, listing: Listing, wrote: bool) -> dict[str, str]
 def _environment(templates_dir: Path) -> Environment:
     """One Jinja environment per template folder: templates compile once per process and are
     reloaded when their file changes (``digest --preview`` while editing them)."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
     env = Environment(loader=FileSystemLoader(str(templates_dir)), undefined=StrictUndefined,
                       autoescape=lambda name: bool(name and name.endswith(".html.j2")),
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
@@ -271,6 +280,8 @@ def render(data: DigestData, templates_dir: Path, *, max_rows: int = 50,
     takes depends on the caps, not on the night: the full lists are only counted and streamed
     into the attachment.
     """
+    from jinja2 import TemplateError
+
     env = _environment(templates_dir)
     counted = totals(data)
     subject = subject_for(data, counted)

@@ -6,6 +6,7 @@ opportunity`` sets and clears the overrides (snooze, dismiss), which the upsert 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from operator import attrgetter
 from collections.abc import Sequence
@@ -15,9 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ..calls.lifecycle import Key, OpportunityRecord
+from ..calls.lifecycle import Key, LifecycleResult, OpportunityRecord, Stored
 from ..errors import ConfigError
-from .bulk import execute_many_tuples
+from .bulk import execute_many_tuples, fetch_tuples
 from .schema import LIFECYCLE_FIELDS, opportunities
 
 _ON_CONFLICT: dict[str, Any] = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
@@ -33,11 +34,44 @@ class OpportunityTable:
     # -- opportunities ----------------------------------------------------------------------------
     def load_opportunities(self) -> dict[Key, OpportunityRecord]:
         """Every remembered opportunity, active or not, by (customer_id, service_code)."""
-        names = list(opportunities.columns.keys())
         with self.engine.connect() as conn:
-            records = [OpportunityRecord(**dict(zip(names, row)))
-                       for row in conn.execute(sa.select(opportunities))]
-        return {(r.customer_id, r.service_code): r for r in records}
+            rows = fetch_tuples(conn, sa.select(*_FIELD_COLUMNS))
+        return {(row[0], row[1]): OpportunityRecord(*row) for row in rows}
+
+    def load_life(self) -> Stored:
+        """What the night's life cycle needs of every remembered opportunity, as columns (a
+        million records as objects would cost seconds and gigabytes)."""
+        o = opportunities.c
+        with self.engine.connect() as conn:
+            rows = fetch_tuples(conn, sa.select(o.customer_id, o.service_code, o.status,
+                                                o.first_seen, o.last_seen, o.closed_on,
+                                                o.snoozed_until, o.reopened))
+        return Stored.from_rows(rows)
+
+    def save_life(self, result: LifecycleResult) -> None:
+        """Save one night's life cycle in one transaction: every opportunity found tonight
+        upserted (its overrides untouched), the ones that closed updated."""
+        with self.engine.begin() as conn:
+            rows = [(*row[:14], None, None, None, False, row[14]) for row in result.rows()]
+            insert = _ON_CONFLICT.get(conn.dialect.name)
+            if insert is not None and rows:
+                stmt = insert(opportunities)
+                execute_many_tuples(conn, stmt.on_conflict_do_update(
+                    index_elements=[opportunities.c.customer_id, opportunities.c.service_code],
+                    set_={name: stmt.excluded[name] for name in LIFECYCLE_FIELDS}),
+                    opportunities, _COLUMNS, rows)
+            elif rows:
+                _update_then_insert(conn, [dict(zip(_COLUMNS, row)) for row in rows])
+            if result.closings:
+                conn.execute(
+                    opportunities.update()
+                    .where(opportunities.c.customer_id == sa.bindparam("k_customer_id"),
+                           opportunities.c.service_code == sa.bindparam("k_service_code"))
+                    .values(status=sa.bindparam("status"), closed_on=sa.bindparam("closed_on"),
+                            close_reason=sa.bindparam("close_reason")),
+                    [{"k_customer_id": c.customer_id, "k_service_code": c.service_code,
+                      "status": c.status, "closed_on": c.closed_on,
+                      "close_reason": c.close_reason} for c in result.closings])
 
     def save_opportunities(self, records: Sequence[OpportunityRecord]) -> None:
         """Insert or update the records, keyed on (customer_id, service_code), in one transaction.
@@ -117,6 +151,8 @@ class OpportunityTable:
 
 
 _COLUMNS = tuple(opportunities.columns.keys())
+# the record's fields in its own order (positional construction is the fast one)
+_FIELD_COLUMNS = [opportunities.c[f.name] for f in dataclasses.fields(OpportunityRecord)]
 _values = attrgetter(*_COLUMNS)  # a record's column values, as a tuple in _COLUMNS order
 
 
