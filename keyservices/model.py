@@ -83,13 +83,21 @@ class CustomerTable(Mapping[int, Customer]):
         if at is None:
             raise KeyError(cid)
         c = self.columns
-        parent = int(c["parent_id"][at])
         made = self._made[cid] = Customer(
-            int(cid), c["number"][at], c["name"][at], None if parent < 0 else parent,
+            int(cid), c["number"][at], c["name"][at], _id(c["parent_id"][at]),
             bool(c["active"][at]), bool(c["prospect"][at]), c["industry"][at],
-            c["sales_rep"][at], c["branch"][at], c["config_id"][at],
+            c["sales_rep"][at], c["branch"][at], _id(c["config_id"][at]),
             bool(c["has_value_row"][at]), c["current_value"][at], c["created"][at])
         return made
+
+    def missing(self, name: str, rows: Any) -> Any:
+        """Whether an id column (``config_id``, ``parent_id``) is empty at these rows."""
+        import numpy as np
+
+        values = self.columns[name][rows]
+        if values.dtype != object:
+            return values < 0
+        return np.fromiter((v is None for v in values.tolist()), dtype=bool, count=len(values))
 
     def __contains__(self, cid: object) -> bool:
         return isinstance(cid, int) and (cid in self._made or self._row(cid) is not None)
@@ -104,6 +112,14 @@ class CustomerTable(Mapping[int, Customer]):
     def materialised(self) -> int:
         """How many records have been made into objects (tests, profiles)."""
         return len(self._made)
+
+
+def _id(value: Any) -> Any:
+    """An id column's value as the record has it: None for none (-1 in an int64 column)."""
+    if value is None or isinstance(value, str):
+        return value
+    number = int(value)
+    return None if number < 0 else number
 
 
 def on_record(customers: Mapping[int, Customer], ids: Any) -> Any:

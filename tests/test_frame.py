@@ -166,3 +166,13 @@ def test_a_million_keys_are_matched_by_array_not_one_at_a_time() -> None:
     result = advance(stored, frame, {}, AS_OF + dt.timedelta(days=1))
     assert result.counts["open"] == n // 2 and result.counts["closed"] == n // 2
     assert frame.materialised == 0
+
+
+def test_the_life_cycle_is_saved_a_slice_at_a_time(store: StateStore, monkeypatch) -> None:
+    from keyservices.state import opportunities as state_opportunities
+
+    monkeypatch.setattr(state_opportunities, "SAVE_ROWS", 2)
+    night = advance(store.load_life(), OpportunityFrame.of([opp(i, "MIT") for i in range(5)]),
+                    {}, AS_OF)
+    store.save_life(night)
+    assert sorted(store.load_opportunities()) == [(i, "MIT") for i in range(5)]

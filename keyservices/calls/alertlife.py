@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..model import Customer, StatusAlert, customer_column, on_record
 from ..rules import Monitor
 
@@ -80,20 +82,29 @@ def summary(life: AlertLife, monitors: Sequence[Monitor], customers: Mapping[int
                         "new": life.new.get(m.code, 0),
                         "continuing": life.continuing.get(m.code, 0),
                         "by_branch": {}, "by_rep": {}}
-    keys = list(life.first_seen)
+    keys = [k for k in life.first_seen if k[1] in rows]
     known = on_record(customers, [cid for cid, _ in keys])
     keys = [k for k, ok in zip(keys, known.tolist()) if ok]
-    ids = [cid for cid, _ in keys]
-    branches = customer_column(customers, "branch", ids).tolist()
-    reps = customer_column(customers, "sales_rep", ids).tolist()
-    for (cid, code), branch, rep in zip(keys, branches, reps):
-        row = rows.get(code)
-        if row is None:
-            continue
-        slot = 0 if life.first_seen[(cid, code)] >= life.as_of else 1
-        for key, group in (("by_branch", branch or ""), ("by_rep", rep or "")):
-            counts = row[key].setdefault(group, [0, 0])
-            counts[slot] += 1
+    if keys:  # counted by array: a noisy monitor hits hundreds of thousands of customers
+        ids = [cid for cid, _ in keys]
+        code_of = {code: i for i, code in enumerate(rows)}
+        code = np.fromiter((code_of[c] for _, c in keys), dtype=np.int64, count=len(keys))
+        slot = np.fromiter((life.first_seen[k] < life.as_of for k in keys), dtype=np.int64,
+                           count=len(keys))
+        codes = list(rows)
+        for key, field_name in (("by_branch", "branch"), ("by_rep", "sales_rep")):
+            groups: dict[str, int] = {}
+            values = customer_column(customers, field_name, ids).tolist()
+            group = np.fromiter((groups.setdefault(v or "", len(groups)) for v in values),
+                                dtype=np.int64, count=len(keys))
+            names = list(groups)
+            combined = (code * len(names) + group) * 2 + slot
+            found, counts = np.unique(combined, return_counts=True)
+            for value, n in zip(found.tolist(), counts.tolist()):
+                rest, s = divmod(value, 2)
+                c, g = divmod(rest, len(names))
+                cell = rows[codes[c]][key].setdefault(names[g], [0, 0])
+                cell[s] += n
     out = [r for r in rows.values() if r["new"] or r["continuing"]]
     for r in out:
         r["total"] = r["new"] + r["continuing"]

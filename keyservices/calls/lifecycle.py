@@ -129,13 +129,24 @@ class Stored:
             return np.fromiter(map(ordinal.__getitem__, values), dtype=np.int64, count=n)
 
         status_of = {name: i for i, name in enumerate(STATUSES)}
+        codes: dict[str, str] = {}  # one string object per service, not one per row
         service = np.empty(n, dtype=object)
-        service[:] = list(cols[1])
+        service[:] = list(map(codes.setdefault, cols[1], cols[1]))
         return cls(np.fromiter(cols[0], dtype=np.int64, count=n), service,
                    np.fromiter(map(status_of.__getitem__, cols[2]), dtype=np.int8, count=n),
                    day_numbers(cols[3]), day_numbers(cols[4]), day_numbers(cols[5]),
                    day_numbers(cols[6]), np.fromiter(cols[7], dtype=np.int64, count=n),
                    records)
+
+    @classmethod
+    def joined(cls, parts: Sequence[Stored]) -> Stored:
+        """Parts read a batch at a time, as one."""
+        if not parts:
+            return cls.from_rows([])
+        if len(parts) == 1:
+            return parts[0]
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "records"]
+        return cls(*(np.concatenate([getattr(p, n) for p in parts]) for n in names))
 
     def __len__(self) -> int:
         return len(self.customer)

@@ -120,8 +120,7 @@ def _plan_by_column(plan: Plan, differ: _Differ, customers: CustomerTable,
     new = list(services.values())
     rows = customers.positions(ids)
     col = customers.columns
-    no_config = np.fromiter((x is None for x in col["config_id"][rows].tolist()), dtype=bool,
-                            count=len(rows))
+    no_config = customers.missing("config_id", rows)
     no_row = ~no_config & ~col["has_value_row"][rows]
     for mask, into in ((no_config, plan.no_configuration), (no_row, plan.no_attribute)):
         at = rows[mask]

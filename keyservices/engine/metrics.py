@@ -338,10 +338,15 @@ def rolled_up(table: MetricTable, target: np.ndarray,
     kept = dst >= 0
     src, dst = src[kept], dst[kept]
     out = np.empty((len(rows), table.values.shape[1]), dtype=table.values.dtype)
+    # a row most rows count for alone (a parent without locations) just takes its value; only
+    # rows that several count for need the (slow, unbuffered) maximum.at
+    shared = np.bincount(dst, minlength=len(rows))[dst] > 1
+    alone_src, alone_dst, many_src, many_dst = src[~shared], dst[~shared], src[shared], dst[shared]
     for j, col in enumerate(table.compiled.columns):
         if col.is_max:
             out[:, j] = NONE
-            np.maximum.at(out[:, j], dst, table.values[src, j])
+            out[alone_dst, j] = table.values[alone_src, j]
+            np.maximum.at(out[:, j], many_dst, table.values[many_src, j])
         else:
             out[:, j] = np.bincount(dst, weights=table.values[src, j], minlength=len(rows))
     return out

@@ -92,10 +92,11 @@ def read_customers(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_
     share = shared.setdefault
     created_at: dict[Any, dt.datetime | None] = {None: None}
     names = ("ids", "number", "name", "parent_id", "active", "prospect", "config_id",
-             "created", "industry", "sales_rep", "branch", "value_cid", "current_value")
-    parts: dict[str, list[Any]] = {name: [] for name in names}
+             "created", "industry", "sales_rep", "branch", "has_value_row", "current_value")
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
     with step(reporter, timings, "read customers") as advance:
         for batch in _raw_batches(conn, customers_query(tables, rules, attr_id)):
+            n = len(batch)
             columns = dict(zip(names, zip(*batch)))
             for raw in set(columns["created"]).difference(created_at):
                 created_at[raw] = (raw if isinstance(raw, dt.datetime) else
@@ -104,28 +105,51 @@ def read_customers(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_
             for name in ("industry", "sales_rep", "branch", "current_value"):
                 columns[name] = tuple(map(share, columns[name], columns[name]))
             columns["created"] = tuple(map(created_at.__getitem__, columns["created"]))
-            for name in names:
-                parts[name].extend(columns[name])
-            advance(len(batch))
-    ids = np.array(parts.pop("ids"), dtype=np.int64)
+            # each batch becomes arrays at once: a million-row list per column would double
+            # the memory the customers take while they are read
+            for name in ("active", "prospect"):
+                parts[name].append(np.fromiter(map(bool, columns.pop(name)), bool, n))
+            parts["has_value_row"].append(np.fromiter(
+                map(operator.is_not, columns.pop("has_value_row"), _NONES), bool, n))
+            parts["ids"].append(np.fromiter(columns.pop("ids"), np.int64, n))
+            parts["parent_id"].append(np.fromiter(
+                (-1 if v is None else v for v in columns.pop("parent_id")), np.int64, n))
+            parts["config_id"].append(_ids_or_objects(columns.pop("config_id")))
+            for name, values in columns.items():
+                parts[name].append(_objects(values))
+            advance(n)
+    table = {name: _joined(parts.pop(name)) for name in names}
+    ids = table.pop("ids")
     if len(ids) > 1 and not bool((ids[1:] > ids[:-1]).all()):
         raise _two_value_rows(conn, tables, attr_id, rules.property,
                               len(ids) - len(np.unique(ids)))
-    n = len(ids)
-    value_cid = parts.pop("value_cid")
-    table = {"parent_id": np.fromiter((-1 if x is None else x for x in parts.pop("parent_id")),
-                                      dtype=np.int64, count=n),
-             "active": np.fromiter(map(bool, parts.pop("active")), dtype=bool, count=n),
-             "prospect": np.fromiter(map(bool, parts.pop("prospect")), dtype=bool, count=n),
-             "has_value_row": np.fromiter(map(operator.is_not, value_cid, _NONES), dtype=bool,
-                                          count=n)}
-    for name, values in parts.items():
-        table[name] = np.empty(n, dtype=object)
-        table[name][:] = values
     if flags is not None:  # the columns classify works on, as arrays
         flags["active"], flags["prospect"] = table["active"], table["prospect"]
         flags["parent"] = table["parent_id"]
     return CustomerTable(ids, table)
+
+
+def _objects(values: Sequence[Any]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _ids_or_objects(values: Sequence[Any]) -> np.ndarray:
+    """Ids as int64 with -1 for none (8 bytes, not an object each); anything else as is."""
+    try:
+        return np.fromiter((-1 if v is None else v for v in values), np.int64, len(values))
+    except (TypeError, ValueError, OverflowError):
+        return _objects(values)
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    if not parts:
+        return np.zeros(0, dtype=np.int64)
+    if any(p.dtype == object for p in parts):  # ids with -1 for none, next to other values
+        parts = [p if p.dtype == object else
+                 _objects([None if v < 0 else v for v in p.tolist()]) for p in parts]
+    return np.concatenate(parts)
 
 
 def _two_value_rows(conn: sa.Connection, tables: ErpTables, attr_id: int, prop: str,

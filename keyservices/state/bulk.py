@@ -9,7 +9,7 @@ value.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -66,30 +66,42 @@ def _converted(convert: dict[str, Callable[[Any], Any]], name: str, value: Any) 
 
 
 def fetch_tuples(conn: sa.Connection, stmt: sa.Select) -> list[tuple[Any, ...]]:
-    """Every row of ``stmt`` as plain tuples, straight from the driver.
+    """Every row of ``stmt`` as plain tuples, straight from the driver (see ``fetch_batches``)."""
+    return [row for batch in fetch_batches(conn, stmt) for row in batch]
+
+
+def fetch_batches(conn: sa.Connection, stmt: sa.Select, size: int = 50_000
+                  ) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of ``stmt`` as plain tuples, ``size`` at a time, straight from the driver.
 
     SQLAlchemy converts each value of each row (SQLite's dates are text), which at a million
     stored opportunities costs more than reading them. Here each column's conversion runs once
-    per distinct value (a night's rows share their dates).
+    per distinct value (a night's rows share their dates), and a caller that folds each batch
+    into arrays never holds a million tuples.
     """
     compiled = stmt.compile(dialect=conn.dialect)
     procs = [c.type.dialect_impl(conn.dialect).result_processor(conn.dialect, None)
              for c in stmt.selected_columns]
-    rows = conn.exec_driver_sql(str(compiled), compiled.construct_params()
-                                if not compiled.positional else
-                                tuple(compiled.construct_params()[k]
-                                      for k in compiled.positiontup or ())).fetchall()
+    params = compiled.construct_params()
+    result = conn.exec_driver_sql(str(compiled), tuple(
+        params[k] for k in compiled.positiontup or ()) if compiled.positional else params)
+    cursor = result.cursor  # the driver's own rows: no per-row work above it
     fixes = [(i, proc, {}) for i, proc in enumerate(procs) if proc is not None]
-    if not fixes:
-        return [tuple(r) for r in rows]
-    out = []
-    for row in rows:
-        values = list(row)
-        for i, proc, seen in fixes:
-            raw = values[i]
-            try:
-                values[i] = seen[raw]
-            except KeyError:
-                values[i] = seen[raw] = proc(raw)
-        out.append(tuple(values))
-    return out
+    try:
+        while rows := cursor.fetchmany(size):
+            if not fixes:
+                yield [tuple(r) for r in rows]
+                continue
+            out = []
+            for row in rows:
+                values = list(row)
+                for i, proc, seen in fixes:
+                    raw = values[i]
+                    try:
+                        values[i] = seen[raw]
+                    except KeyError:
+                        values[i] = seen[raw] = proc(raw)
+                out.append(tuple(values))
+            yield out
+    finally:
+        result.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 from operator import attrgetter
 from collections.abc import Sequence
 from typing import Any
@@ -18,9 +19,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..calls.lifecycle import Key, LifecycleResult, OpportunityRecord, Stored
 from ..errors import ConfigError
-from .bulk import execute_many_tuples, fetch_tuples
+from .bulk import execute_many_tuples, fetch_batches, fetch_tuples
 from .schema import LIFECYCLE_FIELDS, opportunities
 
+SAVE_ROWS = 50_000  # opportunities per executemany while a night's life cycle is saved
 _ON_CONFLICT: dict[str, Any] = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 _STATUS_ORDER = {"new": 0, "open": 1, "won": 2, "closed": 3}
 _PRIORITY_ORDER = {"Critical": 0, "High": 1, "Medium": 2, "Low": 3}
@@ -43,25 +45,29 @@ class OpportunityTable:
         million records as objects would cost seconds and gigabytes)."""
         o = opportunities.c
         with self.engine.connect() as conn:
-            rows = fetch_tuples(conn, sa.select(o.customer_id, o.service_code, o.status,
-                                                o.first_seen, o.last_seen, o.closed_on,
-                                                o.snoozed_until, o.reopened))
-        return Stored.from_rows(rows)
+            return Stored.joined([Stored.from_rows(batch) for batch in fetch_batches(
+                conn, sa.select(o.customer_id, o.service_code, o.status, o.first_seen,
+                                o.last_seen, o.closed_on, o.snoozed_until, o.reopened))])
 
     def save_life(self, result: LifecycleResult) -> None:
         """Save one night's life cycle in one transaction: every opportunity found tonight
         upserted (its overrides untouched), the ones that closed updated."""
         with self.engine.begin() as conn:
-            rows = [(*row[:14], None, None, None, False, row[14]) for row in result.rows()]
             insert = _ON_CONFLICT.get(conn.dialect.name)
-            if insert is not None and rows:
+            upsert = None
+            if insert is not None:
                 stmt = insert(opportunities)
-                execute_many_tuples(conn, stmt.on_conflict_do_update(
+                upsert = stmt.on_conflict_do_update(
                     index_elements=[opportunities.c.customer_id, opportunities.c.service_code],
-                    set_={name: stmt.excluded[name] for name in LIFECYCLE_FIELDS}),
-                    opportunities, _COLUMNS, rows)
-            elif rows:
-                _update_then_insert(conn, [dict(zip(_COLUMNS, row)) for row in rows])
+                    set_={name: stmt.excluded[name] for name in LIFECYCLE_FIELDS})
+            found = result.rows()
+            # a slice at a time: a million rows as tuples at once would cost hundreds of MB
+            while rows := [(*row[:14], None, None, None, False, row[14])
+                           for row in itertools.islice(found, SAVE_ROWS)]:
+                if upsert is not None:
+                    execute_many_tuples(conn, upsert, opportunities, _COLUMNS, rows)
+                else:
+                    _update_then_insert(conn, [dict(zip(_COLUMNS, row)) for row in rows])
             if result.closings:
                 conn.execute(
                     opportunities.update()
