@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
-from collections.abc import Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,24 +193,34 @@ class LifecycleResult:
     counts: dict[str, int] = field(default_factory=dict)
     stored: Stored | None = None
 
-    def rows(self) -> Iterator[tuple[Any, ...]]:
-        """The found records' values for ``state.opportunities.UPSERT_FIELDS``: (customer_id,
-        service_code, customer_number, customer_name, branch, owner, status, priority, score,
-        reason, first_seen, last_seen, closed_on, close_reason, reopened)."""
+    def rows(self, day: Callable[[dt.date], Any] | None = None, dismissed: Any = False, *,
+             ordered: bool = False) -> Iterator[tuple[Any, ...]]:
+        """The found records as rows of the opportunities table, every column in table order
+        (customer_id, service_code, customer_number, customer_name, branch, owner, status,
+        priority, score, reason, first_seen, last_seen, closed_on, close_reason,
+        snoozed_until, snooze_reason, snoozed_by, dismissed, reopened); the overrides empty
+        (an upsert leaves a stored row's own). ``day`` turns a date into what the driver takes
+        and ``dismissed`` is False as it takes it: each distinct value converted once."""
         f = self.found
-        codes, priorities, scores, reasons = (f.column(c).tolist() for c in (
+        at: Any = slice(None)
+        if ordered:  # by key: (customer, service)
+            at = np.lexsort((f.column("service_code").astype(str), f.customer))
+        codes, priorities, scores, reasons = (f.column(c)[at].tolist() for c in (
             "service_code", "priority", "score", "reason"))
-        day: dict[int, dt.date | None] = {-1: None}
+        convert = day or (lambda d: d)
+        days: dict[int, Any] = {-1: None}
         for n in set(self.first_seen.tolist()) | set(self.closed_on.tolist()):
-            if n not in day:
-                day[n] = dt.date.fromordinal(n)
-        return zip(f.customer.tolist(), codes, f.people("number").tolist(),
-                   f.people("name").tolist(), f.people("branch").tolist(),
-                   f.people("sales_rep").tolist(),
-                   [STATUSES[s] for s in f.status.tolist()], priorities, scores, reasons,
-                   map(day.__getitem__, self.first_seen.tolist()), itertools.repeat(self.as_of),
-                   map(day.__getitem__, self.closed_on.tolist()), itertools.repeat(None),
-                   self.reopened.tolist())
+            if n not in days:
+                days[n] = convert(dt.date.fromordinal(n))
+        none = itertools.repeat(None)
+        return zip(f.customer[at].tolist(), codes, f.people("number")[at].tolist(),
+                   f.people("name")[at].tolist(), f.people("branch")[at].tolist(),
+                   f.people("sales_rep")[at].tolist(),
+                   [STATUSES[s] for s in f.status[at].tolist()], priorities, scores, reasons,
+                   map(days.__getitem__, self.first_seen[at].tolist()),
+                   itertools.repeat(convert(self.as_of)),
+                   map(days.__getitem__, self.closed_on[at].tolist()), none, none, none, none,
+                   itertools.repeat(dismissed), self.reopened[at].tolist())
 
     @property
     def records(self) -> list[OpportunityRecord]:
@@ -225,7 +235,7 @@ class LifecycleResult:
             keep = (() if before is None else
                     (before.snoozed_until, before.snooze_reason, before.snoozed_by,
                      before.dismissed))
-            out.append(OpportunityRecord(*row[:14], *keep, reopened=row[14]))
+            out.append(OpportunityRecord(*row[:14], *keep, reopened=row[18]))
         for c in self.closings:
             before = old.get((c.customer_id, c.service_code))
             if before is not None:

@@ -28,13 +28,16 @@ def execute_many(conn: sa.Connection, stmt: sa.Insert, table: sa.Table,
 
 
 def execute_many_tuples(conn: sa.Connection, stmt: sa.Insert, table: sa.Table,
-                        keys: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
-    """``execute_many`` for rows given as tuples of the values of ``keys``, in that order."""
+                        keys: Sequence[str], rows: Sequence[tuple[Any, ...]], *,
+                        converted: bool = False) -> None:
+    """``execute_many`` for rows given as tuples of the values of ``keys``, in that order;
+    ``converted``: the values are already in the driver's form (no per-value conversion)."""
     if not rows:
         return
     compiled = stmt.compile(dialect=conn.dialect, column_keys=list(keys))
-    convert = {key: proc for key in keys if (proc := table.c[key].type.dialect_impl(
-        conn.dialect).bind_processor(conn.dialect)) is not None}
+    convert = {} if converted else {
+        key: proc for key in keys if (proc := table.c[key].type.dialect_impl(
+            conn.dialect).bind_processor(conn.dialect)) is not None}
     if not compiled.positional:
         names = list(compiled.binds)
         conn.exec_driver_sql(str(compiled), [

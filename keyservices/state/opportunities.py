@@ -22,6 +22,8 @@ from ..errors import ConfigError
 from .bulk import execute_many_tuples, fetch_batches, fetch_tuples
 from .schema import LIFECYCLE_FIELDS, opportunities
 
+# the columns whose driver form save_life makes itself (dates, the flag; scores are floats)
+_DRIVER_READY = {"first_seen", "last_seen", "closed_on", "snoozed_until", "dismissed", "score"}
 SAVE_ROWS = 50_000  # opportunities per executemany while a night's life cycle is saved
 _ON_CONFLICT: dict[str, Any] = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 _STATUS_ORDER = {"new": 0, "open": 1, "won": 2, "closed": 3}
@@ -60,12 +62,19 @@ class OpportunityTable:
                 upsert = stmt.on_conflict_do_update(
                     index_elements=[opportunities.c.customer_id, opportunities.c.service_code],
                     set_={name: stmt.excluded[name] for name in LIFECYCLE_FIELDS})
-            found = result.rows()
+            # values as the driver takes them, each distinct date converted once; rows in key
+            # order, so the primary key's B-tree is appended to, not written all over
+            procs = {c.name: c.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+                     for c in opportunities.columns}
+            ready = upsert is not None and all(
+                proc is None or name in _DRIVER_READY for name, proc in procs.items())
+            found = (result.rows(day=procs["first_seen"], dismissed=(procs["dismissed"] or (
+                lambda v: v))(False), ordered=True) if ready else result.rows(ordered=True))
             # a slice at a time: a million rows as tuples at once would cost hundreds of MB
-            while rows := [(*row[:14], None, None, None, False, row[14])
-                           for row in itertools.islice(found, SAVE_ROWS)]:
+            while rows := list(itertools.islice(found, SAVE_ROWS)):
                 if upsert is not None:
-                    execute_many_tuples(conn, upsert, opportunities, _COLUMNS, rows)
+                    execute_many_tuples(conn, upsert, opportunities, _COLUMNS, rows,
+                                        converted=ready)
                 else:
                     _update_then_insert(conn, [dict(zip(_COLUMNS, row)) for row in rows])
             if result.closings:
