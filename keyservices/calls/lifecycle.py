@@ -118,14 +118,16 @@ class Stored:
     def from_rows(cls, rows: Sequence[tuple[Any, ...]],
                   records: list[OpportunityRecord] | None = None) -> Stored:
         """From (customer_id, service_code, status, first_seen, last_seen, closed_on,
-        snoozed_until, reopened) tuples, dates as ``date`` or None."""
+        snoozed_until, reopened) tuples, dates as ``date``, ISO text (a SQLite store read
+        raw) or None."""
         n = len(rows)
         cols = list(zip(*rows)) if n else [()] * 8
         ordinal: dict[Any, int] = {None: -1}
 
         def day_numbers(values: Sequence[Any]) -> np.ndarray:
             for v in set(values).difference(ordinal):
-                ordinal[v] = v.toordinal()
+                ordinal[v] = (dt.date.fromisoformat(v[:10]) if isinstance(v, str)
+                              else v).toordinal()
             return np.fromiter(map(ordinal.__getitem__, values), dtype=np.int64, count=n)
 
         status_of = {name: i for i, name in enumerate(STATUSES)}

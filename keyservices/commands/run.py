@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .. import night
@@ -152,6 +153,13 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
     """The night (``night.compute``), then the plan, the ownership check, the guard, the writes
     and, only after a clean live write, the opportunity life cycle."""
     timings = Timings()
+    stored_life = None
+    if rules.opportunities is not None and state is not None:
+        # the remembered opportunities are read from the state store while the ERP is read:
+        # two databases, so a second core does it (a second at a million opportunities)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="keyservices-state")
+        stored_life = pool.submit(state.load_life)
+        pool.shutdown(wait=False)
     tonight = night.compute(config, as_of, erp=erp, reporter=reporter, timings=timings,
                             listing=listing_for(config, rules, state, as_of))
     facts, classification = tonight.facts, tonight.classification
@@ -188,12 +196,13 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
     found = tonight.calls.opportunities
     lifecycle_counts: dict[str, int] = {}
     tracked = None
-    if rules.opportunities is not None and state is not None:
+    if stored_life is not None:
         # tracked across nights: upserted, won when the service appears, closed when the
         # condition clears; snoozed and dismissed ones are kept but not listed
-        stored = state.load_life()
-        tracked = lifecycle.advance(stored, why.hold_back(found, risks, stored.active_keys()),
-                                    classification.services, as_of)
+        stored = stored_life.result()
+        tracked = lifecycle.advance(
+            stored, why.hold_back(found, risks, stored.active_keys() if risks else ()),
+            classification.services, as_of)
         found, lifecycle_counts = tracked.visible, dict(tracked.counts)
     found = why.hold_back(found, risks)  # a customer at risk is not offered tonight
     result = RunResult(

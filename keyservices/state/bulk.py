@@ -73,14 +73,15 @@ def fetch_tuples(conn: sa.Connection, stmt: sa.Select) -> list[tuple[Any, ...]]:
     return [row for batch in fetch_batches(conn, stmt) for row in batch]
 
 
-def fetch_batches(conn: sa.Connection, stmt: sa.Select, size: int = 50_000
-                  ) -> Iterator[list[tuple[Any, ...]]]:
+def fetch_batches(conn: sa.Connection, stmt: sa.Select, size: int = 50_000, *,
+                  raw: bool = False) -> Iterator[list[tuple[Any, ...]]]:
     """The rows of ``stmt`` as plain tuples, ``size`` at a time, straight from the driver.
 
     SQLAlchemy converts each value of each row (SQLite's dates are text), which at a million
     stored opportunities costs more than reading them. Here each column's conversion runs once
     per distinct value (a night's rows share their dates), and a caller that folds each batch
-    into arrays never holds a million tuples.
+    into arrays never holds a million tuples. ``raw``: the driver's values as they come (the
+    caller converts each distinct value itself, e.g. a date stored as text).
     """
     compiled = stmt.compile(dialect=conn.dialect)
     procs = [c.type.dialect_impl(conn.dialect).result_processor(conn.dialect, None)
@@ -89,7 +90,7 @@ def fetch_batches(conn: sa.Connection, stmt: sa.Select, size: int = 50_000
     result = conn.exec_driver_sql(str(compiled), tuple(
         params[k] for k in compiled.positiontup or ()) if compiled.positional else params)
     cursor = result.cursor  # the driver's own rows: no per-row work above it
-    fixes = [(i, proc, {}) for i, proc in enumerate(procs) if proc is not None]
+    fixes = [] if raw else [(i, proc, {}) for i, proc in enumerate(procs) if proc is not None]
     try:
         while rows := cursor.fetchmany(size):
             if not fixes:

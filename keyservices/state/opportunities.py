@@ -47,9 +47,12 @@ class OpportunityTable:
         million records as objects would cost seconds and gigabytes)."""
         o = opportunities.c
         with self.engine.connect() as conn:
+            # the driver's own values (SQLite's dates are text): from_rows converts each
+            # distinct one once, where a converting fetch would touch every row
             return Stored.joined([Stored.from_rows(batch) for batch in fetch_batches(
                 conn, sa.select(o.customer_id, o.service_code, o.status, o.first_seen,
-                                o.last_seen, o.closed_on, o.snoozed_until, o.reopened))])
+                                o.last_seen, o.closed_on, o.snoozed_until, o.reopened),
+                raw=True)])
 
     def save_life(self, result: LifecycleResult) -> None:
         """Save one night's life cycle in one transaction: every opportunity found tonight
