@@ -170,6 +170,9 @@ class Closing:
     close_reason: str
 
 
+_ROWS_AT_ONCE = 50_000
+
+
 @dataclass
 class LifecycleResult:
     """What one night changed.
@@ -204,25 +207,28 @@ class LifecycleResult:
         (an upsert leaves a stored row's own). ``day`` turns a date into what the driver takes
         and ``dismissed`` is False as it takes it: each distinct value converted once."""
         f = self.found
-        at: Any = slice(None)
-        if ordered:  # by key: (customer, service)
-            at = np.lexsort((f.column("service_code").astype(str), f.customer))
-        codes, priorities, scores, reasons = (f.column(c)[at].tolist() for c in (
-            "service_code", "priority", "score", "reason"))
+        order = (np.lexsort((f.column("service_code").astype(str), f.customer)) if ordered
+                 else np.arange(len(f)))  # by key (customer, service): a B-tree appended to
         convert = day or (lambda d: d)
         days: dict[int, Any] = {-1: None}
         for n in set(self.first_seen.tolist()) | set(self.closed_on.tolist()):
             if n not in days:
                 days[n] = convert(dt.date.fromordinal(n))
-        none = itertools.repeat(None)
-        return zip(f.customer[at].tolist(), codes, f.people("number")[at].tolist(),
-                   f.people("name")[at].tolist(), f.people("branch")[at].tolist(),
-                   f.people("sales_rep")[at].tolist(),
-                   [STATUSES[s] for s in f.status[at].tolist()], priorities, scores, reasons,
-                   map(days.__getitem__, self.first_seen[at].tolist()),
-                   itertools.repeat(convert(self.as_of)),
-                   map(days.__getitem__, self.closed_on[at].tolist()), none, none, none, none,
-                   itertools.repeat(dismissed), self.reopened[at].tolist())
+        columns = {name: f.column(name) for name in ("service_code", "priority", "score",
+                                                      "reason")}
+        people = {name: f.people(name) for name in ("number", "name", "branch", "sales_rep")}
+        today, none = convert(self.as_of), itertools.repeat(None)
+        for start in range(0, len(order), _ROWS_AT_ONCE):  # lists of a slice, not of them all
+            at = order[start:start + _ROWS_AT_ONCE]
+            yield from zip(
+                f.customer[at].tolist(), columns["service_code"][at].tolist(),
+                people["number"][at].tolist(), people["name"][at].tolist(),
+                people["branch"][at].tolist(), people["sales_rep"][at].tolist(),
+                [STATUSES[s] for s in f.status[at].tolist()], columns["priority"][at].tolist(),
+                columns["score"][at].tolist(), columns["reason"][at].tolist(),
+                map(days.__getitem__, self.first_seen[at].tolist()), itertools.repeat(today),
+                map(days.__getitem__, self.closed_on[at].tolist()), none, none, none, none,
+                itertools.repeat(dismissed), self.reopened[at].tolist())
 
     @property
     def records(self) -> list[OpportunityRecord]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from .bulk import execute_many_tuples
 from .schema import alerts, opportunities
 
 if TYPE_CHECKING:  # a type only: importing ``calls`` at run time loads numpy and the rule engine
@@ -59,10 +60,13 @@ class AlertTable:
                     alerts.c.customer_id == sa.bindparam("k_customer_id"),
                     alerts.c.monitor_code == sa.bindparam("k_monitor_code")),
                     [{"k_customer_id": cid, "k_monitor_code": code} for cid, code in cleared])
-            if added:
-                conn.execute(alerts.insert(), [
-                    {"customer_id": cid, "monitor_code": code, "first_seen": as_of}
-                    for cid, code in added])
+            # the driver's executemany, a slice of tuples at a time: a noisy monitor's first
+            # night inserts hundreds of thousands (as dicts through SQLAlchemy: seconds, 100s MB)
+            for start in range(0, len(added), 50_000):
+                execute_many_tuples(conn, alerts.insert(), alerts,
+                                    ("customer_id", "monitor_code", "first_seen"),
+                                    [(cid, code, as_of) for cid, code in
+                                     added[start:start + 50_000]])
 
     def hidden_opportunities(self, as_of: dt.date) -> frozenset[tuple[int, str]]:
         """(customer id, service code) of the opportunities a snooze or dismiss hides on
