@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy.engine import make_url
 
 import keyservices
 from keyservices.cli import cli
@@ -111,6 +115,63 @@ def test_a_run_that_died_mid_write_is_settled_by_the_next_run(erp: ErpBuilder,
         assert not store.pending()
     finally:
         store.close()
+
+
+# The state store as the first version made it: no ERP identity on runs, no branch, sales rep,
+# annual values, location or causes on the audit (``state.schema.MIGRATIONS`` adds them).
+FIRST_VERSION_STORE = """
+CREATE TABLE runs (id INTEGER NOT NULL PRIMARY KEY, started_at DATETIME NOT NULL,
+    finished_at DATETIME, as_of DATE NOT NULL, erp VARCHAR(512) NOT NULL,
+    property VARCHAR(64) NOT NULL, mode VARCHAR(8) NOT NULL, baseline BOOLEAN NOT NULL,
+    status VARCHAR(16) NOT NULL, exit_code INTEGER, message TEXT, counts TEXT, timings TEXT,
+    statements INTEGER, pid INTEGER, host VARCHAR(255));
+CREATE TABLE changes (id INTEGER NOT NULL PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs (id), customer_id INTEGER NOT NULL,
+    customer_number VARCHAR(32) NOT NULL, customer_name VARCHAR(128) NOT NULL,
+    "before" VARCHAR(1024), "after" VARCHAR(1024), added VARCHAR(1024) NOT NULL,
+    removed VARCHAR(1024) NOT NULL, status VARCHAR(16) NOT NULL, at DATETIME NOT NULL);
+CREATE INDEX ix_changes_run_id ON changes (run_id);
+CREATE INDEX ix_changes_customer ON changes (customer_number);
+"""
+
+
+def test_a_state_store_made_by_the_first_version_keeps_its_audit_and_takes_new_writes(
+        erp: ErpBuilder, copiers: list[int], config_for) -> None:
+    """The write path stores its audit rows into a migrated store (columns added at the end);
+    the old run's rows still read, and both runs roll back."""
+    from keyservices.erp import display_url
+
+    config = config_for(erp)
+    path = Path(make_url(config.state_url).database or "")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.executescript(FIRST_VERSION_STORE)
+        db.execute("INSERT INTO runs (started_at, finished_at, as_of, erp, property, mode, "
+                   "baseline, status, exit_code) VALUES ('2026-11-23 02:00:00', "
+                   "'2026-11-23 02:01:00', '2026-11-23', ?, 'ZCJKeyServices', 'live', 1, "
+                   "'done', 0)", (display_url(config.erp.url),))
+        db.execute("INSERT INTO changes (run_id, customer_id, customer_number, customer_name, "
+                   "\"before\", \"after\", added, removed, status, at) VALUES "
+                   "(1, ?, 'COP000', 'Copier 0', NULL, 'DM', 'DM', '', 'applied', "
+                   "'2026-11-23 02:00:30')", (copiers[0],))
+    old = keyservices.history(config, run_id=1)["changes"]
+    assert [(r["customer_number"], r["after"], r["status"], r["causes"], r["branch"])
+            for r in old] == [("COP000", "DM", "applied", [], None)]
+
+    result = keyservices.run(config, as_of=AS_OF, force=True)  # not a baseline: the guard
+    assert result.exit_code == 0
+    assert [erp.value(c) for c in copiers] == ["CPY"] * 4
+    new = keyservices.history(config, run_id=result.run_id)["changes"]
+    assert sorted((r["customer_number"], r["before"], r["after"], r["added"], r["status"])
+                  for r in new) == [("COP000", "DM", "CPY", "CPY", "applied")] + [
+        (f"COP00{i}", None, "CPY", "CPY", "applied") for i in (1, 2, 3)]
+    assert all(r["customer_name"].startswith("Copier") and r["causes"] for r in new)
+
+    undo = keyservices.rollback(config, result.run_id)
+    assert sorted(undo.restored) == ["COP000", "COP001", "COP002", "COP003"]
+    assert [erp.value(c) for c in copiers] == ["DM", None, None, None]
+    first = keyservices.rollback(config, 1, force=True)  # later runs wrote COP000 since
+    assert first.restored == ["COP000"] and erp.value(copiers[0]) is None
 
 
 def test_a_missing_column_during_a_run_is_a_setup_error(erp: ErpBuilder, copiers: list[int],

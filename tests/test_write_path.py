@@ -6,15 +6,17 @@ Behaviour only; how fast it is lives in ``benchmarks/`` (``writeback.py``, ``nig
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from keyservices.calls.lifecycle import OpportunityRecord
 from keyservices.erp import ErpTables
-from keyservices.erp.writeback import apply_changes, reconcile
+from keyservices.erp.writeback import apply_changes, reconcile, write_order
 from keyservices.model import Change
 from keyservices.state import StateStore
 
@@ -177,6 +179,91 @@ def test_an_erp_error_mid_write_leaves_pending_rows_the_next_run_settles(
     assert reconcile(erp.engine, ErpTables(), ATTR_ID, store) == {
         "applied": 3, "not_applied": 3, "conflict": 0}
     assert not store.pending()
+
+
+def test_sqlite_is_written_in_customer_order_and_the_audit_kept_in_plan_order(
+        erp: ErpBuilder, store: StateStore) -> None:
+    """On SQLite each chunk is a range of customer ids, whatever order the plan lists them
+    in (a server is written in the plan's order)."""
+    planned = customers(erp, 7)[::-1]  # the plan in another order than the ids
+    run_id = store.begin_run(as_of=AS_OF, erp="t", prop="ZCJKeyServices", mode="live",
+                             baseline=False)
+    chunks: list[list[int]] = []
+
+    def updates(_conn: Any, _cursor: Any, sql: str, params: Any, _ctx: Any, many: bool) -> None:
+        if sql.lstrip().upper().startswith("UPDATE"):
+            rows = params if many else [params]
+            chunks.append([r[1] for r in rows])  # (after, customer id, attribute[, before])
+
+    sa.event.listen(erp.engine, "before_cursor_execute", updates)
+    report = apply_changes(erp.engine, ErpTables(), ATTR_ID, planned, state=store,
+                           run_id=run_id, chunk_size=3)
+    ids = sorted(c.customer_id for c in planned)
+    # per chunk: the values read as NULL, then those read as text; chunks follow the ids
+    assert [sorted(a + b) for a, b in zip(chunks[::2], chunks[1::2])] == [
+        ids[:3], ids[3:6]] and chunks[-1] == ids[6:]
+    assert sorted(report.applied) == ids and report.conflicts == []
+    assert all(erp.value(c.customer_id) == "CPY;MPS" for c in planned)
+    audit = store.history(run_id=run_id)
+    assert [r["customer_number"] for r in audit] == [c.number for c in planned]
+    assert {r["status"] for r in audit} == {"applied"}
+    # a server keeps the plan's order
+    assert write_order(postgresql.dialect(), planned) == planned
+    assert write_order(erp.engine.dialect, planned) == planned[::-1]
+
+
+def test_many_audit_rows_are_stored_whole_in_plan_order_in_a_few_statements(
+        store: StateStore) -> None:
+    """SQLite gets many rows per INSERT: every row and column must still land where it
+    belongs, the last, partial group included."""
+    run_id = store.begin_run(as_of=AS_OF, erp="t", prop="ZCJKeyServices", mode="live",
+                             baseline=False)
+    planned = [Change(10_000 - i, f"N{i:04d}", f"Name {i} 'quoted', é", f"Branch {i % 3}",
+                      None if i % 4 else f"Rep {i}", None if i % 2 else f"OLD{i}",
+                      None if i % 5 == 0 else f"NEW{i}", (f"A{i}", "B") if i % 2 else (),
+                      (f"OLD{i}",) if i % 2 == 0 else (),
+                      annual_values=((f"A{i}", i * 1.5),) if i % 2 else (),
+                      follows=f"P{i}" if i % 7 == 0 else None,
+                      causes=(f"cause {i}", "shared cause") if i % 3 else ())
+               for i in range(150)]
+    inserts: list[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute",
+                    lambda _c, _cur, sql, *_: inserts.append(sql)
+                    if sql.startswith("INSERT") else None)
+    store.record_pending(run_id, planned)
+    assert 1 <= len(inserts) <= 3  # groups of many rows, then the rest: not one per row
+    rows = store.history(run_id=run_id)
+    assert len(rows) == 150 and [r["id"] for r in rows] == sorted(r["id"] for r in rows)
+    for c, r in zip(planned, rows):
+        assert (r["customer_id"], r["customer_number"], r["customer_name"], r["branch"],
+                r["sales_rep"], r["before"], r["after"], r["follows"], r["status"]) == (
+            c.customer_id, c.number, c.name, c.branch, c.sales_rep, c.before, c.after,
+            c.follows, "pending")
+        assert (r["added"], r["removed"]) == (";".join(c.added), ";".join(c.removed))
+        assert r["annual_values"] == (json.dumps(dict(c.annual_values), separators=(",", ":"))
+                                      if c.annual_values else None)
+        assert r["causes"] == list(c.causes)
+    assert len(store.pending()) == 150
+
+
+def test_the_write_step_leaves_the_state_store_checkpointing_as_it_was(
+        erp: ErpBuilder, store: StateStore) -> None:
+    """The audit's commits skip SQLite's WAL checkpoint; the connection goes back to the pool
+    checkpointing again, after a failed insert too."""
+    def autocheckpoint() -> int:
+        with store.engine.connect() as conn:
+            return int(conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() or 0)
+
+    run_id = store.begin_run(as_of=AS_OF, erp="t", prop="ZCJKeyServices", mode="live",
+                             baseline=False)
+    apply_changes(erp.engine, ErpTables(), ATTR_ID, customers(erp, 4), state=store,
+                  run_id=run_id, chunk_size=2)
+    assert autocheckpoint() == 1000
+    broken = Change(1, None, "x", None, None, None, "CPY", ("CPY",), ())  # type: ignore[arg-type]
+    with pytest.raises(sa.exc.IntegrityError):
+        store.record_pending(run_id, [broken])
+    assert autocheckpoint() == 1000
+    assert len(store.history(run_id=run_id)) == 4  # the failed insert stored nothing
 
 
 def test_two_hundred_thousand_opportunities_are_saved_in_one_statement(

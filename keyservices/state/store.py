@@ -4,15 +4,18 @@ cycle. It is the tool's own database (a SQLite file in the state folder by defau
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import math
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from json.encoder import encode_basestring_ascii as _quote
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +26,11 @@ from ..credentials import mask_url
 from ..errors import ConfigError, SourceUnavailable
 from ..model import Change
 from .alerts import AlertTable
-from .bulk import execute_many
 from .opportunities import OpportunityTable
 from .schema import LATER_TABLES, changes, metadata, migrate, runs, verify
 
 log = logging.getLogger(__name__)
+WAL_AUTOCHECKPOINT = 1000  # pages (SQLite's default)
 
 
 @dataclass(slots=True)
@@ -138,20 +141,12 @@ class StateStore(OpportunityTable, AlertTable):
     def record_pending(self, run_id: int, chunk: Sequence[Change]) -> None:
         """Before changes are written to the ERP: their before/after values, marked pending.
 
-        One transaction and one driver ``executemany`` for any number of changes (the write
-        path stores the whole plan at once, before its first ERP chunk: what keeps the audit
-        true after a kill).
+        One transaction for any number of changes (the write path stores the whole plan at
+        once, before its first ERP chunk: what keeps the audit true after a kill), committed
+        with ``synchronous=FULL``: a power cut after the ERP's commit must not lose it.
         """
-        at = _now()
-        with self.engine.begin() as conn:
-            execute_many(conn, changes.insert(), changes, [
-                {"run_id": run_id, "customer_id": c.customer_id, "customer_number": c.number,
-                 "customer_name": c.name, "before": c.before, "after": c.after,
-                 "added": ";".join(c.added), "removed": ";".join(c.removed),
-                 "branch": c.branch, "sales_rep": c.sales_rep,
-                 "annual_values": _values_json(c.annual_values), "follows": c.follows,
-                 "causes": _causes_text(c.causes),
-                 "status": "pending", "at": at} for c in chunk])
+        with _write_step(self.engine) as conn:
+            _insert_audit(conn, run_id, chunk, "pending")
 
     def mark(self, run_id: int, customer_ids: Sequence[int], status: str) -> None:
         if customer_ids:
@@ -161,7 +156,7 @@ class StateStore(OpportunityTable, AlertTable):
     def settle(self, run_id: int, conflicts: Sequence[int]) -> None:
         """After the last ERP chunk: these customers' rows are conflicts, every other row of the
         run still pending was applied. One transaction, one UPDATE for the applied rows."""
-        with self.engine.begin() as conn:
+        with _write_step(self.engine) as conn:
             self._mark(conn, run_id, conflicts, "conflict")
             conn.execute(changes.update()
                          .where(changes.c.run_id == run_id, changes.c.status == "pending")
@@ -299,9 +294,26 @@ class StateStore(OpportunityTable, AlertTable):
             stmt = stmt.where(runs.c.as_of >= since)
         if not include_baseline:
             stmt = stmt.where(runs.c.baseline.is_(False))
-        out = []
+        return list(self._won_lost_rows(stmt, with_values))
+
+    def won_lost_rows(self, until: dt.date) -> Iterator[dict[str, Any]]:
+        """``won_lost(None, until, include_baseline=True, with_values=True)``, newest first and
+        streamed (``calls.wonlost.won_lost(..., newest_first=True)`` stops reading once it has
+        what it needs: the audit's whole history is never held)."""
+        stmt = (sa.select(runs.c.as_of, runs.c.baseline, changes.c.customer_id,
+                          changes.c.customer_number, changes.c.branch, changes.c.sales_rep,
+                          changes.c.added, changes.c.removed, changes.c.annual_values)
+                .join(runs, runs.c.id == changes.c.run_id)
+                .where(changes.c.status == "applied", runs.c.mode == "live",
+                       runs.c.as_of <= until, changes.c.follows.is_(None))
+                .order_by(runs.c.as_of.desc(), changes.c.id.desc()))
+        return self._won_lost_rows(stmt, True, stream=True)
+
+    def _won_lost_rows(self, stmt: sa.Select, with_values: bool, *,
+                       stream: bool = False) -> Iterator[dict[str, Any]]:
         with self.engine.connect() as conn:
-            for r in conn.execute(stmt):
+            result = conn.execute(stmt, execution_options={"yield_per": 5000} if stream else {})
+            for r in result:
                 row = {"as_of": r.as_of, "customer_id": r.customer_id,
                        "customer_number": r.customer_number, "branch": r.branch,
                        "sales_rep": r.sales_rep, "added": _codes(r.added),
@@ -309,8 +321,82 @@ class StateStore(OpportunityTable, AlertTable):
                 if with_values:
                     row["baseline"] = bool(r.baseline)
                     row["annual_values"] = _values(r.annual_values)
-                out.append(row)
-        return out
+                yield row
+
+
+# SQLite: audit rows per INSERT (15 x 64 = 960 parameters, under old builds' limit of 999)
+ROWS_PER_INSERT = 64
+# the audit row's columns in the table's order (what a positional driver is given)
+AUDIT_KEYS = ("run_id", "customer_id", "customer_number", "customer_name", "before", "after",
+              "added", "removed", "status", "at", "branch", "sales_rep", "annual_values",
+              "follows", "causes")
+
+
+@contextlib.contextmanager
+def _write_step(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A transaction of the write step (the audit stored, or settled), committed durably
+    (``synchronous=FULL``) but without SQLite's automatic WAL checkpoint: copying the audit's
+    pages into the database file is no part of making the write safe, and it would stand
+    between the audit and the ERP's first chunk. The next commit of the run checkpoints."""
+    with engine.connect() as conn:
+        driver = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
+        if driver is not None:
+            driver.execute("PRAGMA wal_autocheckpoint=0")
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            if driver is not None:  # a broken connection must not hide the first error
+                with contextlib.suppress(conn.dialect.dbapi.Error):  # type: ignore[union-attr]
+                    driver.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+
+
+def _insert_audit(conn: sa.Connection, run_id: int, planned: Sequence[Change],
+                  status: str) -> None:
+    """One audit row per change, through the driver's ``executemany``: the INSERT compiled
+    once, a tuple per row built straight from the change, the timestamp (the same in every
+    row) converted for the dialect once; on SQLite ``ROWS_PER_INSERT`` rows per statement.
+    At 100k values a mapping per row, or a statement per row, cost as much as the insert."""
+    if not planned:
+        return
+    dialect = conn.dialect
+    compiled = changes.insert().compile(dialect=dialect, column_keys=list(AUDIT_KEYS))
+    proc = changes.c.at.type.dialect_impl(dialect).bind_processor(dialect)
+    at = proc(_now()) if proc is not None else _now()
+    joined: dict[tuple[str, ...], str] = {}  # codes and causes repeat across customers
+    texts: dict[tuple[str, ...], str | None] = {}
+    rows: list[Any] = []
+    for c in planned:
+        added = joined.get(c.added)
+        if added is None:
+            added = joined[c.added] = ";".join(c.added)
+        removed = joined.get(c.removed)
+        if removed is None:
+            removed = joined[c.removed] = ";".join(c.removed)
+        causes = texts.get(c.causes, "")
+        if causes == "":  # not seen yet (or an empty text, simply worked out again)
+            causes = texts[c.causes] = _causes_text(c.causes)
+        rows.append((run_id, c.customer_id, c.number, c.name, c.before, c.after, added,
+                     removed, status, at, c.branch, c.sales_rep,
+                     _values_json(c.annual_values) if c.annual_values else None, c.follows,
+                     causes))
+    if not compiled.positional:
+        rows = [dict(zip(AUDIT_KEYS, row)) for row in rows]
+    elif list(compiled.positiontup or ()) != list(AUDIT_KEYS):
+        get = itemgetter(*(AUDIT_KEYS.index(name) for name in compiled.positiontup or ()))
+        rows = [get(row) for row in rows]
+    sql = str(compiled)
+    if dialect.name == "sqlite" and len(rows) >= ROWS_PER_INSERT:
+        # many rows per INSERT: SQLite's cost per statement run (about half of a narrow
+        # row's insert) paid once per ROWS_PER_INSERT rows
+        head, _, values = sql.rpartition(" VALUES ")
+        whole = len(rows) - len(rows) % ROWS_PER_INSERT
+        conn.exec_driver_sql(f"{head} VALUES {', '.join([values] * ROWS_PER_INSERT)}",
+                             [tuple(chain.from_iterable(rows[i:i + ROWS_PER_INSERT]))
+                              for i in range(0, whole, ROWS_PER_INSERT)])
+        rows = rows[whole:]
+    if rows:
+        conn.exec_driver_sql(sql, rows)
 
 
 def _codes(joined: str | None) -> tuple[str, ...]:
@@ -331,15 +417,19 @@ def _values_json(values: Sequence[tuple[str, float]]) -> str | None:
     """``Change.annual_values`` as stored: a JSON object, or NULL when there is none."""
     if not values:
         return None
-    # written out rather than json.dumps (3 µs a call at hundreds of thousands of rows); the
-    # same text as json.dumps(..., separators=(",", ":")) for finite values
-    return "{" + ",".join([f"{_quote(str(code))}:{_number(amount)}"
-                           for code, amount in dict(values).items()]) + "}"
+    # written out rather than json.dumps (3 µs a call at hundreds of thousands of rows), each
+    # code quoted once per process; the same text as json.dumps(..., separators=(",", ":"))
+    parts = []
+    for code, amount in dict(values).items() if len(values) > 1 else values:
+        key = _KEYS.get(code)
+        if key is None:
+            key = _KEYS.setdefault(code, _quote(str(code)) + ":")
+        number = float(amount)
+        parts.append(key + (repr(number) if math.isfinite(number) else json.dumps(number)))
+    return "{" + ",".join(parts) + "}"
 
 
-def _number(amount: float) -> str:
-    number = float(amount)
-    return repr(number) if math.isfinite(number) else json.dumps(number)
+_KEYS: dict[str, str] = {}  # service code -> its JSON key and colon
 
 
 def _values(text: str | None) -> dict[str, float]:
