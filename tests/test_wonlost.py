@@ -233,3 +233,67 @@ def test_without_value_columns_nothing_is_filled(erp: ErpBuilder,
     with erp.engine.connect() as conn:
         lean = read_facts(conn, tables, rules, attr, AS_OF, extra=[ValueColumns(rules)])
     assert fill_annual_values(stray, classify(lean, rules), lean, ValueColumns(rules)) == 0
+
+
+def _oldest_first_reference(rows: list[dict], windows: dict) -> dict:
+    """The rule as it reads, oldest first with every add remembered (the previous way)."""
+    added_value: dict = {}
+    acc: dict = {label: {} for label in windows}
+    for r in sorted(rows, key=lambda r: r["as_of"]):
+        events = [(c, False, added_value.get((r["customer_id"], c), 0.0)) for c in r["removed"]]
+        for c in r["added"]:
+            added_value[(r["customer_id"], c)] = float(r["annual_values"].get(c, 0.0))
+            events.append((c, True, added_value[(r["customer_id"], c)]))
+        if r["baseline"] or not events:
+            continue
+        for label, (since, until) in windows.items():
+            if since <= r["as_of"] <= until:
+                for kind in ("branch", "sales_rep"):
+                    group = (r.get(kind) or "").strip() or NO_GROUP
+                    for c, won, v in events:
+                        cell = acc[label].setdefault((kind, group, c), [0, 0, 0.0, 0.0])
+                        cell[0 if won else 1] += 1
+                        cell[2 if won else 3] += v
+    return {label: sorted((k, v[0], v[1], round(v[2], 2), round(v[3], 2))
+                          for k, v in cells.items()) for label, cells in acc.items()}
+
+
+def test_newest_first_and_streamed_gives_the_same_figures_as_oldest_first() -> None:
+    import random
+
+    rnd = random.Random(11)
+    rows, have = [], {}
+    for days_ago in range(400, -1, -1):
+        for _ in range(rnd.randrange(0, 6)):
+            cid = rnd.randrange(1, 30)
+            mine = have.setdefault(cid, set())
+            code = rnd.choice(list(NAMES))
+            gain = code not in mine
+            (mine.add if gain else mine.discard)(code)
+            rows.append(row(days_ago, cid, rnd.choice(["North", None]), rnd.choice(["Dana", "Lee"]),
+                            added=[code] if gain else [], removed=[] if gain else [code],
+                            values={code: float(rnd.randrange(100, 900))},
+                            baseline=days_ago == 400))
+    windows = windows_ending(AS_OF)
+    want = _oldest_first_reference(rows, windows)
+    for got in (won_lost(rows, NAMES, windows),
+                won_lost(iter(list(reversed(rows))), NAMES, windows, newest_first=True)):
+        assert {label: sorted(((r.kind, r.group, r.service), r.won, r.lost, r.won_value,
+                               r.lost_value) for r in got[label])
+                for label in windows} == want
+
+
+def test_streamed_won_lost_stops_reading_once_every_loss_has_its_value() -> None:
+    read = []
+
+    def stream():
+        for r in [row(1, 1, "N", "Dana", removed=["MPS"]), row(30, 1, "N", "Dana", added=["MPS"],
+                                                               values={"MPS": 1200.0}),
+                  *[row(200 + i, 2, "N", "Dana", added=["CPY"]) for i in range(50)]]:
+            read.append(r)
+            yield r
+
+    got = won_lost(stream(), NAMES, windows_ending(AS_OF, [7]), newest_first=True)
+    assert [(r.lost, r.lost_value) for r in got["last 7 days"] if r.kind == "branch"] == [
+        (1, 1200.0)]
+    assert len(read) == 3  # the add 30 days back valued the loss; one row more shows the end

@@ -134,38 +134,54 @@ def windows_ending(as_of: dt.date, days: Iterable[int] = WINDOWS
 
 
 def won_lost(rows: Iterable[Mapping[str, Any]], names: Mapping[str, str],
-             windows: Mapping[str, tuple[dt.date, dt.date]]) -> dict[str, list[WonLostRow]]:
+             windows: Mapping[str, tuple[dt.date, dt.date]], *,
+             newest_first: bool = False) -> dict[str, list[WonLostRow]]:
     """Won and lost services per branch and per sales rep, with counts and annual value.
 
     ``rows`` are audit rows as ``StateStore.won_lost(None, until, include_baseline=True,
-    with_values=True)`` returns them (oldest first): every row is read so that a loss finds the
-    value recorded when that customer's service was last added, however long ago (a baseline
-    row included), but only rows of non-baseline runs within a window count there. The group is
-    the branch / sales rep recorded with the change (``report.NO_GROUP`` when none). Each
-    window's rows are sorted by kind (branch first), group, then the service order of ``names``.
+    with_values=True)`` returns them (oldest first), or as ``won_lost_rows(...,
+    newest_first=True)`` streams them (``newest_first``: then they are not all held). A loss is
+    worth the value recorded when that customer's service was last added, however long ago (a
+    baseline row included); only rows of non-baseline runs within a window count there. Read
+    newest first, a loss waits for the add before it and nothing else is remembered, so memory
+    stays with the window's losses, not with the audit's history; reading stops once every loss
+    is valued and the windows are behind. The group is the branch / sales rep recorded with the
+    change (``report.NO_GROUP`` when none). Each window's rows are sorted by kind (branch
+    first), group, then the service order of ``names``.
     """
-    ordered = sorted(rows, key=lambda r: r["as_of"])  # stable: the store's order within a night
-    added_value: dict[tuple[int, str], float] = {}
+    if not newest_first:  # oldest first, a night's rows in the store's order: reversed exactly
+        rows = list(reversed(sorted(rows, key=lambda r: r["as_of"])))
+    earliest = min((since for since, _ in windows.values()), default=None)
     acc: dict[str, dict[tuple[str, str, str], list[float]]] = {label: {} for label in windows}
-    for r in ordered:
+    waiting: dict[tuple[int, str], list[list[float]]] = {}  # losses waiting for their add's value
+    for r in rows:
+        if earliest is not None and r["as_of"] < earliest and not waiting:
+            break  # the windows are behind and no loss waits for a value
         cid = r["customer_id"]
         values = r.get("annual_values") or {}
-        events = [(code, False, added_value.get((cid, code), 0.0)) for code in r["removed"]]
-        for code in r["added"]:
-            value = float(values.get(code, 0.0))
-            added_value[(cid, code)] = value
-            events.append((code, True, value))
-        if r.get("baseline") or not events:
+        for code in r["added"]:  # the add before the losses read so far: their value
+            for cell in waiting.pop((cid, code), ()):
+                cell[3] += float(values.get(code, 0.0))
+        if r.get("baseline"):
             continue
-        for label, (since, until) in windows.items():
-            if not since <= r["as_of"] <= until:
-                continue
-            for kind in KINDS:
-                group = (r.get(kind) or "").strip() or NO_GROUP
-                for code, won, value in events:
-                    cell = acc[label].setdefault((kind, group, code), [0, 0, 0.0, 0.0])
-                    cell[0 if won else 1] += 1
-                    cell[2 if won else 3] += value
+        cells = [acc[label].setdefault((kind, (r.get(kind) or "").strip() or NO_GROUP, code),
+                                       [0, 0, 0.0, 0.0])
+                 for label, (since, until) in windows.items() if since <= r["as_of"] <= until
+                 for kind in KINDS for code in (*r["added"], *r["removed"])]
+        if not cells:
+            continue
+        per_code = len(r["added"]) + len(r["removed"])
+        for n, cell in enumerate(cells):
+            k = n % per_code
+            if k < len(r["added"]):
+                cell[0] += 1
+                cell[2] += float(values.get(r["added"][k], 0.0))
+            else:
+                cell[1] += 1
+                waiting.setdefault((cid, r["removed"][k - len(r["added"])]), []).append(cell)
+    close = getattr(rows, "close", None)
+    if close is not None:  # a stream left early: let its cursor go now
+        close()
     rank = {code: i for i, code in enumerate(names)}
     out: dict[str, list[WonLostRow]] = {}
     for label in windows:

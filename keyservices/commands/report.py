@@ -109,13 +109,14 @@ def _won_lost(config: Config, names: dict[str, str],
         return None
     store = StateStore(config.state_url)
     try:
-        # every row up to as_of: a loss is worth what was recorded when the service was added
-        rows = store.won_lost(None, as_of, include_baseline=True, with_values=True)
+        # the rows up to as_of, newest first, streamed: a loss is worth what was recorded when
+        # the service was last added, and reading stops once every loss has its value
+        return won_lost(store.won_lost_rows(as_of), names, windows_ending(as_of),
+                        newest_first=True)
     except SQLAlchemyError as exc:
         raise wrap_db_error(exc, config.state_url) from exc
     finally:
         store.close()
-    return won_lost(rows, names, windows_ending(as_of))
 
 
 __all__ = ["ReportResult", "report"]

@@ -278,6 +278,7 @@ def _non_empty(facts: Facts, classification: Classification) -> int:
 def _won_lost(state: StateStore, rules: RuleSet, as_of: dt.date) -> dict[str, Any]:
     """Services won and lost per sales rep tonight and over the last 30 and 90 days."""
     windows = {"tonight": (as_of, as_of), **wonlost.windows_ending(as_of)}
-    rows = state.won_lost(None, as_of, include_baseline=True, with_values=True)
-    table = wonlost.digest_table(wonlost.won_lost(rows, rules.service_names(), windows))
+    rows = state.won_lost_rows(as_of)  # streamed, newest first: memory stays with the window
+    table = wonlost.digest_table(wonlost.won_lost(rows, rules.service_names(), windows,
+                                                  newest_first=True))
     return table if table["rows"] else {}
