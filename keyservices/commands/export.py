@@ -72,9 +72,8 @@ def export_opportunities(config: Config, *, fmt: Literal["csv", "hubspot"] = "cs
         found = [o for o in found if o.service == codes[service.upper()]]
     if owner:
         found = [o for o in found if (o.sales_rep or "").casefold() == owner.casefold()]
-    by_number = {c.number: c.id for c in tonight.facts.customers.values()}
     if nps is not None:
-        kept = [o for o in found if by_number[o.number] in contacts]
+        kept = [o for o in found if o.customer_id in contacts]
         result.left_out_rows = len(found) - len(kept)
         result.left_out_customers = len({o.number for o in found} - {o.number for o in kept})
         found = kept
@@ -82,7 +81,7 @@ def export_opportunities(config: Config, *, fmt: Literal["csv", "hubspot"] = "cs
     writer = csv_writer(buf)  # ERP text that looks like a formula is neutralised (OWASP)
     writer.writerow(HUBSPOT if fmt == "hubspot" else PLAIN)
     for o in found:
-        first, last, email, phone = contacts.get(by_number[o.number], ("", "", "", ""))
+        first, last, email, phone = contacts.get(o.customer_id, ("", "", "", ""))
         if fmt == "hubspot":
             writer.writerow([first, last, email, phone, o.name, o.service, o.priority, o.reason,
                              o.sales_rep or "", o.number, money_cell(o.estimated_annual_value)])
