@@ -7,6 +7,7 @@ digest read them. Slots keep a million customers affordable in memory.
 from __future__ import annotations
 
 import datetime as dt
+import numbers
 from dataclasses import dataclass, field
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -100,7 +101,9 @@ class CustomerTable(Mapping[int, Customer]):
         return np.fromiter((v is None for v in values.tolist()), dtype=bool, count=len(values))
 
     def __contains__(self, cid: object) -> bool:
-        return isinstance(cid, int) and (cid in self._made or self._row(cid) is not None)
+        if isinstance(cid, bool) or not isinstance(cid, numbers.Integral):  # numpy ints too
+            return False
+        return int(cid) in self._made or self._row(int(cid)) is not None
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.ids.tolist())

@@ -176,3 +176,33 @@ def test_the_life_cycle_is_saved_a_slice_at_a_time(store: StateStore, monkeypatc
                     {}, AS_OF)
     store.save_life(night)
     assert sorted(store.load_opportunities()) == [(i, "MIT") for i in range(5)]
+
+
+def test_the_customer_table_is_a_mapping_with_objects_only_for_ids_asked_for() -> None:
+    from keyservices.model import CustomerTable, customer_column, on_record
+
+    ids = np.array([3, 5, 9], dtype=np.int64)
+
+    def objects(*values: object) -> np.ndarray:
+        out = np.empty(len(values), dtype=object)
+        out[:] = list(values)
+        return out
+
+    table = CustomerTable(ids, {
+        "number": objects("C3", "C5", "C9"), "name": objects("Three", "Five", "Nine"),
+        "parent_id": np.array([-1, 3, -1]), "active": np.array([True, True, False]),
+        "prospect": np.zeros(3, bool), "industry": objects("Legal", None, "Legal"),
+        "sales_rep": objects("Dana", "Dana", None), "branch": objects(None, "North", None),
+        "config_id": np.array([7, -1, 2]), "has_value_row": np.array([True, False, True]),
+        "current_value": objects("CPY", None, None), "created": objects(None, None, None)})
+    assert len(table) == 3 and list(table) == [3, 5, 9] and table.materialised == 0
+    assert 5 in table and np.int64(5) in table and 4 not in table and "5" not in table
+    five = table[5]
+    assert (five.parent_id, five.config_id, five.is_location, five.branch) == (3, None, True,
+                                                                              "North")
+    assert table[5] is five and table.materialised == 1
+    with pytest.raises(KeyError):
+        table[4]
+    assert customer_column(table, "number", [9, 3]).tolist() == ["C9", "C3"]
+    assert on_record(table, [3, 4, 10]).tolist() == [True, False, False]
+    assert table.missing("config_id", np.array([0, 1, 2])).tolist() == [False, True, False]
