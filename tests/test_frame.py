@@ -158,7 +158,7 @@ def test_a_million_keys_are_matched_by_array_not_one_at_a_time() -> None:
     """The stored side can be large: matching is one sort (this would take minutes row by row
     with objects; here it is a behaviour check on 200k keys, not a timing)."""
     n = 200_000
-    rows = [(i, "MIT", "open", AS_OF, AS_OF, None, None, 0) for i in range(n)]
+    rows = [(i, "MIT", "open", AS_OF, None, None, 0) for i in range(n)]
     stored = Stored.from_rows(rows)
     frame = OpportunityFrame(np.arange(0, n, 2, dtype=np.int64), np.zeros(n // 2, np.int64),
                              [OpportunityFrame.of([opp(0, "MIT")]).offers[0]],

@@ -21,9 +21,9 @@ import numpy as np
 
 from ..model import Customer, StatusAlert, customer_column, on_record
 from ..rules import Monitor
+from .frame import PRIORITY_ORDER
 
 Key = tuple[int, str]  # (customer_id, monitor code)
-PRIORITY_ORDER = {"Critical": 0, "High": 1, "Medium": 2, "Low": 3}
 
 
 @dataclass(slots=True)

@@ -135,9 +135,10 @@ class OpportunityFrame(Sequence[Opportunity]):
 
     def with_life(self, status: np.ndarray, age: np.ndarray) -> OpportunityFrame:
         """The same rows with their life-cycle status and age: made objects are updated."""
-        for i, origin in enumerate(self.origin.tolist()):
-            made = self._made.get(origin)
-            if made is not None:
+        if self._made:  # the few rows made into objects, found by array rather than row by row
+            made_origins = np.fromiter(self._made, dtype=np.int64, count=len(self._made))
+            for i in np.flatnonzero(np.isin(self.origin, made_origins)).tolist():
+                made = self._made[int(self.origin[i])]
                 made.status, made.age_days = STATUS_CODES[int(status[i])], int(age[i])
         return OpportunityFrame(self.customer, self.offer, self.offers, self.customers,
                                 status=status, age=age, origin=self.origin, made=self._made,

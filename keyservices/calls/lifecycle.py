@@ -99,7 +99,6 @@ class Stored:
     service: np.ndarray  # object: service codes
     status: np.ndarray  # int8: index into STATUSES
     first_seen: np.ndarray  # int64 day numbers
-    last_seen: np.ndarray
     closed_on: np.ndarray
     snoozed_until: np.ndarray
     reopened: np.ndarray  # int64
@@ -111,17 +110,16 @@ class Stored:
             return stored
         records = list(stored.values())
         return cls.from_rows([(r.customer_id, r.service_code, r.status, r.first_seen,
-                               r.last_seen, r.closed_on, r.snoozed_until, r.reopened)
+                               r.closed_on, r.snoozed_until, r.reopened)
                               for r in records], records)
 
     @classmethod
     def from_rows(cls, rows: Sequence[tuple[Any, ...]],
                   records: list[OpportunityRecord] | None = None) -> Stored:
-        """From (customer_id, service_code, status, first_seen, last_seen, closed_on,
-        snoozed_until, reopened) tuples, dates as ``date``, ISO text (a SQLite store read
-        raw) or None."""
+        """From (customer_id, service_code, status, first_seen, closed_on, snoozed_until,
+        reopened) tuples, dates as ``date``, ISO text (a SQLite store read raw) or None."""
         n = len(rows)
-        cols = list(zip(*rows)) if n else [()] * 8
+        cols = list(zip(*rows)) if n else [()] * 7
         ordinal: dict[Any, int] = {None: -1}
 
         def day_numbers(values: Sequence[Any]) -> np.ndarray:
@@ -137,8 +135,7 @@ class Stored:
         return cls(np.fromiter(cols[0], dtype=np.int64, count=n), service,
                    np.fromiter(map(status_of.__getitem__, cols[2]), dtype=np.int8, count=n),
                    day_numbers(cols[3]), day_numbers(cols[4]), day_numbers(cols[5]),
-                   day_numbers(cols[6]), np.fromiter(cols[7], dtype=np.int64, count=n),
-                   records)
+                   np.fromiter(cols[6], dtype=np.int64, count=n), records)
 
     @classmethod
     def joined(cls, parts: Sequence[Stored]) -> Stored:

@@ -234,8 +234,8 @@ def _decide(rules: RuleSet, spec: Any, opp: Opportunity, tiers: Mapping[int, str
 
 
 def apply(rules: RuleSet, opportunities: Sequence[Opportunity], tiers: Mapping[int, str],
-          renewals: Mapping[int, frozenset[str]], hits: Mapping[int, Sequence[str]], *,
-          in_place: bool = False) -> OpportunityFrame:
+          renewals: Mapping[int, frozenset[str]], hits: Mapping[int, Sequence[str]]
+          ) -> OpportunityFrame:
     """The opportunities re-prioritised (as ``opportunities.find`` returns them: score =
     industry share x 100), sorted Critical to Low, then score, then money at stake, then
     customer number.
@@ -244,8 +244,7 @@ def apply(rules: RuleSet, opportunities: Sequence[Opportunity], tiers: Mapping[i
     Without a ``priority:`` block the opportunities keep their priority, score and order. The
     outcome depends only on the offer and the customer's tier, renewals and alerts, which
     repeat across thousands of customers: each distinct pair is decided once. A list is taken
-    as a frame of its objects; ``in_place`` is kept for callers and changes nothing (the
-    result never shares objects whose fields changed).
+    as a frame of its objects; the result never shares an object whose fields changed.
     """
     frame = OpportunityFrame.of(opportunities)
     spec = rules.priority

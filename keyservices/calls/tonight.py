@@ -100,7 +100,7 @@ def who_to_call(facts: Facts, classification: Classification, rules: RuleSet,
             rules, found, tiers,
             priority.renewals(rules, index, facts.codes, classification.services,
                               classification.rolled),
-            hits, in_place=True)  # ``found`` is this function's own fresh list
+            hits)
     out.opportunities = found
     listed = listed_rows(found, listing)
     wanted = (chosen.wanted if chosen is not None else set()) | set(

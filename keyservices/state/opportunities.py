@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from ..calls.frame import PRIORITY_ORDER
 from ..calls.lifecycle import Key, LifecycleResult, OpportunityRecord, Stored
 from ..errors import ConfigError
 from .bulk import execute_many_tuples, fetch_batches, fetch_tuples
@@ -27,7 +28,6 @@ _DRIVER_READY = {"first_seen", "last_seen", "closed_on", "snoozed_until", "dismi
 SAVE_ROWS = 50_000  # opportunities per executemany while a night's life cycle is saved
 _ON_CONFLICT: dict[str, Any] = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 _STATUS_ORDER = {"new": 0, "open": 1, "won": 2, "closed": 3}
-_PRIORITY_ORDER = {"Critical": 0, "High": 1, "Medium": 2, "Low": 3}
 
 
 class OpportunityTable:
@@ -51,20 +51,13 @@ class OpportunityTable:
             # distinct one once, where a converting fetch would touch every row
             return Stored.joined([Stored.from_rows(batch) for batch in fetch_batches(
                 conn, sa.select(o.customer_id, o.service_code, o.status, o.first_seen,
-                                o.last_seen, o.closed_on, o.snoozed_until, o.reopened),
-                raw=True)])
+                                o.closed_on, o.snoozed_until, o.reopened), raw=True)])
 
     def save_life(self, result: LifecycleResult) -> None:
         """Save one night's life cycle in one transaction: every opportunity found tonight
         upserted (its overrides untouched), the ones that closed updated."""
         with self.engine.begin() as conn:
-            insert = _ON_CONFLICT.get(conn.dialect.name)
-            upsert = None
-            if insert is not None:
-                stmt = insert(opportunities)
-                upsert = stmt.on_conflict_do_update(
-                    index_elements=[opportunities.c.customer_id, opportunities.c.service_code],
-                    set_={name: stmt.excluded[name] for name in LIFECYCLE_FIELDS})
+            upsert = _upsert(conn)
             # values as the driver takes them, each distinct date converted once; rows in key
             # order, so the primary key's B-tree is appended to, not written all over
             procs = {c.name: c.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
@@ -101,13 +94,10 @@ class OpportunityTable:
         if not records:
             return
         with self.engine.begin() as conn:
-            insert = _ON_CONFLICT.get(conn.dialect.name)
-            if insert is not None:
-                stmt = insert(opportunities)
-                execute_many_tuples(conn, stmt.on_conflict_do_update(
-                    index_elements=[opportunities.c.customer_id, opportunities.c.service_code],
-                    set_={name: stmt.excluded[name] for name in LIFECYCLE_FIELDS}),
-                    opportunities, _COLUMNS, [_values(r) for r in records])
+            upsert = _upsert(conn)
+            if upsert is not None:
+                execute_many_tuples(conn, upsert, opportunities, _COLUMNS,
+                                    [_values(r) for r in records])
             else:  # any other database: update the rows that exist, insert the others
                 _update_then_insert(conn, [_row(r) for r in records])
 
@@ -131,7 +121,7 @@ class OpportunityTable:
         with self.engine.connect() as conn:
             found = [_record(r) for r in conn.execute(stmt)]
         found.sort(key=lambda r: (_STATUS_ORDER.get(r.status, 9),
-                                  _PRIORITY_ORDER.get(r.priority, 9), -r.score,
+                                  PRIORITY_ORDER.get(r.priority, 9), -r.score,
                                   r.customer_number, r.service_code))
         return found
 
@@ -184,6 +174,18 @@ def _record(row: sa.Row[Any]) -> OpportunityRecord:
 
 def _where(key: Key) -> tuple[sa.ColumnElement[bool], ...]:
     return (opportunities.c.customer_id == key[0], opportunities.c.service_code == key[1])
+
+
+def _upsert(conn: sa.Connection) -> sa.Insert | None:
+    """INSERT ... ON CONFLICT (customer, service) DO UPDATE of the life-cycle fields (the
+    overrides stay the row's own), or None where the database has no such statement."""
+    insert = _ON_CONFLICT.get(conn.dialect.name)
+    if insert is None:
+        return None
+    stmt = insert(opportunities)
+    return stmt.on_conflict_do_update(
+        index_elements=[opportunities.c.customer_id, opportunities.c.service_code],
+        set_={name: stmt.excluded[name] for name in LIFECYCLE_FIELDS})
 
 
 def _update_then_insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
