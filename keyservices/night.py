@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -26,7 +27,7 @@ from .erp.renewals import read_renewals
 from .erp.facts import read_facts
 from .erp.identity import database_identity
 from .erp.needs import needed_tables, unused_columns
-from .erp.shapes import ensure_readable
+from .erp.shapes import ValueCheck, ensure_readable
 from .errors import ConfigError, KeyservicesError, SchemaError
 from .model import Facts, Renewal
 from .progress import Reporter, Timings, gc_paused, step
@@ -144,6 +145,26 @@ class Night:
     statements: int  # statements read, the attribute lookup included
     timings: Timings = field(default_factory=Timings)
     renewals: list[Renewal] = field(default_factory=list)  # listing.renewals_days: the calendar
+    check: ValueCheck | None = None  # the verdict on the values, until ``settle``
+
+    def settle(self, erp: Erp, reporter: Reporter | None = None) -> None:
+        """Wait for the check of the values; ``SchemaError`` (exit 2) if the ERP holds values
+        the tool cannot interpret. Before anything is written or shown."""
+        if self.check is not None:
+            check, self.check = self.check, None
+            try:
+                check.verdict(erp.engine, reporter=reporter, timings=self.timings)
+            finally:
+                self.statements += check.statements
+
+    @contextmanager
+    def explaining(self, erp: Erp) -> Iterator[None]:
+        """Until ``settle``: a failure waits for the verdict, which explains it better."""
+        if self.check is None:
+            yield
+            return
+        with self.check.explaining(erp.engine):
+            yield
 
 
 
@@ -151,14 +172,21 @@ def compute(config: Config, as_of: dt.date | None = None, *, erp: Erp,
             reporter: Reporter | None = None, timings: Timings | None = None,
             values: bool = True, calls: bool = True,
             alert_limit: int | None = calls_mod.ALERTS_PER_MONITOR_AND_BRANCH,
-            listing: calls_mod.Listing | None = None) -> Night:
+            listing: calls_mod.Listing | Future[calls_mod.Listing] | None = None,
+            settle: bool = True) -> Night:
     """Read the facts (a constant number of set-based statements), classify every customer and,
     with ``calls``, work out tonight's opportunities and status alerts.
 
     ``erp`` is the open database (``open_erp``); the caller keeps it for what follows (writing,
     reading contacts). ``alert_limit`` caps the alert texts rendered per monitor and branch
     (None: all, for the alerts export). ``listing`` says what the digest will list (alerts
-    seen on earlier nights, the rep and branch copies whose contacts are read, renewals).
+    seen on earlier nights, the rep and branch copies whose contacts are read, renewals); it
+    may still be read from the state store on another thread (a ``Future``) while the ERP is.
+
+    The check of the values runs on a second connection while Python classifies (see
+    ``erp.shapes``). With ``settle`` (the default) ``compute`` waits for its verdict; a caller
+    that has more to work out first passes ``settle=False`` and must call ``Night.settle``
+    before it writes or shows anything (and inside ``Night.explaining`` meanwhile).
     """
     as_of = as_of or dt.date.today()
     timings = timings if timings is not None else Timings()
@@ -170,25 +198,36 @@ def compute(config: Config, as_of: dt.date | None = None, *, erp: Erp,
         calls_mod.extras(rules) if calls else [])
     with gc_paused():
         with erp.engine.connect() as conn:
-            ensure_readable(conn, erp.tables, rules, reporter=reporter, timings=timings)
-            facts = read_facts(conn, erp.tables, rules, attr, as_of, reporter=reporter,
-                               timings=timings, extra=extra)
-        with step(reporter, timings, "classify", total=len(facts.customers)) as advance:
-            classification = classify(facts, rules)
-            if facts.metrics is not None:
-                facts.metrics.release()
-            advance(len(facts.customers))
-        tonight = None
-        if calls:
-            with step(reporter, timings, "opportunities") as advance:
-                tonight = calls_mod.who_to_call(facts, classification, rules, erp.contacts,
-                                                alert_limit=alert_limit, listing=listing)
-                advance(len(tonight.opportunities))
-        renewals: list[Renewal] = []
-        if listing is not None and listing.renewals_days and listing.sales_reps:
-            with erp.engine.connect() as conn:
-                renewals = read_renewals(conn, erp.tables, as_of, facts.customers,
-                                         listing.sales_reps, days=listing.renewals_days)
-    return Night(as_of=as_of, rules=rules, attribute_id=attr, facts=facts,
+            check = ensure_readable(conn, erp.tables, rules, reporter=reporter, timings=timings)
+            with check.explaining(erp.engine):
+                facts = read_facts(conn, erp.tables, rules, attr, as_of, reporter=reporter,
+                                   timings=timings, extra=extra)
+        # the scan of the values runs now, on a second connection, while Python works
+        check.start(erp.engine)
+        if isinstance(listing, Future):
+            listing = listing.result()
+        with check.explaining(erp.engine):
+            with step(reporter, timings, "classify", total=len(facts.customers)) as advance:
+                classification = classify(facts, rules)
+                if facts.metrics is not None:
+                    facts.metrics.release()
+                advance(len(facts.customers))
+            tonight = None
+            if calls:
+                with step(reporter, timings, "opportunities") as advance:
+                    tonight = calls_mod.who_to_call(facts, classification, rules,
+                                                    erp.contacts, alert_limit=alert_limit,
+                                                    listing=listing)
+                    advance(len(tonight.opportunities))
+            renewals: list[Renewal] = []
+            if listing is not None and listing.renewals_days and listing.sales_reps:
+                with erp.engine.connect() as conn:
+                    renewals = read_renewals(conn, erp.tables, as_of, facts.customers,
+                                             listing.sales_reps, days=listing.renewals_days)
+    done = Night(as_of=as_of, rules=rules, attribute_id=attr, facts=facts,
                  classification=classification, values=value_columns, calls=tonight,
-                 statements=erp.counter.count + 1, timings=timings, renewals=renewals)
+                 statements=erp.counter.count + 1, timings=timings, renewals=renewals,
+                 check=check)
+    if settle:
+        done.settle(erp, reporter=reporter)
+    return done

@@ -233,8 +233,10 @@ def test_show_sql_lists_every_statement_a_run_sends_in_run_order(
 
         monkeypatch.setattr(night, "ensure_readable", ensure_readable)
 
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if not checking and not statement.startswith("PRAGMA"):
+    def record(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        # the scan of the values runs on its own connection while Python works
+        aside = conn.get_execution_options().get("keyservices_aside")
+        if not checking and not aside and not statement.startswith("PRAGMA"):
             sent.append(statement)
 
     with sa.create_engine(f"sqlite:///{copy}").connect() as conn:

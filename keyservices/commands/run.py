@@ -154,57 +154,63 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
     and, only after a clean live write, the opportunity life cycle."""
     timings = Timings()
     stored_life = None
+    # what the digest lists (alerts seen before) and the remembered opportunities are read from
+    # the state store while the ERP is read: two databases, so a second core does it (a second
+    # at a million opportunities)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="keyservices-state")
+    listing = pool.submit(listing_for, config, rules, state, as_of)
     if rules.opportunities is not None and state is not None:
-        # the remembered opportunities are read from the state store while the ERP is read:
-        # two databases, so a second core does it (a second at a million opportunities)
-        pool = ThreadPoolExecutor(1, thread_name_prefix="keyservices-state")
         stored_life = pool.submit(state.load_life)
-        pool.shutdown(wait=False)
+    pool.shutdown(wait=False)
     tonight = night.compute(config, as_of, erp=erp, reporter=reporter, timings=timings,
-                            listing=listing_for(config, rules, state, as_of))
-    facts, classification = tonight.facts, tonight.classification
-    assert tonight.calls is not None and tonight.values is not None
-    with step(reporter, timings, "plan changes", total=len(classification.services)) as advance:
-        plan = plan_changes(facts, classification, rules, locations=config.write.locations)
-        wonlost.fill_annual_values(plan.changes, classification, facts, tonight.values)
-        advance(len(classification.services))
-    # never overwrite data the tool does not own, whatever --force says
-    aside = set_aside_foreign(
-        plan, rules, state.written_values(rules.property) if state is not None else ())
-    if aside and attribute_is_foreign(len(aside), _non_empty(facts, classification)
-                                      + plan.location_values):
-        raise SchemaError(ownership_message(rules.property, aside))
-    counts = Counts(read=len(facts.customers), classified=len(classification.services),
-                    changed=len(plan.changes), unchanged=plan.unchanged,
-                    no_configuration=len(plan.no_configuration),
-                    no_attribute=len(plan.no_attribute), inactive=classification.inactive,
-                    prospects=classification.prospects,
-                    locations_rolled_up=classification.locations_rolled_up,
-                    locations_changed=len(plan.locations),
-                    locations_unchanged=plan.locations_unchanged,
-                    locations_no_configuration=len(plan.locations_no_configuration),
-                    locations_no_attribute=len(plan.locations_no_attribute))
-    guard = None if (force or config.mode == "test") else guard_message(
-        guarded(plan.writes(), baseline=baseline), plan.records, config.write.max_changes,
-        config.write.max_changes_percent, baseline=baseline)
-    # why each change happened (against the last clean live run's facts), who may be leaving
-    erp_id = erp.identity()
-    with step(reporter, timings, "causes and risks", total=len(plan.changes)) as advance:
-        risks, why_notes = why.annotate(config, rules, tonight, plan.changes, baseline=baseline,
-                                        erp_id=erp_id)
-        advance(len(plan.changes))
-    found = tonight.calls.opportunities
-    lifecycle_counts: dict[str, int] = {}
-    tracked = None
-    if stored_life is not None:
-        # tracked across nights: upserted, won when the service appears, closed when the
-        # condition clears; snoozed and dismissed ones are kept but not listed
-        stored = stored_life.result()
-        tracked = lifecycle.advance(
-            stored, why.hold_back(found, risks, stored.active_keys() if risks else ()),
-            classification.services, as_of)
-        found, lifecycle_counts = tracked.visible, dict(tracked.counts)
-    found = why.hold_back(found, risks)  # a customer at risk is not offered tonight
+                            listing=listing, settle=False)
+    # the check of the values is still running on a second connection: a failure waits for
+    # its verdict, and nothing is written or shown before it (``settle``)
+    with tonight.explaining(erp):
+        facts, classification = tonight.facts, tonight.classification
+        assert tonight.calls is not None and tonight.values is not None
+        with step(reporter, timings, "plan changes", total=len(classification.services)) as advance:
+            plan = plan_changes(facts, classification, rules, locations=config.write.locations)
+            wonlost.fill_annual_values(plan.changes, classification, facts, tonight.values)
+            advance(len(classification.services))
+        # never overwrite data the tool does not own, whatever --force says
+        aside = set_aside_foreign(
+            plan, rules, state.written_values(rules.property) if state is not None else ())
+        if aside and attribute_is_foreign(len(aside), _non_empty(facts, classification)
+                                          + plan.location_values):
+            raise SchemaError(ownership_message(rules.property, aside))
+        counts = Counts(read=len(facts.customers), classified=len(classification.services),
+                        changed=len(plan.changes), unchanged=plan.unchanged,
+                        no_configuration=len(plan.no_configuration),
+                        no_attribute=len(plan.no_attribute), inactive=classification.inactive,
+                        prospects=classification.prospects,
+                        locations_rolled_up=classification.locations_rolled_up,
+                        locations_changed=len(plan.locations),
+                        locations_unchanged=plan.locations_unchanged,
+                        locations_no_configuration=len(plan.locations_no_configuration),
+                        locations_no_attribute=len(plan.locations_no_attribute))
+        guard = None if (force or config.mode == "test") else guard_message(
+            guarded(plan.writes(), baseline=baseline), plan.records, config.write.max_changes,
+            config.write.max_changes_percent, baseline=baseline)
+        # why each change happened (against the last clean live run's facts), who may be leaving
+        erp_id = erp.identity()
+        with step(reporter, timings, "causes and risks", total=len(plan.changes)) as advance:
+            risks, why_notes = why.annotate(config, rules, tonight, plan.changes, baseline=baseline,
+                                            erp_id=erp_id)
+            advance(len(plan.changes))
+        found = tonight.calls.opportunities
+        lifecycle_counts: dict[str, int] = {}
+        tracked = None
+        if stored_life is not None:
+            # tracked across nights: upserted, won when the service appears, closed when the
+            # condition clears; snoozed and dismissed ones are kept but not listed
+            stored = stored_life.result()
+            tracked = lifecycle.advance(
+                stored, why.hold_back(found, risks, stored.active_keys() if risks else ()),
+                classification.services, as_of)
+            found, lifecycle_counts = tracked.visible, dict(tracked.counts)
+        found = why.hold_back(found, risks)  # a customer at risk is not offered tonight
+    tonight.settle(erp, reporter)
     result = RunResult(
         run_id=run_id, as_of=as_of, mode=config.mode, dry_run=dry_run, baseline=baseline,
         counts=counts, changes=plan.changes, no_configuration=plan.no_configuration,

@@ -101,8 +101,10 @@ class StatementCounter:
 
     count: int = 0
 
-    def __call__(self, *args: Any, **kwargs: Any) -> None:
-        self.count += 1
+    def __call__(self, conn: sa.Connection, *args: Any, **kwargs: Any) -> None:
+        # the value check's own connection counts its statements itself (``shapes.ValueCheck``)
+        if not conn.get_execution_options().get("keyservices_aside"):
+            self.count += 1
 
 
 def display_url(url: str | URL) -> str:
