@@ -30,7 +30,7 @@ from .erp.needs import needed_tables, unused_columns
 from .erp.shapes import ValueCheck, ensure_readable
 from .errors import ConfigError, KeyservicesError, SchemaError
 from .model import Facts, Renewal
-from .progress import Reporter, Timings, gc_paused, step
+from .progress import Beside, Reporter, Timings, gc_paused, step
 from .rules import RuleSet, load_rules
 
 
@@ -173,7 +173,7 @@ def compute(config: Config, as_of: dt.date | None = None, *, erp: Erp,
             values: bool = True, calls: bool = True,
             alert_limit: int | None = calls_mod.ALERTS_PER_MONITOR_AND_BRANCH,
             listing: calls_mod.Listing | Future[calls_mod.Listing] | None = None,
-            settle: bool = True) -> Night:
+            settle: bool = True, beside: Beside | None = None) -> Night:
     """Read the facts (a constant number of set-based statements), classify every customer and,
     with ``calls``, work out tonight's opportunities and status alerts.
 
@@ -181,7 +181,8 @@ def compute(config: Config, as_of: dt.date | None = None, *, erp: Erp,
     reading contacts). ``alert_limit`` caps the alert texts rendered per monitor and branch
     (None: all, for the alerts export). ``listing`` says what the digest will list (alerts
     seen on earlier nights, the rep and branch copies whose contacts are read, renewals); it
-    may still be read from the state store on another thread (a ``Future``) while the ERP is.
+    may still be read from the state store on the ``beside`` thread (a ``Future`` of it), which
+    is let go once the customers are read (``progress.Beside``).
 
     The check of the values runs on a second connection while Python classifies (see
     ``erp.shapes``). With ``settle`` (the default) ``compute`` waits for its verdict; a caller
@@ -201,11 +202,11 @@ def compute(config: Config, as_of: dt.date | None = None, *, erp: Erp,
             check = ensure_readable(conn, erp.tables, rules, reporter=reporter, timings=timings)
             with check.explaining(erp.engine):
                 facts = read_facts(conn, erp.tables, rules, attr, as_of, reporter=reporter,
-                                   timings=timings, extra=extra)
+                                   timings=timings, extra=extra, beside=beside)
         # the scan of the values runs now, on a second connection, while Python works
         check.start(erp.engine)
         if isinstance(listing, Future):
-            listing = listing.result()
+            listing = beside.result(listing) if beside is not None else listing.result()
         with check.explaining(erp.engine):
             with step(reporter, timings, "classify", total=len(facts.customers)) as advance:
                 classification = classify(facts, rules)

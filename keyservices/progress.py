@@ -5,9 +5,13 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
 
 log = logging.getLogger("keyservices")
 
@@ -74,3 +78,41 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
+
+
+class Beside:
+    """Work for a second thread that waits until the night's reads leave the interpreter idle.
+
+    Python runs one thread at a time. Reading the customers is Python work row by row, so
+    state-store work beside it only slowed it (and the GIL changed hands on every row). Once
+    the database aggregates (seconds of sorting and summing with no Python), the same work runs
+    beside it for free: ``open`` is called then (``erp.facts.read_facts``). ``result`` opens the
+    gate first, so asking early never waits forever; ``close`` lets the thread end, and with
+    ``cancel`` (a failed night) the work not yet begun is dropped.
+    """
+
+    def __init__(self) -> None:
+        self._gate = threading.Event()
+        self._cancelled = False
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="keyservices-beside")
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        return self._pool.submit(self._when_open, fn, args)
+
+    def _when_open(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        self._gate.wait()
+        if self._cancelled:
+            raise CancelledError
+        return fn(*args)
+
+    def open(self) -> None:
+        self._gate.set()
+
+    def result(self, future: Future[T]) -> T:
+        self.open()
+        return future.result()
+
+    def close(self, *, cancel: bool = False) -> None:
+        self._cancelled = self._cancelled or cancel
+        self._pool.shutdown(wait=False, cancel_futures=cancel)
+        self.open()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .. import night
@@ -23,7 +22,7 @@ from ..erp import display_url
 from ..erp.writeback import apply_changes, reconcile
 from ..errors import EXIT_GUARD, GuardTripped, KeyservicesError, SchemaError
 from ..model import Counts, Facts, customer_column
-from ..progress import Reporter, Timings, gc_paused, step
+from ..progress import Beside, Reporter, Timings, gc_paused, step
 from ..rules import RuleSet
 from ..state import StateStore, run_lock
 from . import why
@@ -155,15 +154,19 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
     timings = Timings()
     stored_life = None
     # what the digest lists (alerts seen before) and the remembered opportunities are read from
-    # the state store while the ERP is read: two databases, so a second core does it (a second
-    # at a million opportunities)
-    pool = ThreadPoolExecutor(1, thread_name_prefix="keyservices-state")
-    listing = pool.submit(listing_for, config, rules, state, as_of)
-    if rules.opportunities is not None and state is not None:
-        stored_life = pool.submit(state.load_life)
-    pool.shutdown(wait=False)
-    tonight = night.compute(config, as_of, erp=erp, reporter=reporter, timings=timings,
-                            listing=listing, settle=False)
+    # the state store on a second thread (two seconds at a million opportunities), let go once
+    # the customers are read: then the database aggregates while the interpreter is idle
+    beside = Beside()
+    try:
+        listing = beside.submit(listing_for, config, rules, state, as_of)
+        if rules.opportunities is not None and state is not None:
+            stored_life = beside.submit(state.load_life)
+        tonight = night.compute(config, as_of, erp=erp, reporter=reporter, timings=timings,
+                                listing=listing, settle=False, beside=beside)
+    except BaseException:
+        beside.close(cancel=True)
+        raise
+    beside.close()
     # the check of the values is still running on a second connection: a failure waits for
     # its verdict, and nothing is written or shown before it (``settle``)
     with tonight.explaining(erp):
@@ -204,7 +207,7 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
         if stored_life is not None:
             # tracked across nights: upserted, won when the service appears, closed when the
             # condition clears; snoozed and dismissed ones are kept but not listed
-            stored = stored_life.result()
+            stored = beside.result(stored_life)
             tracked = lifecycle.advance(
                 stored, why.hold_back(found, risks, stored.active_keys() if risks else ()),
                 classification.services, as_of)
