@@ -297,3 +297,61 @@ def test_streamed_won_lost_stops_reading_once_every_loss_has_its_value() -> None
     assert [(r.lost, r.lost_value) for r in got["last 7 days"] if r.kind == "branch"] == [
         (1, 1200.0)]
     assert len(read) == 3  # the add 30 days back valued the loss; one row more shows the end
+
+
+def test_a_rows_stored_values_are_decoded_only_where_they_count(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A baseline night's rows (every value written, all within tonight's window) are read only
+    to be skipped: their JSON is not decoded; an add that values a loss and a win are."""
+    from keyservices.state import audit
+
+    decoded: list[str] = []
+    real = audit.values_of
+
+    def counting(text: str | None) -> dict[str, float]:
+        decoded.append(text or "")
+        return real(text)
+
+    monkeypatch.setattr(audit, "values_of", counting)
+
+    def stored(r: dict, text: str | None) -> dict:
+        return {**r, "annual_values": audit.StoredValues(text)}
+
+    rows = [  # newest first
+        stored(row(0, 1, "N", "Dana", removed=["MPS"]), None),
+        stored(row(0, 2, "N", "Dana", added=["DM"]), '{"DM":600.0}'),
+        *[stored(row(0, 10 + i, "N", "Dana", added=["CPY"], baseline=True), '{"CPY":1.0}')
+          for i in range(20)],
+        stored(row(30, 1, "N", "Dana", added=["MPS"]), '{"MPS":1200.0}'),
+    ]
+    got = won_lost(iter(rows), NAMES, windows_ending(AS_OF, [7]), newest_first=True)
+    branch = {r.service: r for r in got["last 7 days"] if r.kind == "branch"}
+    assert (branch["MPS"].lost, branch["MPS"].lost_value) == (1, 1200.0)
+    assert (branch["DM"].won, branch["DM"].won_value) == (1, 600.0)
+    assert "CPY" not in branch
+    assert sorted(decoded) == ['{"DM":600.0}', '{"MPS":1200.0}'], decoded
+
+
+def test_streamed_audit_rows_read_back_what_was_stored(tmp_path: Path) -> None:
+    """``won_lost_rows`` (the driver's rows, values decoded on demand) gives what ``won_lost``
+    gives through SQLAlchemy, newest first."""
+    store = StateStore(f"sqlite:///{(tmp_path / 'state.sqlite').as_posix()}")
+    try:
+        for days_ago, baseline, changes in [
+                (100, True, [Change(1, "C001", "One", "North", "Dana", None, "MPS", ("MPS",), (),
+                                    annual_values=(("MPS", 2400.0),))]),
+                (5, False, [Change(1, "C001", "One", "North", "Dana", "MPS", None, (), ("MPS",)),
+                            Change(2, "C002", "Two", "South", None, None, "DM;MIT",
+                                   ("DM", "MIT"), (),
+                                   annual_values=(("DM", 600.0), ("MIT", 1800.5)))])]:
+            run = store.begin_run(as_of=day(days_ago), erp="x", prop="ZCJKeyServices",
+                                  mode="live", baseline=baseline)
+            store.record_pending(run, changes)
+            store.mark(run, [c.customer_id for c in changes], "applied")
+        want = store.won_lost(None, AS_OF, include_baseline=True, with_values=True)
+        got = [{**r, "annual_values": dict(r["annual_values"])}
+               for r in store.won_lost_rows(AS_OF)]
+        assert got == list(reversed(want))
+        assert isinstance(got[0]["as_of"], dt.date) and type(got[0]["customer_id"]) is int
+    finally:
+        store.close()

@@ -158,10 +158,11 @@ def won_lost(rows: Iterable[Mapping[str, Any]], names: Mapping[str, str],
         if earliest is not None and r["as_of"] < earliest and not waiting:
             break  # the windows are behind and no loss waits for a value
         cid = r["customer_id"]
-        values = r.get("annual_values") or {}
-        for code in r["added"]:  # the add before the losses read so far: their value
+        # the values are read only where they count (a stored row's are decoded on first use):
+        # a baseline night's rows are all skipped
+        for code in r["added"] if waiting else ():  # the add before the losses read so far
             for cell in waiting.pop((cid, code), ()):
-                cell[3] += float(values.get(code, 0.0))
+                cell[3] += float((r.get("annual_values") or {}).get(code, 0.0))
         if r.get("baseline"):
             continue
         cells = [acc[label].setdefault((kind, (r.get(kind) or "").strip() or NO_GROUP, code),
@@ -170,6 +171,7 @@ def won_lost(rows: Iterable[Mapping[str, Any]], names: Mapping[str, str],
                  for kind in KINDS for code in (*r["added"], *r["removed"])]
         if not cells:
             continue
+        values = (r.get("annual_values") or {}) if r["added"] else {}
         per_code = len(r["added"]) + len(r["removed"])
         for n, cell in enumerate(cells):
             k = n % per_code

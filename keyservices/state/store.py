@@ -26,6 +26,7 @@ from ..credentials import mask_url
 from ..errors import ConfigError, SourceUnavailable
 from ..model import Change
 from .alerts import AlertTable
+from .audit import codes_of, stream_won_lost, values_of
 from .opportunities import OpportunityTable
 from .schema import LATER_TABLES, changes, metadata, migrate, runs, verify
 
@@ -210,8 +211,8 @@ class StateStore(OpportunityTable, AlertTable):
         with self.engine.connect() as conn:
             return [Change(customer_id=r.customer_id, number=r.customer_number,
                            name=r.customer_name, branch=r.branch, sales_rep=r.sales_rep,
-                           before=r.before, after=r.after, added=_codes(r.added),
-                           removed=_codes(r.removed), status="applied",
+                           before=r.before, after=r.after, added=codes_of(r.added),
+                           removed=codes_of(r.removed), status="applied",
                            carried_from=r.of_run, follows=r.follows,
                            causes=tuple(_causes(r.causes)))
                     for r in conn.execute(stmt)]
@@ -307,20 +308,18 @@ class StateStore(OpportunityTable, AlertTable):
                 .where(changes.c.status == "applied", runs.c.mode == "live",
                        runs.c.as_of <= until, changes.c.follows.is_(None))
                 .order_by(runs.c.as_of.desc(), changes.c.id.desc()))
-        return self._won_lost_rows(stmt, True, stream=True)
+        return stream_won_lost(self.engine, stmt)
 
-    def _won_lost_rows(self, stmt: sa.Select, with_values: bool, *,
-                       stream: bool = False) -> Iterator[dict[str, Any]]:
+    def _won_lost_rows(self, stmt: sa.Select, with_values: bool) -> Iterator[dict[str, Any]]:
         with self.engine.connect() as conn:
-            result = conn.execute(stmt, execution_options={"yield_per": 5000} if stream else {})
-            for r in result:
+            for r in conn.execute(stmt):
                 row = {"as_of": r.as_of, "customer_id": r.customer_id,
                        "customer_number": r.customer_number, "branch": r.branch,
-                       "sales_rep": r.sales_rep, "added": _codes(r.added),
-                       "removed": _codes(r.removed)}
+                       "sales_rep": r.sales_rep, "added": codes_of(r.added),
+                       "removed": codes_of(r.removed)}
                 if with_values:
                     row["baseline"] = bool(r.baseline)
-                    row["annual_values"] = _values(r.annual_values)
+                    row["annual_values"] = values_of(r.annual_values)
                 yield row
 
 
@@ -399,11 +398,6 @@ def _insert_audit(conn: sa.Connection, run_id: int, planned: Sequence[Change],
         conn.exec_driver_sql(sql, rows)
 
 
-def _codes(joined: str | None) -> tuple[str, ...]:
-    """Service codes as stored in ``changes.added``/``removed``: joined with ';'."""
-    return tuple(code for code in (joined or "").split(";") if code)
-
-
 def _causes_text(causes: Sequence[str]) -> str | None:
     """``Change.causes`` as stored: one per line (cheaper than JSON at a million rows)."""
     return "\n".join(c.replace("\n", " ") for c in causes) if causes else None
@@ -430,18 +424,6 @@ def _values_json(values: Sequence[tuple[str, float]]) -> str | None:
 
 
 _KEYS: dict[str, str] = {}  # service code -> its JSON key and colon
-
-
-def _values(text: str | None) -> dict[str, float]:
-    """The stored annual values; an unreadable one (edited by hand) counts as none."""
-    if not text:
-        return {}
-    try:
-        data = json.loads(text)
-        return {str(k): float(v) for k, v in data.items()}
-    except (ValueError, TypeError, AttributeError):
-        log.warning("state store: unreadable annual_values %r ignored", text[:80])
-        return {}
 
 
 def _sqlite_durable_wal(dbapi_connection: Any, _record: Any) -> None:
