@@ -1,4 +1,4 @@
-"""The nightly run at 10k, 100k and 1M customers against the bare-SQL floor and a naive reader.
+"""The nightly run at 10k, 100k, 250k and 1M customers against the bare-SQL floor and a naive reader.
 
 Every figure in the table is measured in the same invocation, on this machine:
 
@@ -20,7 +20,7 @@ Every figure in the table is measured in the same invocation, on this machine:
              peak RSS must stay flat.
 
 Usage:
-  python benchmarks/nightly.py                         # 10k, 100k, 1M (about 30-40 minutes)
+  python benchmarks/nightly.py                         # 10k, 100k, 250k, 1M (about 40 minutes)
   python benchmarks/nightly.py --sizes 10000 --pg-sizes 10000 --pg-tool-size 10000 \
       --apply-size 10000 --no-gl2
 Results: benchmarks/results.json and the tables in benchmarks/README.md (--write), ending with
@@ -380,11 +380,12 @@ def table(results: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--sizes", default="10000,100000,250000,1000000")
     parser.add_argument("--naive-max", type=int, default=100_000)
-    parser.add_argument("--pg-sizes", default="10000,100000")
+    parser.add_argument("--pg-sizes", default="10000,100000,250000")
     parser.add_argument("--pg-tool-size", type=int, default=100_000)
-    parser.add_argument("--apply-size", type=int, default=100_000)
+    # 250k customers: some 115k changed values, the size the write target is set at (100k+)
+    parser.add_argument("--apply-size", type=int, default=250_000)
     parser.add_argument("--no-gl2", action="store_true", help="skip the doubled-GL run")
     parser.add_argument("--lan-delay-ms", type=float, default=0.0,
                         help="one-way delay the proxy adds on PostgreSQL; its own hop already "

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 WRITE_OVER_BARE = 2.0  # the write step against a bare guarded executemany, same changes
+WRITE_VALUES = 100_000  # ... at this many changed values (issue #17: "at 100k changed values")
 LIVE_OVER_DRY = 2.0  # the largest size's live baseline against its dry run, same night
 DIGEST_S = 1.0  # the digest step of the largest size's baseline
 READ_OVER_FLOOR = 1.3  # the largest SQLite size's dry run against the bare statements
@@ -27,10 +28,15 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"target": name, "measured": measured, "limit": limit, "unit": unit,
                      "met": measured is not None and measured <= limit})
 
-    for a in applies:
-        if "write_over_bare" in a:
+    for a in applies:  # judged where the write is as large as the target says
+        if "write_over_bare" in a and a["changed_values"] >= WRITE_VALUES:
             add(f"write / bare executemany, {a['db']}, {a['customers']:,} customers "
                 f"({a['changed_values']:,} values)", a["write_over_bare"], WRITE_OVER_BARE)
+    for db in sorted({a["db"] for a in applies if "write_over_bare" in a}):
+        if not any(a["db"] == db and a["changed_values"] >= WRITE_VALUES
+                   for a in applies if "write_over_bare" in a):
+            add(f"write / bare executemany, {db}, {WRITE_VALUES:,}+ values", None,
+                WRITE_OVER_BARE)
     big = next((a for a in applies if a["db"] == "sqlite" and a["customers"] == largest), None)
     add(f"live baseline / dry run, sqlite, {largest:,}", big and big.get("live_over_dry"),
         LIVE_OVER_DRY)
@@ -41,10 +47,17 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         READ_OVER_FLOOR)
     peaks = [r["peak_rss_mb"] for r in [*reads, *applies] if r.get("peak_rss_mb")]
     add("peak RSS, every run", max(peaks, default=None), PEAK_RSS_MB, " MB")
-    counts = {r["statements"] for r in reads if r.get("statements")}
-    rows.append({"target": "statements the same at every size and database",
-                 "measured": ", ".join(map(str, sorted(counts))) or None, "limit": "one count",
-                 "unit": "", "met": len(counts) == 1})
+    # constant: the same count at every size of a database (SQLite checks its values with a
+    # scan and asks which tables exist apart; a server reads the declared types in one call)
+    counts: dict[str, set[int]] = {}
+    for r in reads:
+        if r.get("statements"):
+            counts.setdefault(r["db"].split(" ")[0], set()).add(r["statements"])
+    rows.append({"target": "statements the same at every size, per database",
+                 "measured": ", ".join(f"{db} {'/'.join(map(str, sorted(n)))}"
+                                       for db, n in sorted(counts.items())) or None,
+                 "limit": "one count each", "unit": "",
+                 "met": bool(counts) and all(len(n) == 1 for n in counts.values())})
     return rows
 
 
