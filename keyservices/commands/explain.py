@@ -12,10 +12,11 @@ from typing import Any
 
 from .. import night
 from ..config import Config
-from ..engine.classify import classify, facts_for, scope
+from ..engine.classify import facts_for
 from ..engine.classify import explain as explain_rows
 from ..erp.facts import read_facts
 from ..errors import ConfigError
+from ..model import CustomerTable
 from ..rules import RuleFile
 from . import why
 from ..engine.cases import run_cases
@@ -64,30 +65,23 @@ def explain(config: Config, customer: str, *, as_of: dt.date | None = None) -> E
     rules = night.rules_for(config)
     with night.open_erp(config, rules) as erp:
         # priorities need the night's numbers for every customer (tiers by quantile, industry
-        # shares): the run's own pipeline, then the per-category breakdown that explain shows
+        # shares): the run's own pipeline; then the per-category breakdown explain shows, read
+        # for this customer and its locations only (for all of a million: minutes and GBs)
         tonight = night.compute(config, as_of, erp=erp, values=False)
+        table = tonight.facts.customers
+        asked = table[_find(table, customer)]
+        target = asked
+        if rules.level == "parent" and asked.is_location and asked.parent_id in table:
+            target = table[asked.parent_id]  # the parent's record carries the value
+        counted = members_of(table, rules, target.id)
+        rows = [target] + ([table[int(i)] for i in _locations(table, target.id)]
+                           if rules.level == "parent" else [])
         compared = why.comparison(config, rules, tonight, erp_id=erp.identity())
         with erp.engine.connect() as conn:
-            facts = read_facts(conn, erp.tables, rules, tonight.attribute_id, as_of, detail=True)
+            facts = read_facts(conn, erp.tables, rules, tonight.attribute_id, as_of, detail=True,
+                               only=sorted({c.id for c in rows} | set(counted)), customers=table)
     assert tonight.calls is not None
-    wanted = customer.strip().casefold()
-    matches = [c for c in facts.customers.values() if c.number.casefold() == wanted] or \
-              [c for c in facts.customers.values() if wanted in c.name.casefold()]
-    if not matches:
-        raise ConfigError(f"no customer with number or name {customer!r}; try part of the name")
-    if len(matches) > 1:
-        sample = ", ".join(f"{c.number} ({c.name})" for c in matches[:8])
-        raise ConfigError(f"{len(matches)} customers match {customer!r}: {sample}"
-                          f"{' ...' if len(matches) > 8 else ''}; use the customer number")
-    target = asked = matches[0]
-    if rules.level == "parent" and target.is_location and target.parent_id in facts.customers:
-        target = facts.customers[target.parent_id]  # the parent's record carries the value
-    members, _, _, _ = scope(facts, rules)
-    counted = members.get(target.id, [])
-    rows = [target] + ([c for c in facts.customers.values()
-                        if c.parent_id == target.id and c.id != target.id]
-                       if rules.level == "parent" else [])
-    classification = classify(facts, rules)
+    classification = tonight.classification
     records = []
     if len(counted) > 1:  # the verdict that is written: parent and active locations together
         records.append({"number": target.number, "name": f"{target.name} (with "
@@ -127,6 +121,44 @@ def explain(config: Config, customer: str, *, as_of: dt.date | None = None) -> E
         value_now=target.current_value,
         value_by_rules=None if services is None else (rules.render_value(services) or None),
         records=records)
+
+
+def _find(table: CustomerTable, customer: str) -> int:
+    """The id of the one customer with this number (any case), or whose name holds it."""
+    wanted = customer.strip().casefold()
+    numbers = table.column("number").tolist()
+    found = [i for i, number in enumerate(numbers) if str(number).casefold() == wanted]
+    if not found:
+        names = table.column("name").tolist()
+        found = [i for i, name in enumerate(names) if wanted in str(name or "").casefold()]
+    if not found:
+        raise ConfigError(f"no customer with number or name {customer!r}; try part of the name")
+    if len(found) > 1:
+        sample = ", ".join(f"{table[int(table.ids[i])].number} "
+                           f"({table[int(table.ids[i])].name})" for i in found[:8])
+        raise ConfigError(f"{len(found)} customers match {customer!r}: {sample}"
+                          f"{' ...' if len(found) > 8 else ''}; use the customer number")
+    return int(table.ids[found[0]])
+
+
+def _locations(table: CustomerTable, parent: int) -> list[int]:
+    """The ids of the locations whose parent is ``parent``, in id order."""
+    return [int(i) for i in table.ids[table.column("parent_id") == parent] if int(i) != parent]
+
+
+def members_of(table: CustomerTable, rules: Any, cid: int) -> list[int]:
+    """The rows whose facts count for the record ``cid``, as ``classify.scope`` places them,
+    read from this record and the rows naming it as their parent (not from every customer)."""
+    record = table[cid]
+    out = []
+    if record.active and not record.prospect and (
+            rules.level == "location" or not record.is_location or record.parent_id not in table):
+        out.append(cid)  # a record of its own
+    if rules.level != "location" and record.active and not record.prospect:
+        active, prospect = table.column("active"), table.column("prospect")
+        named = (table.column("parent_id") == cid) & active & ~prospect
+        out += [int(i) for i in table.ids[named]]  # its active locations, in id order
+    return out
 
 
 def _follows(config: Config, attribute: str, location: Any, parent_in_scope: bool

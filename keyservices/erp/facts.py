@@ -40,7 +40,9 @@ NATIVE_ROWS = 1024
 def read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: int,
                as_of: dt.date, *, reporter: Reporter | None = None,
                timings: Timings | None = None, detail: bool = False,
-               extra: Sequence[Extra] = (), beside: Beside | None = None) -> Facts:
+               extra: Sequence[Extra] = (), beside: Beside | None = None,
+               only: Sequence[int] | None = None, customers: CustomerTable | None = None
+               ) -> Facts:
     """Every fact the rules need, for every customer, in a constant number of statements.
 
     By default the rules are compiled to per-customer numbers computed in the database
@@ -48,11 +50,18 @@ def read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: 
     reads the per-category / per-code breakdown instead (what ``explain`` shows); the run falls
     back to it only for rules the array path cannot express. ``beside`` is opened once the
     customers are read: the aggregates leave the interpreter idle while the database works.
+    With ``detail``, ``only`` reads the breakdown of these customers alone and ``customers``
+    (the night's own table) spares reading every customer again (``explain``).
     """
     with gc_paused():
         try:
+            if detail and customers is not None:
+                codes = read_codes(conn, tables, set())
+                return _read_detail(conn, tables, rules, as_of, customers,
+                                    {code: desc for code, desc in codes.categories.values()},
+                                    reporter, timings, only)
             return _read_facts(conn, tables, rules, attr_id, as_of, reporter, timings, detail,
-                               extra, beside)
+                               extra, beside, only)
         finally:
             if beside is not None:
                 beside.open()
@@ -60,7 +69,8 @@ def read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: 
 
 def _read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: int,
                 as_of: dt.date, reporter: Reporter | None, timings: Timings | None,
-                detail: bool, extra: Sequence[Extra], beside: Beside | None) -> Facts:
+                detail: bool, extra: Sequence[Extra], beside: Beside | None,
+                only: Sequence[int] | None = None) -> Facts:
     with step(reporter, timings, "read code lists") as advance:
         needed = set() if detail else needed_codes(rules).union(*(e.codes_needed for e in extra))
         codes = read_codes(conn, tables, needed)
@@ -78,7 +88,7 @@ def _read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id:
         customers = read_customers(conn, tables, rules, attr_id, as_of, reporter=reporter,
                                    timings=timings, flags=flags)
         return _read_detail(conn, tables, rules, as_of, customers, categories, reporter,
-                            timings)
+                            timings, only)
     customers = read_customers(conn, tables, rules, attr_id, as_of, reporter=reporter,
                                timings=timings, flags=flags)
     if beside is not None:
@@ -218,8 +228,10 @@ _NATIVE_STREAMING = {"sqlite", "mssql"}
 
 def _read_detail(conn: sa.Connection, tables: ErpTables, rules: RuleSet, as_of: dt.date,
                  customers: CustomerTable, categories: dict[str, str],
-                 reporter: Reporter | None, timings: Timings | None) -> Facts:
-    """The per-category / per-code breakdown: what ``explain`` shows, and the reference path."""
+                 reporter: Reporter | None, timings: Timings | None,
+                 only: Sequence[int] | None = None) -> Facts:
+    """The per-category / per-code breakdown: what ``explain`` shows, and the reference path
+    (``only``: of these customers alone)."""
     facts: dict[int, CustomerFacts] = {}
 
     def of(customer_id: int) -> CustomerFacts:
@@ -228,7 +240,7 @@ def _read_detail(conn: sa.Connection, tables: ErpTables, rules: RuleSet, as_of: 
             f = facts[customer_id] = CustomerFacts()
         return f
 
-    queries = fact_queries(tables, rules, list(categories), as_of)
+    queries = fact_queries(tables, rules, list(categories), as_of, only)
     if "equipment" in queries:
         with step(reporter, timings, "read equipment") as advance:
             for row in _stream(conn, queries["equipment"]):

@@ -233,10 +233,19 @@ def _industry(tables: ErpTables, source: str, c: sa.Table) -> tuple[sa.ColumnEle
 
 
 def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
-                 as_of: dt.date) -> dict[str, sa.Select]:
-    """The aggregate queries this rule set needs; a kind no rule uses is not queried at all."""
+                 as_of: dt.date, only: Sequence[int] | None = None) -> dict[str, sa.Select]:
+    """The aggregate queries this rule set needs; a kind no rule uses is not queried at all.
+
+    ``only``: the rows of these customers alone (``explain``: one customer and its locations,
+    not the per-code breakdown of a million)."""
     day, until = _bounds(as_of)
     queries: dict[str, sa.Select] = {}
+
+    def of(*columns: sa.ColumnElement[Any]) -> list[sa.ColumnElement[bool]]:
+        if only is None:
+            return []
+        ids = sa.bindparam("only_ids", sorted(only), expanding=True)
+        return [sa.or_(*(column.in_(ids) for column in columns))]
     equipment_cats: set[str] = set()
     item_cats: set[str] = set()
     for sec in rules.all_sections("equipment"):
@@ -264,11 +273,13 @@ def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
             active = sa.func.sum(sa.case((e.c.active == sa.true(), _ONE), else_=_ZERO))
             stmt = (sa.select(where.label("customer_id"), mc.c.code, active.label("units"),
                               sa.func.count().label("all_units"), *on)
-                    .select_from(frm).where(in_categories))
+                    .select_from(frm).where(in_categories, *of(e.c.customer_id,
+                                                               e.c.location_id)))
         else:
             stmt = (sa.select(where.label("customer_id"), mc.c.code,
                               sa.func.count().label("units"), *on)
-                    .select_from(frm).where(e.c.active == sa.true(), in_categories))
+                    .select_from(frm).where(e.c.active == sa.true(), in_categories,
+                                            *of(e.c.customer_id, e.c.location_id)))
         queries["equipment"] = stmt.group_by(where, mc.c.code)
     if rules.all_sections("contracts"):
         k, cc, bc = tables.contracts, tables.contract_codes, tables.bill_codes
@@ -287,7 +298,8 @@ def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
             .where(k.c.active == sa.true(),
                    k.c.start_date < sa.bindparam("until", until, type_=sa.Date),
                    sa.or_(k.c.exp_date.is_(None),
-                          k.c.exp_date >= sa.bindparam("day", day, type_=sa.Date)))
+                          k.c.exp_date >= sa.bindparam("day", day, type_=sa.Date)),
+                   *of(k.c.customer_id))
             .group_by(*keys))
     gl_windows, item_windows = (sorted(w) for w in rules.windows())
     if gl_windows:
@@ -303,7 +315,7 @@ def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
             .where(g.c.date >= _since(day, max(gl_windows), "gl_since"),
                    g.c.date < sa.bindparam("gl_until", until, type_=sa.Date),
                    g.c.customer_id.is_not(None),
-                   _like_any(a.c.number, rules.gl_account_globs()))
+                   _like_any(a.c.number, rules.gl_account_globs()), *of(g.c.customer_id))
             .group_by(*keys))
     if item_windows and item_cats:
         i, line, it = tables.invoices, tables.invoice_lines, tables.items
@@ -332,7 +344,7 @@ def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
                    i.c.date >= _since(day, max(item_windows), "items_since"),
                    i.c.date < sa.bindparam("items_until", until, type_=sa.Date),
                    mc.c.code.in_(sa.bindparam("item_model_categories", sorted(item_cats),
-                                              expanding=True)))
+                                              expanding=True)), *of(i.c.customer_id))
             .group_by(*keys))
     return queries
 
