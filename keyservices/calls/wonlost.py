@@ -82,14 +82,43 @@ def annual_values(classification: Classification, facts: Facts,
                   values: ValueColumns) -> dict[int, dict[str, float]]:
     """Each in-scope customer's annual value per service with a contracts section (rolled up),
     whether or not it has the service; {} when the facts carry no value columns."""
+    codes, yearly = _yearly(classification, facts, values)
+    return {cid: dict(zip(codes, row)) for cid, row in
+            zip(classification.services, yearly.tolist())} if codes else {}
+
+
+def _yearly(classification: Classification, facts: Facts,
+            values: ValueColumns) -> tuple[list[str], np.ndarray]:
+    """The services with a contracts section, and a row of their annual values (12 x the
+    monthly rate, rolled up, never below 0, to the cent) per in-scope customer, in the order
+    of ``classification.services``; no services when the facts carry no value columns."""
     pos = values.positions(facts)
     rolled = classification.rolled
     if not pos or rolled is None:
-        return {}
+        return [], np.zeros((0, 0))
     codes = list(pos)
-    yearly = np.round(np.maximum(rolled[:, [pos[c] for c in codes]], 0.0) * MONTHS, 2)
-    return {cid: dict(zip(codes, row)) for cid, row in
-            zip(classification.services, yearly.tolist())}
+    return codes, np.round(np.maximum(rolled[:, [pos[c] for c in codes]], 0.0) * MONTHS, 2)
+
+
+def annual_book(classification: Classification, facts: Facts,
+                values: ValueColumns) -> dict[str, float]:
+    """Per service, the annual value of its users' contracts added up: ``annual_values``
+    summed over the customers that have each service, in the same order (the same floats), by
+    column rather than with a mapping per customer; {} when the facts carry no value columns."""
+    codes, yearly = _yearly(classification, facts, values)
+    if not codes:
+        return {}
+    sets = list(classification.services.values())
+    kinds = {codes_held: n for n, codes_held in enumerate(set(sets))}  # a few distinct sets
+    kind = np.fromiter(map(kinds.__getitem__, sets), dtype=np.int64, count=len(sets))
+    book: dict[str, float] = {}
+    for code in sorted({c for held in kinds for c in held}):
+        if code not in codes:
+            book[code] = 0.0
+            continue
+        users = np.isin(kind, [n for held, n in kinds.items() if code in held])
+        book[code] = sum(yearly[users, codes.index(code)].tolist(), 0.0)
+    return book
 
 
 def fill_annual_values(changes: Sequence[Change], classification: Classification, facts: Facts,

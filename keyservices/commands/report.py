@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import night
-from ..calls.wonlost import ValueColumns, annual_values, totals, windows_ending, won_lost
+from ..calls.wonlost import ValueColumns, annual_book, totals, windows_ending, won_lost
 from ..config import Config
 from ..engine.classify import Classification
 from ..erp import wrap_db_error
@@ -91,13 +91,7 @@ def report(config: Config, *, out: Path | None = None, as_of: dt.date | None = N
 def _services(matrix: Matrix, classification: Classification, facts: Facts,
               values: ValueColumns) -> list[dict[str, Any]]:
     """Each service's users and share overall, and the annual value of its users' contracts."""
-    worth = annual_values(classification, facts, values)
-    book: dict[str, float] = {}
-    for cid, codes in classification.services.items():
-        mine = worth.get(cid)
-        if mine:
-            for code in codes:
-                book[code] = book.get(code, 0.0) + mine.get(code, 0.0)
+    book = annual_book(classification, facts, values)
     return [{"code": c.code, "name": c.name, "users": c.users, "share": round(c.share, 4),
              "annual_value": round(book.get(c.code, 0.0), 2)} for c in matrix.total.cells]
 
