@@ -156,3 +156,38 @@ def test_every_command_that_computes_the_night_waits_for_the_verdict(
     with pytest.raises(SchemaError, match=r"GLDetail\.Amount"):
         attempt()
     assert not (tmp_path / "report").exists() or not any((tmp_path / "report").iterdir())
+
+
+def test_an_interrupted_night_stops_the_scan_rather_than_waiting_for_it(
+        erp: ErpBuilder, config_for: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (or a stopped task) while the scan runs beside the work: the scan's statement is
+    interrupted, so the process ends at once instead of waiting for a verdict nobody reads."""
+    import time
+
+    from keyservices.erp import shapes
+
+    _dealer(erp)
+    config = config_for(erp)
+    ended: list[float] = []
+
+    def slow_scan(conn: Any, *_: Any) -> list[bool]:
+        try:  # a statement that would run for many seconds
+            conn.exec_driver_sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                                 "WHERE i < 300000000) SELECT count(*) FROM n").one()
+        finally:
+            ended.append(time.perf_counter())
+        return []
+
+    def interrupted(*_: Any, **__: Any) -> Any:
+        time.sleep(0.3)  # the scan is under way
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shapes, "_sqlite_scan", slow_scan)
+    monkeypatch.setattr(night, "classify", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        keyservices.run(config, as_of=AS_OF, dry_run=True)
+    raised = time.perf_counter()
+    deadline = raised + 10
+    while not ended and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    assert ended and ended[0] - raised < 2, "the scan ran on after the interrupt"

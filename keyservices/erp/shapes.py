@@ -30,9 +30,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine.reflection import ObjectKind
@@ -88,6 +89,8 @@ class ValueCheck:
     seconds: float = 0.0
     _future: Future[list[str]] | None = field(default=None, init=False, repr=False)
     _done: bool = field(default=False, init=False, repr=False)
+    _driver: Any = field(default=None, init=False, repr=False)  # the second connection's own
+    _stopped: bool = field(default=False, init=False, repr=False)
 
     def run(self, conn: sa.Connection) -> list[str]:
         """Every problem, the scan's included: one pass per table, samples only for bad ones."""
@@ -112,7 +115,22 @@ class ValueCheck:
 
     def _aside(self, engine: sa.Engine) -> list[str]:
         with engine.connect() as conn:
-            return self.run(conn.execution_options(**{ASIDE: True}))
+            self._driver = conn.connection.dbapi_connection
+            try:
+                if self._stopped:
+                    raise CancelledError
+                return self.run(conn.execution_options(**{ASIDE: True}))
+            finally:
+                self._driver = None
+
+    def cancel(self) -> None:
+        """Stop a scan still running (Ctrl-C, a stopped task): SQLite's ``interrupt`` ends its
+        statement at once, rather than the process waiting seconds for a verdict nobody reads."""
+        self._stopped = True
+        driver = self._driver
+        interrupt = getattr(driver, "interrupt", None)
+        if interrupt is not None:
+            interrupt()
 
     def verdict(self, engine: sa.Engine, *, reporter: Reporter | None = None,
                 timings: Timings | None = None) -> None:
@@ -143,6 +161,9 @@ class ValueCheck:
                 raise verdict from exc
             except Exception as also:  # noqa: BLE001 - the first failure tells more
                 log.debug("the check of the values failed as well: %s", also)
+            raise
+        except BaseException:  # interrupted: the scan is not waited for
+            self.cancel()
             raise
 
 
