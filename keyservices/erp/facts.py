@@ -55,13 +55,8 @@ def read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: 
     """
     with gc_paused():
         try:
-            if detail and customers is not None:
-                codes = read_codes(conn, tables, set())
-                return _read_detail(conn, tables, rules, as_of, customers,
-                                    {code: desc for code, desc in codes.categories.values()},
-                                    reporter, timings, only)
             return _read_facts(conn, tables, rules, attr_id, as_of, reporter, timings, detail,
-                               extra, beside, only)
+                               extra, beside, only, customers)
         finally:
             if beside is not None:
                 beside.open()
@@ -70,7 +65,8 @@ def read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: 
 def _read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: int,
                 as_of: dt.date, reporter: Reporter | None, timings: Timings | None,
                 detail: bool, extra: Sequence[Extra], beside: Beside | None,
-                only: Sequence[int] | None = None) -> Facts:
+                only: Sequence[int] | None = None,
+                known: CustomerTable | None = None) -> Facts:
     with step(reporter, timings, "read code lists") as advance:
         needed = set() if detail else needed_codes(rules).union(*(e.codes_needed for e in extra))
         codes = read_codes(conn, tables, needed)
@@ -85,8 +81,8 @@ def _read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id:
         except NotCompilable:
             compiled = None
     if compiled is None:
-        customers = read_customers(conn, tables, rules, attr_id, as_of, reporter=reporter,
-                                   timings=timings, flags=flags)
+        customers = known if known is not None and detail else read_customers(
+            conn, tables, rules, attr_id, as_of, reporter=reporter, timings=timings, flags=flags)
         return _read_detail(conn, tables, rules, as_of, customers, categories, reporter,
                             timings, only)
     customers = read_customers(conn, tables, rules, attr_id, as_of, reporter=reporter,

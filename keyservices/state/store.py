@@ -283,14 +283,7 @@ class StateStore(OpportunityTable, AlertTable):
         ({service code: annual value} of the services the change added; empty for rows written
         before values were kept) to each row.
         """
-        stmt = (sa.select(runs.c.as_of, runs.c.baseline, changes.c.customer_id,
-                          changes.c.customer_number, changes.c.branch, changes.c.sales_rep,
-                          changes.c.added, changes.c.removed, changes.c.annual_values)
-                .join(runs, runs.c.id == changes.c.run_id)
-                .where(changes.c.status == "applied", runs.c.mode == "live",
-                       runs.c.as_of <= until,
-                       changes.c.follows.is_(None))  # a location following its parent
-                .order_by(runs.c.as_of, changes.c.id))
+        stmt = _applied_live(until).order_by(runs.c.as_of, changes.c.id)
         if since is not None:
             stmt = stmt.where(runs.c.as_of >= since)
         if not include_baseline:
@@ -301,14 +294,8 @@ class StateStore(OpportunityTable, AlertTable):
         """``won_lost(None, until, include_baseline=True, with_values=True)``, newest first and
         streamed (``calls.wonlost.won_lost(..., newest_first=True)`` stops reading once it has
         what it needs: the audit's whole history is never held)."""
-        stmt = (sa.select(runs.c.as_of, runs.c.baseline, changes.c.customer_id,
-                          changes.c.customer_number, changes.c.branch, changes.c.sales_rep,
-                          changes.c.added, changes.c.removed, changes.c.annual_values)
-                .join(runs, runs.c.id == changes.c.run_id)
-                .where(changes.c.status == "applied", runs.c.mode == "live",
-                       runs.c.as_of <= until, changes.c.follows.is_(None))
-                .order_by(runs.c.as_of.desc(), changes.c.id.desc()))
-        return stream_won_lost(self.engine, stmt)
+        return stream_won_lost(self.engine, _applied_live(until).order_by(
+            runs.c.as_of.desc(), changes.c.id.desc()))
 
     def _won_lost_rows(self, stmt: sa.Select, with_values: bool) -> Iterator[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -396,6 +383,18 @@ def _insert_audit(conn: sa.Connection, run_id: int, planned: Sequence[Change],
         rows = rows[whole:]
     if rows:
         conn.exec_driver_sql(sql, rows)
+
+
+def _applied_live(until: dt.date) -> sa.Select:
+    """The values live runs wrote up to ``until`` (as of, baseline, customer, number, branch,
+    rep, added, removed, annual values): what won and lost are counted from. A location that
+    follows its parent is left out (its parent's row counts)."""
+    return (sa.select(runs.c.as_of, runs.c.baseline, changes.c.customer_id,
+                      changes.c.customer_number, changes.c.branch, changes.c.sales_rep,
+                      changes.c.added, changes.c.removed, changes.c.annual_values)
+            .join(runs, runs.c.id == changes.c.run_id)
+            .where(changes.c.status == "applied", runs.c.mode == "live",
+                   runs.c.as_of <= until, changes.c.follows.is_(None)))
 
 
 def _causes_text(causes: Sequence[str]) -> str | None:
