@@ -43,7 +43,10 @@ def audit(state: Path) -> list[tuple[int, str | None, str | None, str]]:
         return []
     with sqlite3.connect(state) as db:
         try:
-            return list(db.execute('SELECT customer_id, "before", "after", status FROM changes'))
+            # a row reads as pending while its run is not settled (runs.unsettled)
+            return list(db.execute(
+                'SELECT c.customer_id, c."before", c."after", CASE WHEN r.unsettled THEN '
+                "'pending' ELSE c.status END FROM changes c JOIN runs r ON r.id = c.run_id"))
         except sqlite3.OperationalError:  # killed before the state store made its tables
             return []
 

@@ -208,3 +208,87 @@ def test_dry_run_plan_shows_totals_per_service(erp: ErpBuilder, copiers: list[in
     assert out.exit_code == 0, out.output
     assert "per service: CPY +4 -0, MPS +0 -0, DM +0 -1, MIT +0 -0" in out.output
     assert "COP000" in out.output and "dry run: nothing written" in out.output
+
+
+def test_pending_rows_of_an_earlier_version_are_settled_by_the_next_run(
+        erp: ErpBuilder, copiers: list[int], config_for) -> None:
+    """An earlier version kept the pending mark on each audit row: a store it left with a run
+    killed mid-write still reads those rows as pending (a dry run's reader, not migrated, too),
+    and the next run settles them against the ERP, an applied row of a finished run unchanged."""
+    from keyservices.erp import display_url
+
+    config = config_for(erp)
+    path = Path(make_url(config.state_url).database or "")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    erp.set_value(copiers[1], "CPY")  # the killed run's value reached the ERP for COP001 only
+    StateStore(config.state_url).close()  # the tables as the version before this one made them
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("ALTER TABLE runs DROP COLUMN unsettled")
+        for run, status in ((1, "done"), (2, "failed")):
+            db.execute("INSERT INTO runs (started_at, as_of, erp, property, mode, baseline, "
+                       "status) VALUES ('2026-11-23 02:00:00', '2026-11-23', ?, "
+                       "'ZCJKeyServices', 'live', ?, ?)",
+                       (display_url(config.erp.url), run == 1, status))
+        rows = [(1, copiers[3], "COP003", None, "DM", "applied"),
+                (2, copiers[0], "COP000", erp.value(copiers[0]), "CPY", "pending"),
+                (2, copiers[1], "COP001", erp.value(copiers[0]), "CPY", "pending")]
+        db.executemany("INSERT INTO changes (run_id, customer_id, customer_number, "
+                       "customer_name, \"before\", \"after\", added, removed, status, at) VALUES "
+                       "(?, ?, ?, 'Copier', ?, ?, ?, '', ?, '2026-11-23 02:00:30')",
+                       [(r, c, n, b, a, a, s) for r, c, n, b, a, s in rows])
+    reader = StateStore.reader(config.state_url)
+    assert reader is not None
+    try:  # read as it is, without the new column: the rows' own status says
+        assert [r["status"] for r in reader.history()] == ["applied", "pending", "pending"]
+        assert reader.written_values("ZCJKeyServices") == {"DM"}
+    finally:
+        reader.close()
+    store = StateStore(config.state_url)  # migrated: run 2 is flagged, its rows pending
+    try:
+        assert store.has_pending()
+        assert [r["customer_number"] for r in store.pending()] == ["COP000", "COP001"]
+        assert [r["status"] for r in store.history()] == ["applied", "pending", "pending"]
+    finally:
+        store.close()
+    result = keyservices.run(config, as_of=AS_OF, force=True)
+    assert result.exit_code == 0
+    store = StateStore(config.state_url)
+    try:
+        assert {r["customer_number"]: r["status"] for r in store.history(run_id=2)} == {
+            "COP000": "not_applied", "COP001": "applied"}
+        assert [r["status"] for r in store.history(run_id=1)] == ["applied"]
+        assert not store.has_pending() and not store.pending()
+    finally:
+        store.close()
+
+
+def test_a_run_not_settled_owns_no_value_and_counts_for_no_win(erp: ErpBuilder,
+                                                              copiers: list[int],
+                                                              config_for) -> None:
+    """Until its run is settled, a row stored as it will read once applied is pending to every
+    reader: the values the tool owns, later writers, the carried-over changes, won and lost."""
+    config = config_for(erp)
+    store = StateStore(config.state_url)
+    try:
+        first = store.begin_run(as_of=AS_OF, erp="x", prop="ZCJKeyServices", mode="live",
+                                baseline=False)
+        store.record_pending(first, [Change(copiers[0], "COP000", "Copier 0", None, None, None,
+                                            "CPY;XYZ", ("CPY", "XYZ"), ())])
+        store.finish_run(first, status="failed", exit_code=1)
+        later = store.begin_run(as_of=AS_OF, erp="x", prop="ZCJKeyServices", mode="live",
+                                baseline=False)
+        assert [r["status"] for r in store.history(run_id=first)] == ["pending"]
+        assert "CPY;XYZ" not in store.written_values("ZCJKeyServices")
+        assert store.later_writers(0, [copiers[0]]) == []
+        assert store.unreported("ZCJKeyServices", before_run=later) == []
+        assert store.won_lost(None, AS_OF) == []
+        assert list(store.won_lost_rows(AS_OF)) == []
+        store.settle(first, [])
+        assert [r["status"] for r in store.history(run_id=first)] == ["applied"]
+        assert "CPY;XYZ" in store.written_values("ZCJKeyServices")
+        assert store.later_writers(0, [copiers[0]]) == [first]
+        assert [c.after for c in store.unreported("ZCJKeyServices", before_run=later)] == [
+            "CPY;XYZ"]
+        assert [r["added"] for r in store.won_lost(None, AS_OF)] == [("CPY", "XYZ")]
+    finally:
+        store.close()

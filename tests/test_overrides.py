@@ -162,7 +162,7 @@ def test_won_lost_lists_the_applied_changes_of_live_runs_in_the_period(store: St
         store.record_pending(run, [
             Change(1, "COP001", "A", "North", "Dana Rep", "CPY", "CPY;MIT", ("MIT",), ()),
             Change(2, "COP002", "B", None, None, "CPY;DM", None, (), ("CPY", "DM"))])
-        store.mark(run, [1, 2], status)
+        store.settle(run, [1, 2] if status == "conflict" else [])
 
     night(DAY1 - dt.timedelta(days=1), baseline=True)  # the starting point, not news
     night(DAY1)

@@ -12,6 +12,7 @@ import datetime as dt
 import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -194,9 +195,10 @@ def test_tsql_transpiled_to_sqlite_returns_what_the_sqlite_statements_return(
 class NoState:
     """The audit hooks ``apply_changes`` calls; the state store is not what this test is about."""
 
-    def record_pending(self, *args: Any) -> None: ...
+    def audit_rows(self, run_id: int, planned: Any) -> Any:
+        return SimpleNamespace(run_id=run_id, statements=lambda *_: [])
 
-    def mark(self, *args: Any) -> None: ...
+    def store_pending(self, *args: Any) -> None: ...
 
     def settle(self, *args: Any) -> None: ...
 

@@ -122,14 +122,14 @@ def test_the_state_store_keeps_annual_values_with_each_change(tmp_path: Path) ->
         store.record_pending(base, [
             Change(1, "C001", "One", "North", "Dana", None, "MPS", ("MPS",), (),
                    annual_values=(("MPS", 2400.0),))])
-        store.mark(base, [1], "applied")
+        store.settle(base, [])
         night = store.begin_run(as_of=day(5), erp="x", prop="ZCJKeyServices", mode="live",
                                 baseline=False)
         store.record_pending(night, [
             Change(1, "C001", "One", "North", "Dana", "MPS", None, (), ("MPS",)),
             Change(2, "C002", "Two", "South", "Lee", None, "DM;MIT", ("DM", "MIT"), (),
                    annual_values=(("DM", 600.0), ("MIT", 1800.5)))])
-        store.mark(night, [1, 2], "applied")
+        store.settle(night, [])
         rows = store.won_lost(None, AS_OF, include_baseline=True, with_values=True)
         assert [(r["customer_number"], r["baseline"], r["annual_values"]) for r in rows] == [
             ("C001", True, {"MPS": 2400.0}), ("C001", False, {}),
@@ -347,7 +347,7 @@ def test_streamed_audit_rows_read_back_what_was_stored(tmp_path: Path) -> None:
             run = store.begin_run(as_of=day(days_ago), erp="x", prop="ZCJKeyServices",
                                   mode="live", baseline=baseline)
             store.record_pending(run, changes)
-            store.mark(run, [c.customer_id for c in changes], "applied")
+            store.settle(run, [])
         want = store.won_lost(None, AS_OF, include_baseline=True, with_values=True)
         got = [{**r, "annual_values": dict(r["annual_values"])}
                for r in store.won_lost_rows(AS_OF)]

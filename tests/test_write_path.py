@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +38,28 @@ def customers(erp: ErpBuilder, n: int) -> list[Change]:
 
 
 class Recorder:
-    """What reaches the ERP and the state store, in order: ('erp', sql, rows) and
-    ('state', what, size) events."""
+    """What reaches the ERP and the state store, in order: ('erp', sql, rows) when a statement
+    is sent, ('state', 'stored', audit rows of the run committed so far) when an audit store
+    returns (on the write path's thread too), ('state', 'settle', conflicts)."""
 
     def __init__(self, erp: ErpBuilder, store: StateStore) -> None:
         self.events: list[tuple[str, str, int]] = []
         sa.event.listen(erp.engine, "before_cursor_execute", self._erp)
-        for name in ("record_pending", "mark", "settle"):
-            real = getattr(store, name)
-            setattr(store, name, self._wrap(name, real))
+        real_store, real_settle = store.store_pending, store.settle
+
+        def stored(run_id: int, statements: Any) -> None:
+            real_store(run_id, statements)
+            with store.engine.connect() as conn:
+                n = conn.execute(sa.text("SELECT count(*) FROM changes WHERE run_id = :r"),
+                                 {"r": run_id}).scalar()
+            self.events.append(("state", "stored", int(n or 0)))
+
+        def settle(run_id: int, conflicts: Any) -> None:
+            self.events.append(("state", "settle", len(conflicts)))
+            real_settle(run_id, conflicts)
+
+        store.store_pending = stored  # type: ignore[method-assign]
+        store.settle = settle  # type: ignore[method-assign]
 
     def _erp(self, _conn: Any, _cursor: Any, sql: str, params: Any, _ctx: Any,
              many: bool) -> None:
@@ -53,11 +67,21 @@ class Recorder:
         if kind in ("UPDATE", "SELECT"):
             self.events.append(("erp", kind, len(params) if many else 1))
 
-    def _wrap(self, name: str, real: Any) -> Any:
-        def call(run_id: int, rows: Any, *args: Any) -> Any:
-            self.events.append(("state", name, len(rows)))
-            return real(run_id, rows, *args)
-        return call
+    def erp(self) -> list[tuple[str, str, int]]:
+        return [e for e in self.events if e[0] == "erp"]
+
+    def audited_before_each_chunk(self, chunks: list[int]) -> list[int]:
+        """The audit rows committed when each chunk's first statement was sent (the chunks'
+        sizes and their statements per chunk found from the ERP events)."""
+        out, stored, sent, ends = [], 0, 0, [sum(chunks[:i + 1]) for i in range(len(chunks))]
+        for kind, what, n in self.events:
+            if kind == "state" and what == "stored":
+                stored = n
+            elif kind == "erp" and what == "UPDATE":
+                if not out or sent >= ends[len(out) - 1]:
+                    out.append(stored)
+                sent += n
+        return out
 
 
 @pytest.fixture
@@ -67,20 +91,24 @@ def store(tmp_path: Path) -> Any:
     s.close()
 
 
-def test_the_audit_is_stored_before_the_first_chunk_and_settled_after_the_last(
+def test_each_chunk_is_audited_before_it_is_written_and_the_run_settled_after_the_last(
         any_erp: ErpBuilder, store: StateStore) -> None:
+    """Chunk k's audit rows are committed before its first UPDATE, at most one chunk ahead
+    (the next chunk's are stored while one is written), and the run is settled last."""
     planned = customers(any_erp, 12)
     run_id = store.begin_run(as_of=AS_OF, erp="t", prop="ZCJKeyServices", mode="live",
                              baseline=False)
     seen = Recorder(any_erp, store)
     report = apply_changes(any_erp.engine, ErpTables(schema=any_erp.schema), ATTR_ID, planned,
                            state=store, run_id=run_id, chunk_size=5)
-    assert seen.events[0] == ("state", "record_pending", 12)  # every row, before any UPDATE
+    assert seen.events[0] == ("state", "stored", 5)  # the first chunk's rows, before any UPDATE
     assert seen.events[-1] == ("state", "settle", 0)  # after the last chunk, no conflicts
-    erp_writes = [e for e in seen.events if e[0] == "erp"]
+    audited = seen.audited_before_each_chunk([5, 5, 2])
+    assert [low <= n <= high for n, low, high in zip(audited, (5, 10, 12), (10, 12, 12))] == [
+        True] * 3, audited
     # three chunks (5, 5, 2), each one batch per kind of UPDATE (the last has only values read
     # as text), no read-back: every guard held
-    assert erp_writes == [("erp", "UPDATE", 2), ("erp", "UPDATE", 3),
+    assert seen.erp() == [("erp", "UPDATE", 2), ("erp", "UPDATE", 3),
                           ("erp", "UPDATE", 2), ("erp", "UPDATE", 3), ("erp", "UPDATE", 2)]
     assert report.statements == 5 and report.read_backs == 0
     assert len(report.applied) == 12 and report.conflicts == []
@@ -88,11 +116,13 @@ def test_the_audit_is_stored_before_the_first_chunk_and_settled_after_the_last(
     rows = store.history(run_id=run_id)
     assert [r["status"] for r in rows] == ["applied"] * 12
     assert rows[1]["before"] == "CPY" and rows[1]["annual_values"] == '{"MPS":1200.5}'
+    assert not [t for t in threading.enumerate() if t.name.startswith("keyservices-audit")]
 
 
-def test_the_state_store_commits_twice_per_write_whatever_the_size(
+def test_the_state_store_commits_once_per_chunk_and_once_to_settle(
         erp: ErpBuilder, store: StateStore) -> None:
-    """The pending rows, then the settle: not one commit (or two) per chunk."""
+    """Each chunk's audit rows in one transaction, the settle in one more: the settle writes
+    no audit row again, whatever the size."""
     commits: list[int] = []
     sa.event.listen(store.engine, "commit", lambda _conn: commits.append(1))
     counts = []
@@ -104,7 +134,7 @@ def test_the_state_store_commits_twice_per_write_whatever_the_size(
         apply_changes(erp.engine, ErpTables(), ATTR_ID, planned, state=store, run_id=run_id,
                       chunk_size=3)
         counts.append(len(commits))
-    assert counts == [2, 2]
+    assert counts == [2 + 1, 14 + 1]
 
 
 def customers_for(erp: ErpBuilder, n: int, *, prefix: str) -> list[Change]:
@@ -125,10 +155,10 @@ def test_a_value_edited_since_the_read_is_a_conflict_found_by_a_read_back_of_its
     report = apply_changes(any_erp.engine, ErpTables(schema=any_erp.schema), ATTR_ID, planned,
                            state=store, run_id=run_id, chunk_size=3)
     # the second chunk only is read back, in its transaction, after its UPDATEs
-    assert seen.events == [("state", "record_pending", 6),
-                           ("erp", "UPDATE", 1), ("erp", "UPDATE", 2),
-                           ("erp", "UPDATE", 1), ("erp", "UPDATE", 2), ("erp", "SELECT", 1),
-                           ("state", "settle", 1)]
+    assert seen.erp() == [("erp", "UPDATE", 1), ("erp", "UPDATE", 2),
+                          ("erp", "UPDATE", 1), ("erp", "UPDATE", 2), ("erp", "SELECT", 1)]
+    assert seen.audited_before_each_chunk([3, 3]) in ([3, 6], [6, 6])
+    assert seen.events[-1] == ("state", "settle", 1)
     assert report.read_backs == 1 and report.statements == 5
     assert report.conflicts == [planned[4].customer_id]
     assert any_erp.value(planned[4].customer_id) == "EDITED IN E-AUTOMATE"
@@ -181,7 +211,7 @@ def test_an_erp_error_mid_write_leaves_pending_rows_the_next_run_settles(
     assert not store.pending()
 
 
-def test_sqlite_is_written_in_customer_order_and_the_audit_kept_in_plan_order(
+def test_sqlite_is_written_in_customer_order_and_audited_in_the_order_written(
         erp: ErpBuilder, store: StateStore) -> None:
     """On SQLite each chunk is a range of customer ids, whatever order the plan lists them
     in (a server is written in the plan's order)."""
@@ -205,7 +235,8 @@ def test_sqlite_is_written_in_customer_order_and_the_audit_kept_in_plan_order(
     assert sorted(report.applied) == ids and report.conflicts == []
     assert all(erp.value(c.customer_id) == "CPY;MPS" for c in planned)
     audit = store.history(run_id=run_id)
-    assert [r["customer_number"] for r in audit] == [c.number for c in planned]
+    # each chunk's rows are stored just before it: the audit lists them as written
+    assert [r["customer_number"] for r in audit] == [c.number for c in planned[::-1]]
     assert {r["status"] for r in audit} == {"applied"}
     # a server keeps the plan's order
     assert write_order(postgresql.dialect(), planned) == planned
@@ -288,3 +319,69 @@ def test_two_hundred_thousand_opportunities_are_saved_in_one_statement(
     assert loaded[(3, "DM")].status == "closed"
     assert loaded[(3, "DM")].closed_on == dt.date(2026, 11, 25)
     assert loaded[(0, "MIT")] == records[0]
+
+
+def test_settling_writes_the_conflicts_and_the_run_not_every_audit_row_again(
+        erp: ErpBuilder, store: StateStore) -> None:
+    """The pending mark is the run's: settling a write of many values updates the conflicts'
+    rows and one run row, whatever the number of values applied."""
+    planned = customers(erp, 40)
+    erp.set_value(planned[5].customer_id, "EDITED")  # a conflict
+    run_id = store.begin_run(as_of=AS_OF, erp="t", prop="ZCJKeyServices", mode="live",
+                             baseline=False)
+    touched: list[tuple[str, int]] = []
+    settling = []
+
+    def count(_conn: Any, cursor: Any, sql: str, *_: Any) -> None:
+        if settling and sql.lstrip().upper().startswith("UPDATE"):
+            touched.append((sql.split()[1].strip('"'), cursor.rowcount))
+
+    real = store.settle
+
+    def settle(*args: Any) -> None:
+        settling.append(1)
+        real(*args)
+
+    store.settle = settle  # type: ignore[method-assign]
+    sa.event.listen(store.engine, "after_cursor_execute", count)
+    report = apply_changes(erp.engine, ErpTables(), ATTR_ID, planned, state=store,
+                           run_id=run_id, chunk_size=7)
+    assert len(report.applied) == 39 and report.conflicts == [planned[5].customer_id]
+    assert sum(n for table, n in touched if table == "changes") == 1
+    assert sum(n for table, n in touched if table == "runs") == 1
+    statuses = [r["status"] for r in store.history(run_id=run_id)]
+    assert statuses.count("applied") == 39 and statuses[5] == "conflict"
+    assert not store.has_pending()
+
+
+def test_an_audit_store_that_fails_stops_the_write_before_its_chunk(
+        erp: ErpBuilder, store: StateStore) -> None:
+    """The next chunk's rows are stored on a thread while a chunk is written: when that store
+    fails, its chunk is never written, the error is the write's, and what was written is
+    audited and settled by the next run."""
+    planned = customers(erp, 9)
+    run_id = store.begin_run(as_of=AS_OF, erp="t", prop="ZCJKeyServices", mode="live",
+                             baseline=False)
+    real = store.store_pending
+    calls: list[str] = []
+
+    def second_fails(rid: int, statements: Any) -> None:
+        calls.append(threading.current_thread().name)
+        if len(calls) == 2:
+            raise sa.exc.OperationalError("INSERT", {}, Exception("disk I/O error"))
+        real(rid, statements)
+
+    store.store_pending = second_fails  # type: ignore[method-assign]
+    with pytest.raises(sa.exc.OperationalError, match="disk I/O error"):
+        apply_changes(erp.engine, ErpTables(), ATTR_ID, planned, state=store, run_id=run_id,
+                      chunk_size=3)
+    assert calls[1].startswith("keyservices-audit")  # stored ahead, on the write's thread
+    ids = sorted(c.customer_id for c in planned)
+    assert [erp.value(i) for i in ids[:3]] == ["CPY;MPS"] * 3  # the first chunk only
+    assert [erp.value(c.customer_id) for c in planned if c.customer_id in ids[3:]] == [
+        c.before for c in planned if c.customer_id in ids[3:]]
+    assert {r["status"] for r in store.history(run_id=run_id)} == {"pending"}
+    assert reconcile(erp.engine, ErpTables(), ATTR_ID, store) == {
+        "applied": 3, "not_applied": 0, "conflict": 0}
+    assert not store.has_pending()
+    assert not [t for t in threading.enumerate() if t.name.startswith("keyservices-audit")]

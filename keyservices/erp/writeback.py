@@ -4,9 +4,10 @@ Only ``TextVal`` of existing value rows of the configured attribute is updated, 
 Each chunk is one transaction with an optimistic guard (``WHERE TextVal`` is still the value read), so
 a value edited in e-automate since the read is reported as a conflict, never overwritten.
 
-The audit rows of every planned change are stored, *pending*, in one transaction before the first
-ERP chunk, and settled in one transaction after the last: a kill at any moment leaves each value
-as before or after with a pending row that says which, and the next run settles it (``reconcile``).
+The audit rows of each chunk are stored, *pending*, and committed before that chunk's ERP
+transaction (the next chunk's on a thread while one is written), and the run is settled in one
+transaction after the last: a kill at any moment leaves each value as before or after with a
+pending row that says which, and the next run settles it (``reconcile``).
 On SQLite the changes are written in customer-id order, so each chunk is one range of keys
 and journals and syncs only its own pages (ten chunks cost about what one big one does; in plan
 order each chunk rewrote pages all over the file). On a server the plan's order is kept (on
@@ -19,19 +20,23 @@ are read back only when the driver cannot say that every row was updated (SQL Se
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import attrgetter
-from typing import Any
+from typing import Any, Self
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ..model import Change
 from ..progress import Reporter, Timings, step
-from ..state import StateStore
+from ..state import AuditRows, StateStore
 from .connection import ErpTables
+
+log = logging.getLogger(__name__)
 
 READ_BACK_IDS = 1000  # ids per read-back statement: SQL Server takes at most 2,100 parameters
 FIELDS = {"b_customer_id": "customer_id", "b_after": "after", "b_before": "before"}
@@ -120,11 +125,12 @@ def apply_changes(engine: Engine, tables: ErpTables, attr_id: int, planned: Sequ
                   reporter: Reporter | None = None, timings: Timings | None = None) -> WriteReport:
     """Write the planned values chunk by chunk; each chunk commits or rolls back as a whole.
 
-    The order is what keeps the audit true after a kill: every audit row stored (pending, one
-    state transaction), then each chunk's ERP transaction, then every row settled (applied or
-    conflict, one state transaction). Two commits in the state store whatever the size. On
-    SQLite the ERP is written in customer-id order (``write_order``); the audit keeps the
-    plan's order.
+    The order is what keeps the audit true after a kill: every audit row is built first (before
+    anything is written anywhere); each chunk's rows are stored, pending, and committed before
+    that chunk's ERP transaction begins (``AuditAhead`` stores the next chunk's while one is
+    written); after the last chunk the run is settled (the conflicts' rows and the run's pending
+    mark, one state transaction). On SQLite the ERP is written in customer-id order
+    (``write_order``), and the audit in the order written.
     """
     report = WriteReport()
     # a change that would not change the value is no write: it must never be audited "applied"
@@ -134,14 +140,62 @@ def apply_changes(engine: Engine, tables: ErpTables, attr_id: int, planned: Sequ
     when_null, when_text = (DriverStatement(s, engine.dialect)
                             for s in update_statements(tables, attr_id))
     with step(reporter, timings, "write values", total=len(planned)) as advance:
-        state.record_pending(run_id, planned)  # every audit row, committed before any chunk
         ordered = write_order(engine.dialect, planned)
-        for start in range(0, len(ordered), chunk_size):
-            chunk = ordered[start:start + chunk_size]
-            _write_chunk(engine, tables, attr_id, chunk, (when_null, when_text), report)
-            advance(len(chunk))
+        bounds = [(start, min(start + chunk_size, len(ordered)))
+                  for start in range(0, len(ordered), chunk_size)]
+        with AuditAhead(state, state.audit_rows(run_id, ordered), bounds) as audit:
+            for k, (start, stop) in enumerate(bounds):
+                audit.stored(k)  # chunk k's audit rows are committed; k + 1's are on their way
+                _write_chunk(engine, tables, attr_id, ordered[start:stop],
+                             (when_null, when_text), report)
+                advance(stop - start)
         state.settle(run_id, report.conflicts)
     return report
+
+
+class AuditAhead:
+    """Each chunk's audit rows stored before the chunk is written, the next chunk's on a thread
+    while one chunk is written to the ERP.
+
+    Why: storing an audit row costs about what its guarded UPDATE does (on SQLite at 100k values:
+    0.3-0.5 s each way). One chunk ahead, the two overlap, both drivers waiting on their database
+    without the GIL, and the rows are built before (``StateStore.audit_rows``), so the thread
+    does no Python work to speak of. The order of commits is the same as storing everything
+    first: chunk k is written only once its rows are committed. A failed store stops the write
+    before the chunk it was for; an ERP failure lets the store under way finish first.
+    """
+
+    def __init__(self, state: StateStore, rows: AuditRows,
+                 bounds: Sequence[tuple[int, int]]) -> None:
+        self.state, self.rows, self.bounds = state, rows, bounds
+        self._pool: ThreadPoolExecutor | None = None
+        self._ahead: Future[None] | None = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def stored(self, k: int) -> None:
+        """Return once chunk ``k``'s rows are committed, having started chunk ``k + 1``'s."""
+        if self._ahead is None:
+            self.state.store_pending(self.rows.run_id, self.rows.statements(*self.bounds[k]))
+        else:
+            ahead, self._ahead = self._ahead, None
+            ahead.result()
+        if k + 1 < len(self.bounds):
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="keyservices-audit")
+            self._ahead = self._pool.submit(self.state.store_pending, self.rows.run_id,
+                                            self.rows.statements(*self.bounds[k + 1]))
+
+    def __exit__(self, *exc: object) -> None:
+        """The store under way finishes (its rows are pending: the next run settles them)."""
+        if self._ahead is not None:
+            try:
+                self._ahead.result()
+            except Exception:  # the error that stopped the write is the one to report
+                log.warning("storing the audit of a chunk never written failed", exc_info=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 def write_order(dialect: sa.Dialect, planned: list[Change]) -> list[Change]:
@@ -234,6 +288,5 @@ def reconcile(engine: Engine, tables: ErpTables, attr_id: int, state: StateStore
             key = ("applied" if value == r["after"] else
                    "not_applied" if value == r["before"] else "conflict")
             outcome[key].append(r["id"])
-    for status, ids in outcome.items():
-        state.resolve(ids, status)
+    state.resolve(outcome, [r["run_id"] for r in rows])
     return {k: len(v) for k, v in outcome.items()}

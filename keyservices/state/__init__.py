@@ -3,7 +3,8 @@ run lock. Never the ERP; a SQLite file in the state folder unless ``state.url`` 
 
 from __future__ import annotations
 
+from .audit import AuditRows
 from .lock import run_lock
 from .store import RunRecord, StateStore
 
-__all__ = ["RunRecord", "StateStore", "run_lock"]
+__all__ = ["AuditRows", "RunRecord", "StateStore", "run_lock"]

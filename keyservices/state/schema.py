@@ -36,6 +36,10 @@ runs = sa.Table(
     sa.Column("erp_id", sa.String(512)),
     # the run's changes reached a digest (a run killed mid-write has its changes carried over)
     sa.Column("reported", sa.Boolean),
+    # the run's audit rows are stored and its write not yet settled: every one of its rows reads
+    # as pending, whatever its status says (the status it will have once settled). Settling
+    # clears it; the rows are written once, not rewritten by the settle.
+    sa.Column("unsettled", sa.Boolean),
 )
 
 changes = sa.Table(
@@ -105,6 +109,7 @@ LATER_TABLES = frozenset({"alerts"})
 MIGRATIONS: tuple[tuple[sa.Table, str], ...] = (
     (runs, "erp_id"),
     (runs, "reported"),
+    (runs, "unsettled"),
     (changes, "branch"),
     (changes, "sales_rep"),
     (changes, "annual_values"),
@@ -131,6 +136,15 @@ def migrate(engine: sa.Engine) -> None:
         with engine.begin() as conn:
             conn.execute(sa.text(f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(name)} "
                                  f"{column.type.compile(dialect=engine.dialect)}"))
+            if column is runs.c.unsettled:  # in the same transaction as the column
+                _flag_unsettled_runs(conn)
+
+
+def _flag_unsettled_runs(conn: sa.Connection) -> None:
+    """An earlier version kept the pending mark on each audit row (status 'pending'): the runs
+    with such rows are flagged, so that the next run settles them (``reconcile``)."""
+    pending = sa.select(changes.c.run_id).where(changes.c.status == "pending").distinct()
+    conn.execute(runs.update().where(runs.c.id.in_(pending)).values(unsettled=True))
 
 
 def verify(engine: sa.Engine) -> list[str]:

@@ -8,14 +8,10 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import math
 import os
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
-from json.encoder import encode_basestring_ascii as _quote
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +22,7 @@ from ..credentials import mask_url
 from ..errors import ConfigError, SourceUnavailable
 from ..model import Change
 from .alerts import AlertTable
-from .audit import codes_of, stream_won_lost, values_of
+from .audit import AuditRows, causes_of, codes_of, stream_won_lost, values_of
 from .opportunities import OpportunityTable
 from .schema import LATER_TABLES, changes, metadata, migrate, runs, verify
 
@@ -51,6 +47,8 @@ class RunRecord:
 class StateStore(OpportunityTable, AlertTable):
     """Runs and audit in the tool's own database."""
 
+    flags_runs: bool  # the runs carry the pending mark (False: a reader on an older store)
+
     def __init__(self, url: str) -> None:
         self.url = url
         try:
@@ -63,6 +61,7 @@ class StateStore(OpportunityTable, AlertTable):
             metadata.create_all(self.engine)
             migrate(self.engine)
             problems = verify(self.engine)
+            self.flags_runs = True  # migrated: the runs carry the pending mark
         except sa.exc.SQLAlchemyError as exc:
             raise SourceUnavailable(f"cannot open the state store {mask_url(url)}: "
                                     f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}") from None
@@ -92,6 +91,9 @@ class StateStore(OpportunityTable, AlertTable):
         if not {t.name for t in metadata.sorted_tables} - LATER_TABLES <= present:  # empty
             store.engine.dispose()
             return None
+        # not migrated: a store an earlier version made keeps the pending mark on each row
+        store.flags_runs = "unsettled" in {c["name"] for c in
+                                           sa.inspect(store.engine).get_columns("runs")}
         return store
 
     def close(self) -> None:
@@ -139,29 +141,37 @@ class StateStore(OpportunityTable, AlertTable):
                     for r in conn.execute(stmt)]
 
     # -- audit ------------------------------------------------------------------------------------
-    def record_pending(self, run_id: int, chunk: Sequence[Change]) -> None:
-        """Before changes are written to the ERP: their before/after values, marked pending.
+    def audit_rows(self, run_id: int, planned: Sequence[Change]) -> AuditRows:
+        """The audit rows of a write, built and not yet stored (``store_pending`` stores them).
 
-        One transaction for any number of changes (the write path stores the whole plan at
-        once, before its first ERP chunk: what keeps the audit true after a kill), committed
-        with ``synchronous=FULL``: a power cut after the ERP's commit must not lose it.
+        Each row holds the status it will have once its run is settled (applied): the pending
+        mark is the run's (``runs.unsettled``), so settling does not write the rows again (at
+        100k values that second pass cost a third of the UPDATEs).
         """
-        with _write_step(self.engine) as conn:
-            _insert_audit(conn, run_id, chunk, "pending")
+        return AuditRows(self.engine.dialect, run_id, planned, "applied", _now())
 
-    def mark(self, run_id: int, customer_ids: Sequence[int], status: str) -> None:
-        if customer_ids:
-            with self.engine.begin() as conn:
-                self._mark(conn, run_id, customer_ids, status)
+    def store_pending(self, run_id: int, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Before changes are written to the ERP: their audit rows (``AuditRows.statements``),
+        stored with their run marked unsettled, in one transaction committed with
+        ``synchronous=FULL`` (a power cut after the ERP's commit must not lose them)."""
+        if not statements:
+            return
+        with _write_step(self.engine) as conn:
+            for sql, rows in statements:
+                conn.exec_driver_sql(sql, rows)
+            conn.execute(runs.update().where(runs.c.id == run_id).values(unsettled=True))
+
+    def record_pending(self, run_id: int, chunk: Sequence[Change]) -> None:
+        """Every audit row of these changes stored, pending, in one transaction."""
+        if chunk:
+            self.store_pending(run_id, self.audit_rows(run_id, chunk).statements())
 
     def settle(self, run_id: int, conflicts: Sequence[int]) -> None:
         """After the last ERP chunk: these customers' rows are conflicts, every other row of the
-        run still pending was applied. One transaction, one UPDATE for the applied rows."""
+        run was applied (as stored). One transaction: the conflicts' rows and the run's mark."""
         with _write_step(self.engine) as conn:
             self._mark(conn, run_id, conflicts, "conflict")
-            conn.execute(changes.update()
-                         .where(changes.c.run_id == run_id, changes.c.status == "pending")
-                         .values(status="applied", at=_now()))
+            conn.execute(runs.update().where(runs.c.id == run_id).values(unsettled=False))
 
     @staticmethod
     def _mark(conn: sa.Connection, run_id: int, customer_ids: Sequence[int], status: str) -> None:
@@ -183,8 +193,20 @@ class StateStore(OpportunityTable, AlertTable):
     def has_pending(self) -> bool:
         """Whether audit rows of any earlier run were never settled (killed, or failed)."""
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(changes.c.id).where(changes.c.status == "pending")
+            return conn.execute(sa.select(runs.c.id).where(runs.c.unsettled.is_(True))
                                 .limit(1)).first() is not None
+
+    def _settled(self) -> sa.ColumnElement[bool]:
+        """Rows whose run settled its write (on a store an earlier version made, which a reader
+        does not migrate, every row's own status says)."""
+        return runs.c.unsettled.is_not(True) if self.flags_runs else sa.true()
+
+    def _status(self) -> sa.ColumnElement[str]:
+        """A row's status as read: pending while its run is not settled."""
+        if not self.flags_runs:
+            return changes.c.status
+        return sa.case((runs.c.unsettled.is_(True), sa.literal("pending")),
+                       else_=changes.c.status)
 
     def written_values(self, prop: str) -> set[str]:
         """Every value a live run of this property wrote (applied): values this tool owns even
@@ -194,7 +216,7 @@ class StateStore(OpportunityTable, AlertTable):
         stmt = (sa.select(changes.c.after).distinct()
                 .join(runs, runs.c.id == changes.c.run_id)
                 .where(runs.c.property == prop, changes.c.status == "applied",
-                       changes.c.after.is_not(None)))
+                       self._settled(), changes.c.after.is_not(None)))
         with self.engine.connect() as conn:
             return set(conn.execute(stmt).scalars())
 
@@ -206,7 +228,7 @@ class StateStore(OpportunityTable, AlertTable):
                 .where(runs.c.property == prop, runs.c.id < before_run,
                        runs.c.status.in_(("failed", "running")),
                        sa.or_(runs.c.reported.is_(None), runs.c.reported == sa.false()),
-                       changes.c.status == "applied")
+                       changes.c.status == "applied", self._settled())
                 .order_by(changes.c.id))
         with self.engine.connect() as conn:
             return [Change(customer_id=r.customer_id, number=r.customer_number,
@@ -214,7 +236,7 @@ class StateStore(OpportunityTable, AlertTable):
                            before=r.before, after=r.after, added=codes_of(r.added),
                            removed=codes_of(r.removed), status="applied",
                            carried_from=r.of_run, follows=r.follows,
-                           causes=tuple(_causes(r.causes)))
+                           causes=tuple(causes_of(r.causes)))
                     for r in conn.execute(stmt)]
 
     def later_writers(self, run_id: int, customer_ids: Sequence[int]) -> list[int]:
@@ -225,8 +247,10 @@ class StateStore(OpportunityTable, AlertTable):
             for i in range(0, len(ids), 500):
                 found.update(conn.execute(
                     sa.select(changes.c.run_id).distinct()
+                    .join(runs, runs.c.id == changes.c.run_id)
                     .where(changes.c.run_id > run_id, changes.c.status == "applied",
-                           changes.c.customer_id.in_(ids[i:i + 500]))).scalars())
+                           self._settled(), changes.c.customer_id.in_(ids[i:i + 500])))
+                    .scalars())
         return sorted(found)
 
     def mark_reported(self, run_ids: Sequence[int]) -> None:
@@ -247,20 +271,32 @@ class StateStore(OpportunityTable, AlertTable):
             return int(conn.execute(stmt).scalar() or 0)
 
     def pending(self) -> list[dict[str, Any]]:
-        """Audit rows written before an ERP transaction whose outcome was never recorded."""
+        """Audit rows written before an ERP transaction whose outcome was never recorded: the
+        rows of the runs not settled."""
+        stmt = (sa.select(changes).join(runs, runs.c.id == changes.c.run_id)
+                .where(runs.c.unsettled.is_(True)).order_by(changes.c.id))
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(
-                sa.select(changes).where(changes.c.status == "pending").order_by(changes.c.id))]
+            return [{**r._mapping, "status": "pending"} for r in conn.execute(stmt)]
 
-    def resolve(self, change_ids: Sequence[int], status: str) -> None:
+    def resolve(self, outcome: Mapping[str, Sequence[int]], run_ids: Sequence[int]) -> None:
+        """Each pending row's status as the ERP says it (status -> audit row ids), and these
+        runs settled: one transaction, so that a kill midway leaves them all pending."""
         with self.engine.begin() as conn:
-            for i in range(0, len(change_ids), 500):
-                conn.execute(changes.update().where(changes.c.id.in_(change_ids[i:i + 500]))
-                             .values(status=status, at=_now()))
+            for status, change_ids in outcome.items():
+                for i in range(0, len(change_ids), 500):
+                    conn.execute(changes.update().where(changes.c.id.in_(change_ids[i:i + 500]))
+                                 .values(status=status, at=_now()))
+            ids = sorted({int(i) for i in run_ids})
+            for i in range(0, len(ids), 500):
+                conn.execute(runs.update().where(runs.c.id.in_(ids[i:i + 500]))
+                             .values(unsettled=False))
 
     def history(self, *, run_id: int | None = None, customer: str | None = None,
                 limit: int | None = 1000) -> list[dict[str, Any]]:
-        stmt = sa.select(changes).order_by(changes.c.id)
+        columns = [self._status().label("status") if c.name == "status" else c
+                   for c in changes.c]
+        stmt = (sa.select(*columns).select_from(changes.join(runs, runs.c.id == changes.c.run_id))
+                .order_by(changes.c.id))
         if run_id is not None:
             stmt = stmt.where(changes.c.run_id == run_id)
         if customer is not None:
@@ -268,7 +304,7 @@ class StateStore(OpportunityTable, AlertTable):
         with self.engine.connect() as conn:
             if limit is not None:
                 stmt = stmt.limit(limit)
-            return [{**r._mapping, "causes": _causes(r.causes)} for r in conn.execute(stmt)]
+            return [{**r._mapping, "causes": causes_of(r.causes)} for r in conn.execute(stmt)]
 
     def won_lost(self, since: dt.date | None, until: dt.date, *, include_baseline: bool = False,
                  with_values: bool = False) -> list[dict[str, Any]]:
@@ -283,7 +319,7 @@ class StateStore(OpportunityTable, AlertTable):
         ({service code: annual value} of the services the change added; empty for rows written
         before values were kept) to each row.
         """
-        stmt = _applied_live(until).order_by(runs.c.as_of, changes.c.id)
+        stmt = _applied_live(until, self._settled()).order_by(runs.c.as_of, changes.c.id)
         if since is not None:
             stmt = stmt.where(runs.c.as_of >= since)
         if not include_baseline:
@@ -294,7 +330,7 @@ class StateStore(OpportunityTable, AlertTable):
         """``won_lost(None, until, include_baseline=True, with_values=True)``, newest first and
         streamed (``calls.wonlost.won_lost(..., newest_first=True)`` stops reading once it has
         what it needs: the audit's whole history is never held)."""
-        return stream_won_lost(self.engine, _applied_live(until).order_by(
+        return stream_won_lost(self.engine, _applied_live(until, self._settled()).order_by(
             runs.c.as_of.desc(), changes.c.id.desc()))
 
     def _won_lost_rows(self, stmt: sa.Select, with_values: bool) -> Iterator[dict[str, Any]]:
@@ -308,14 +344,6 @@ class StateStore(OpportunityTable, AlertTable):
                     row["baseline"] = bool(r.baseline)
                     row["annual_values"] = values_of(r.annual_values)
                 yield row
-
-
-# SQLite: audit rows per INSERT (15 x 64 = 960 parameters, under old builds' limit of 999)
-ROWS_PER_INSERT = 64
-# the audit row's columns in the table's order (what a positional driver is given)
-AUDIT_KEYS = ("run_id", "customer_id", "customer_number", "customer_name", "before", "after",
-              "added", "removed", "status", "at", "branch", "sales_rep", "annual_values",
-              "follows", "causes")
 
 
 @contextlib.contextmanager
@@ -337,55 +365,7 @@ def _write_step(engine: sa.Engine) -> Iterator[sa.Connection]:
                     driver.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
 
 
-def _insert_audit(conn: sa.Connection, run_id: int, planned: Sequence[Change],
-                  status: str) -> None:
-    """One audit row per change, through the driver's ``executemany``: the INSERT compiled
-    once, a tuple per row built straight from the change, the timestamp (the same in every
-    row) converted for the dialect once; on SQLite ``ROWS_PER_INSERT`` rows per statement.
-    At 100k values a mapping per row, or a statement per row, cost as much as the insert."""
-    if not planned:
-        return
-    dialect = conn.dialect
-    compiled = changes.insert().compile(dialect=dialect, column_keys=list(AUDIT_KEYS))
-    proc = changes.c.at.type.dialect_impl(dialect).bind_processor(dialect)
-    at = proc(_now()) if proc is not None else _now()
-    joined: dict[tuple[str, ...], str] = {}  # codes and causes repeat across customers
-    texts: dict[tuple[str, ...], str | None] = {}
-    rows: list[Any] = []
-    for c in planned:
-        added = joined.get(c.added)
-        if added is None:
-            added = joined[c.added] = ";".join(c.added)
-        removed = joined.get(c.removed)
-        if removed is None:
-            removed = joined[c.removed] = ";".join(c.removed)
-        causes = texts.get(c.causes, "")
-        if causes == "":  # not seen yet (or an empty text, simply worked out again)
-            causes = texts[c.causes] = _causes_text(c.causes)
-        rows.append((run_id, c.customer_id, c.number, c.name, c.before, c.after, added,
-                     removed, status, at, c.branch, c.sales_rep,
-                     _values_json(c.annual_values) if c.annual_values else None, c.follows,
-                     causes))
-    if not compiled.positional:
-        rows = [dict(zip(AUDIT_KEYS, row)) for row in rows]
-    elif list(compiled.positiontup or ()) != list(AUDIT_KEYS):
-        get = itemgetter(*(AUDIT_KEYS.index(name) for name in compiled.positiontup or ()))
-        rows = [get(row) for row in rows]
-    sql = str(compiled)
-    if dialect.name == "sqlite" and len(rows) >= ROWS_PER_INSERT:
-        # many rows per INSERT: SQLite's cost per statement run (about half of a narrow
-        # row's insert) paid once per ROWS_PER_INSERT rows
-        head, _, values = sql.rpartition(" VALUES ")
-        whole = len(rows) - len(rows) % ROWS_PER_INSERT
-        conn.exec_driver_sql(f"{head} VALUES {', '.join([values] * ROWS_PER_INSERT)}",
-                             [tuple(chain.from_iterable(rows[i:i + ROWS_PER_INSERT]))
-                              for i in range(0, whole, ROWS_PER_INSERT)])
-        rows = rows[whole:]
-    if rows:
-        conn.exec_driver_sql(sql, rows)
-
-
-def _applied_live(until: dt.date) -> sa.Select:
+def _applied_live(until: dt.date, settled: sa.ColumnElement[bool]) -> sa.Select:
     """The values live runs wrote up to ``until`` (as of, baseline, customer, number, branch,
     rep, added, removed, annual values): what won and lost are counted from. A location that
     follows its parent is left out (its parent's row counts)."""
@@ -393,36 +373,8 @@ def _applied_live(until: dt.date) -> sa.Select:
                       changes.c.customer_number, changes.c.branch, changes.c.sales_rep,
                       changes.c.added, changes.c.removed, changes.c.annual_values)
             .join(runs, runs.c.id == changes.c.run_id)
-            .where(changes.c.status == "applied", runs.c.mode == "live",
+            .where(changes.c.status == "applied", settled, runs.c.mode == "live",
                    runs.c.as_of <= until, changes.c.follows.is_(None)))
-
-
-def _causes_text(causes: Sequence[str]) -> str | None:
-    """``Change.causes`` as stored: one per line (cheaper than JSON at a million rows)."""
-    return "\n".join(c.replace("\n", " ") for c in causes) if causes else None
-
-
-def _causes(text: str | None) -> list[str]:
-    return text.split("\n") if text else []
-
-
-def _values_json(values: Sequence[tuple[str, float]]) -> str | None:
-    """``Change.annual_values`` as stored: a JSON object, or NULL when there is none."""
-    if not values:
-        return None
-    # written out rather than json.dumps (3 µs a call at hundreds of thousands of rows), each
-    # code quoted once per process; the same text as json.dumps(..., separators=(",", ":"))
-    parts = []
-    for code, amount in dict(values).items() if len(values) > 1 else values:
-        key = _KEYS.get(code)
-        if key is None:
-            key = _KEYS.setdefault(code, _quote(str(code)) + ":")
-        number = float(amount)
-        parts.append(key + (repr(number) if math.isfinite(number) else json.dumps(number)))
-    return "{" + ",".join(parts) + "}"
-
-
-_KEYS: dict[str, str] = {}  # service code -> its JSON key and colon
 
 
 def _sqlite_durable_wal(dbapi_connection: Any, _record: Any) -> None:
