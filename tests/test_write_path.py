@@ -385,3 +385,26 @@ def test_an_audit_store_that_fails_stops_the_write_before_its_chunk(
         "applied": 3, "not_applied": 0, "conflict": 0}
     assert not store.has_pending()
     assert not [t for t in threading.enumerate() if t.name.startswith("keyservices-audit")]
+
+
+def test_audit_rows_stored_by_ranges_are_the_rows_stored_whole(tmp_path: Path) -> None:
+    """A write stores its audit chunk by chunk (ranges of any size, groups of many rows per
+    INSERT cut where a range ends): the rows are the same as stored at once, in order."""
+    planned = [Change(500 + i, f"R{i:04d}", f"Name {i}", None, f"Rep {i % 3}", None,
+                      f"NEW{i % 4}", (f"A{i % 4}",), (), annual_values=((f"A{i % 4}", i * 2.5),),
+                      causes=(f"cause {i % 5}",)) for i in range(150)]
+    stores = []
+    for name in ("whole", "ranges"):
+        store = StateStore(f"sqlite:///{(tmp_path / f'{name}.sqlite').as_posix()}")
+        run_id = store.begin_run(as_of=AS_OF, erp="t", prop="ZCJKeyServices", mode="live",
+                                 baseline=False)
+        if name == "whole":
+            store.record_pending(run_id, planned)
+        else:
+            rows = store.audit_rows(run_id, planned)
+            for start, stop in ((0, 70), (70, 71), (71, 150)):
+                store.store_pending(run_id, rows.statements(start, stop))
+        stores.append([{k: v for k, v in r.items() if k not in ("id", "at")}
+                       for r in store.history(run_id=run_id)])
+        store.close()
+    assert len(stores[0]) == 150 and stores[0] == stores[1]

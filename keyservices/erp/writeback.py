@@ -125,9 +125,8 @@ def apply_changes(engine: Engine, tables: ErpTables, attr_id: int, planned: Sequ
                   reporter: Reporter | None = None, timings: Timings | None = None) -> WriteReport:
     """Write the planned values chunk by chunk; each chunk commits or rolls back as a whole.
 
-    The order is what keeps the audit true after a kill: every audit row is built first (before
-    anything is written anywhere); each chunk's rows are stored, pending, and committed before
-    that chunk's ERP transaction begins (``AuditAhead`` stores the next chunk's while one is
+    The order is what keeps the audit true after a kill: each chunk's audit rows are stored,
+    pending, and committed before that chunk's ERP transaction begins (``AuditAhead`` stores the next chunk's while one is
     written); after the last chunk the run is settled (the conflicts' rows and the run's pending
     mark, one state transaction). On SQLite the ERP is written in customer-id order
     (``write_order``), and the audit in the order written.
@@ -159,8 +158,8 @@ class AuditAhead:
 
     Why: storing an audit row costs about what its guarded UPDATE does (on SQLite at 100k values:
     0.3-0.5 s each way). One chunk ahead, the two overlap, both drivers waiting on their database
-    without the GIL, and the rows are built before (``StateStore.audit_rows``), so the thread
-    does no Python work to speak of. The order of commits is the same as storing everything
+    without the GIL; the driver's rows are built by this thread while the other has nothing
+    to store (``AuditRows.statements``), so the thread does no Python work to speak of. The order of commits is the same as storing everything
     first: chunk k is written only once its rows are committed. A failed store stops the write
     before the chunk it was for; an ERP failure lets the store under way finish first.
     """

@@ -1,7 +1,7 @@
 """The audit rows: stored in bulk before the write, and read back for won and lost.
 
-Stored: the rows built once (``AuditRows``), then stored chunk by chunk through the driver's
-``executemany`` of an INSERT compiled once, many rows per statement on SQLite. At 100k values a
+Stored: chunk by chunk (``AuditRows``), each chunk's rows laid into the driver's parameters and
+sent through ``executemany`` of an INSERT compiled once, many rows per statement on SQLite. At 100k values a
 mapping per row, or a statement per row, cost as much as the insert itself.
 
 Read back for won and lost: streamed newest first, as little work per row as the answer needs.
@@ -104,29 +104,37 @@ AUDIT_KEYS = ("run_id", "customer_id", "customer_number", "customer_name", "befo
 
 
 class AuditRows:
-    """The audit rows of a write, built once before anything is stored (the Python work, a
-    third of the audit's cost at 100k values, done up front), then stored range by range: the write path stores each chunk's rows just before that chunk.
+    """The audit rows of a write, stored range by range: the write path stores each chunk's rows
+    just before that chunk (``statements`` gives a range as the driver takes it).
 
-    Each row's values are laid straight into one flat list of the driver's parameters, the
-    timestamp (the same in every row) converted for the dialect once, codes and causes joined
-    once per distinct list. ``statements`` gives a range of them as the driver takes them.
+    A range's values are laid straight into one flat list of the driver's parameters when it is
+    asked for (memory stays with a chunk, not with the write: at a million customers the whole
+    write's rows were 80 MB), the timestamp (the same in every row) converted for the dialect
+    once, codes and causes joined once per distinct list across the write.
     """
 
     def __init__(self, dialect: sa.Dialect, run_id: int, planned: Sequence[Change],
                  status: str, at: dt.datetime) -> None:
         compiled = changes.insert().compile(dialect=dialect, column_keys=list(AUDIT_KEYS))
         self.run_id = run_id
+        self.planned = planned
+        self.status = status
         self.sql = str(compiled)
         self.dialect = dialect.name
         self.order = list(compiled.positiontup or ()) if compiled.positional else None
         self.count = len(planned)
         proc = changes.c.at.type.dialect_impl(dialect).bind_processor(dialect)
-        stamp = proc(at) if proc is not None else at
-        joined: dict[tuple[str, ...], str] = {}  # codes and causes repeat across customers
-        texts: dict[tuple[str, ...], str | None] = {}
-        flat: list[Any] = []  # every row's values one after the other
+        self.stamp = proc(at) if proc is not None else at
+        self._joined: dict[tuple[str, ...], str] = {}  # codes and causes repeat across customers
+        self._texts: dict[tuple[str, ...], str | None] = {}
+
+    def _flat(self, start: int, stop: int) -> list[Any]:
+        """Every value of rows ``start`` to ``stop``, one row after the other."""
+        run_id, status, stamp = self.run_id, self.status, self.stamp
+        joined, texts = self._joined, self._texts
+        flat: list[Any] = []
         put = flat.extend
-        for c in planned:
+        for c in self.planned[start:stop]:
             added = joined.get(c.added)
             if added is None:
                 added = joined[c.added] = ";".join(c.added)
@@ -139,7 +147,7 @@ class AuditRows:
             put((run_id, c.customer_id, c.number, c.name, c.before, c.after, added, removed,
                  status, stamp, c.branch, c.sales_rep,
                  values_json(c.annual_values) if c.annual_values else None, c.follows, causes))
-        self.flat = flat
+        return flat
 
     def statements(self, start: int = 0, stop: int | None = None) -> list[tuple[str, list[Any]]]:
         """Rows ``start`` to ``stop`` (the whole write by default) as (INSERT, driver rows) to
@@ -148,17 +156,16 @@ class AuditRows:
         by the caller's thread, so that the thread storing them does next to no Python work."""
         width = len(AUDIT_KEYS)
         stop = self.count if stop is None else min(stop, self.count)
-        flat = self.flat
-        at, end = start * width, stop * width
+        flat = self._flat(start, stop)
+        at, end = 0, len(flat)
         out: list[tuple[str, list[Any]]] = []
         if self.dialect == "sqlite" and self.order == list(AUDIT_KEYS):
             group = width * ROWS_PER_INSERT
-            whole = at + (end - at) - (end - at) % group
-            if whole > at:
+            at = end - end % group
+            if at:
                 head, _, one = self.sql.rpartition(" VALUES ")
                 out.append((f"{head} VALUES {', '.join([one] * ROWS_PER_INSERT)}",
-                            [tuple(flat[i:i + group]) for i in range(at, whole, group)]))
-                at = whole
+                            [tuple(flat[i:i + group]) for i in range(0, at, group)]))
         rows: list[Any] = [tuple(flat[i:i + width]) for i in range(at, end, width)]
         if self.order is None:
             rows = [dict(zip(AUDIT_KEYS, row)) for row in rows]

@@ -142,7 +142,7 @@ class StateStore(OpportunityTable, AlertTable):
 
     # -- audit ------------------------------------------------------------------------------------
     def audit_rows(self, run_id: int, planned: Sequence[Change]) -> AuditRows:
-        """The audit rows of a write, built and not yet stored (``store_pending`` stores them).
+        """The audit rows of a write, to be stored chunk by chunk (``store_pending``).
 
         Each row holds the status it will have once its run is settled (applied): the pending
         mark is the run's (``runs.unsettled``), so settling does not write the rows again (at
