@@ -408,3 +408,83 @@ def test_audit_rows_stored_by_ranges_are_the_rows_stored_whole(tmp_path: Path) -
                        for r in store.history(run_id=run_id)])
         store.close()
     assert len(stores[0]) == 150 and stores[0] == stores[1]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """The state store in a SQLite file, or in a fresh database on a real PostgreSQL server
+    (``state.url``)."""
+    if request.param == "sqlite":
+        s = StateStore(f"sqlite:///{(tmp_path / 'state.sqlite').as_posix()}")
+        yield s
+        s.close()
+        return
+    server = request.getfixturevalue("pg_server")
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    name = f"ks_state_{tmp_path.name.lower()}"[:60]
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
+    s = StateStore(url)
+    try:
+        yield s
+    finally:
+        s.close()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_the_run_keeps_the_pending_mark_on_either_state_database(
+        erp: ErpBuilder, any_store: StateStore) -> None:
+    """On SQLite and on PostgreSQL: a write stopped midway reads as pending until the next
+    run settles it; a finished write with a conflict settles without rewriting its rows; an
+    earlier version's pending rows are flagged when the store is opened."""
+    store = any_store
+    planned = customers(erp, 8)
+    run_id = store.begin_run(as_of=AS_OF, erp="t", prop="ZCJKeyServices", mode="live",
+                             baseline=False)
+    fail = {"on": True}
+
+    def second_chunk_fails(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        if fail["on"] and sql.startswith("UPDATE") and erp.value(planned[0].customer_id) != (
+                planned[0].before):
+            raise RuntimeError("lock request time out period exceeded")
+
+    erp.set_value(planned[7].customer_id, "EDITED")
+    sa.event.listen(erp.engine, "before_cursor_execute", second_chunk_fails)
+    with pytest.raises(RuntimeError, match="lock request"):
+        apply_changes(erp.engine, ErpTables(), ATTR_ID, planned, state=store, run_id=run_id,
+                      chunk_size=4)
+    fail["on"] = False
+    assert store.has_pending() and len(store.pending()) == 8
+    assert {r["status"] for r in store.history(run_id=run_id)} == {"pending"}
+    assert store.written_values("ZCJKeyServices") == set()
+    assert reconcile(erp.engine, ErpTables(), ATTR_ID, store) == {
+        "applied": 4, "not_applied": 3, "conflict": 1}
+    assert not store.has_pending()
+    assert store.written_values("ZCJKeyServices") == {"CPY;MPS"}
+
+    again = store.begin_run(as_of=AS_OF, erp="t", prop="ZCJKeyServices", mode="live",
+                            baseline=False)
+    rest = [Change(c.customer_id, c.number, c.name, c.branch, c.sales_rep,
+                   erp.value(c.customer_id), "DM", ("DM",), ()) for c in planned]
+    erp.set_value(planned[2].customer_id, "EDITED AGAIN")  # a conflict of this write
+    report = apply_changes(erp.engine, ErpTables(), ATTR_ID, rest, state=store, run_id=again,
+                           chunk_size=3)
+    assert report.conflicts == [planned[2].customer_id] and len(report.applied) == 7
+    assert sorted(r["status"] for r in store.history(run_id=again)) == ["applied"] * 7 + [
+        "conflict"]
+
+    with store.engine.begin() as conn:  # as the version before kept it: a pending status
+        conn.execute(sa.text("UPDATE changes SET status = 'pending' WHERE run_id = :r"),
+                     {"r": again})
+        conn.execute(sa.text("ALTER TABLE runs DROP COLUMN unsettled"))
+    reopened = StateStore(store.url)
+    try:
+        assert reopened.has_pending()
+        assert {r["status"] for r in reopened.history(run_id=again)} == {"pending"}
+        assert {r["status"] for r in reopened.history(run_id=run_id)} == {
+            "applied", "not_applied", "conflict"}
+    finally:
+        reopened.close()
