@@ -295,7 +295,8 @@ class StateStore(OpportunityTable, AlertTable):
                 limit: int | None = 1000) -> list[dict[str, Any]]:
         columns = [self._status().label("status") if c.name == "status" else c
                    for c in changes.c]
-        stmt = (sa.select(*columns).select_from(changes.join(runs, runs.c.id == changes.c.run_id))
+        stmt = (sa.select(*columns)  # a row whose run is gone (edited by hand) is still listed
+                .select_from(changes.outerjoin(runs, runs.c.id == changes.c.run_id))
                 .order_by(changes.c.id))
         if run_id is not None:
             stmt = stmt.where(changes.c.run_id == run_id)
