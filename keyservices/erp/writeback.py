@@ -126,10 +126,10 @@ def apply_changes(engine: Engine, tables: ErpTables, attr_id: int, planned: Sequ
     """Write the planned values chunk by chunk; each chunk commits or rolls back as a whole.
 
     The order is what keeps the audit true after a kill: each chunk's audit rows are stored,
-    pending, and committed before that chunk's ERP transaction begins (``AuditAhead`` stores the next chunk's while one is
-    written); after the last chunk the run is settled (the conflicts' rows and the run's pending
-    mark, one state transaction). On SQLite the ERP is written in customer-id order
-    (``write_order``), and the audit in the order written.
+    pending, and committed before that chunk's ERP transaction begins (``AuditAhead`` stores
+    the next chunk's while one is written); after the last chunk the run is settled (the
+    conflicts' rows and the run's pending mark, one state transaction). On SQLite the ERP is
+    written in customer-id order (``write_order``), and the audit in the order written.
     """
     report = WriteReport()
     # a change that would not change the value is no write: it must never be audited "applied"
@@ -159,8 +159,9 @@ class AuditAhead:
     Why: storing an audit row costs about what its guarded UPDATE does (on SQLite at 100k values:
     0.3-0.5 s each way). One chunk ahead, the two overlap, both drivers waiting on their database
     without the GIL; the driver's rows are built by this thread while the other has nothing
-    to store (``AuditRows.statements``), so the thread does no Python work to speak of. The order of commits is the same as storing everything
-    first: chunk k is written only once its rows are committed. A failed store stops the write
+    to store (``AuditRows.statements``), so the thread does no Python work to speak of. The
+    order of commits is the same as storing everything first: chunk k is written only once its
+    rows are committed. A failed store stops the write
     before the chunk it was for; an ERP failure lets the store under way finish first.
     """
 

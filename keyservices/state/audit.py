@@ -1,7 +1,7 @@
-"""The audit rows: stored in bulk before the write, and read back for won and lost.
+"""The audit rows: stored chunk by chunk as the write goes, and read back for won and lost.
 
-Stored: chunk by chunk (``AuditRows``), each chunk's rows laid into the driver's parameters and
-sent through ``executemany`` of an INSERT compiled once, many rows per statement on SQLite. At 100k values a
+Stored: each chunk's rows (``AuditRows``) laid into the driver's parameters and sent through
+``executemany`` of an INSERT compiled once, many rows per statement on SQLite. At 100k values a
 mapping per row, or a statement per row, cost as much as the insert itself.
 
 Read back for won and lost: streamed newest first, as little work per row as the answer needs.
@@ -21,13 +21,12 @@ import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from json.encoder import encode_basestring_ascii as _quote
-from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
 
 from ..model import Change
-from .bulk import fetch_batches
+from .bulk import driver_rows, fetch_batches
 from .schema import changes
 
 log = logging.getLogger(__name__)
@@ -115,14 +114,11 @@ class AuditRows:
 
     def __init__(self, dialect: sa.Dialect, run_id: int, planned: Sequence[Change],
                  status: str, at: dt.datetime) -> None:
-        compiled = changes.insert().compile(dialect=dialect, column_keys=list(AUDIT_KEYS))
+        self.compiled = changes.insert().compile(dialect=dialect, column_keys=list(AUDIT_KEYS))
         self.run_id = run_id
         self.planned = planned
         self.status = status
-        self.sql = str(compiled)
         self.dialect = dialect.name
-        self.order = list(compiled.positiontup or ()) if compiled.positional else None
-        self.count = len(planned)
         proc = changes.c.at.type.dialect_impl(dialect).bind_processor(dialect)
         self.stamp = proc(at) if proc is not None else at
         self._joined: dict[tuple[str, ...], str] = {}  # codes and causes repeat across customers
@@ -155,25 +151,20 @@ class AuditRows:
         cost per statement run, about half a narrow row's insert, paid once per group). Built
         by the caller's thread, so that the thread storing them does next to no Python work."""
         width = len(AUDIT_KEYS)
-        stop = self.count if stop is None else min(stop, self.count)
-        flat = self._flat(start, stop)
+        flat = self._flat(start, len(self.planned) if stop is None else stop)
         at, end = 0, len(flat)
+        sql = str(self.compiled)
         out: list[tuple[str, list[Any]]] = []
-        if self.dialect == "sqlite" and self.order == list(AUDIT_KEYS):
+        if self.dialect == "sqlite" and list(self.compiled.positiontup or ()) == list(AUDIT_KEYS):
             group = width * ROWS_PER_INSERT
             at = end - end % group
             if at:
-                head, _, one = self.sql.rpartition(" VALUES ")
+                head, _, one = sql.rpartition(" VALUES ")
                 out.append((f"{head} VALUES {', '.join([one] * ROWS_PER_INSERT)}",
                             [tuple(flat[i:i + group]) for i in range(0, at, group)]))
-        rows: list[Any] = [tuple(flat[i:i + width]) for i in range(at, end, width)]
-        if self.order is None:
-            rows = [dict(zip(AUDIT_KEYS, row)) for row in rows]
-        elif self.order != list(AUDIT_KEYS):
-            get = itemgetter(*(AUDIT_KEYS.index(name) for name in self.order))
-            rows = [get(row) for row in rows]
-        if rows:
-            out.append((self.sql, rows))
+        if at < end:
+            out.append((sql, driver_rows(self.compiled, AUDIT_KEYS, [
+                tuple(flat[i:i + width]) for i in range(at, end, width)])))
         return out
 
 

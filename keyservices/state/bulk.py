@@ -45,11 +45,7 @@ def execute_many_tuples(conn: sa.Connection, stmt: sa.Insert, table: sa.Table,
              if name in names} for row in rows])
         return
     order = list(compiled.positiontup or ())
-    if order == list(keys):
-        params = list(rows)
-    else:
-        get = itemgetter(*[list(keys).index(name) for name in order])
-        params = [(get(row),) if len(order) == 1 else get(row) for row in rows]
+    params = driver_rows(compiled, keys, rows)
     if convert:
         at = [(order.index(key), proc, {}) for key, proc in convert.items()]
         for n, values in enumerate(params):
@@ -61,6 +57,21 @@ def execute_many_tuples(conn: sa.Connection, stmt: sa.Insert, table: sa.Table,
                 fixed[i] = seen[value]
             params[n] = tuple(fixed)
     conn.exec_driver_sql(str(compiled), params)
+
+
+def driver_rows(compiled: sa.engine.Compiled, keys: Sequence[str],
+                rows: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Rows given as tuples of the values of ``keys`` as the driver takes them for ``compiled``:
+    the same tuples when its parameters come in that order, reordered tuples for another
+    order, a mapping per row for a named-parameter driver."""
+    if not compiled.positional:
+        names = set(compiled.binds)
+        return [{k: v for k, v in zip(keys, row) if k in names} for row in rows]
+    order = list(compiled.positiontup or ())
+    if order == list(keys):
+        return list(rows)
+    get = itemgetter(*[list(keys).index(name) for name in order])
+    return [(get(row),) if len(order) == 1 else get(row) for row in rows]
 
 
 def _converted(convert: dict[str, Callable[[Any], Any]], name: str, value: Any) -> Any:
