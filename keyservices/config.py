@@ -18,13 +18,15 @@ from email.headerregistry import Address
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
+                      ValidationError, ValidationInfo, field_validator)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from .credentials import Secret, find_password, url_password_problem
 from .erp.profile import DEFAULT_PROFILE
 from .errors import ConfigError
+from .overrides import env_problem, parse_env
 from .resources import DIGEST_TEMPLATES
 from .yamlfile import Problem, YamlProblems, load_yaml, position, problems_from_validation
 
@@ -43,6 +45,8 @@ def _no_password(url: str) -> str:
     except ArgumentError:
         raise ValueError("not a valid SQLAlchemy URL "
                          "(dialect+driver://user@host/database)") from None
+    if where and ":" in where:  # the problem says where the secret goes instead
+        raise ValueError(f"{where}; remove it from the URL")
     if where:
         raise ValueError(f"{where}; remove it and put the password in the environment variable "
                          "named by password_env, or in the keyring ('keyservices secret set')")
@@ -89,8 +93,10 @@ class ErpSettings(_Strict):
                                       "needs ALLOW_SNAPSHOT_ISOLATION; read_uncommitted reads "
                                       "dirty rows, like NOLOCK)")
     lock_timeout_seconds: int = Field(60, ge=1, le=3600,
-                                      description="SQL Server: a statement waiting longer for a "
-                                                  "lock fails the run (exit 1) instead of hanging")
+                                      description="SQL Server (SET LOCK_TIMEOUT) and PostgreSQL "
+                                                  "(lock_timeout): a statement waiting longer for "
+                                                  "a lock fails the run (exit 1) instead of "
+                                                  "hanging")
     profile: dict[str, TableOverride] = Field({}, description="table/column name overrides")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -117,13 +123,41 @@ class ErpSettings(_Strict):
         return profile
 
 
+def _limit_or_off(value: Any) -> Any:
+    """A change-guard limit is a number or the word ``off``: an empty value, ``null`` or a
+    boolean is a mistake that would silently switch the guard off (or make ``true`` 1 %)."""
+    if isinstance(value, str) and value.strip().lower() == "off":
+        return "off"
+    if value is None or isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a limit: give a number, or write 'off' in the file "
+                         "to switch this part of the change guard off")
+    return value
+
+
+GuardLimit = Annotated[float | Literal["off"], BeforeValidator(_limit_or_off)]
+GuardCount = Annotated[int | Literal["off"], BeforeValidator(_limit_or_off)]
+DEFAULT_MAX_CHANGES_PERCENT = 10.0
+
+
 class WriteSettings(_Strict):
     # rows per ERP write transaction; read-backs go 1,000 ids a statement (SQL Server: <= 2100)
     chunk_size: int = Field(5000, ge=1, le=20_000)
-    max_changes: int | None = Field(None, ge=0, description="refuse to write more changes than this")
-    max_changes_percent: float | None = Field(None, ge=0, le=100)
+    max_changes: GuardCount | None = Field(None, description="refuse to write more changes than "
+                                           "this (not set: no count limit; off: the same)")
+    max_changes_percent: GuardLimit = Field(DEFAULT_MAX_CHANGES_PERCENT,
+                                            description="refuse a run that changes more than this "
+                                            "share of the customers; off switches it off")
     locations: bool = Field(False, description="with level: parent, also write the parent's "
                             "value to its active locations (e-automate lists, ship-to screens)")
+
+    @field_validator("max_changes", "max_changes_percent")
+    @classmethod
+    def _in_range(cls, value: float | str | None, info: ValidationInfo) -> float | str | None:
+        top = 100 if info.field_name == "max_changes_percent" else None
+        if isinstance(value, int | float) and (value < 0 or (top is not None and value > top)):
+            raise ValueError(f"{value:g} is out of range (0 to {top or 'any count'}; "
+                             "or off)")
+        return value
 
 
 class StateSettings(_Strict):
@@ -170,7 +204,8 @@ class Config(_Strict):
     dealer: str = "Your dealership"
     erp: ErpSettings
     rules: Path = Path("rules")
-    mode: Literal["live", "test"] = "live"
+    # never said: test (compute and mail, write nothing), and the summary and digest say why
+    mode: Literal["live", "test"] = "test"
     write: WriteSettings = WriteSettings()
     state: StateSettings = StateSettings()
     digest: DigestSettings = DigestSettings()
@@ -254,18 +289,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _parse_env(text: str, annotation: Any) -> Any:
-    """Strings stay strings; numbers, booleans and lists are read as YAML ('[a@x, b@y]')."""
-    if annotation in (str, Path) or str(annotation) in ("str | None", "pathlib.Path | None"):
-        return text
-    from ruamel.yaml import YAML
-
-    try:
-        return YAML(typ="safe").load(text)
-    except Exception:  # noqa: BLE001 - pydantic then reports the value as invalid
-        return text
-
-
 def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Config:
     """Read and validate ``config.yaml``; every problem is reported at once, exit code 2.
 
@@ -284,6 +307,7 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Co
         raise ConfigError(f"{path}:1:1: the config must be a mapping, got {type(data).__name__}")
     raw = _plain(data)
     sources: dict[str, str] = {}
+    env_problems: list[Problem] = []
     for key, annotation in setting_keys():
         dotted = ".".join(key)
         node: Any = data
@@ -294,7 +318,12 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Co
             sources[dotted] = f"{path.name}:{line}"
         name = env_name(key)
         if os.environ.get(name):
-            _set(raw, key, _parse_env(os.environ[name], annotation))
+            value = parse_env(os.environ[name], annotation)
+            wrong = env_problem(os.environ[name], value, annotation, dotted)
+            if wrong:
+                env_problems.append(Problem(Path(f"env {name}"), None, None, dotted, wrong))
+                continue
+            _set(raw, key, value)
             sources[dotted] = f"env {name}"
     for dotted, value in (overrides or {}).items():
         if value is not None:
@@ -302,8 +331,10 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Co
             sources[dotted] = "command line"
     try:
         config = Config.model_validate(raw)
+        if env_problems:
+            raise ConfigError(_summary(env_problems))
     except ValidationError as exc:
-        problems = problems_from_validation(exc, data, path, Config)
+        problems = env_problems + problems_from_validation(exc, data, path, Config)
         for i, p in enumerate(problems):  # a value from the environment or a flag says so
             origin = _origin(sources, p.key)
             if origin.startswith(("env ", "command line")):
@@ -427,3 +458,15 @@ def _summary(problems: list[Problem]) -> str:
     n = len(problems)
     return "\n".join([f"{n} problem{'s' if n != 1 else ''} in the config:",
                       *(f"  {p}" for p in problems)])
+
+
+def guard_limits(write: WriteSettings) -> tuple[int | None, float | None]:
+    """The change guard's limits as numbers (None: that limit is off or not set)."""
+    count = None if write.max_changes in (None, "off") else int(write.max_changes)  # type: ignore[arg-type]
+    share = None if write.max_changes_percent == "off" else float(write.max_changes_percent)
+    return count, share
+
+
+def guard_off(write: WriteSettings) -> bool:
+    """Whether the file switched the change guard off entirely (what the summary says)."""
+    return guard_limits(write) == (None, None)

@@ -22,14 +22,51 @@ from .errors import SecretStoreError
 
 KEYRING_SERVICE = "keyservices"
 
-# query parameters that carry a password for SQLAlchemy dialects and ODBC drivers (any case)
-PASSWORD_PARAMETERS = frozenset({"password", "pwd", "passwd", "pass"})
-# ``odbc_connect=DRIVER=...;UID=sa;PWD=secret`` holds a whole ODBC connection string
-_ODBC_PASSWORD = re.compile(r"(?i)(^|;)(\s*(?:pwd|password)\s*=\s*)(\{(?:[^}]|\}\})*\}|[^;]*)")
+# query parameters and ODBC keywords that carry a password (any case, "_" and "-" ignored):
+# SQLAlchemy's and libpq's password, libpq's sslpassword (the client key's passphrase) and
+# passfile (a password file), ODBC's PWD, and anything named a secret, passphrase or token
+# (KeyStoreSecret, client_secret, AccessToken)
+PASSWORD_PARAMETERS = frozenset({"password", "pwd", "passwd", "pass", "passfile", "passphrase"})
+_SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "token")
+# msodbcsql's ClientKey=file:<path>[,<passphrase>]: the path is no secret, the passphrase is
+_CLIENT_KEY = "clientkey"
+# one keyword=value of an ODBC connection string (``odbc_connect=DRIVER=...;UID=sa;PWD=x``); a
+# value in braces may hold ; and = (a } inside is written }})
+_ODBC_PAIR = re.compile(r"(^|;)(\s*)([^=;{}]+?)(\s*=\s*)(\{(?:[^}]|\}\})*\}|[^;]*)")
+# what the admin can do instead, for the secrets the password_env / keyring cannot hold
+_INSTEAD = {
+    "sslpassword": "the client key's passphrase: use a key file without one, readable only by "
+                   "the account the job runs as",
+    "passfile": "a password file: set PGPASSFILE in the job's environment instead",
+    _CLIENT_KEY: "the client key's passphrase after the comma: use a key file without one, "
+                 "readable only by the account the job runs as",
+}
+
+
+def is_secret_keyword(name: str) -> bool:
+    """Whether a URL query parameter or ODBC keyword named ``name`` carries a secret."""
+    key = _normal(name)
+    return (key in PASSWORD_PARAMETERS or key.endswith("pwd")
+            or any(part in key for part in _SECRET_PARTS))
+
+
+def _normal(key: str) -> str:
+    return re.sub(r"[\s_\-]", "", key).lower()
+
+
+def _secret_in(key: str, value: str) -> bool:
+    """``key=value`` carries a secret: a secret keyword, or a ClientKey with a passphrase."""
+    return is_secret_keyword(key) or (_normal(key) == _CLIENT_KEY and "," in value)
+
+
+def _why(key: str) -> str:
+    note = _INSTEAD.get(_normal(key))
+    return f", {note}" if note else ""
 
 
 def url_password_problem(url: str | URL) -> str | None:
-    """Where ``url`` carries a password (None when it carries none); never the password itself.
+    """Where ``url`` carries a password or another secret (None when it carries none); never the
+    secret itself.
 
     Raises ``ArgumentError`` for a string that is not a SQLAlchemy URL."""
     parsed = make_url(url)
@@ -37,24 +74,47 @@ def url_password_problem(url: str | URL) -> str | None:
         return "the URL contains a password (user:password@)"
     for key, values in parsed.query.items():
         for value in (values,) if isinstance(values, str) else values:
-            if key.lower() in PASSWORD_PARAMETERS:
-                return f"the URL contains a password (the query parameter {key}=)"
-            if _ODBC_PASSWORD.search(value):
-                return f"the URL contains a password (PWD= inside {key}=)"
+            if _secret_in(key, value):
+                return f"the URL contains a password (the query parameter {key}={_why(key)})"
+            for pair in _ODBC_PAIR.finditer(value):
+                inner = pair.group(3)
+                if _secret_in(inner, pair.group(5)):
+                    return (f"the URL contains a password ({inner}= inside {key}="
+                            f"{_why(inner)})")
     return None
 
 
+def _masked_value(key: str, value: str) -> str:
+    """``value`` of ``key`` with its secret replaced by ***: all of it, or a ClientKey's
+    passphrase (the part after the comma), keeping the braces around an ODBC value."""
+    braced = value.startswith("{") and value.endswith("}") and len(value) >= 2
+    inner = value[1:-1] if braced else value
+    inner = "***" if is_secret_keyword(key) else inner.split(",", 1)[0] + ",***"
+    return "{" + inner + "}" if braced else inner
+
+
+def _mask_odbc(value: str) -> str:
+    """Every secret keyword's value inside an ODBC connection string masked."""
+    def mask(m: re.Match[str]) -> str:
+        if not _secret_in(m.group(3), m.group(5)):
+            return m.group(0)
+        start, space, key, equals, value = m.groups()
+        return start + space + key + equals + _masked_value(key, value)
+
+    return _ODBC_PAIR.sub(mask, value)
+
+
 def mask_url(url: str | URL) -> str:
-    """The URL as text with every password masked: the user part, password query parameters and
-    ``PWD=`` inside an ODBC connection string. Safe for logs, messages and the state store."""
+    """The URL as text with every secret masked: the user part's password, secret query
+    parameters (password, sslpassword, passfile, PWD, ..., a ClientKey's passphrase) and the same
+    inside an ODBC connection string. Safe for logs, messages and the state store."""
     try:
         parsed = make_url(url)
     except ArgumentError:
         return "<invalid URL>"
     query: dict[str, str | tuple[str, ...]] = {}
     for key, values in parsed.query.items():
-        masked = tuple("***" if key.lower() in PASSWORD_PARAMETERS
-                       else _ODBC_PASSWORD.sub(r"\1\2***", v)
+        masked = tuple(_masked_value(key, v) if _secret_in(key, v) else _mask_odbc(v)
                        for v in ((values,) if isinstance(values, str) else values))
         query[key] = masked[0] if isinstance(values, str) else masked
     return parsed.set(query=query).render_as_string(hide_password=True)

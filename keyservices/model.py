@@ -264,6 +264,7 @@ class Counts:
     changed: int = 0
     written: int = 0
     conflicts: int = 0
+    already: int = 0  # planned values the ERP held already when written (another writer's)
     unchanged: int = 0
     no_configuration: int = 0
     no_attribute: int = 0

@@ -21,7 +21,7 @@ from .calls.monitors import Contact
 from .calls.wonlost import ValueColumns
 from .config import Config
 from .engine.classify import Classification, classify
-from .erp import ErpTables, StatementCounter, attribute_id, connect, verify_schema, wrap_db_error
+from .erp import ErpTables, StatementCounter, attribute, connect, verify_schema, wrap_db_error
 from .erp.contacts import read_contacts
 from .erp.renewals import read_renewals
 from .erp.facts import read_facts
@@ -74,15 +74,20 @@ class Erp:
     tables: ErpTables
     engine: sa.Engine
     counter: StatementCounter
-    _attribute: int | None = None
+    _attribute: tuple[int, str] | None = None
     _identity: str | None = None
+
+    def attribute(self) -> tuple[int, str]:
+        """The rules' property as the ERP knows it: its id and its name as the ERP spells it
+        (looked up once). The state store keys runs by these, never by the config's spelling."""
+        if self._attribute is None:
+            with self.engine.connect() as conn:
+                self._attribute = attribute(conn, self.tables, self.rules.property)
+        return self._attribute
 
     def attribute_id(self) -> int:
         """The id of the rules' property (looked up once)."""
-        if self._attribute is None:
-            with self.engine.connect() as conn:
-                self._attribute = attribute_id(conn, self.tables, self.rules.property)
-        return self._attribute
+        return self.attribute()[0]
 
     def identity(self) -> str:
         """The database by what it says about itself (server and database, or the file),

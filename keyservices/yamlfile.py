@@ -7,6 +7,8 @@ column and key, all problems at once, and a "did you mean" for typos, never a tr
 from __future__ import annotations
 
 import difflib
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,16 +41,22 @@ class Problem:
 
 
 def load_yaml(path: Path) -> Any:
-    """Parse one YAML file keeping positions; syntax errors become a one-problem list."""
+    """Parse one YAML file keeping positions; syntax errors become a one-problem list.
+
+    Admins write these files by hand, a few kB each, so a file beyond the limits below is refused
+    with what the limit is (never a traceback, a RecursionError or minutes of parsing): over
+    MAX_BYTES before it is parsed, nested deeper than MAX_DEPTH, holding more than MAX_VALUES
+    values as written ("too large") or once its aliases are expanded ("an alias bomb")."""
+    text = _read(path)
     yaml = YAML(typ="rt")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise
-    except UnicodeDecodeError as exc:
-        raise YamlProblems([Problem(path, None, None, "", f"not UTF-8 text ({exc.reason})")]) from None
-    try:
-        data = yaml.load(text)
+        if _flow_depth(text) > MAX_DEPTH:  # ruamel scans deep flow nesting in quadratic time
+            _refuse_deep_events(path, text)
+        try:
+            data = yaml.load(text)
+        except RecursionError:  # block nesting a few hundred levels deep
+            _refuse_deep_events(path, text)
+            raise YamlProblems([Problem(path, None, None, "", _deep_message())]) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -56,12 +65,22 @@ def load_yaml(path: Path) -> Any:
         raise YamlProblems([Problem(path, line, col, "", f"YAML syntax error: {what}")]) from None
     except YAMLError as exc:
         raise YamlProblems([Problem(path, None, None, "", f"YAML error: {exc}")]) from None
-    size = expanded_size(data, MAX_VALUES)
-    if size > MAX_VALUES:
+    deep = too_deep(data, MAX_DEPTH)
+    if deep is not None:
+        line, col = position(deep, ())
+        raise YamlProblems([Problem(path, line, col, "", _deep_message())]) from None
+    if written_size(data, MAX_VALUES) > MAX_VALUES:
         raise YamlProblems([Problem(
             path, None, None, "",
-            f"the aliases (*name) expand to more than {MAX_VALUES:,} values (an alias bomb?); "
-            "write the values out, or use fewer and smaller aliases")]) from None
+            f"the file holds more than {MAX_VALUES:,} values, the most a config or rules file "
+            f"may hold (one an admin writes holds a few thousand): check that this is the right "
+            f"file, or split a rules file into several in the rules folder")]) from None
+    if expanded_size(data, MAX_VALUES) > MAX_VALUES:
+        raise YamlProblems([Problem(
+            path, None, None, "",
+            f"the aliases (*name) expand to more than {MAX_VALUES:,} values (an alias bomb?), the "
+            f"most a config or rules file may hold once expanded; write the values out, or use "
+            f"fewer and smaller aliases")]) from None
     return {} if data is None else data
 
 
@@ -69,6 +88,98 @@ def load_yaml(path: Path) -> Any:
 # is refused before anything walks it (a "billion laughs" file parses into a few shared lists, but
 # every later step would expand them: 75 s and a MemoryError for a 1 kB file).
 MAX_VALUES = 200_000
+# ruamel's round-trip parser reads about 80 kB a second: a 50 MB file took minutes before failing.
+# The largest example file is 4 kB; 20,000 generated model-class lines would be about 1 MB.
+MAX_BYTES = 2_000_000
+# Nesting: the example files go 6 levels deep. ruamel recurses per level (a RecursionError past
+# about 250), and so does validation; 50 leaves room for every real file and every later step.
+MAX_DEPTH = 50
+
+
+def _read(path: Path) -> str:
+    """The file's text, refused past MAX_BYTES without reading further (a 50 MB file, a device)."""
+    with path.open("rb") as f:  # FileNotFoundError: the caller says which file is missing
+        size = os.fstat(f.fileno()).st_size
+        raw = f.read(MAX_BYTES + 1)
+    if len(raw) > MAX_BYTES:
+        shown = f"{size / 1e6:.1f} MB, " if size > MAX_BYTES else ""
+        raise YamlProblems([Problem(
+            path, None, None, "",
+            f"the file is {shown}over the {MAX_BYTES // 1_000_000} MB a config or rules file "
+            f"may be (one an admin writes is a few kB): check that this is the right file, or "
+            f"split a rules file into several in the rules folder")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise YamlProblems([Problem(path, None, None, "", f"not UTF-8 text ({exc.reason})")]) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")  # as text mode reads it
+
+
+def _deep_message() -> str:
+    return (f"the values are nested more than {MAX_DEPTH} levels deep, the most a config or rules "
+            f"file may nest (the examples nest 6): check the brackets and the indentation here")
+
+
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _flow_depth(text: str) -> int:
+    """How deep the [ and { brackets nest, counted naively (quotes and comments too): only a
+    cue to check the nesting properly before parsing."""
+    depth = deepest = 0
+    for m in _BRACKETS.finditer(text):
+        depth = depth + 1 if m.group() in "[{" else max(depth - 1, 0)
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _refuse_deep_events(path: Path, text: str) -> None:
+    """Raise where the nesting first passes MAX_DEPTH, read from the parser's events (a loop,
+    no recursion, stopping there); return if it never does."""
+    depth = 0
+    for event in YAML(typ="rt").parse(text):
+        if isinstance(event, CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                raise YamlProblems([Problem(path, mark.line + 1, mark.column + 1, "",
+                                            _deep_message())]) from None
+        elif isinstance(event, CollectionEndEvent):
+            depth -= 1
+
+
+def too_deep(data: Any, limit: int) -> Any:
+    """The first container nested deeper than ``limit`` (the top level is 1), or None; a loop,
+    each shared (aliased) container walked again only when met deeper than before."""
+    seen: dict[int, int] = {}
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, dict | list) or seen.get(id(node), 0) >= depth:
+            continue
+        if depth > limit:
+            return node
+        seen[id(node)] = depth
+        children = list(node.values()) if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return None
+
+
+def written_size(data: Any, limit: int) -> int:
+    """How many values ``data`` holds as written: an alias counts once, where it is used (each
+    container's entries once); stops just past ``limit``."""
+    seen: set[int] = set()
+    total = 1
+    stack: list[Any] = [data]
+    while stack and total <= limit:
+        node = stack.pop()
+        if not isinstance(node, dict | list) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        children = list(node.keys()) + list(node.values()) if isinstance(node, dict) else node
+        total += len(children)
+        stack.extend(c for c in children if isinstance(c, dict | list))
+    return total
 
 
 def expanded_size(data: Any, limit: int) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 import os
 import shutil
 import tempfile
@@ -215,7 +216,17 @@ def write_config(directory: Path, erp_url: str, extra: str = "",
         shutil.copytree(example_rules_dir(), rules)
     path = directory / "config.yaml"
     schema_line = f"  schema: {schema}\n" if schema else ""
-    path.write_text(f"dealer: Test Dealer\nerp:\n  url: '{erp_url}'\n{schema_line}"
+    # the tests write the ERP (the default is test mode) and set a change guard where they are
+    # about it (the default's 10 % is about any change on a handful of customers); ``extra``
+    # may say otherwise
+    mode = "" if re.search(r"^mode:", extra, re.M) else "mode: live\n"
+    if "max_changes_percent" not in extra:
+        if re.search(r"^write:[ \t]*$", extra, re.M):
+            extra = re.sub(r"^write:[ \t]*$", "write:\n  max_changes_percent: 'off'", extra,
+                           count=1, flags=re.M)
+        elif not re.search(r"^write:", extra, re.M):
+            extra += "write:\n  max_changes_percent: 'off'\n"
+    path.write_text(f"dealer: Test Dealer\n{mode}erp:\n  url: '{erp_url}'\n{schema_line}"
                     f"digest:\n  to: [managers@example.com]\n{extra}", encoding="utf-8")
     return path
 

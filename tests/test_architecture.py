@@ -15,8 +15,9 @@ MAX_LINES = 500
 MAX_TOP_LEVEL = 12
 
 # what each layer may import (besides the standard library and third-party packages); the
-# top-level shared modules (credentials, errors, model, progress, resources, yamlfile) are open to all
-SHARED = {"credentials", "errors", "model", "progress", "resources", "yamlfile"}
+# top-level shared modules (credentials, errors, model, overrides, progress, resources,
+# yamlfile) are open to all
+SHARED = {"credentials", "errors", "model", "overrides", "progress", "resources", "yamlfile"}
 ALLOWED: dict[str, set[str]] = {
     "rules": set(),
     "engine": {"rules"},

@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 
 import keyservices
 from keyservices.cli import cli
+from keyservices.erp import display_url
 from keyservices.errors import ConfigError, SchemaError
 from keyservices.model import Change
 from keyservices.state import StateStore
@@ -93,7 +94,7 @@ def test_a_run_that_died_mid_write_is_settled_by_the_next_run(erp: ErpBuilder,
     """Simulate a kill after the audit rows were stored but with only part of them committed."""
     config = config_for(erp)
     store = StateStore(config.state_url)
-    dead = store.begin_run(as_of=AS_OF, erp="x", prop="ZCJKeyServices", mode="live",
+    dead = store.begin_run(as_of=AS_OF, erp=display_url(config.erp.url), prop="ZCJKeyServices", mode="live",
                            baseline=True)
     planned = [Change(c, f"COP{i:03d}", f"Copier {i}", None, None, erp.value(c), "CPY",
                       ("CPY",), ()) for i, c in enumerate(copiers)]

@@ -73,7 +73,7 @@ def test_run_prints_a_summary_and_the_digest_path(runner: CliRunner, erp: ErpBui
     cid = erp.customer("COP001", "Copier & Co")
     erp.equipment(cid, "MFP-A3-CO-03")
     path = write_config(tmp_path, erp.url)
-    result = runner.invoke(cli, ["run", "-c", str(path), "--as-of", AS_OF.isoformat()])
+    result = runner.invoke(cli, ["run", "-c", str(path)])
     assert result.exit_code == 0, result.output
     assert "baseline: 1 values written" in result.output
     assert "digest:" in result.output and ".html" in result.output

@@ -97,7 +97,7 @@ def test_a_bad_environment_value_names_the_variable(tmp_path: Path,
     path = write(tmp_path, "erp: {url: 'sqlite:///erp.sqlite'}\n")
     monkeypatch.setenv("KEYSERVICES_WRITE_CHUNK_SIZE", "lots")
     with pytest.raises(ConfigError, match="env KEYSERVICES_WRITE_CHUNK_SIZE: write.chunk_size: "
-                                          "Input should be a valid integer"):
+                                          "'lots' is not a number"):
         load_config(path)
 
 

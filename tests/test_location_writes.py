@@ -245,8 +245,7 @@ def test_the_run_command_counts_location_writes_apart(erp: ErpBuilder, config_fo
                                                       runner: CliRunner) -> None:
     company(erp)
     config = config_for(erp, LOCATIONS_ON)
-    out = runner.invoke(cli, ["run", "-c", str(config.config_path), "--as-of",
-                              AS_OF.isoformat()])
+    out = runner.invoke(cli, ["run", "-c", str(config.config_path)])
     assert out.exit_code == 0, out.output
     assert ("1 values written and 2 location records following their parent" in out.output)
     assert "locations following their parent: changed 2; written 2; unchanged 0" in out.output

@@ -91,8 +91,7 @@ def test_smtp_down_queues_exit_5_then_delivers(hostile_dealer: ErpBuilder, confi
                                                smtp_port: int, runner: CliRunner) -> None:
     config = config_for(hostile_dealer, smtp_config(smtp_port))
     # nothing listens on the port: the run completes, the digest stays queued, exit 5
-    result = runner.invoke(cli, ["run", "-c", str(config.config_path), "--as-of",
-                                 AS_OF.isoformat()])
+    result = runner.invoke(cli, ["run", "-c", str(config.config_path)])
     assert result.exit_code == 5, result.output
     assert "could not be sent" in result.output and "stays queued" in result.output
     queued = list(config.digest.outbox.glob("*.eml"))

@@ -165,11 +165,12 @@ def test_the_sql_server_settings_do_nothing_on_sqlite(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_the_sql_server_settings_do_nothing_on_postgresql(pg_server: str) -> None:
+def test_postgresql_takes_the_lock_timeout_and_not_the_isolation(pg_server: str) -> None:
     engine = connect(pg_server, read_isolation="read_uncommitted", lock_timeout_seconds=1)
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT 1")).scalar() == 1
-        assert conn.exec_driver_sql("SHOW lock_timeout").scalar() == "0"
+        assert conn.exec_driver_sql("SHOW lock_timeout").scalar() == "1s"
+        assert conn.exec_driver_sql("SHOW transaction_isolation").scalar() == "read committed"
     engine.dispose()
 
 

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 import keyservices
 from keyservices.cli import cli
+from keyservices.erp import display_url
 from keyservices.commands.guard import UnknownErp
 from keyservices.errors import ConfigError, GuardTripped, SchemaError
 from keyservices.state import StateStore
@@ -149,10 +150,9 @@ def test_the_run_command_takes_new_erp_and_says_what_to_do(tmp_path: Path,
     shutil.copytree(tmp_path / "orig", tmp_path / "copy")
     copy = write_config(tmp_path / "copy",
                         f"sqlite:///{(tmp_path / 'copy' / 'erp.sqlite').as_posix()}")
-    out = runner.invoke(cli, ["run", "-c", str(copy), "--as-of", AS_OF.isoformat()])
+    out = runner.invoke(cli, ["run", "-c", str(copy)])  # today: after AS_OF
     assert out.exit_code == 3 and "--new-erp" in out.output and "Traceback" not in out.output
-    out = runner.invoke(cli, ["run", "-c", str(copy), "--new-erp", "--as-of",
-                              AS_OF.isoformat()])
+    out = runner.invoke(cli, ["run", "-c", str(copy), "--new-erp"])
     assert out.exit_code == 0, out.output
 
 
@@ -387,7 +387,7 @@ def test_changes_of_a_run_that_died_mid_write_reach_the_next_digest(erp: ErpBuil
     config = config_for(erp)
     keyservices.run(config, as_of=AS_OF)
     store = StateStore(config.state_url)
-    dead = store.begin_run(as_of=AS_OF, erp="x", prop="ZCJKeyServices", mode="live",
+    dead = store.begin_run(as_of=AS_OF, erp=display_url(config.erp.url), prop="ZCJKeyServices", mode="live",
                            baseline=False)
     wrote = Change(copiers[1], "COP001", "Copier 1", None, None, "CPY", "CPY;X", ("X",), ())
     store.record_pending(dead, [wrote])

@@ -54,9 +54,9 @@ class Recorder:
                                  {"r": run_id}).scalar()
             self.events.append(("state", "stored", int(n or 0)))
 
-        def settle(run_id: int, conflicts: Any) -> None:
+        def settle(run_id: int, conflicts: Any, already: Any = ()) -> None:
             self.events.append(("state", "settle", len(conflicts)))
-            real_settle(run_id, conflicts)
+            real_settle(run_id, conflicts, already)
 
         store.store_pending = stored  # type: ignore[method-assign]
         store.settle = settle  # type: ignore[method-assign]
@@ -78,7 +78,8 @@ class Recorder:
             if kind == "state" and what == "stored":
                 stored = n
             elif kind == "erp" and what == "UPDATE":
-                if not out or sent >= ends[len(out) - 1]:
+                # (a chunk done again after a guard held sends more rows than it has)
+                if not out or (len(out) < len(ends) and sent >= ends[len(out) - 1]):
                     out.append(stored)
                 sent += n
         return out
@@ -154,12 +155,14 @@ def test_a_value_edited_since_the_read_is_a_conflict_found_by_a_read_back_of_its
     seen = Recorder(any_erp, store)
     report = apply_changes(any_erp.engine, ErpTables(schema=any_erp.schema), ATTR_ID, planned,
                            state=store, run_id=run_id, chunk_size=3)
-    # the second chunk only is read back, in its transaction, after its UPDATEs
+    # the second chunk's UPDATEs update 2 of 3 rows: it is rolled back and done again knowing
+    # the values (read in its transaction), the edited value left out
     assert seen.erp() == [("erp", "UPDATE", 1), ("erp", "UPDATE", 2),
-                          ("erp", "UPDATE", 1), ("erp", "UPDATE", 2), ("erp", "SELECT", 1)]
+                          ("erp", "UPDATE", 1), ("erp", "UPDATE", 2), ("erp", "SELECT", 1),
+                          ("erp", "UPDATE", 1), ("erp", "UPDATE", 1)]
     assert seen.audited_before_each_chunk([3, 3]) in ([3, 6], [6, 6])
     assert seen.events[-1] == ("state", "settle", 1)
-    assert report.read_backs == 1 and report.statements == 5
+    assert report.read_backs == 1 and report.statements == 7
     assert report.conflicts == [planned[4].customer_id]
     assert any_erp.value(planned[4].customer_id) == "EDITED IN E-AUTOMATE"
     statuses = {r["customer_number"]: r["status"] for r in store.history(run_id=run_id)}
@@ -177,9 +180,9 @@ def test_a_driver_that_cannot_count_rows_gets_every_chunk_read_back(
                              baseline=False)
     report = apply_changes(erp.engine, ErpTables(), ATTR_ID, planned, state=store,
                            run_id=run_id, chunk_size=3)
-    # chunks of 3 send a batch of 2 rows each (values read as text): no count, read back; the
-    # last chunk is one row, whose count every driver gives
-    assert report.read_backs == 2
+    # no count: every chunk's values are read first, in its transaction, so that a value held
+    # already is told from one this run wrote; the edited one is left out of the UPDATEs
+    assert report.read_backs == 3 and report.already == []
     assert report.conflicts == [planned[1].customer_id]
     assert sorted(report.applied) == sorted(c.customer_id for c in planned if c is not planned[1])
     assert erp.value(planned[1].customer_id) == "EDITED"

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
-from .base import cli, config_option, emit_json, json_option, load_config_at, progress_reporter
+from .base import (RUN_ID, cli, config_option, emit_json, json_option, load_config_at,
+                   progress_reporter)
 
 
 @cli.command("history")
 @config_option
-@click.option("--run", "run_id", type=int, default=None, help="Show the changes of this run.")
+@click.option("--run", "run_id", type=RUN_ID, default=None, help="Show the changes of this run.")
 @click.option("--customer", default=None, help="Show the changes of this customer number.")
 @click.option("--limit", type=click.IntRange(0), default=1000, show_default=True,
               help="Show at most this many changes (0: all of them).")
@@ -45,7 +46,7 @@ def history_cmd(config_path: Path, run_id: int | None, customer: str | None, lim
 
 
 @cli.command("rollback")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 @config_option
 @click.option("--dry-run", is_flag=True, help="Show what would be restored; write nothing.")
 @click.option("--force", is_flag=True,

@@ -3,6 +3,8 @@ handler that turns ``KeyservicesError`` into ``Error: ...`` and its exit code.""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import json
 import logging
 import sys
@@ -33,8 +35,31 @@ def json_option(f: Callable) -> Callable:
                         help="Print the result as JSON (for scripts) instead of text.")(f)
 
 
+class AsOfDate(click.DateTime):
+    """A date (YYYY-MM-DD) a night can be computed for: windows of years are counted back and
+    forward from it, so 0001-01-01 or 9999-12-31 is a usage error naming the option (exit 2),
+    not an OverflowError deep in the date arithmetic."""
+
+    FIRST, LAST = dt.datetime(1900, 1, 1), dt.datetime(2999, 12, 31)
+
+    def __init__(self) -> None:
+        super().__init__(formats=["%Y-%m-%d"])
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        date = super().convert(value, param, ctx)
+        if not self.FIRST <= date <= self.LAST:
+            self.fail(f"{date:%Y-%m-%d} is out of range ({self.FIRST:%Y-%m-%d} to "
+                      f"{self.LAST:%Y-%m-%d})", param, ctx)
+        return date
+
+
+# a run's number as the state store keeps it (a 32-bit integer on every database)
+RUN_ID = click.IntRange(1, 2**31 - 1)
+
+
 def as_of_option(f: Callable) -> Callable:
-    return click.option("--as-of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+    return click.option("--as-of", type=AsOfDate(), default=None,
                         help="Run as if today were this date (YYYY-MM-DD); default today.")(f)
 
 
@@ -132,8 +157,11 @@ def setup_file_logging(state_dir: Path) -> None:
     for h in root.handlers:
         if isinstance(h, DailyFileHandler) and h.state_dir == target:
             return
-    state_dir.mkdir(parents=True, exist_ok=True)
-    handler = DailyFileHandler(target)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        handler = DailyFileHandler(target)
+    except OSError:  # a read-only state folder (or a file): readers go on without the log,
+        return       # writers are refused with a message before they touch anything
     handler.setLevel(logging.INFO)
     # escaped like the terminal: the file is read with type/tail, and mailed in failure alerts
     handler.setFormatter(TerminalFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -71,7 +71,9 @@ def _out() -> Console:
 def print_run(result: RunResult) -> None:
     c = result.counts
     what = ("dry run: nothing written" if result.dry_run else
-            "test mode: nothing written to the ERP" if result.mode == "test" else
+            ("test mode (the config does not set mode:): nothing written to the ERP"
+             if result.mode_default else "test mode: nothing written to the ERP")
+            if result.mode == "test" else
             "change guard: nothing written" if result.guard_message else
             f"baseline: {c.written} values written" if result.baseline else
             f"{c.written} values written")
@@ -79,7 +81,8 @@ def print_run(result: RunResult) -> None:
         what += f" and {c.locations_written:,} location records following their parent"
     click.echo(f"Run {result.run_id or '-'} as of {result.as_of}: {what}.")
     click.echo(f"  customers read {c.read:,}; classified {c.classified:,}; changed {c.changed:,}; "
-               f"unchanged {c.unchanged:,}; conflicts {c.conflicts:,}")
+               f"unchanged {c.unchanged:,}; conflicts {c.conflicts:,}"
+               + (f"; already held {c.already:,}" if c.already else ""))
     click.echo(f"  cannot be written: {c.no_configuration:,} without configuration, "
                f"{c.no_attribute:,} without the attribute; skipped {c.inactive:,} inactive, "
                f"{c.prospects:,} prospects")
@@ -119,6 +122,8 @@ def print_run(result: RunResult) -> None:
     if result.dry_run and result.location_changes:
         click.echo(f"  +{len(result.location_changes):,} location record(s) would follow their "
                    "parent's value (use --json for all)")
+    if result.guard_off:
+        click.echo("  change guard: off (write.max_changes_percent: off in the config)")
     if result.risks:
         click.echo(f"  at risk (not offered as opportunities tonight): {len(result.risks):,}: "
                    + ", ".join(f"{terminal_text(r.number)} ({r.kind})"

@@ -56,7 +56,6 @@ def export_opportunities_cmd(config_path: Path, fmt: str, service: str | None,
       keyservices export opportunities --nps-csv survey.csv --format hubspot --out promoters.csv
     """
     from ..commands.export import NpsFilter, export_opportunities, write
-    from .console import echo_data
 
     nps = (NpsFilter(property=nps_property, csv=nps_csv, min_score=min_nps)
            if nps_property or nps_csv else None)
@@ -64,7 +63,7 @@ def export_opportunities_cmd(config_path: Path, fmt: str, service: str | None,
                                   service=service, owner=owner,
                                   as_of=as_of.date() if as_of else None, nps=nps)
     if write(result.text, out) is None:
-        echo_data(result.text)
+        _echo_csv(result.text)
     else:
         click.echo(f"Wrote {result.count} opportunities to {out}", err=True)
     if nps is not None:
@@ -95,14 +94,25 @@ def export_alerts_cmd(config_path: Path, monitor: str | None, owner: str | None,
       keyservices export alerts --new --out new-alerts.csv -c config.yaml
     """
     from ..commands.export import export_alerts, write
-    from .console import echo_data
 
     text, count = export_alerts(load_config_at(config_path), monitor=monitor, owner=owner,
                                 as_of=as_of.date() if as_of else None, new=new)
     if write(text, out) is None:
-        echo_data(text)
+        _echo_csv(text)
     else:
         click.echo(f"Wrote {count} status alerts to {out}", err=True)
+
+
+def _echo_csv(text: str) -> None:
+    """The CSV on stdout: as is into a file or a pipe, its cells escaped on a terminal (an ERP
+    name's lone CR or line break would overwrite or forge a line there)."""
+    import sys
+
+    from .console import echo_data
+    from .terminal import terminal_csv
+
+    isatty = getattr(sys.stdout, "isatty", None)
+    echo_data(terminal_csv(text) if isatty is not None and isatty() else text)
 
 
 def _echo_nps(result: Any, nps: Any) -> None:

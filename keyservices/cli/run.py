@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .base import (as_of_option, cli, config_option, emit_json, json_option, load_config_at,
+from .base import (RUN_ID, as_of_option, cli, config_option, emit_json, json_option, load_config_at,
                    progress_reporter)
 
 
@@ -46,6 +46,12 @@ def run_cmd(config_path: Path, dry_run: bool, force: bool, new_erp: bool, no_ema
     from .exiting import keep
 
     config = load_config_at(config_path, {"mode": mode})
+    if as_of and as_of.date() < dt.date.today() and config.mode == "live" and not dry_run \
+            and not force:
+        raise click.BadParameter(
+            f"{as_of:%Y-%m-%d} is in the past: a live night as of a past date compares today's "
+            "ERP with that date and writes the result. Review it with --dry-run, then rerun "
+            "with --force if that is what you want", param_hint="--as-of")
     try:
         with progress_reporter(as_json) as progress:
             result = run(config, dry_run=dry_run, force=force, new_erp=new_erp,
@@ -142,7 +148,7 @@ def check(config_path: Path, show_sql: bool, with_ids: bool, suggest_indexes: bo
 @click.option("--preview", "mode", flag_value="preview", default=True,
               help="Write the digest as an HTML file and print its path (the default).")
 @click.option("--text", "mode", flag_value="text", help="Print the plain-text digest instead.")
-@click.option("--run", "run_id", type=int, default=None,
+@click.option("--run", "run_id", type=RUN_ID, default=None,
               help="The run whose digest to render; default the latest.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Where to write the HTML; default preview.html in the state folder.")

@@ -116,9 +116,17 @@ def status_cmd(config_path: Path, as_json: bool) -> None:
     what = ("Queued digests" if load_config_at(config_path).smtp is not None else
             "Digests in the outbox (no smtp: configured, so none are emailed)")
     click.echo(f"{what}: {len(st.queued)}" + "".join(f"\n  {q}" for q in st.queued[-10:]))
+    if st.refused:
+        click.echo(terminal_text(
+            f"Kept for refused recipients: {len(st.refused)} (retried for them only; check the "
+            "addresses)" + "".join(f"\n  {r}" for r in st.refused[-10:]), keep_newlines=True))
     if st.expired:
         click.echo(f"Expired (older than digest.max_age_days, never sent): {st.expired} in "
                    f"{load_config_at(config_path).digest.outbox / 'expired'}")
+    if st.gave_up:
+        click.echo(terminal_text(
+            f"Given up on (refused until they expired): {len(st.gave_up)}"
+            + "".join(f"\n  {r}" for r in st.gave_up[-10:]), keep_newlines=True))
     if st.lock_holder:
         click.echo(terminal_text(f"A run is in progress: pid {st.lock_holder.get('pid')} on "
                                  f"{st.lock_holder.get('host')} since "

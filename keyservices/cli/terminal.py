@@ -40,6 +40,25 @@ def terminal_text(value: object, *, keep_newlines: bool = False) -> str:
     return control_escaped(text, keep="\n" if keep_newlines else "")
 
 
+def terminal_csv(text: str) -> str:
+    """CSV as a terminal must show it: one row a line (CRLF ends, as written) and every control
+    character inside a cell escaped, the CR and line break of a quoted cell included.
+
+    Escaping the whole text but its line ends (``console.echo_data``) cannot tell a row's end
+    from a lone CR in a customer name, which would overwrite the line it is on, or from a line
+    break inside a quoted name, which would forge a row: the cells are read back as CSV instead.
+    The data is unchanged apart from the escapes (a cell quoted only for its line break is then
+    shown unquoted); a file or a pipe gets the CSV as it is, from the caller."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    for row in csv.reader(io.StringIO(text, newline="")):
+        writer.writerow([control_escaped(cell) for cell in row])
+    return out.getvalue()
+
+
 def configure_streams() -> None:
     """Make stdout and stderr replace what their code page cannot show, instead of raising.
 
@@ -58,4 +77,4 @@ def configure_streams() -> None:
             pass
 
 
-__all__ = ["configure_streams", "control_escaped", "terminal_text"]
+__all__ = ["configure_streams", "control_escaped", "terminal_csv", "terminal_text"]

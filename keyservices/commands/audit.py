@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import night
-from ..config import Config
+from ..config import Config, guard_limits
 from ..engine.diff import guard_message
 from ..erp import display_url
 from ..erp.writeback import apply_changes, count_values, read_values
@@ -23,6 +23,8 @@ from ..errors import ConfigError, GuardTripped
 from ..model import Change
 from ..progress import Reporter
 from ..state import StateStore, run_lock
+from ..state.known import KnownErp
+from .run import settle_here
 
 
 @dataclass
@@ -47,7 +49,10 @@ def history(config: Config, *, run_id: int | None = None, customer: str | None =
     A list of changes cut at ``limit`` says how many rows there are in all (``total``), so a
     long run is never silently shown in part.
     """
-    state = StateStore(config.state_url)
+    state = StateStore.for_reading(config.state_url)  # a read-only folder will do
+    if state is None:
+        return {"runs": []} if run_id is None and customer is None else {"changes": [],
+                                                                          "total": 0}
     try:
         if run_id is None and customer is None:
             return {"runs": [dataclasses.asdict(r) for r in state.runs(limit or 20)]}
@@ -88,11 +93,21 @@ def _rollback(config: Config, rules: Any, state: StateStore, run_id: int, *, dry
     if record is None:
         raise ConfigError(f"no run {run_id} in the state store; 'keyservices history' lists "
                           "the runs")
-    rows = [r for r in state.history(run_id=run_id, limit=None) if r["status"] == "applied"]
-    if not rows:
-        raise ConfigError(f"run {run_id} wrote no value, so there is nothing to roll back")
+    target = state.target(run_id)
+    assert target is not None
     with night.open_erp(config, rules) as erp:
-        attr = erp.attribute_id()
+        attr, name = erp.attribute()
+        here = display_url(config.erp.url)
+        _same_target(run_id, target, erp.identity(), here, attr, name, force=force)
+        if not dry_run and run_id in state.unsettled_runs():
+            # killed mid-write: its rows read as pending until settled, against its own ERP
+            settle_here(erp, state, here, run_ids=[run_id])
+        # a dry run settles nothing: a pending row is planned like an applied one (the values
+        # in the ERP now say whether it was written)
+        wanted = ("applied", "pending") if dry_run else ("applied",)
+        rows = [r for r in state.history(run_id=run_id, limit=None) if r["status"] in wanted]
+        if not rows:
+            raise ConfigError(f"run {run_id} wrote no value, so there is nothing to roll back")
         now = read_values(erp.engine, erp.tables, attr, [r["customer_id"] for r in rows])
         planned: list[Change] = []
         report = RollbackReport(run_id=None, of_run=run_id, restored=[], skipped=[],
@@ -117,9 +132,8 @@ def _rollback(config: Config, rules: Any, state: StateStore, run_id: int, *, dry
         if dry_run or not planned:
             report.restored = [c.number for c in planned]
             return report
-        own = state.begin_run(as_of=dt.date.today(), erp=display_url(config.erp.url),
-                              prop=rules.property, mode="rollback", baseline=False,
-                              erp_id=erp.identity())
+        own = state.begin_run(as_of=dt.date.today(), erp=here, prop=name, mode="rollback",
+                              baseline=False, erp_id=erp.identity(), attr_id=attr)
         try:
             written = apply_changes(erp.engine, erp.tables, attr, planned, state=state,
                                     run_id=own, chunk_size=config.write.chunk_size,
@@ -142,6 +156,23 @@ def _rollback(config: Config, rules: Any, state: StateStore, run_id: int, *, dry
     return report
 
 
+def _same_target(run_id: int, target: KnownErp, identity: str, display: str, attr: int,
+                 name: str, *, force: bool) -> None:
+    """A rollback writes only where its run wrote: the same ERP (``--force`` accepts one whose
+    identity changed, a database moved or renamed) and the same attribute (always)."""
+    if not target.same_attribute(attr, name):
+        raise GuardTripped(
+            f"run {run_id} wrote the attribute {target.property}"
+            f"{f' (id {target.attr_id})' if target.attr_id is not None else ''}, but the rules "
+            f"now name {name} (id {attr}). Nothing was written. Roll it back with the rules "
+            "and config that run used")
+    if not force and not target.same_erp(identity, display):
+        raise GuardTripped(
+            f"run {run_id} wrote {target.erp_id or target.erp}, but the config points at "
+            f"{identity}. Nothing was written. Roll it back with the config of that ERP; if it "
+            "is the same database, moved or renamed, rerun with --force")
+
+
 def _guard(config: Config, state: StateStore, erp: night.Erp, attr: int, run_id: int,
            customers: list[int], planned: list[Change]) -> None:
     """A rollback is a write like any other: later runs on the same customers (a typo for the
@@ -156,7 +187,7 @@ def _guard(config: Config, state: StateStore, erp: night.Erp, attr: int, run_id:
             f"written. Check the run number ('keyservices history'), review the plan with "
             f"'keyservices rollback {run_id} --dry-run', then rerun with --force if it is right")
     message = guard_message(len(planned), count_values(erp.engine, erp.tables, attr),
-                            config.write.max_changes, config.write.max_changes_percent,
+                            *guard_limits(config.write),
                             command=f"keyservices rollback {run_id}", what="restores")
     if message:
         raise GuardTripped(message)

@@ -203,8 +203,8 @@ def show_sql(config: Config, *, with_ids: bool = False, conn: sa.Connection | No
         attr = attribute_id(conn, tables, rules.property)
         codes = read_codes(conn, tables, needed)
         codes.categories = {i: code for i, (code, _) in codes.categories.items()}  # type: ignore[misc]
-    session = (session_settings(config.erp.read_isolation, config.erp.lock_timeout_seconds)
-               if dialect.name == "mssql" else [])
+    session = session_settings(config.erp.read_isolation, config.erp.lock_timeout_seconds,
+                               backend=dialect.name)
     routed = bool(config.digest.sales_reps or config.digest.branches)
     steps = night_steps(tables, rules, codes, needed, [c for e in extra for c in e.columns(codes)],
                         as_of or dt.date.today(), attr_id=attr or 0, session=session,

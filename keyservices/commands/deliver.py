@@ -52,6 +52,8 @@ def digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send: 
              and not result.baseline and not result.location_changes)
     if quiet and not config.digest.send_empty:
         return result
+    gave_up = mail.given_up(config.digest.outbox, unnoted=True)
+    result.notes += delivery_notes(config, gave_up)
     data = DigestData(
         run_id=result.run_id, as_of=result.as_of, generated_at=dt.datetime.now(),
         dealer=config.dealer, property_name=rules.property, mode=result.mode,
@@ -94,6 +96,7 @@ def digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send: 
                 result.digest_eml, result.digest_html = paths.eml, paths.html
             advance(1)
         result.delivery = "outbox"
+        mail.mark_noted(gave_up)  # said once, in this digest; tonight's send may add more
         # what the digest can list, not every change: a million-change night stays small
         keep = max(config.digest.max_rows, config.digest.max_unwritable_rows, _top(rules))
         digest_mod.save_data(digest_mod.trimmed(data, keep, attached),
@@ -102,7 +105,9 @@ def digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send: 
         with step(reporter, timings, "send") as advance:
             report = deliver_outbox(config)  # the run already holds the run lock
             result.sent = list(report.sent)
-            result.delivery = "sent" if result.digest_eml in report.sent else "queued"
+            # partly sent: it reached some recipients and is kept (and logged) for the others
+            reached = report.sent + report.partly_sent
+            result.delivery = "sent" if result.digest_eml in reached else "queued"
             if result.digest_eml in report.sent:  # delivered: it now lives in outbox/sent
                 sent = config.digest.outbox / "sent"
                 result.digest_eml = sent / result.digest_eml.name
@@ -210,17 +215,54 @@ def send_outbox(config: Config) -> mail.DeliveryReport:
 
 
 def deliver_outbox(config: Config) -> mail.DeliveryReport:
-    """Send the queue for a caller that already holds the run lock; logs expiries and warnings."""
+    """Send the queue for a caller that already holds the run lock; logs expiries, refused
+    recipients (kept and retried) and the ones given up on, and warnings."""
     report = mail.send_outbox(smtp_settings(config), config.digest.outbox,
                               max_age_days=config.digest.max_age_days)
-    if report.expired:
+    outbox, days = config.digest.outbox, config.digest.max_age_days
+    partly = {r.path.name for r in report.given_up if r.delivered}
+    unsent = [p for p in report.expired if p.name not in partly]
+    if unsent:
         log.warning("%d queued message(s) older than digest.max_age_days (%d) moved to %s "
-                    "without sending: %s", len(report.expired), config.digest.max_age_days,
-                    config.digest.outbox / mail.EXPIRED_DIR,
-                    ", ".join(p.name for p in report.expired))
+                    "without sending: %s", len(unsent), days, outbox / mail.EXPIRED_DIR,
+                    ", ".join(p.name for p in unsent))
+    for refusal in report.refused:
+        log.warning("%s. It stays in %s and every delivery retries it for %s only, until it is "
+                    "older than digest.max_age_days (%d); check that address in %s",
+                    refusal.describe(), outbox, refusal.recipient, days, _config_name(config))
+    for refusal in report.given_up:
+        log.warning("%s", _given_up_text(config, refusal))
     for warning in report.warnings:
         log.warning("%s", warning)
     return report
+
+
+def delivery_notes(config: Config,
+                   gave_up: list[mail.Refusal] | None = None) -> list[str]:
+    """The digest's notes on mail the server refused: kept for a recipient (every digest while
+    it is retried) and given up on (``gave_up``; by default those no digest has shown yet), so a
+    refused address is seen by the people who read the digest, not only in the log."""
+    outbox, days = config.digest.outbox, config.digest.max_age_days
+    if gave_up is None:
+        gave_up = mail.given_up(outbox, unnoted=True)
+    notes = [f"{r.describe()}. It is kept and retried for {r.recipient} only, until it is older "
+             f"than digest.max_age_days ({days}); check that address in {_config_name(config)}."
+             for r in mail.kept_for_refused(outbox)]
+    notes += ["G" + _given_up_text(config, r)[1:] for r in gave_up]
+    return notes
+
+
+def _given_up_text(config: Config, r: mail.Refusal) -> str:
+    reached = ", ".join(r.delivered) if r.delivered else "no one"
+    return (f"gave up on sending {r.path.name} to {r.recipient}: the mail server refused it "
+            f"({r.code} {r.reply}) until the message was older than digest.max_age_days "
+            f"({config.digest.max_age_days}); it reached {reached}. It is kept in "
+            f"{r.path.parent}: correct the address in {_config_name(config)} and forward it "
+            "from there if it still matters.")
+
+
+def _config_name(config: Config) -> str:
+    return str(config.config_path) if config.config_path else "config.yaml"
 
 
 def _alert_path(outbox: Path, when: dt.datetime, exit_code: int) -> Path:

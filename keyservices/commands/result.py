@@ -54,6 +54,8 @@ class RunResult:
     location_no_attribute: list[CustomerRef] = field(default_factory=list)
     # customers who may be leaving (takeout, churn), not offered as opportunities tonight
     risks: list[RiskFlag] = field(default_factory=list)
+    mode_default: bool = False  # test mode because the config never says mode:
+    guard_off: bool = False  # the change guard switched off in the config (write: ... off)
 
     def to_dict(self) -> dict[str, Any]:
         # the long lists are converted shallowly: dataclasses.asdict deep-copies every field of

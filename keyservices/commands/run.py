@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from .. import night
 from ..calls import lifecycle, wonlost
-from ..config import Config
+from ..config import Config, guard_limits, guard_off
 from ..engine.classify import Classification
 from ..engine.diff import (attribute_is_foreign, guard_message, guarded, ownership_message,
                            penetration, plan_changes, set_aside_foreign,
@@ -28,7 +31,7 @@ from ..state import StateStore, run_lock
 from . import why
 from .alerts import listing_for, save_alerts
 from .deliver import alert_failure, digest_and_send, preflight
-from .guard import is_baseline
+from .guard import clock_check, is_baseline
 from .result import RunResult
 
 log = logging.getLogger("keyservices")
@@ -59,7 +62,7 @@ def run(config: Config, *, dry_run: bool = False, force: bool = False, new_erp: 
 
 def _run(config: Config, *, dry_run: bool, force: bool, new_erp: bool, send: bool,
          as_of: dt.date | None, reporter: Reporter | None) -> RunResult:
-    as_of = as_of or dt.date.today()
+    explicit, as_of = as_of is not None, as_of or dt.date.today()
     # everything that can be checked without the ERP is checked before it is touched
     rules = night.rules_for(config)
     preflight(config, rules)
@@ -71,7 +74,8 @@ def _run(config: Config, *, dry_run: bool, force: bool, new_erp: bool, send: boo
         reader = StateStore.reader(config.state_url)
         try:
             with gc_paused(), night.open_erp(config, rules) as erp:
-                baseline = _baseline(config, rules, erp, reader, new_erp=new_erp, force=force)
+                baseline = _baseline(config, rules, erp, reader, new_erp=new_erp, force=force,
+                                     as_of=as_of, explicit=explicit, dry_run=True)
                 return _compute(config, rules, erp, as_of, run_id=None, baseline=baseline,
                                 dry_run=True, force=force, state=reader, reporter=reporter)
         finally:
@@ -81,13 +85,13 @@ def _run(config: Config, *, dry_run: bool, force: bool, new_erp: bool, send: boo
         state = StateStore(config.state_url)  # its schema is checked here, before the ERP
         try:
             return _live(config, rules, state, as_of, force=force, new_erp=new_erp, send=send,
-                         reporter=reporter)
+                         reporter=reporter, explicit=explicit)
         finally:
             state.close()
 
 
 def _live(config: Config, rules: RuleSet, state: StateStore, as_of: dt.date, *, force: bool,
-          new_erp: bool, send: bool, reporter: Reporter | None) -> RunResult:
+          new_erp: bool, send: bool, reporter: Reporter | None, explicit: bool) -> RunResult:
     """A live or test-mode run under the lock: the run record wraps everything after it."""
     abandoned = state.unfinished_runs()
     if abandoned:
@@ -97,12 +101,14 @@ def _live(config: Config, rules: RuleSet, state: StateStore, as_of: dt.date, *, 
     run_id: int | None = None
     try:
         with gc_paused(), night.open_erp(config, rules) as erp:
-            baseline = _baseline(config, rules, erp, state, new_erp=new_erp, force=force)
+            baseline = _baseline(config, rules, erp, state, new_erp=new_erp, force=force,
+                                 as_of=as_of, explicit=explicit)
+            attr_id, attr_name = erp.attribute()
             run_id = state.begin_run(as_of=as_of, erp=display_url(config.erp.url),
-                                     prop=rules.property, mode=config.mode, baseline=baseline,
-                                     erp_id=erp.identity())
+                                     prop=attr_name, mode=config.mode, baseline=baseline,
+                                     erp_id=erp.identity(), attr_id=attr_id)
             if state.has_pending():  # any earlier run's unsettled audit, whatever its status
-                settled = reconcile(erp.engine, erp.tables, erp.attribute_id(), state)
+                settled = settle_here(erp, state, display_url(config.erp.url))
                 log.warning("settled the audit of earlier unfinished writes against the ERP: "
                             "%s", settled)
             result = _compute(config, rules, erp, as_of, run_id=run_id, baseline=baseline,
@@ -119,12 +125,11 @@ def _live(config: Config, rules: RuleSet, state: StateStore, as_of: dt.date, *, 
         state.mark_reported([run_id, *(c.carried_from for c in result.carried if c.carried_from)])
     except KeyservicesError as exc:
         if run_id is not None:
-            state.finish_run(run_id, status="failed", exit_code=exc.exit_code, message=str(exc))
+            _mark_failed(state, run_id, exc.exit_code, str(exc))
         raise
     except Exception as exc:
         if run_id is not None:
-            state.finish_run(run_id, status="failed", exit_code=1,
-                             message=f"{type(exc).__name__}: {exc}")
+            _mark_failed(state, run_id, 1, f"{type(exc).__name__}: {exc}")
         raise
     status = "guard" if result.guard_message else "done"
     state.finish_run(run_id, status=status, exit_code=result.exit_code,
@@ -136,14 +141,60 @@ def _live(config: Config, rules: RuleSet, state: StateStore, as_of: dt.date, *, 
     return result
 
 
+def _mark_failed(state: StateStore, run_id: int, exit_code: int, message: str) -> None:
+    """The run's record says it failed; when the store itself cannot take that (a full disk),
+    the error that stopped the run is the one reported, and the next run marks it failed."""
+    try:
+        state.finish_run(run_id, status="failed", exit_code=exit_code, message=message)
+    except (KeyservicesError, SQLAlchemyError) as exc:
+        log.warning("could not mark run %s failed in the state store (%s); the next run "
+                    "marks it", run_id, exc)
+
+
 def _baseline(config: Config, rules: RuleSet, erp: night.Erp, state: StateStore | None, *,
-              new_erp: bool, force: bool) -> bool:
-    """Whether tonight is a baseline (a live run only; a test-mode run writes nothing)."""
+              new_erp: bool, force: bool, as_of: dt.date, explicit: bool,
+              dry_run: bool = False) -> bool:
+    """Whether tonight is a baseline (a live run only; a test-mode run writes nothing).
+
+    ``--new-erp`` on an ERP the store knows is refused in every mode, and a live night dated
+    before this ERP's last live run stops (``clock_check``): a dry run says the same."""
+    history = state.live_history() if state is not None else []
+    identity, display = erp.identity(), display_url(config.erp.url)
+    attr_id, name = erp.attribute()
+    if new_erp:
+        is_baseline(history, identity=identity, display=display, prop=name, attr_id=attr_id,
+                    new_erp=True)
     if config.mode != "live":
         return False
-    return is_baseline(state.live_history() if state is not None else [],
-                       identity=erp.identity(), display=display_url(config.erp.url),
-                       prop=rules.property, new_erp=new_erp, force=force)
+    if not (explicit and dry_run):  # a dry run as of a date on purpose writes nothing
+        clock_check(history, identity=identity, display=display, as_of=as_of,
+                    explicit=explicit, force=force)
+    return is_baseline(history, identity=identity, display=display, prop=name, attr_id=attr_id,
+                       new_erp=new_erp, force=force)
+
+
+def settle_here(erp: night.Erp, state: StateStore, display: str,
+                run_ids: Sequence[int] | None = None) -> dict[str, int]:
+    """Settle the unsettled runs (these, or all) against this ERP, which must be the one each
+    wrote: a pending row read in another database would be settled wrongly (a run on a copy
+    marking the original's written values not applied). Otherwise exit 3, naming both."""
+    unsettled = state.unsettled_runs()
+    if run_ids is not None:
+        unsettled = {k: v for k, v in unsettled.items() if k in set(run_ids)}
+    if not unsettled:
+        return {}
+    attr_id, name = erp.attribute()
+    identity = erp.identity()
+    elsewhere = {k: v for k, v in unsettled.items()
+                 if not (v.same_erp(identity, display) and v.same_attribute(attr_id, name))}
+    if elsewhere:
+        run_id, target = next(iter(elsewhere.items()))
+        raise GuardTripped(
+            f"run {run_id} stopped while writing {target.property} in {target.erp_id or target.erp}"
+            f"; its audit is settled by reading that ERP, but the config points at {name} in "
+            f"{identity}. Nothing was written. Run keyservices once with the config of that ERP "
+            "(it settles the audit), then run this one again")
+    return reconcile(erp.engine, erp.tables, attr_id, state, run_ids=list(unsettled))
 
 
 def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
@@ -193,8 +244,8 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
                         locations_no_configuration=len(plan.locations_no_configuration),
                         locations_no_attribute=len(plan.locations_no_attribute))
         guard = None if (force or config.mode == "test") else guard_message(
-            guarded(plan.writes(), baseline=baseline), plan.records, config.write.max_changes,
-            config.write.max_changes_percent, baseline=baseline)
+            guarded(plan.writes(), baseline=baseline), plan.records,
+            *guard_limits(config.write), baseline=baseline)
         # why each change happened (against the last clean live run's facts), who may be leaving
         erp_id = erp.identity()
         with step(reporter, timings, "causes and risks", total=len(plan.changes)) as advance:
@@ -224,6 +275,7 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
         location_changes=plan.locations,
         location_no_configuration=plan.locations_no_configuration,
         location_no_attribute=plan.locations_no_attribute)
+    result.notes += settings_notes(config)
     unwritable_locations = unwritable_locations_note(plan, rules.property)
     if unwritable_locations:
         result.notes.append(unwritable_locations)
@@ -239,6 +291,8 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
                             "it is the attribute keyservices owns.")
     result.alert_monitors, result.renewals = tonight.calls.alert_monitors, tonight.renewals
     result.risks = risks
+    result.mode_default = config.mode == "test" and "mode" not in config.sources
+    result.guard_off = config.mode == "live" and guard_off(config.write)
     result.notes += why_notes
     if guard:
         result.exit_code = EXIT_GUARD
@@ -253,6 +307,14 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
         counts.locations_written = sum(1 for i in report.applied if i in followed)
         counts.written = len(report.applied) - counts.locations_written
         counts.conflicts = len(report.conflicts)
+        counts.already = len(report.already)
+        if report.already:
+            held = [c.number for c in plan.writes() if c.status == "already"]
+            result.notes.append(
+                f"{len(held)} value(s) already held what this run would write when it wrote "
+                "(another keyservices install, or a person, wrote them since the read): "
+                "recorded as already held, not as written by this run: "
+                f"{', '.join(held[:20])}{' ...' if len(held) > 20 else ''}")
         if report.conflicts:
             edited = [c.number for c in plan.writes() if c.status == "conflict"]
             result.notes.append(
@@ -274,6 +336,20 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
                 result.notes.append(note)
             advance(len(classification.services))
     return result
+
+
+def settings_notes(config: Config) -> list[str]:
+    """What the summary and the digest say about the settings that decide whether anything is
+    written: test mode by default, and a change guard switched off."""
+    notes = []
+    if config.mode == "test" and "mode" not in config.sources:
+        notes.append("Test mode: the config does not set 'mode:', so this run wrote nothing to "
+                     "the ERP. When the digest looks right, set 'mode: live' in "
+                     f"{config.config_path.name if config.config_path else 'config.yaml'}.")
+    if config.mode == "live" and guard_off(config.write):
+        notes.append("The change guard is off (write.max_changes_percent: off): any number of "
+                     "values may be rewritten in one night. Set a limit to switch it back on.")
+    return notes
 
 
 def _non_empty(facts: Facts, classification: Classification) -> int:

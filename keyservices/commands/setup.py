@@ -19,7 +19,7 @@ from typing import Any
 
 from ..config import Config
 from ..errors import ConfigError
-from ..outputs.mail import expired_count, queued
+from ..outputs.mail import expired_count, given_up, kept_for_refused, queued
 from ..resources import example_rules_dir
 from ..state import StateStore
 from ..state.lock import lock_holder
@@ -41,18 +41,21 @@ erp:
   connect_timeout: 15                  # seconds
   # SQL Server only (docs/eautomate-setup.md): how the night's reads meet e-automate's posting
   read_isolation: read_committed       # read_committed | snapshot | read_uncommitted (NOLOCK)
-  lock_timeout_seconds: 60             # a lock wait longer than this fails the run (exit 1)
+  lock_timeout_seconds: 60             # a lock wait longer than this fails the run (exit 1;
+                                       # SQL Server and PostgreSQL)
   # profile:                           # rename tables/columns where your database differs
   #   model_categories: {table: ICModelCategories, columns: {code: ModelCategory}}
 
 rules: rules                           # folder of rule files; rules/tests holds rule tests
 
 mode: test                             # test: compute and email, write nothing; then: live
+                                       # (not set: test, and the summary and digest say so)
 
 write:
   chunk_size: 5000                     # customers per write transaction (max 20000)
   # max_changes: 500                   # change guard: refuse a run that changes more than this
-  max_changes_percent: 10              # ... or more than this share of the customers
+  max_changes_percent: 10              # ... or more than this share of the customers; the
+                                       # word off switches the guard off (the summary says so)
   locations: false                     # level: parent: true also writes each parent's value
                                        # to its active locations (ship-to screens, lists)
 
@@ -63,7 +66,7 @@ state:
 
 digest:
   outbox: outbox                       # every digest is written here first (.eml and .html)
-  sender: "keyservices@example.com"
+  sender: "keyservices@localhost"       # the From: address (use one your mail server accepts)
   to: []                               # the consolidated digest
   # branches:                          # a branch manager's copy with only their branch
   #   North: ["north-manager@example.com"]
@@ -74,7 +77,8 @@ digest:
   max_rows: 50                         # rows per list before "+N more" (it says where the rest is)
   max_unwritable_rows: 20              # per list of customers that cannot be written
   max_age_days: 3                      # queued mail older than this is never sent (expired/)
-  # renewals_ics: true                 # each sales_reps copy: an .ics of the rep's renewals (60 days)
+  renewals_ics: false                  # true: each sales_reps copy carries an .ics of the
+                                       # rep's contract renewals (next 60 days)
   # templates: templates               # your own copy of the digest templates
 
 # smtp:                                # without it, digests stay in the outbox
@@ -247,15 +251,20 @@ class Status:
     queued: list[str] = field(default_factory=list)
     expired: int = 0  # queued mail older than digest.max_age_days, moved to outbox/expired unsent
     lock_holder: dict[str, Any] | None = None
+    # queued mail the server refused for some recipients, retried for those (one line each)
+    refused: list[str] = field(default_factory=list)
+    # expired mail whose refused recipients never got it (one line each)
+    gave_up: list[str] = field(default_factory=list)
 
 
 def status(config: Config, *, limit: int = 10) -> Status:
     """What an admin checks in the morning: the last runs, queued digests, the lock holder."""
     out = Status(queued=[str(p) for p in queued(config.digest.outbox)],
-                 expired=expired_count(config.digest.outbox))
-    state_file = config.state.dir / "state.sqlite"
-    if config.state.url or state_file.exists():
-        store = StateStore(config.state_url)
+                 expired=expired_count(config.digest.outbox),
+                 refused=[r.describe() for r in kept_for_refused(config.digest.outbox)],
+                 gave_up=[r.describe() for r in given_up(config.digest.outbox)])
+    store = StateStore.for_reading(config.state_url)  # a read-only folder will do
+    if store is not None:
         try:
             out.runs = [{"id": r.id, "started_at": r.started_at, "finished_at": r.finished_at,
                          "as_of": r.as_of, "mode": r.mode, "baseline": r.baseline,

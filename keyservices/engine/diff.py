@@ -267,10 +267,13 @@ def owned(value: str | None, rules: RuleSet, written: Iterable[str] = ()) -> boo
         return True
     known = {s.code.casefold() for s in rules.services} | {
         s.name.casefold() for s in rules.services}
+    # at least one code or name: a value of separators only ('/', ';;') is a person's mark
     parts = [p.strip() for p in value.split(rules.separator)] if rules.separator.strip() else []
-    if parts and all(p.casefold() in known for p in parts if p):
+    parts = [p for p in parts if p]
+    if parts and all(p.casefold() in known for p in parts):
         return True
-    return all(p.casefold() in known for p in _SEPARATORS.split(value.strip()) if p)
+    parts = [p for p in _SEPARATORS.split(value.strip()) if p]
+    return bool(parts) and all(p.casefold() in known for p in parts)
 
 
 def foreign_values(changes: Iterable[Change], rules: RuleSet,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from .connection import (
                          ErpTables,
                          StatementCounter,
+                         attribute,
                          attribute_id,
                          connect,
                          display_url,
@@ -14,5 +15,5 @@ from .connection import (
                          wrap_db_error,
 )
 
-__all__ = ["ErpTables", "StatementCounter", "attribute_id", "connect", "display_url",
+__all__ = ["ErpTables", "StatementCounter", "attribute", "attribute_id", "connect", "display_url",
            "verify_schema", "wrap_db_error"]

@@ -118,12 +118,28 @@ ISOLATION_LEVELS: dict[str, str] = {"read_committed": "READ COMMITTED", "snapsho
                                     "read_uncommitted": "READ UNCOMMITTED"}
 
 
-def session_settings(read_isolation: str = "read_committed",
-                     lock_timeout_seconds: int = 60) -> list[str]:
-    """What every new SQL Server connection runs first, in order (``check --show-sql`` prints it):
-    a lock wait longer than the timeout fails the statement (error 1222) instead of hanging the
-    night behind e-automate's posting, and reads run at the configured isolation level."""
-    return [f"SET LOCK_TIMEOUT {int(lock_timeout_seconds) * 1000}",
+def session_settings(read_isolation: str = "read_committed", lock_timeout_seconds: int = 60,
+                     backend: str = "mssql") -> list[str]:
+    """What every new connection runs first, in order (``check --show-sql`` prints it): a lock
+    wait longer than the timeout fails the statement (SQL Server error 1222, PostgreSQL 55P03)
+    instead of hanging the night, run lock held, behind e-automate's posting; on SQL Server the
+    reads also run at the configured isolation level. Nothing on SQLite (one writer at a time;
+    its busy timeout is ``erp.connect_timeout``).
+
+    PostgreSQL gets ``lock_timeout`` only. Not ``statement_timeout``: the night's aggregate reads
+    legitimately run for minutes at a million customers, and a cap derived from a lock setting
+    (60 s by default) would kill them; SQL Server has no statement cap either. Not
+    ``idle_in_transaction_session_timeout``: the reads stream in batches inside one transaction
+    while Python folds them, and a stall there (a GC pause, a busy machine) would end a healthy
+    night, while the writes commit each chunk without waiting between statements, so it would
+    guard nothing of ours. Reads take no row locks in PostgreSQL, so only the guarded UPDATEs
+    ever wait on e-automate, and ``lock_timeout`` bounds exactly that wait."""
+    ms = int(lock_timeout_seconds) * 1000
+    if backend == "postgresql":
+        return [f"SET lock_timeout = {ms}"]
+    if backend != "mssql":
+        return []
+    return [f"SET LOCK_TIMEOUT {ms}",
             f"SET TRANSACTION ISOLATION LEVEL {ISOLATION_LEVELS[read_isolation]}"]
 
 
@@ -131,14 +147,15 @@ def connect(url: str, *, password: str | None = None, connect_timeout: int = 15,
             read_isolation: str = "read_committed", lock_timeout_seconds: int = 60) -> Engine:
     """Create an engine for the ERP; a missing driver or extra gives an install hint, not a trace.
 
-    On SQL Server every new connection gets ``session_settings`` (lock timeout, isolation level)
-    and pyodbc sends each write chunk as one batch (``fast_executemany``); on SQLite and
-    PostgreSQL the two settings do nothing.
+    Every new connection gets the lock timeout of ``session_settings`` (SQL Server: also the
+    isolation level, set by SQLAlchemy) before anything else, and pyodbc sends each write chunk
+    as one batch (``fast_executemany``); SQLite gets none of it.
     """
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise SourceUnavailable(f"erp.url is not a valid SQLAlchemy URL: {url!r}") from None
+    except ArgumentError:  # the text is not shown: it may hold a password
+        raise SourceUnavailable("erp.url is not a valid SQLAlchemy URL "
+                                "(dialect+driver://user@host/database): check erp.url") from None
     if password and parsed.password is None and not parsed.drivername.startswith("sqlite"):
         parsed = parsed.set(password=password)
     backend = parsed.get_backend_name()
@@ -163,20 +180,29 @@ def connect(url: str, *, password: str | None = None, connect_timeout: int = 15,
         raise MissingExtra(f"the database driver for {parsed.drivername} is not installed "
                            f"({exc.name}); for PostgreSQL: pip install 'keyservices[postgres]'") from None
     if backend == "mssql":
-        _lock_timeout_on_connect(engine, session_settings(read_isolation, lock_timeout_seconds)[0])
+        _first_on_connect(engine, session_settings(read_isolation, lock_timeout_seconds)[:1])
+    elif backend == "postgresql":
+        _first_on_connect(engine, session_settings(lock_timeout_seconds=lock_timeout_seconds,
+                                                   backend=backend), commit=True)
     if backend == "sqlite":
         _guard_sqlite_file(parsed)
     return engine
 
 
-def _lock_timeout_on_connect(engine: Engine, statement: str) -> None:
-    """Run ``SET LOCK_TIMEOUT`` on each new DBAPI connection, before anything else it sends."""
+def _first_on_connect(engine: Engine, statements: list[str], *, commit: bool = False) -> None:
+    """Run ``statements`` on each new DBAPI connection, before anything else it sends.
+
+    ``commit``: PostgreSQL's SET is transactional, and the driver has begun a transaction for
+    it; committing keeps the setting for the session whatever SQLAlchemy rolls back later."""
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(statement)
+            for statement in statements:
+                cursor.execute(statement)
         finally:
             cursor.close()
+        if commit:
+            dbapi_connection.commit()
 
     sa.event.listen(engine, "connect", on_connect, insert=True)
 
@@ -221,8 +247,21 @@ def _require_pyodbc() -> None:
 
 def attribute_id(conn: sa.Connection, tables: ErpTables, name: str) -> int:
     """The ShAttributeID of the property; a missing attribute is a setup error (exit 2)."""
+    return attribute(conn, tables, name)[0]
+
+
+def attribute_statement(tables: ErpTables, name: str) -> sa.Select:
+    """The property's id and name as the ERP spells it (what ``attribute`` and ``--show-sql``
+    send)."""
     a = tables.attributes
-    rows = conn.execute(sa.select(a.c.id).where(a.c.name == name)).scalars().all()
+    return sa.select(a.c.id, a.c.name).where(a.c.name == name)
+
+
+def attribute(conn: sa.Connection, tables: ErpTables, name: str) -> tuple[int, str]:
+    """The property's ShAttributeID and its name as the ERP spells it, found the way the ERP
+    compares names (SQL Server's usual collation ignores case: 'zcjkeyservices' is
+    ZCJKeyServices there). A missing attribute is a setup error (exit 2)."""
+    rows = conn.execute(attribute_statement(tables, name)).all()
     if not rows:
         raise SchemaError(
             f"the custom property {name!r} is not defined in {tables.physical('attributes')}. "
@@ -232,7 +271,7 @@ def attribute_id(conn: sa.Connection, tables: ErpTables, name: str) -> int:
             f"'keyservices check' again.")
     if len(rows) > 1:
         raise SchemaError(f"{len(rows)} attributes are named {name!r}; keep one")
-    return int(rows[0])
+    return int(rows[0][0]), str(rows[0][1] if rows[0][1] is not None else name).strip() or name
 
 
 def verify_schema(conn: sa.Connection, tables: ErpTables, needed: list[str] | None = None,
@@ -287,6 +326,13 @@ def _known_failure(text: str, url: str) -> KeyservicesError | None:
             f"posting. The statement was cancelled and its transaction rolled back; run again "
             f"later, schedule the run outside posting, raise erp.lock_timeout_seconds or set "
             f"erp.read_isolation: snapshot (docs/eautomate-setup.md)")
+    if "due to lock timeout" in text:  # PostgreSQL, SQLSTATE 55P03
+        return SourceUnavailable(
+            f"the ERP database {where} kept a row locked longer than erp.lock_timeout_seconds "
+            f"(PostgreSQL: {text}): another session, e-automate posting or someone editing the "
+            f"customer, held it. The statement was cancelled and its transaction rolled back; "
+            f"run again later, schedule the run outside posting, or raise "
+            f"erp.lock_timeout_seconds")
     if "(3952)" in text or "snapshot isolation is not allowed" in text.lower():
         try:
             database = make_url(url).database or "your company database"

@@ -26,7 +26,7 @@ from sqlalchemy.sql.elements import BinaryExpression, BindParameter
 
 from ..engine.metrics import Codes, Column, NotCompilable, compile_rules
 from ..rules import RuleSet
-from .connection import ErpTables
+from .connection import ErpTables, attribute_statement
 from .contacts import contacts_statement
 from .facts import code_list_statements
 from .queries import customers_query, fact_queries, metric_queries
@@ -72,10 +72,9 @@ def night_steps(tables: ErpTables, rules: RuleSet, codes: Codes, needed: set[str
     cannot be compiled to numbers, as ``read_facts`` falls back), the contacts for alerts and
     the rep and branch copies (``listed``), the renewals (``renewals_days``), and the guarded
     UPDATEs with their read-back."""
-    a = tables.attributes
     steps = [Step("session settings", "\n".join(f"{s};" for s in session),
                   "run on each new connection")] if session else []
-    steps.append(Step("attribute id", sa.select(a.c.id).where(a.c.name == rules.property)))
+    steps.append(Step("attribute id", attribute_statement(tables, rules.property)))
     steps += [Step(f"code list: {name}", stmt)
               for name, stmt in code_list_statements(tables, needed)]
     steps.append(Step("customers", customers_query(tables, rules, attr_id)))

@@ -21,11 +21,11 @@ import heapq
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from itertools import groupby
 from pathlib import Path
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
@@ -39,6 +39,7 @@ from .files import atomic_write
 
 if TYPE_CHECKING:  # jinja2 is imported where a digest is rendered, not by every command
     from jinja2 import Environment
+    from jinja2.sandbox import SandboxedEnvironment
 
 HTML_TEMPLATE, TEXT_TEMPLATE = DIGEST_TEMPLATES
 HTML_LIMIT = 100_000  # bytes of the HTML part: under Gmail's clipping size (about 102 KB)
@@ -229,17 +230,93 @@ def _pointers(data: DigestData, listing: Listing, wrote: bool) -> dict[str, str]
 
 
 @functools.lru_cache(maxsize=8)
-def _environment(templates_dir: Path) -> Environment:
-    """One Jinja environment per template folder: templates compile once per process and are
-    reloaded when their file changes (``digest --preview`` while editing them)."""
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+def template_environment(templates_dir: Path) -> SandboxedEnvironment:
+    """One sandboxed Jinja environment per template folder: templates compile once per process and
+    are reloaded when their file changes (``digest --preview`` while editing them).
 
-    env = Environment(loader=FileSystemLoader(str(templates_dir)), undefined=StrictUndefined,
-                      autoescape=lambda name: bool(name and name.endswith(".html.j2")),
-                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    Sandboxed because digest.templates is a folder an admin edits and the run renders as the
+    service account that writes the ERP: in a plain environment
+    ``{{ cycler.__init__.__globals__.os.popen('...') }}`` runs a command. The templates are
+    checked when the environment is made (``check_templates``), so ``run`` stops at its
+    preflight, before anything is written, even for a line the sample digest does not reach."""
+    from jinja2 import FileSystemLoader, StrictUndefined
+
+    env = sandbox_class()(loader=FileSystemLoader(str(templates_dir)),
+                          undefined=StrictUndefined,
+                          autoescape=lambda name: bool(name and name.endswith(".html.j2")),
+                          trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["pct"] = lambda x: f"{x * 100:.0f}%"
     env.filters["plural"] = plural
+    check_templates(env)
     return env
+
+
+@functools.cache
+def sandbox_class() -> type[SandboxedEnvironment]:
+    """Jinja's sandbox failing at the first unsafe access (the stock one returns an undefined
+    value that fails later, as a vaguer "has no attribute"); for any template an admin edits."""
+    from jinja2.sandbox import SandboxedEnvironment, SecurityError
+
+    class DigestSandbox(SandboxedEnvironment):
+        def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+            raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} "
+                                f"object is unsafe")
+
+    return DigestSandbox
+
+
+# what the sandbox refuses besides names starting with _ (jinja2.sandbox.is_internal_attribute)
+_INTERNAL = frozenset({"mro", "gi_frame", "gi_code", "cr_frame", "cr_code", "ag_code", "ag_frame"})
+_SANDBOX = ("The templates run in a sandbox that refuses attributes starting with _ and Python's "
+            "internals: remove them, and use the values the built-in templates use")
+
+
+def check_templates(env: Environment) -> None:
+    """Refuse, with file and line, what the sandbox refuses when rendering (``x.__class__``,
+    ``x['_y']``, ``x | attr('__init__')``) in the digest templates and those they include,
+    import or extend. A name built while rendering is left to the sandbox."""
+    from jinja2 import TemplateError, meta, nodes
+
+    pending, seen, problems = list(DIGEST_TEMPLATES), set[str](), list[str]()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+            tree = env.parse(source, name, filename)
+        except TemplateError:
+            continue  # a syntax error or a missing include: reported when rendered, as before
+        found: set[tuple[int, str]] = set()
+        for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+            if isinstance(node, nodes.Getattr):
+                attr: Any = node.attr
+            elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+                attr = node.arg.value
+            elif (isinstance(node, nodes.Filter) and node.name == "attr" and node.args
+                  and isinstance(node.args[0], nodes.Const)):
+                attr = node.args[0].value
+            else:
+                continue
+            if isinstance(attr, str) and (attr.startswith("_") or attr in _INTERNAL):
+                found.add((node.lineno, attr))
+        problems += [f"{filename}:{line}: not allowed in a digest template: the attribute {a!r}"
+                     for line, a in sorted(found)]
+        pending += [r for r in meta.find_referenced_templates(tree) if isinstance(r, str)]
+    if problems:
+        raise ConfigError("\n".join(problems) + f"\n{_SANDBOX}")
+
+
+def _template_place(exc: BaseException, templates_dir: Path) -> str:
+    """file:line of a template error: its own, else its traceback's innermost template frame."""
+    where, line = getattr(exc, "filename", None), getattr(exc, "lineno", None)
+    tb = exc.__traceback__ if where is None else None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(".j2"):
+            where, line = tb.tb_frame.f_code.co_filename, tb.tb_lineno
+        tb = tb.tb_next
+    return f"{where or templates_dir}{f':{line}' if line else ''}"
 
 
 def _context(data: DigestData, caps: _Caps, counted: dict[str, Any], listing: Listing,
@@ -281,8 +358,9 @@ def render(data: DigestData, templates_dir: Path, *, max_rows: int = 50,
     into the attachment.
     """
     from jinja2 import TemplateError
+    from jinja2.sandbox import SecurityError
 
-    env = _environment(templates_dir)
+    env = template_environment(templates_dir)
     counted = totals(data)
     subject = subject_for(data, counted)
     if data.totals:  # a stored, trimmed copy: name the attachment the digest had
@@ -301,10 +379,11 @@ def render(data: DigestData, templates_dir: Path, *, max_rows: int = 50,
                 break
             caps = caps.lowered(0.9 * max_html_bytes / size)
         text = env.get_template(TEXT_TEMPLATE).render(context)
+    except SecurityError as exc:
+        raise ConfigError(f"{_template_place(exc, templates_dir)}: not allowed in a digest "
+                          f"template: {str(exc).rstrip('.')}. {_SANDBOX}") from None
     except TemplateError as exc:
-        where = getattr(exc, "filename", None) or templates_dir
-        line = getattr(exc, "lineno", None)
-        raise ConfigError(f"digest template error in {where}{f':{line}' if line else ''}: "
+        raise ConfigError(f"digest template error in {_template_place(exc, templates_dir)}: "
                           f"{exc}") from None
     if size > max_html_bytes:
         log.warning("the digest's HTML part is %d KB even with no rows listed (over %d KB, so "
@@ -355,11 +434,11 @@ def failure_message(*, error: str, exit_code: int, when: dt.datetime, dealer: st
     msg["To"] = ", ".join(recipients) if recipients else sender
     msg["Date"] = email.utils.format_datetime(when.astimezone())
     msg["Message-ID"] = email.utils.make_msgid(domain="keyservices.local")
-    body = [f"The keyservices run for {dealer} failed at {when:%Y-%m-%d %H:%M} with exit code "
-            f"{exit_code}.", "", error, "",
+    body = [(f"The keyservices run for {dealer} failed at {when:%Y-%m-%d %H:%M} with exit code "
+             f"{exit_code}."), "", error, "",
             "Nothing was half-written: a failed run writes no value it has not audited.",
-            "See 'keyservices --help' for the exit codes; 'keyservices check -c config.yaml' "
-            "tests the setup.", ""]
+            ("See 'keyservices --help' for the exit codes; 'keyservices check -c config.yaml' "
+             "tests the setup."), ""]
     if log_tail:
         body += ["Last lines of the log:", *("  " + line for line in log_tail)]
     msg.set_content("\n".join(body) + "\n")

@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError
 
 from ..calls.wonlost import NO_GROUP, WonLostRow
 from ..errors import ConfigError
 from ..model import Customer
 from ..resources import templates_dir as packaged_templates
 from .cells import csv_writer
+from .digest import sandbox_class
 from .files import atomic_write
 
 REPORT_TEMPLATE = "report.html.j2"
@@ -202,9 +203,10 @@ def won_lost_csv_rows(won_lost: Mapping[str, list[WonLostRow]],
 def render_html(*, dealer: str, as_of: dt.date, matrices: list[Matrix],
                 won_lost: Mapping[str, list[WonLostRow]] | None, templates: Path) -> str:
     """The standalone report page."""
-    env = Environment(loader=FileSystemLoader(str(templates)), undefined=StrictUndefined,
-                      autoescape=lambda name: bool(name and name.endswith(".html.j2")),
-                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    # sandboxed like the digest: digest.templates is a folder an admin edits
+    env = sandbox_class()(loader=FileSystemLoader(str(templates)), undefined=StrictUndefined,
+                          autoescape=lambda name: bool(name and name.endswith(".html.j2")),
+                          trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["pct"] = lambda x: f"{x * 100:.0f}%"
     env.filters["num"] = lambda x: f"{x:,}"
     env.filters["money"] = lambda x: f"{x:,.0f}"

@@ -24,7 +24,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from ..errors import LockHeld
+from ..errors import ConfigError, LockHeld
 
 log = logging.getLogger("keyservices.state")
 
@@ -35,7 +35,7 @@ LOCK_FILE, BUSY_FILE, INFO_FILE = "run.lock", "run.busy", "run.lock.json"
 @contextmanager
 def run_lock(state_dir: Path) -> Iterator[None]:
     """Hold the run lock for the state folder; a second run gets LockHeld (exit 4) at once."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    writable_folder(state_dir, "the run lock")
     lock = FileLock(str(state_dir / LOCK_FILE), timeout=0)
     busy = FileLock(str(state_dir / BUSY_FILE), timeout=BUSY_WAIT)
     info = state_dir / INFO_FILE
@@ -78,6 +78,24 @@ def run_lock(state_dir: Path) -> Iterator[None]:
             pass
         busy.release()
         lock.release()
+
+
+def writable_folder(folder: Path, what: str) -> None:
+    """The folder exists (made if need be) and can be written: a state folder that is a file,
+    or read-only, is named before anything is read from the ERP (not an OSError traceback)."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"state.dir {folder} is a file, not a folder; {what} needs a folder. "
+                          "Point state.dir at a folder (it is made if missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot make the state folder {folder} ({exc.strerror}); point "
+                          "state.dir at a folder the service account can write") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"the state folder {folder} is read-only: a run, a rollback and "
+                          f"{what} write there (run lock, audit, log). Nothing was read from the "
+                          "ERP or written. Give the service account write access, or point "
+                          "state.dir at a folder it can write; status and history still read it")
 
 
 def lock_holder(state_dir: Path) -> dict[str, Any] | None:

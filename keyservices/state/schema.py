@@ -40,6 +40,9 @@ runs = sa.Table(
     # as pending, whatever its status says (the status it will have once settled). Settling
     # clears it; the rows are written once, not rewritten by the settle.
     sa.Column("unsettled", sa.Boolean),
+    # added later: the attribute's ShAttributeID (``property`` is its name as the ERP spells
+    # it), so that every audit row (through its run) belongs to one ERP and one attribute
+    sa.Column("attr_id", sa.Integer),
 )
 
 changes = sa.Table(
@@ -104,12 +107,16 @@ alerts = sa.Table(
 )
 # tables a store made by an earlier version may lack; a reader (dry run) treats them as empty
 LATER_TABLES = frozenset({"alerts"})
+# the tables whose rows belong together: a store that has one and lacks the other was damaged
+# (another table missing is made on open: the first version had only these two)
+AUDIT_TABLES = frozenset({"runs", "changes"})
 
 # Columns a state store made by an earlier version lacks: (table, column), added on open.
 MIGRATIONS: tuple[tuple[sa.Table, str], ...] = (
     (runs, "erp_id"),
     (runs, "reported"),
     (runs, "unsettled"),
+    (runs, "attr_id"),
     (changes, "branch"),
     (changes, "sales_rep"),
     (changes, "annual_values"),
@@ -165,3 +172,33 @@ def verify(engine: sa.Engine) -> list[str]:
         if missing:
             problems.append(f"table {table.name} lacks column(s) {', '.join(missing)}")
     return problems
+
+
+def missing_tables(engine: sa.Engine) -> list[str]:
+    """The tables a store that exists lacks (a new, empty database lacks none: it is created).
+
+    A store missing ``runs`` while it holds audit rows must never be recreated around them:
+    the old rows would belong to the new run 1.
+    """
+    present = set(sa.inspect(engine).get_table_names())
+    ours = {t.name for t in metadata.sorted_tables}
+    if not present & ours:
+        return []
+    return [f"table {name} is missing" for name in sorted(AUDIT_TABLES - present)]
+
+
+def consistency(engine: sa.Engine) -> list[str]:
+    """Audit rows whose run is not in ``runs`` (a table emptied or recreated by hand): two
+    lookups on the run index, however long the audit."""
+    with engine.connect() as conn:
+        low, high = conn.execute(sa.select(sa.func.min(changes.c.run_id),
+                                           sa.func.max(changes.c.run_id))).one()
+        if low is None:
+            return []
+        known = set(conn.execute(sa.select(runs.c.id).where(runs.c.id.in_([low, high])))
+                    .scalars())
+    gone = sorted({low, high} - known)
+    if not gone:
+        return []
+    return [f"audit rows of run(s) {', '.join(map(str, gone))} have no run record (the runs "
+            "table was emptied or recreated)"]

@@ -19,15 +19,23 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from ..credentials import mask_url
-from ..errors import ConfigError, SourceUnavailable
+from ..errors import ConfigError, KeyservicesError, SourceUnavailable
 from ..model import Change
 from .alerts import AlertTable
 from .audit import AuditRows, causes_of, codes_of, stream_won_lost, values_of
+from .known import KnownErp, as_date, live_history
+from .lock import writable_folder
 from .opportunities import OpportunityTable
-from .schema import LATER_TABLES, changes, metadata, migrate, runs, verify
+from .schema import (changes, consistency, metadata, migrate, missing_tables, runs,
+                     verify)
 
 log = logging.getLogger(__name__)
 WAL_AUTOCHECKPOINT = 1000  # pages (SQLite's default)
+
+
+# what a run record shows: columns every version's store has (a reader does not migrate)
+_RECORD = (runs.c.id, runs.c.started_at, runs.c.finished_at, runs.c.as_of, runs.c.mode,
+           runs.c.baseline, runs.c.status, runs.c.exit_code, runs.c.message, runs.c.counts)
 
 
 @dataclass(slots=True)
@@ -56,22 +64,25 @@ class StateStore(OpportunityTable, AlertTable):
             if self.engine.dialect.name == "sqlite":
                 db = self.engine.url.database
                 if db and db != ":memory:":
-                    Path(db).parent.mkdir(parents=True, exist_ok=True)
+                    writable_folder(Path(db).parent, "the state store")
                 sa.event.listen(self.engine, "connect", _sqlite_durable_wal)
-            metadata.create_all(self.engine)
-            migrate(self.engine)
-            problems = verify(self.engine)
+            sa.event.listen(self.engine, "handle_error", _named(url))
+            problems = missing_tables(self.engine)
+            if not problems:  # a new store is created; an existing one only gains later tables
+                metadata.create_all(self.engine)
+                migrate(self.engine)
+                problems = verify(self.engine) or consistency(self.engine)
             self.flags_runs = True  # migrated: the runs carry the pending mark
         except sa.exc.SQLAlchemyError as exc:
-            raise SourceUnavailable(f"cannot open the state store {mask_url(url)}: "
-                                    f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}") from None
+            raise state_error(url, exc, "open") from None
         if problems:
             self.engine.dispose()
             raise ConfigError(
                 f"the state store {mask_url(url)} is not as this version of keyservices expects "
-                f"({'; '.join(problems)}); nothing was read from the ERP or written. Restore "
-                "it from a backup, or point state.dir (or state.url) at a new, empty location "
-                "(the first run there is a baseline: it fills empty values only)")
+                f"({'; '.join(problems)}); nothing was read from the ERP or written, and the "
+                "store was not repaired. Restore it from a backup, or point state.dir (or "
+                "state.url) at a new, empty location (the first run there is a baseline: it "
+                "fills empty values only)")
 
     @classmethod
     def reader(cls, url: str) -> StateStore | None:
@@ -88,13 +99,32 @@ class StateStore(OpportunityTable, AlertTable):
             store.engine.dispose()
             raise SourceUnavailable(f"cannot read the state store {mask_url(url)}: "
                                     f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}") from None
-        if not {t.name for t in metadata.sorted_tables} - LATER_TABLES <= present:  # empty
+        if not present & {t.name for t in metadata.sorted_tables}:  # empty: no store yet
             store.engine.dispose()
             return None
+        problems = missing_tables(store.engine)
+        if problems:  # half a store is not an empty one: its history is gone, not absent
+            store.engine.dispose()
+            raise ConfigError(f"the state store {mask_url(url)} is damaged ({'; '.join(problems)})"
+                              "; nothing was read from the ERP or written. Restore it from a "
+                              "backup, or point state.dir (or state.url) at a new, empty "
+                              "location")
         # not migrated: a store an earlier version made keeps the pending mark on each row
         store.flags_runs = "unsettled" in {c["name"] for c in
                                            sa.inspect(store.engine).get_columns("runs")}
         return store
+
+    @classmethod
+    def for_reading(cls, url: str) -> StateStore | None:
+        """The store for a command that only reads it (history, status): opened and upgraded as
+        usual, or, where that cannot be (a read-only folder, a damaged store), read as it is.
+        None when there is no store yet."""
+        if not store_exists(url):
+            return None
+        try:
+            return cls(url)
+        except (ConfigError, SourceUnavailable):
+            return cls.reader(url)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -105,12 +135,34 @@ class StateStore(OpportunityTable, AlertTable):
         return live_history(self.engine)
 
     def begin_run(self, *, as_of: dt.date, erp: str, prop: str, mode: str, baseline: bool,
-                  erp_id: str | None = None) -> int:
+                  erp_id: str | None = None, attr_id: int | None = None) -> int:
+        """A run record; ``erp_id`` and ``attr_id`` tie every audit row of the run to one ERP
+        and one attribute (rollback and settling act only there)."""
         with self.engine.begin() as conn:
             return int(conn.execute(runs.insert().values(
                 started_at=_now(), as_of=as_of, erp=erp, property=prop, mode=mode,
                 baseline=baseline, status="running", pid=os.getpid(),
-                host=socket.gethostname(), erp_id=erp_id)).inserted_primary_key[0])
+                host=socket.gethostname(), erp_id=erp_id, attr_id=attr_id))
+                .inserted_primary_key[0])
+
+    def target(self, run_id: int) -> KnownErp | None:
+        """The ERP and attribute a run wrote (None: no such run)."""
+        present = {c["name"] for c in sa.inspect(self.engine).get_columns("runs")}
+        later = [runs.c[name] if name in present else sa.null() for name in ("erp_id", "attr_id")]
+        with self.engine.connect() as conn:  # a reader's store may predate erp_id and attr_id
+            r = conn.execute(sa.select(later[0], runs.c.erp, runs.c.property, later[1],
+                                       runs.c.as_of).where(runs.c.id == run_id)).first()
+        return None if r is None else KnownErp(r[0], r[1], r[2], r[3], as_date(r[4]))
+
+    def unsettled_runs(self) -> dict[int, KnownErp]:
+        """The runs whose write was never settled (killed or failed mid-write), and where each
+        wrote: settling reads the values in that ERP only."""
+        stmt = (sa.select(runs.c.id, runs.c.erp_id, runs.c.erp, runs.c.property,
+                          runs.c.attr_id, runs.c.as_of)
+                .where(runs.c.unsettled.is_(True)).order_by(runs.c.id))
+        with self.engine.connect() as conn:
+            return {r[0]: KnownErp(r[1], r[2], r[3], r[4], as_date(r[5]))
+                    for r in conn.execute(stmt)}
 
     def finish_run(self, run_id: int, *, status: str, exit_code: int, message: str | None = None,
                    counts: dict[str, Any] | None = None, timings: dict[str, float] | None = None,
@@ -134,10 +186,10 @@ class StateStore(OpportunityTable, AlertTable):
                     message="the process ended before the run finished"))
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
-        stmt = sa.select(runs).order_by(runs.c.id.desc()).limit(limit)
+        stmt = sa.select(*_RECORD).order_by(runs.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             return [RunRecord(r.id, r.started_at, r.finished_at, r.as_of, r.mode, r.baseline,
-                              r.status, r.exit_code, r.message, json.loads(r.counts or "{}"))
+                              r.status, r.exit_code, r.message, _counts(r.counts, r.id))
                     for r in conn.execute(stmt)]
 
     # -- audit ------------------------------------------------------------------------------------
@@ -166,11 +218,13 @@ class StateStore(OpportunityTable, AlertTable):
         if chunk:
             self.store_pending(run_id, self.audit_rows(run_id, chunk).statements())
 
-    def settle(self, run_id: int, conflicts: Sequence[int]) -> None:
-        """After the last ERP chunk: these customers' rows are conflicts, every other row of the
-        run was applied (as stored). One transaction: the conflicts' rows and the run's mark."""
+    def settle(self, run_id: int, conflicts: Sequence[int], already: Sequence[int] = ()) -> None:
+        """After the last ERP chunk: these customers' rows are conflicts, those already held
+        the value (another install or a person wrote it: not this run's write), every other
+        row of the run was applied (as stored). One transaction: those rows and the run's mark."""
         with _write_step(self.engine) as conn:
             self._mark(conn, run_id, conflicts, "conflict")
+            self._mark(conn, run_id, already, "already")
             conn.execute(runs.update().where(runs.c.id == run_id).values(unsettled=False))
 
     @staticmethod
@@ -182,13 +236,13 @@ class StateStore(OpportunityTable, AlertTable):
                          .values(status=status, at=_now()))
 
     def run_record(self, run_id: int) -> RunRecord | None:
-        stmt = sa.select(runs).where(runs.c.id == run_id)
+        stmt = sa.select(*_RECORD).where(runs.c.id == run_id)
         with self.engine.connect() as conn:
             r = conn.execute(stmt).first()
         if r is None:
             return None
         return RunRecord(r.id, r.started_at, r.finished_at, r.as_of, r.mode, r.baseline, r.status,
-                         r.exit_code, r.message, json.loads(r.counts or "{}"))
+                         r.exit_code, r.message, _counts(r.counts, r.id))
 
     def has_pending(self) -> bool:
         """Whether audit rows of any earlier run were never settled (killed, or failed)."""
@@ -215,8 +269,9 @@ class StateStore(OpportunityTable, AlertTable):
             return set()
         stmt = (sa.select(changes.c.after).distinct()
                 .join(runs, runs.c.id == changes.c.run_id)
-                .where(runs.c.property == prop, changes.c.status == "applied",
-                       self._settled(), changes.c.after.is_not(None)))
+                .where(sa.func.lower(runs.c.property) == prop.lower(),
+                       changes.c.status == "applied", self._settled(),
+                       changes.c.after.is_not(None)))
         with self.engine.connect() as conn:
             return set(conn.execute(stmt).scalars())
 
@@ -225,7 +280,7 @@ class StateStore(OpportunityTable, AlertTable):
         (killed or failed mid-write): the next digest lists them, marked as carried over."""
         stmt = (sa.select(changes, runs.c.id.label("of_run"))
                 .join(runs, runs.c.id == changes.c.run_id)
-                .where(runs.c.property == prop, runs.c.id < before_run,
+                .where(sa.func.lower(runs.c.property) == prop.lower(), runs.c.id < before_run,
                        runs.c.status.in_(("failed", "running")),
                        sa.or_(runs.c.reported.is_(None), runs.c.reported == sa.false()),
                        changes.c.status == "applied", self._settled())
@@ -270,11 +325,13 @@ class StateStore(OpportunityTable, AlertTable):
         with self.engine.connect() as conn:
             return int(conn.execute(stmt).scalar() or 0)
 
-    def pending(self) -> list[dict[str, Any]]:
+    def pending(self, run_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
         """Audit rows written before an ERP transaction whose outcome was never recorded: the
-        rows of the runs not settled."""
+        rows of the runs not settled (of these runs only, when given)."""
         stmt = (sa.select(changes).join(runs, runs.c.id == changes.c.run_id)
                 .where(runs.c.unsettled.is_(True)).order_by(changes.c.id))
+        if run_ids is not None:
+            stmt = stmt.where(runs.c.id.in_(sorted({int(i) for i in run_ids})))
         with self.engine.connect() as conn:
             return [{**r._mapping, "status": "pending"} for r in conn.execute(stmt)]
 
@@ -387,32 +444,44 @@ def _sqlite_durable_wal(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _counts(text: str | None, run_id: int) -> dict[str, Any]:
+    """A run's counts as stored (JSON); a value edited or cut short by hand is shown as
+    unreadable, not a crash of ``status`` or ``history``."""
+    try:
+        counts = json.loads(text or "{}")
+    except ValueError:
+        log.warning("the counts of run %s in the state store are not readable JSON", run_id)
+        return {"unreadable": True}
+    return counts if isinstance(counts, dict) else {"unreadable": True}
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now().replace(microsecond=0)
 
 
-@dataclass(frozen=True, slots=True)
-class KnownErp:
-    """An ERP and property a finished live run wrote; ``erp_id`` is None for runs recorded
-    before the ERP's identity was kept (they are matched by ``erp``, the display URL)."""
+def _named(url: str) -> Any:
+    """A full disk or a read-only file under the state store, raised as the state store's
+    failure: the run's ERP context would otherwise report it as a database error of the ERP."""
+    def handle_error(context: sa.engine.ExceptionContext) -> None:
+        text = str(context.original_exception).lower()
+        if any(word in text for word in ("full", "no space", "readonly", "read-only")):
+            raise state_error(url, context.original_exception, "write to")
+    return handle_error
 
-    erp_id: str | None
-    erp: str
-    property: str
 
-
-def live_history(engine: sa.Engine) -> list[KnownErp]:
-    """The (ERP, property) pairs of finished live runs; reads only, tolerates a store made by an
-    earlier version (no ``erp_id`` column yet), so a dry run can ask without migrating it."""
-    inspector = sa.inspect(engine)
-    if "runs" not in inspector.get_table_names():
-        return []
-    has_id = "erp_id" in {c["name"] for c in inspector.get_columns("runs")}
-    erp_id = runs.c.erp_id if has_id else sa.null().label("erp_id")
-    stmt = (sa.select(erp_id, runs.c.erp, runs.c.property).distinct()
-            .where(runs.c.mode == "live", runs.c.status == "done"))
-    with engine.connect() as conn:
-        return [KnownErp(r[0], r[1], r[2]) for r in conn.execute(stmt)]
+def state_error(url: str, exc: BaseException, doing: str) -> KeyservicesError:
+    """A failure of the state store named as one (never blamed on the ERP): a full disk says
+    so and what to do."""
+    text = str(getattr(exc, "orig", exc)).splitlines()[0] if str(exc) else type(exc).__name__
+    if "full" in text.lower() or "no space" in text.lower():
+        return SourceUnavailable(f"the state store {mask_url(url)} is full ({text}): free space "
+                                 "on its disk (or move state.dir), then rerun. The ERP values "
+                                 "already written are audited; the next run settles the rest")
+    if "readonly" in text.lower() or "read-only" in text.lower():
+        return SourceUnavailable(f"the state store {mask_url(url)} is read-only ({text}): give "
+                                 "the service account write access, or point state.dir at a "
+                                 "folder it can write")
+    return SourceUnavailable(f"cannot {doing} the state store {mask_url(url)}: {text}")
 
 
 def store_exists(url: str) -> bool:
