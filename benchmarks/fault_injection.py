@@ -53,7 +53,8 @@ def audit(state: Path) -> list[tuple[int, str | None, str | None, str]]:
 
 def run(folder: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "keyservices", "-q", "run", "-c",
-                             str(folder / "config.yaml"), "--as-of", AS_OF.isoformat()],
+                             str(folder / "config.yaml"), "--as-of", AS_OF.isoformat(),
+                             "--force"],  # a live night as of a past date
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -65,7 +66,7 @@ def prepare(base: Path, customers: int, chunk: int, seed: int) -> None:
     build_demo_db(base / "erp.sqlite", customers=customers, seed=seed, as_of=AS_OF)
     shutil.copytree(example_rules_dir(), base / "rules")
     (base / "config.yaml").write_text(
-        "erp: {url: 'sqlite:///erp.sqlite'}\n"
+        "mode: live\nerp: {url: 'sqlite:///erp.sqlite'}\n"
         f"write: {{chunk_size: {chunk}}}\n"
         "digest: {send_empty: true}\n", encoding="utf-8")
 

@@ -73,7 +73,7 @@ def bare(db: Path, rows: list[tuple[Any, ...]]) -> float:
 def live_run(config: Path) -> tuple[float, int]:
     """``keyservices run`` (live) in a subprocess: its "write values" step and values written."""
     proc = subprocess.run([sys.executable, "-m", "keyservices", "run", "-c", str(config),
-                           "--no-email", "--as-of", AS_OF.isoformat()],
+                           "--no-email", "--as-of", AS_OF.isoformat(), "--force"],
                           check=False, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"keyservices run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")

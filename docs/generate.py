@@ -12,8 +12,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from keyservices.cli import cli
-from keyservices.rules import reference_markdown
 from keyservices.commands.setup import CONFIG_TEMPLATE
+from keyservices.rules import reference_markdown
 
 DOCS = Path(__file__).resolve().parent
 END = "<!-- END GENERATED -->"
@@ -30,7 +30,7 @@ def cli_reference() -> str:
     runner = CliRunner()
     parts = []
 
-    def walk(path: list[str], command) -> None:  # noqa: ANN001 - click objects
+    def walk(path: list[str], command) -> None:
         result = runner.invoke(cli, [*path, "--help"], prog_name="keyservices",
                                terminal_width=100)
         parts.append(f"## `{' '.join(['keyservices', *path])}`\n")

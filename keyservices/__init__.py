@@ -12,7 +12,7 @@ SQLAlchemy or the mail stack.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -37,7 +37,74 @@ _EXPORTS = {
     "LockHeld": "errors", "DeliveryFailed": "errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+# the same names as _EXPORTS, written out (tests/test_packaging.py keeps them equal)
+__all__ = [
+    "CheckReport",
+    "Config",
+    "ConfigError",
+    "DeliveryFailed",
+    "DemoResult",
+    "GuardTripped",
+    "KeyservicesError",
+    "LockHeld",
+    "Night",
+    "RollbackReport",
+    "RuleSet",
+    "RulesError",
+    "RunResult",
+    "SchemaError",
+    "SourceUnavailable",
+    "__version__",
+    "build_demo_db",
+    "check",
+    "compute",
+    "demo",
+    "explain",
+    "export_alerts",
+    "export_opportunities",
+    "history",
+    "init",
+    "load_config",
+    "load_rules",
+    "open_erp",
+    "preview_digest",
+    "report",
+    "rollback",
+    "rules_schema",
+    "run",
+    "schedule",
+    "send_outbox",
+    "show_sql",
+    "status",
+    "suggest_indexes",
+    "test_rules",
+]
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from .commands.audit import RollbackReport, history, rollback
+    from .commands.check import CheckReport, check, show_sql, suggest_indexes
+    from .commands.deliver import preview_digest, send_outbox
+    from .commands.demo import DemoResult, demo
+    from .commands.explain import explain, rules_schema, test_rules
+    from .commands.export import export_alerts, export_opportunities
+    from .commands.report import report
+    from .commands.result import RunResult
+    from .commands.run import run
+    from .commands.setup import init, schedule, status
+    from .config import Config, load_config
+    from .demodb import build_demo_db
+    from .errors import (
+        ConfigError,
+        DeliveryFailed,
+        GuardTripped,
+        KeyservicesError,
+        LockHeld,
+        RulesError,
+        SchemaError,
+        SourceUnavailable,
+    )
+    from .night import Night, compute, open_erp
+    from .rules import RuleSet, load_rules
 
 
 def __getattr__(name: str) -> Any:

@@ -18,8 +18,16 @@ from email.headerregistry import Address
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
-                      ValidationError, ValidationInfo, field_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -137,6 +145,7 @@ def _limit_or_off(value: Any) -> Any:
 GuardLimit = Annotated[float | Literal["off"], BeforeValidator(_limit_or_off)]
 GuardCount = Annotated[int | Literal["off"], BeforeValidator(_limit_or_off)]
 DEFAULT_MAX_CHANGES_PERCENT = 10.0
+PasswordName = Literal["erp", "smtp", "state"]
 
 
 class WriteSettings(_Strict):
@@ -222,7 +231,7 @@ class Config(_Strict):
         password = self.password("state").get()
         return make_url(url).set(password=password) if password else url
 
-    def password(self, which: Literal["erp", "smtp", "state"]) -> Secret:
+    def password(self, which: PasswordName) -> Secret:
         """A password and its source: the environment variable wins over the keyring. SQLite
         needs none (so the keyring is not consulted); a section not configured has none."""
         url = self.erp.url if which == "erp" else self.state.url if which == "state" else None
@@ -231,7 +240,7 @@ class Config(_Strict):
         env = self.password_env(which)
         return find_password(env) if env else Secret("not configured")
 
-    def password_env(self, which: Literal["erp", "smtp", "state"]) -> str | None:
+    def password_env(self, which: PasswordName) -> str | None:
         """The variable (and keyring user) that holds a password; None where there is none."""
         if which == "erp":
             return self.erp.password_env
@@ -251,7 +260,7 @@ def env_name(key: tuple[str, ...]) -> str:
     return ENV_PREFIX + "_".join(key).upper()
 
 
-def setting_keys(model: type[BaseModel] = None, prefix: tuple[str, ...] = ()  # type: ignore[assignment]
+def setting_keys(model: type[BaseModel] | None = None, prefix: tuple[str, ...] = ()
                  ) -> list[tuple[tuple[str, ...], Any]]:
     """Every leaf setting (dotted key, annotation), in file order; maps are leaves."""
     model = model or Config
@@ -378,8 +387,8 @@ def show(config: Config) -> list[tuple[str, str, str]]:
         value = display_url(node) if dotted in ("erp.url", "state.url") and node else node
         rows.append((dotted, json.dumps(value, ensure_ascii=False),
                      config.sources.get(dotted, "default")))
-    for which in password_sources(config):
-        secret = config.password(which)  # type: ignore[arg-type]
+    for which in password_names(config):
+        secret = config.password(which)
         rows.append((f"({which} password)", "set" if secret.value else "not set", secret.source))
     return rows
 
@@ -387,9 +396,18 @@ def show(config: Config) -> list[tuple[str, str, str]]:
 def password_sources(config: Config) -> dict[str, str]:
     """Where each configured password comes from ("env NAME", "keyring", "not set"), never the
     value: what ``check`` and ``config show`` print."""
-    names = ["erp", *(["smtp"] if config.smtp is not None else []),
-             *(["state"] if config.state.password_env else [])]
-    return {which: config.password(which).source for which in names}  # type: ignore[arg-type]
+    return {which: config.password(which).source for which in password_names(config)}
+
+
+def password_names(config: Config) -> list[PasswordName]:
+    """The passwords a config uses: the ERP's; SMTP's with an smtp: section; the state
+    store's with state.password_env."""
+    names: list[PasswordName] = ["erp"]
+    if config.smtp is not None:
+        names.append("smtp")
+    if config.state.password_env:
+        names.append("state")
+    return names
 
 
 def config_from_dict(raw: dict[str, Any], base_dir: Path) -> Config:
@@ -462,7 +480,7 @@ def _summary(problems: list[Problem]) -> str:
 
 def guard_limits(write: WriteSettings) -> tuple[int | None, float | None]:
     """The change guard's limits as numbers (None: that limit is off or not set)."""
-    count = None if write.max_changes in (None, "off") else int(write.max_changes)  # type: ignore[arg-type]
+    count = None if write.max_changes in (None, "off") else int(write.max_changes)
     share = None if write.max_changes_percent == "off" else float(write.max_changes_percent)
     return count, share
 

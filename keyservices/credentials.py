@@ -11,6 +11,7 @@ This module is shared (imported by ``config``, ``erp`` and ``commands``) and imp
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -21,6 +22,11 @@ from sqlalchemy.exc import ArgumentError
 from .errors import SecretStoreError
 
 KEYRING_SERVICE = "keyservices"
+log = logging.getLogger(__name__)
+# a backend class whose module or name says so keeps passwords in a file anyone who can read it
+# can read (keyrings.alt's file.PlaintextKeyring and pyfs.PlaintextKeyring)
+_PLAINTEXT_WORDS = ("plaintext", "unencrypted")
+_WARNED: list[tuple[object, str]] = []  # (backend, entry) already warned about in this process
 
 # query parameters and ODBC keywords that carry a password (any case, "_" and "-" ignored):
 # SQLAlchemy's and libpq's password, libpq's sslpassword (the client key's passphrase) and
@@ -166,8 +172,60 @@ def find_password(env_name: str) -> Secret:
             f"fix the keyring and run 'keyservices secret set' again as the account the job "
             f"runs as"))
     if stored:
+        _warn_once(env_name)
         return Secret("keyring", stored)
     return Secret("not set")
+
+
+def plaintext_warning(env_name: str) -> str | None:
+    """Why the keyring entry for ``env_name`` is not safe where it is, or None.
+
+    The ``keyring`` package picks its backend itself: installing keyrings.alt, a
+    ``PYTHON_KEYRING_BACKEND`` variable or a ``keyringrc.cfg`` can make it a plain file, where
+    the admin believes the password sits in the OS store. A chain of backends (keyring's
+    ChainerBackend) is judged by the member that actually holds the entry."""
+    import keyring
+
+    backend = keyring.get_keyring()
+    for member in getattr(backend, "backends", None) or [backend]:
+        kind = f"{type(member).__module__}.{type(member).__qualname__}".lower()
+        if not any(word in kind for word in _PLAINTEXT_WORDS):
+            continue
+        try:
+            held = member.get_password(KEYRING_SERVICE, env_name) is not None
+            where = getattr(member, "file_path", None)
+        except Exception:  # noqa: BLE001 - a backend that fails here holds nothing we can use
+            held, where = False, None
+        if held:
+            return _plaintext_message(type(member).__name__, env_name, where)
+    return None
+
+
+def _plaintext_message(backend: str, env_name: str, where: object) -> str:
+    file = f" ({where})" if where else ""
+    return (f"the password ({keyring_entry(env_name)}) is kept by {backend}, which stores it "
+            f"unencrypted in a file{file}: anyone who can read that file can read the password. "
+            f"Remove it ('keyservices secret delete'), then keep it in the OS store (Windows "
+            f"Credential Manager, macOS Keychain, a Linux Secret Service: uninstall keyrings.alt "
+            f"or unset PYTHON_KEYRING_BACKEND, and run 'keyservices secret set' again), or in the "
+            f"environment variable {env_name} (an env file only the job's account can read)")
+
+
+def _warn_once(env_name: str) -> None:
+    """Log the plaintext warning for an entry read from the keyring, once per process: in the
+    day's log for the nightly run, on stderr for check and config show."""
+    try:
+        import keyring
+
+        backend = keyring.get_keyring()
+        if any(b is backend and name == env_name for b, name in _WARNED):
+            return
+        _WARNED.append((backend, env_name))
+        warning = plaintext_warning(env_name)
+    except Exception:  # noqa: BLE001 - a warning must never stop the password being used
+        return
+    if warning:
+        log.warning(warning[0].upper() + warning[1:])
 
 
 def store_password(env_name: str, value: str) -> str:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import numbers
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from collections.abc import Iterator, Mapping
 from typing import Any
 
 
@@ -56,6 +56,8 @@ class CustomerTable(Mapping[int, Customer]):
         self.ids = np.asarray(ids, dtype=np.int64)
         self.columns = dict(columns)
         self._made: dict[int, Customer] = {}
+        # customers with two or more value rows of the attribute: read once, never written
+        self.two_value_rows: tuple[int, ...] = ()
 
     def positions(self, ids: Any) -> Any:
         """The row of each id (all must be on record)."""
@@ -280,7 +282,7 @@ class Counts:
     locations_no_attribute: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 @dataclass(slots=True)
@@ -376,7 +378,7 @@ class DigestData:
     service_names: dict[str, str]
     guard_message: str | None = None
     notes: list[str] = field(default_factory=list)
-    opportunities: list[Opportunity] = field(default_factory=list)  # all, best first
+    opportunities: Sequence[Opportunity] = field(default_factory=list)  # all, best first
     alerts: list[StatusAlert] = field(default_factory=list)
     branch: str | None = None  # set on a branch manager's copy: only that branch is listed
     sales_rep: str | None = None  # set on a sales rep's copy: only that rep's customers are listed

@@ -18,15 +18,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import calls as calls_mod
 from .calls.monitors import Contact
+from .calls.tonight import monitors_naming_contacts
 from .calls.wonlost import ValueColumns
 from .config import Config
 from .engine.classify import Classification, classify
 from .erp import ErpTables, StatementCounter, attribute, connect, verify_schema, wrap_db_error
 from .erp.contacts import read_contacts
-from .erp.renewals import read_renewals
 from .erp.facts import read_facts
 from .erp.identity import database_identity
 from .erp.needs import needed_tables, unused_columns
+from .erp.renewals import read_renewals
 from .erp.shapes import ValueCheck, ensure_readable
 from .errors import ConfigError, KeyservicesError, SchemaError
 from .model import Facts, Renewal
@@ -46,6 +47,14 @@ def rules_for(config: Config) -> RuleSet:
             "(every record is already judged and written on its own). Remove write.locations "
             "from the config, or set level: parent in the rules.")
     return rules
+
+
+def reads_contacts(config: Config, rules: RuleSet) -> bool:
+    """Whether a run reads the contacts table: a monitor text shows a contact, or a rep or
+    branch copy prints whom to call. Otherwise it is neither read nor required."""
+    copies = bool(config.digest.sales_reps or config.digest.branches)
+    return bool(monitors_naming_contacts(rules)) or (
+        copies and (bool(rules.monitors) or rules.opportunities is not None))
 
 
 def tables_for(config: Config, rules: RuleSet) -> ErpTables:
@@ -126,8 +135,10 @@ def explain_db_error(exc: SQLAlchemyError, erp: Erp) -> KeyservicesError:
     than an outage (exit 1); the schema is inspected only on this unhappy path."""
     try:
         with erp.engine.connect() as conn:
-            problems = verify_schema(conn, erp.tables, needed_tables(erp.rules),
-                                     unused_columns(erp.rules))
+            contacts = reads_contacts(erp.config, erp.rules)
+            problems = verify_schema(conn, erp.tables,
+                                     needed_tables(erp.rules, contacts=contacts),
+                                     unused_columns(erp.rules, contacts=contacts))
     except SQLAlchemyError:
         problems = []
     if problems:
@@ -204,7 +215,8 @@ def compute(config: Config, as_of: dt.date | None = None, *, erp: Erp,
         calls_mod.extras(rules) if calls else [])
     with gc_paused():
         with erp.engine.connect() as conn:
-            check = ensure_readable(conn, erp.tables, rules, reporter=reporter, timings=timings)
+            check = ensure_readable(conn, erp.tables, rules, reporter=reporter, timings=timings,
+                                    contacts=reads_contacts(config, rules))
             with check.explaining(erp.engine):
                 facts = read_facts(conn, erp.tables, rules, attr, as_of, reporter=reporter,
                                    timings=timings, extra=extra, beside=beside)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import re
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -219,12 +219,12 @@ def write_config(directory: Path, erp_url: str, extra: str = "",
     # the tests write the ERP (the default is test mode) and set a change guard where they are
     # about it (the default's 10 % is about any change on a handful of customers); ``extra``
     # may say otherwise
-    mode = "" if re.search(r"^mode:", extra, re.M) else "mode: live\n"
+    mode = "" if re.search(r"^mode:", extra, re.MULTILINE) else "mode: live\n"
     if "max_changes_percent" not in extra:
-        if re.search(r"^write:[ \t]*$", extra, re.M):
+        if re.search(r"^write:[ \t]*$", extra, re.MULTILINE):
             extra = re.sub(r"^write:[ \t]*$", "write:\n  max_changes_percent: 'off'", extra,
-                           count=1, flags=re.M)
-        elif not re.search(r"^write:", extra, re.M):
+                           count=1, flags=re.MULTILINE)
+        elif not re.search(r"^write:", extra, re.MULTILINE):
             extra += "write:\n  max_changes_percent: 'off'\n"
     path.write_text(f"dealer: Test Dealer\n{mode}erp:\n  url: '{erp_url}'\n{schema_line}"
                     f"digest:\n  to: [managers@example.com]\n{extra}", encoding="utf-8")

@@ -17,7 +17,8 @@ MAX_TOP_LEVEL = 12
 # what each layer may import (besides the standard library and third-party packages); the
 # top-level shared modules (credentials, errors, model, overrides, progress, resources,
 # yamlfile) are open to all
-SHARED = {"credentials", "errors", "model", "overrides", "progress", "resources", "yamlfile"}
+SHARED = {"credentials", "errors", "model", "overrides", "progress", "resources", "words",
+          "yamlfile"}
 ALLOWED: dict[str, set[str]] = {
     "rules": set(),
     "engine": {"rules"},

@@ -20,8 +20,8 @@ CATEGORIES = {c: "" for c in ["MFP-A3-CO-03", "PRN-A4-BW", "SW-DM-ECOPY", "SW-DM
 
 
 def customer(cid: int, parent: int | None = None, **kw: object) -> Customer:
-    base = dict(id=cid, number=f"C{cid:04d}", name=f"Customer {cid}", parent_id=parent,
-                active=True, prospect=False, config_id=101, has_value_row=True)
+    base = {"id": cid, "number": f"C{cid:04d}", "name": f"Customer {cid}", "parent_id": parent,
+                "active": True, "prospect": False, "config_id": 101, "has_value_row": True}
     base.update(kw)
     return Customer(**base)  # type: ignore[arg-type]
 

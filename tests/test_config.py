@@ -127,10 +127,10 @@ def test_config_show_masks_secrets_and_names_sources(tmp_path: Path,
     "mssql+pyodbc://ks@erp/co?driver=ODBC+Driver+18+for+SQL+Server&PWD=hunter2",
     "mssql+pyodbc://ks@erp/co?Pwd=hunter2",
     "mssql+pyodbc://ks@erp/co?PassWord=hunter2",
-    "mssql+pyodbc:///?odbc_connect=DRIVER%3D%7BODBC+Driver+18%7D%3BSERVER%3Derp%3BUID%3Dsa%3B"
-    "PWD%3Dhunter2",
-    "mssql+pyodbc:///?odbc_connect=DRIVER%3D%7BODBC+Driver+18%7D%3BSERVER%3Derp%3BUID%3Dsa%3B"
-    "Password%20%3D%20%7Bhun%3Bter2%7D",
+    ("mssql+pyodbc:///?odbc_connect=DRIVER%3D%7BODBC+Driver+18%7D%3BSERVER%3Derp%3BUID%3Dsa%3B"
+    "PWD%3Dhunter2"),
+    ("mssql+pyodbc:///?odbc_connect=DRIVER%3D%7BODBC+Driver+18%7D%3BSERVER%3Derp%3BUID%3Dsa%3B"
+    "Password%20%3D%20%7Bhun%3Bter2%7D"),
 ])
 def test_a_password_anywhere_in_a_url_is_refused(tmp_path: Path, key: str, url: str) -> None:
     text = (f"erp: {{url: '{url}'}}\n" if key == "erp" else

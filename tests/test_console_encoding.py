@@ -64,7 +64,8 @@ def test_every_command_printing_erp_data_works_under_a_windows_code_page(
     outputs = {}
     for name, args in commands(dealer, tmp_path).items():
         done = keyservices(dealer, encoding, *args)
-        stdout = done.stdout.decode(encoding)
+        # a redirected export is the bytes --out writes (UTF-8), whatever the code page (#27)
+        stdout = done.stdout.decode("utf-8-sig" if name.startswith("export") else encoding)
         stderr = done.stderr.decode(encoding, errors="replace")
         outputs[name] = stdout
         if done.returncode != 0 or "Error" in stderr or "Traceback" in stderr:

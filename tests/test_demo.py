@@ -13,8 +13,8 @@ import sqlalchemy as sa
 
 import keyservices
 from keyservices.demodb import build_demo_db
-from keyservices.errors import ConfigError
 from keyservices.erp.profile import DEFAULT_PROFILE
+from keyservices.errors import ConfigError
 
 AS_OF = dt.date(2026, 11, 24)
 

@@ -10,8 +10,8 @@ import io
 import re
 from pathlib import Path
 
-from keyservices.outputs.digest import build_message, find_templates_dir, render, write_outbox
 from keyservices.model import Change, Counts, CustomerRef, DigestData, ServiceCount
+from keyservices.outputs.digest import build_message, find_templates_dir, render, write_outbox
 
 HOSTILE = "<script>alert(\"x\")</script> & 'Co'"
 NAMES = {"CPY": "Copiers", "MPS": "Managed Print", "DM": "Document Management",
@@ -19,25 +19,25 @@ NAMES = {"CPY": "Copiers", "MPS": "Managed Print", "DM": "Document Management",
 
 
 def change(i: int, name: str = "Plain Co", **kw: object) -> Change:
-    base = dict(customer_id=i, number=f"C{i:04d}", name=name, branch="North",
-                sales_rep="Dana", before="CPY", after="CPY;MIT", added=("MIT",), removed=())
+    base = {"customer_id": i, "number": f"C{i:04d}", "name": name, "branch": "North",
+                "sales_rep": "Dana", "before": "CPY", "after": "CPY;MIT", "added": ("MIT",), "removed": ()}
     base.update(kw)
     return Change(**base)  # type: ignore[arg-type]
 
 
 def data(**kw: object) -> DigestData:
-    base = dict(
-        run_id=7, as_of=dt.date(2026, 11, 24), generated_at=dt.datetime(2026, 11, 24, 2, 30),
-        dealer="Demo & Sons", property_name="ZCJKeyServices", mode="live", dry_run=False,
-        baseline=False, counts=Counts(read=10, classified=8, changed=2, written=2, no_configuration=1,
+    base = {
+        "run_id": 7, "as_of": dt.date(2026, 11, 24), "generated_at": dt.datetime(2026, 11, 24, 2, 30),
+        "dealer": "Demo & Sons", "property_name": "ZCJKeyServices", "mode": "live", "dry_run": False,
+        "baseline": False, "counts": Counts(read=10, classified=8, changed=2, written=2, no_configuration=1,
                       no_attribute=1),
-        changes=[change(1, HOSTILE), change(2, "Café Müller", added=(), removed=("DM",),
+        "changes": [change(1, HOSTILE), change(2, "Café Müller", added=(), removed=("DM",),
                                               before="CPY;DM", after="CPY")],
-        no_configuration=[CustomerRef("N001", "No Config <Ltd>", "North", "Dana")],
-        no_attribute=[CustomerRef("A001", "Legacy & Co", "South", None)],
-        services=[ServiceCount("CPY", "Copiers", 6, 0.75), ServiceCount("MIT", "Managed IT",
+        "no_configuration": [CustomerRef("N001", "No Config <Ltd>", "North", "Dana")],
+        "no_attribute": [CustomerRef("A001", "Legacy & Co", "South", None)],
+        "services": [ServiceCount("CPY", "Copiers", 6, 0.75), ServiceCount("MIT", "Managed IT",
                                                                          1, 0.125)],
-        service_names=NAMES)
+        "service_names": NAMES}
     base.update(kw)
     return DigestData(**base)  # type: ignore[arg-type]
 
@@ -163,7 +163,7 @@ def test_preview_rerenders_the_latest_run_with_current_templates(tmp_path: Path)
     path, text = keyservices.preview_digest(config)
     night2 = result.nights[1].digest_html.read_text(encoding="utf-8")
     # the same digest as night 2 sent, but for the rendering time in the footer
-    strip = lambda html: "\n".join(l for l in html.splitlines() if "keyservices run" not in l)  # noqa: E731
+    strip = lambda html: "\n".join(l for l in html.splitlines() if "keyservices run" not in l)
     assert strip(path.read_text(encoding="utf-8")) == strip(night2)
     assert "Key services 2026-11-24" in text  # the demo's night 2 is its as_of
     custom = tmp_path / "templates"

@@ -65,8 +65,8 @@ def night(n: int, **kw: object) -> DigestData:
                                  priority=("Critical", "High", "Medium", "Low")[i % 4],
                                  reason="84% of 129 Healthcare customers use Copiers",
                                  status="open" if i % 2 else "new", age_days=i % 40,
-                                 why=("Renewal conversation coming up (a contract expires within "
-                                      "90 days): High, +15 points",
+                                 why=(("Renewal conversation coming up (a contract expires within "
+                                      "90 days): High, +15 points"),
                                       "Mid-size account (tier B): +5 points"), **where(i))
                      for i in range(n)]
     alerts = [StatusAlert(f"CUS{i:06d}", f"Bluebird Tooling Co. {i}", BRANCHES[i % 4],
@@ -79,16 +79,16 @@ def night(n: int, **kw: object) -> DigestData:
     won_lost = {"windows": ["tonight", "last 30 days", "last 90 days"],
                 "rows": [{"group": f"Sales rep {i}", "cells": [[3, 1, 12345.0, 6789.0]] * 3}
                          for i in range(min(n, 400))]}
-    base: dict[str, object] = dict(
-        run_id=12, as_of=AS_OF, generated_at=dt.datetime(2026, 11, 24, 2, 30),
-        dealer="Demo Office Systems", property_name="ZCJKeyServices", mode="live", dry_run=False,
-        baseline=False,
-        counts=Counts(read=n * 3, classified=n * 2, changed=n, written=n, no_configuration=n,
+    base: dict[str, object] = {
+        "run_id": 12, "as_of": AS_OF, "generated_at": dt.datetime(2026, 11, 24, 2, 30),
+        "dealer": "Demo Office Systems", "property_name": "ZCJKeyServices", "mode": "live", "dry_run": False,
+        "baseline": False,
+        "counts": Counts(read=n * 3, classified=n * 2, changed=n, written=n, no_configuration=n,
                       no_attribute=n),
-        changes=changes, no_configuration=refs, no_attribute=refs[: n // 2],
-        services=[ServiceCount(code, name, n, 0.5) for code, name in NAMES.items()],
-        service_names=NAMES, opportunities=opportunities, alerts=alerts, won_lost=won_lost,
-        notes=["x" * 3000 for _ in range(40)])
+        "changes": changes, "no_configuration": refs, "no_attribute": refs[: n // 2],
+        "services": [ServiceCount(code, name, n, 0.5) for code, name in NAMES.items()],
+        "service_names": NAMES, "opportunities": opportunities, "alerts": alerts, "won_lost": won_lost,
+        "notes": ["x" * 3000 for _ in range(40)]}
     base.update(kw)
     return DigestData(**base)  # type: ignore[arg-type]
 
@@ -116,8 +116,9 @@ def test_html_part_stays_under_gmails_clipping_size_on_a_huge_night(max_rows: in
     for part in (html, text):
         assert re.search(r"\+[\d,]+ more, ranked lower: keyservices export opportunities "
                          r"-c /opt/keyservices/config.yaml", part), part[-3000:]
-        assert re.search(r"\+[\d,]+ more new: keyservices export alerts -c /opt/keyservices/"
-                         r"config\.yaml", part)
+        # the capped list is tonight's new alerts: the command lists those (#24)
+        assert re.search(r"\+[\d,]+ more new: keyservices export alerts --new -c "
+                         r"/opt/keyservices/config\.yaml", part)
         assert re.search(r"\+[\d,]+ more \(full list in the attached", part)
     # the headline numbers and the lower sections are all still there (nothing clipped away)
     for section in ("Services added and removed", "Who to call first", "Status alerts",
@@ -345,3 +346,22 @@ def test_demo_as_of_is_night_two_and_the_next_steps_carry_it(tmp_path: Path) -> 
     assert report.won_lost is not None
     assert report.won_lost["last 30 days"]["won"] == sum(len(c.added) for c in night2.changes)
     assert report.won_lost["last 30 days"]["lost"] == sum(len(c.removed) for c in night2.changes)
+
+
+def test_the_overflow_hints_name_commands_that_list_without_writing() -> None:
+    """'+140 more (keyservices run --json lists them all)' started a live nightly run, and
+    '+141 more new: keyservices export alerts' listed every alert, not the new ones (#24)."""
+    from keyservices.model import RiskFlag
+
+    data = night(60, config_file="/opt/keyservices/config.yaml")
+    data.risks = [RiskFlag(i, f"CUS{i:06d}", f"Leaving Co {i}", BRANCHES[i % 4], REPS[i % 5],
+                           "takeout", "machines gone, contract active") for i in range(60)]
+    rendered = render(data, find_templates_dir(), max_rows=10, max_unwritable_rows=10,
+                      max_opportunities=10)
+    html, text, _ = bodies(rendered)
+    html = re.sub(r"<[^>]+>", "", html)
+    for part in (html, text):
+        assert "+50 more (keyservices run --dry-run --json -c /opt/keyservices/config.yaml " \
+               "lists them all)" in part
+        assert "keyservices run --json" not in part and "run -c" not in part
+        assert re.search(r"more new: keyservices export alerts --new ", part)

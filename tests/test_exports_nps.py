@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from pathlib import Path
 
@@ -12,10 +13,10 @@ from click.testing import CliRunner
 
 import keyservices
 from keyservices.cli import cli
+from keyservices.commands.export import NpsFilter, export_opportunities, read_nps_csv
 from keyservices.config import Config, TableOverride
 from keyservices.erp import StatementCounter
 from keyservices.errors import ConfigError, SchemaError
-from keyservices.commands.export import NpsFilter, export_opportunities, read_nps_csv
 
 from .conftest import AS_OF, ErpBuilder, write_config
 
@@ -105,7 +106,7 @@ def test_promoters_from_a_contact_property_read_in_one_query(law_firms: Config, 
 
     real = api_module.connect
 
-    def counting(*args, **kwargs):  # noqa: ANN002, ANN003
+    def counting(*args, **kwargs):
         engine = real(*args, **kwargs)
         counters.append(StatementCounter())
         sa.event.listen(engine, "before_cursor_execute", counters[-1])
@@ -151,8 +152,8 @@ def test_the_export_command_reports_what_it_left_out(law_firms: Config, tmp_path
         f"{survey}:9: no contact email or contact id; row skipped",
         f"{survey}:10: score '11' is not a number from 0 to 10; row skipped",
         "1 survey row(s) name no active contact",
-        "Promoters (NPS 9 or more): 2 contact(s). Left out 2 customer(s) with no promoter "
-        "contact (2 opportunities).",
+        ("Promoters (NPS 9 or more): 2 contact(s). Left out 2 customer(s) with no promoter "
+        "contact (2 opportunities)."),
     ]
     rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
     assert [(r["Customer Number"], r["Email"]) for r in rows] == [
@@ -193,3 +194,20 @@ def test_a_missing_attribute_or_table_is_a_setup_error(law_firms: Config) -> Non
                                           r"not found; .*set erp\.profile\."
                                           r"contact_custom_properties\.table"):
         export_opportunities(law_firms, as_of=AS_OF, nps=NpsFilter(property="ZNPSScore"))
+
+
+def test_a_snoozed_or_dismissed_opportunity_is_not_exported(law_firms: Config) -> None:
+    """After 'opportunity dismiss ... --until' and a run, the HubSpot export still listed the
+    customer the digest hid (#24)."""
+    from keyservices.commands import opportunity
+
+    keyservices.run(law_firms, as_of=AS_OF)
+    before, count = export_opportunities(law_firms, service="DM", fmt="hubspot", as_of=AS_OF)
+    assert "Law Firm 8" in before and "Law Firm 9" in before
+    opportunity.dismiss(law_firms, "LAW08", "DM", until=AS_OF + dt.timedelta(days=90),
+                        reason="not interested", today=AS_OF)
+    opportunity.snooze(law_firms, "LAW09", "DM", until=AS_OF + dt.timedelta(days=30),
+                       reason="call in spring", today=AS_OF)
+    keyservices.run(law_firms, as_of=AS_OF)
+    after, left = export_opportunities(law_firms, service="DM", fmt="hubspot", as_of=AS_OF)
+    assert "Law Firm 8" not in after and "Law Firm 9" not in after and left == count - 2

@@ -14,8 +14,13 @@ import pytest
 
 from keyservices.erp import ErpTables, attribute_id, facts, fold
 from keyservices.erp.facts import read_customers
-from keyservices.erp.fold import (CUSTOMER_COLUMNS, ColumnBuilder, CreatedDates, float_rows,
-                                  fold_customers)
+from keyservices.erp.fold import (
+    CUSTOMER_COLUMNS,
+    ColumnBuilder,
+    CreatedDates,
+    float_rows,
+    fold_customers,
+)
 from keyservices.resources import example_rules_dir
 from keyservices.rules import load_rules
 from tests.conftest import ErpBuilder

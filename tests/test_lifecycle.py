@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from keyservices.calls.lifecycle import Key, LifecycleResult, OpportunityRecord, advance
 from keyservices.model import Opportunity
@@ -197,3 +198,34 @@ def test_advance_leaves_its_inputs_alone() -> None:
     assert (found[0].status, found[0].age_days) == ("new", 0)
     assert (result.visible[0].status, result.visible[0].age_days) == ("open", 5)
     assert result.visible[0] is not found[0]
+
+
+def test_a_win_needs_the_service_to_appear_not_only_to_be_held() -> None:
+    """Demo night 2 credited 7 'won CPY' to uncovered-machine offers whose copier was
+    deactivated: the customers had Copiers all along (#24)."""
+    nights = Nights()
+    nights.run(DAY1, [opp(ACME, "CPY"), opp(BOLT, "CPY")],
+               {ACME: frozenset({"CPY"}), BOLT: frozenset()})
+    tonight = advance(nights.stored, [], {ACME: frozenset({"CPY"}), BOLT: frozenset({"CPY"})},
+                      DAY1 + dt.timedelta(days=1), appeared={BOLT: {"CPY"}})
+    outcome = {c.customer_id: (c.status, c.close_reason) for c in tonight.closings}
+    assert outcome == {ACME: ("closed", "condition cleared"), BOLT: ("won", "service appeared")}
+
+
+def test_on_the_demo_every_win_is_a_service_its_night_added(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from keyservices.commands.demo import demo
+
+    result = demo(tmp_path / "demo", customers=800)
+    state = tmp_path / "demo" / ".keyservices" / "state.sqlite"
+    engine = sa.create_engine(f"sqlite:///{state.as_posix()}")
+    with engine.connect() as conn:
+        won = conn.execute(sa.text("SELECT customer_id, service_code, closed_on FROM "
+                                   "opportunities WHERE status = 'won'")).all()
+        added = {(cid, code) for cid, codes in conn.execute(sa.text(
+            "SELECT c.customer_id, c.added FROM changes c JOIN runs r ON r.id = c.run_id "
+            "WHERE r.baseline = 0")) for code in (codes or "").split(";") if code}
+    engine.dispose()
+    assert result is not None
+    assert all((cid, code) in added for cid, code, _ in won), won

@@ -19,14 +19,12 @@ from keyservices.commands.logs import current_log_file
 from .conftest import AS_OF, ErpBuilder
 
 
-
-
 class Inbox:
     def __init__(self) -> None:
         self.messages: list[email.message.EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's API)
+    async def handle_DATA(self, server, session, envelope):
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         self.messages.append(email.message_from_bytes(envelope.content,
                                                       policy=email.policy.default))

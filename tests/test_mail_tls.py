@@ -21,7 +21,7 @@ class Server:
         self.messages: list[email.message.EmailMessage] = []
         self.logins: list[tuple[bytes, bytes]] = []
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+    async def handle_DATA(self, server, session, envelope):
         self.messages.append(email.message_from_bytes(envelope.content,
                                                       policy=email.policy.default))
         return "250 OK"

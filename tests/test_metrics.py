@@ -10,13 +10,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keyservices.engine.classify import classify
 from keyservices.demodb import build_demo_db
+from keyservices.engine.classify import classify
+from keyservices.engine.metrics import (
+    NONE,
+    Check,
+    Codes,
+    Column,
+    Compiled,
+    CompiledService,
+    Extra,
+    Filter,
+    MetricTable,
+    contracts_matching,
+    evaluate,
+    gl_revenue,
+    invoices_within,
+    rolled_up,
+)
 from keyservices.erp import ErpTables, attribute_id, connect
 from keyservices.erp.facts import read_facts
-from keyservices.engine.metrics import (NONE, Check, Codes, Column, Compiled, CompiledService, Extra,
-                                 Filter, MetricTable, contracts_matching, evaluate, gl_revenue,
-                                 invoices_within, rolled_up)
 from keyservices.resources import example_rules_dir
 from keyservices.rules import load_rules
 from tests.conftest import ErpBuilder

@@ -10,15 +10,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keyservices.engine.classify import classify
-from keyservices.outputs.digest import find_templates_dir, render
-from keyservices.erp import ErpTables, attribute_id
-from keyservices.errors import RulesError
-from keyservices.erp.facts import read_facts
-from keyservices.engine.metrics import (Codes, Column, compile_rules, contracts_matching, gl_revenue,
-                                 invoices_within)
-from keyservices.model import Counts, Customer, DigestData, StatusAlert
 from keyservices.calls.monitors import Contact, MonitorColumns, evaluate, matches
+from keyservices.engine.classify import classify
+from keyservices.engine.metrics import (
+    Codes,
+    Column,
+    compile_rules,
+    contracts_matching,
+    gl_revenue,
+    invoices_within,
+)
+from keyservices.erp import ErpTables, attribute_id
+from keyservices.erp.facts import read_facts
+from keyservices.errors import RulesError
+from keyservices.model import Counts, Customer, DigestData, StatusAlert
+from keyservices.outputs.digest import find_templates_dir, render
 from keyservices.resources import example_rules_dir
 from keyservices.rules import Monitor, RuleSet, load_rules
 
@@ -81,8 +87,8 @@ def problems(tmp_path: Path, monitors: str, extra: str = "") -> str:
 
 
 def customer(cid: int, name: str | None = None, **kw: object) -> Customer:
-    base = dict(id=cid, number=f"C{cid:03d}", name=name or f"Customer {cid}", parent_id=None,
-                active=True, prospect=False, branch="North", sales_rep="Dana")
+    base = {"id": cid, "number": f"C{cid:03d}", "name": name or f"Customer {cid}", "parent_id": None,
+                "active": True, "prospect": False, "branch": "North", "sales_rep": "Dana"}
     base.update(kw)
     return Customer(**base)  # type: ignore[arg-type]
 
@@ -248,8 +254,8 @@ def test_the_html_digest_escapes_alert_names_and_texts() -> None:
 
 
 @pytest.mark.parametrize("text, message", [
-    ("{{ ''.__class__.__mro__ }}", "not allowed in a monitor text: access to attribute "
-                                   "'__class__' of 'str' object is unsafe"),
+    ("{{ ''.__class__.__mro__ }}", ("not allowed in a monitor text: access to attribute "
+                                   "'__class__' of 'str' object is unsafe")),
     ("{{ name.__class__ }}", "not allowed in a monitor text"),
     ("{{ name * 1000000000 }}", "repeating a text more than 100 times is not allowed"),
     ("{{ nme }} lapsed", "unknown variable nme in the text"),
@@ -296,8 +302,8 @@ def test_a_text_failing_on_tonights_numbers_names_monitor_and_customer(tmp_path:
     ("{counter: contracts_expiring, accounts: ['4*'], period: 30}",
      "accounts is for revenue"),
     ("{counter: invoices, period: 0}", "monitors[0].any[0].period: Input should be greater"),
-    ("{counter: invoices, periode: 30}", "monitors[0].any[0].periode: unknown key (did you "
-                                         "mean 'period'?)"),
+    ("{counter: invoices, periode: 30}", ("monitors[0].any[0].periode: unknown key (did you "
+                                         "mean 'period'?)")),
 ])
 def test_criterion_errors_name_file_line_and_key(tmp_path: Path, criterion: str,
                                                  message: str) -> None:

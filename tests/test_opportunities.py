@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+from keyservices.calls.opportunities import find
 from keyservices.engine.classify import classify
 from keyservices.model import ContractFact, Customer, CustomerFacts, Facts
-from keyservices.calls.opportunities import find
 from keyservices.resources import example_rules_dir
 from keyservices.rules import Opportunities, load_rules
 

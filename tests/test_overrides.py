@@ -11,15 +11,15 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from keyservices.commands import opportunity as overrides
-from keyservices.state import opportunities as state_mod
+from keyservices.calls.lifecycle import OpportunityRecord, advance
 from keyservices.cli import KeyservicesGroup
 from keyservices.cli.opportunity import opportunity
+from keyservices.commands import opportunity as overrides
 from keyservices.config import Config, load_config
 from keyservices.errors import ConfigError
-from keyservices.calls.lifecycle import OpportunityRecord, advance
 from keyservices.model import Change, Opportunity
 from keyservices.state import StateStore
+from keyservices.state import opportunities as state_mod
 
 from .conftest import write_config
 
@@ -220,12 +220,12 @@ def test_a_won_opportunity_can_be_snoozed_for_when_it_comes_back(config: Config)
 
 @pytest.mark.parametrize(("customer", "service", "until", "reason", "message"), [
     ("COP009", "MIT", TODAY + dt.timedelta(days=1), "x",
-     r"^no MIT opportunity for customer COP009 in the state store; 'keyservices opportunity "
-     r"list' shows them \(a run must have found it first\)$"),
+     (r"^no MIT opportunity for customer COP009 in the state store; 'keyservices opportunity "
+     r"list' shows them \(a run must have found it first\)$")),
     ("COP001", "CPY", TODAY + dt.timedelta(days=1), "x", "^no CPY opportunity for customer"),
     ("COP001", "MIT", TODAY, "x",
-     r"^until 2026-11-25 is not in the future; give a date after 2026-11-25 \(the opportunity "
-     r"comes back after that date\)$"),
+     (r"^until 2026-11-25 is not in the future; give a date after 2026-11-25 \(the opportunity "
+     r"comes back after that date\)$")),
     ("COP001", "MIT", TODAY - dt.timedelta(days=1), "x", "^until 2026-11-24 is not in the"),
     ("COP001", "MIT", TODAY + dt.timedelta(days=1), "  ",
      "^a reason is required, so the next person knows why the opportunity is hidden$"),

@@ -28,7 +28,8 @@ def test_wheel_and_sdist_carry_rules_templates_and_the_entry_point(tmp_path: Pat
         assert needed in names, needed
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "keyservices = keyservices.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
-    members = tarfile.open(sdist).getnames()
+    with tarfile.open(sdist) as archive:
+        members = archive.getnames()
     assert any(m.endswith("templates/digest.html.j2") for m in members)
     assert any(m.endswith("rules/services.yaml") for m in members)
 
@@ -41,3 +42,14 @@ def test_python_dash_m_and_version() -> None:
 
 def test_config_example_is_the_init_template() -> None:
     assert (ROOT / "config.example.yaml").read_text(encoding="utf-8") == CONFIG_TEMPLATE
+
+
+def test_the_public_names_are_the_lazy_exports() -> None:
+    """``__all__`` is written out (a tool reads it as it stands) and must name exactly what the
+    lazy ``__getattr__`` resolves, each of which must exist."""
+    import keyservices
+
+    exports = keyservices._EXPORTS
+    assert sorted(keyservices.__all__) == sorted(["__version__", *exports])
+    for name in exports:
+        assert getattr(keyservices, name) is not None

@@ -9,15 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keyservices.engine.classify import classify
-from keyservices.erp import ErpTables, attribute_id
-from keyservices.errors import RulesError
-from keyservices.erp.facts import read_facts
-from keyservices.engine.metrics import Codes, Column, compile_rules, contracts_matching, gl_revenue
-from keyservices.model import Opportunity
 from keyservices.calls.monitors import MonitorColumns
-from keyservices.calls.priority import (PriorityColumns, apply, assign_tiers, renewal_key, renewals,
-                                  tiers)
+from keyservices.calls.priority import (
+    PriorityColumns,
+    apply,
+    assign_tiers,
+    renewal_key,
+    renewals,
+    tiers,
+)
+from keyservices.engine.classify import classify
+from keyservices.engine.metrics import Codes, Column, compile_rules, contracts_matching, gl_revenue
+from keyservices.erp import ErpTables, attribute_id
+from keyservices.erp.facts import read_facts
+from keyservices.errors import RulesError
+from keyservices.model import Opportunity
 from keyservices.resources import example_rules_dir
 from keyservices.rules import RuleSet, Tiers, load_rules
 
@@ -186,8 +192,8 @@ def test_rules_fire_in_order_first_priority_wins_points_add(tmp_path: Path) -> N
         ("C003", "DM", "Low", 95.0),  # 90 + 5, then Small: Low
     ]
     assert out[0].why == (
-        "Key account renewing (tier A; a COPY-* contract expires within 90 days): Critical, "
-        "+30 points",
+        ("Key account renewing (tier A; a COPY-* contract expires within 90 days): Critical, "
+        "+30 points"),
         "Key account (tier A): +10 points",  # its High comes too late: the priority is set
         "Typical gap (80% of industry peers use it): +5 points")
     assert out[2].why == ("Lapsing (status DM-LAPSING): High, +20 points",)
@@ -240,8 +246,8 @@ def test_without_a_priority_block_opportunities_keep_todays_priorities(tmp_path:
 @pytest.mark.parametrize("block, message", [
     ("  rules:\n    - {name: X, when: {tiers: [A]}, priority: High}\n",
      "priority.yaml:3:32: priority.rules[0].when.tiers[0]: tier 'A' needs priority.tiers"),
-    ("  tiers: {accounts: ['4*'], thresholds: {A: 10}}\n"
-     "  rules:\n    - {name: X, when: {tiers: [Z]}, priority: High}\n",
+    (("  tiers: {accounts: ['4*'], thresholds: {A: 10}}\n"
+     "  rules:\n    - {name: X, when: {tiers: [Z]}, priority: High}\n"),
      "priority.rules[0].when.tiers[0]: unknown tier 'Z' (tiers: A)"),
     ("  rules:\n    - {name: X, when: {monitors: [DM-LAPSNG]}, priority: High}\n",
      "priority.rules[0].when.monitors[0]: unknown monitor 'DM-LAPSNG' (known: DM-LAPSING)"),
@@ -258,14 +264,14 @@ def test_without_a_priority_block_opportunities_keep_todays_priorities(tmp_path:
     ("  rules:\n    - {name: X, when: {min_share: 75}, points: 1}\n",
      "priority.rules[0].when.min_share: Input should be less than or equal to 1"),
     ("  rules: []\n", "priority.rules: List should have at least 1 item"),
-    ("  tiers: {accounts: ['4*'], thresholds: {A: 1}, quantiles: {A: 0.5}}\n"
-     "  rules:\n    - {name: X, points: 1}\n",
+    (("  tiers: {accounts: ['4*'], thresholds: {A: 1}, quantiles: {A: 0.5}}\n"
+     "  rules:\n    - {name: X, points: 1}\n"),
      "priority.tiers: name either thresholds or quantiles"),
-    ("  tiers: {accounts: ['4*'], quantiles: {A: 1.0, B: 0}}\n"
-     "  rules:\n    - {name: X, points: 1}\n",
+    (("  tiers: {accounts: ['4*'], quantiles: {A: 1.0, B: 0}}\n"
+     "  rules:\n    - {name: X, points: 1}\n"),
      "priority.tiers: tier A: 1 must be from 0 up to (not including) 1"),
-    ("  tiers: {accounts: ['4*'], thresholds: {A: 5, B: 5}}\n"
-     "  rules:\n    - {name: X, points: 1}\n",
+    (("  tiers: {accounts: ['4*'], thresholds: {A: 5, B: 5}}\n"
+     "  rules:\n    - {name: X, points: 1}\n"),
      "priority.tiers: two tiers have the same minimum"),
     ("  tiers: {thresholds: {A: 5}}\n  rules:\n    - {name: X, points: 1}\n",
      "priority.tiers.accounts: required key is missing"),
@@ -345,7 +351,8 @@ def test_monitors_and_priority_are_pure() -> None:
     code = ("import sys, keyservices.calls, keyservices.calls.monitors, keyservices.calls.priority, keyservices.calls.lifecycle, keyservices.calls.wonlost; "
             "bad = [m for m in ('sqlalchemy', 'smtplib') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

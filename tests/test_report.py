@@ -14,9 +14,18 @@ import pytest
 
 from keyservices.errors import ConfigError
 from keyservices.model import Customer
-from keyservices.outputs.report import (NO_GROUP, PENETRATION_COLUMNS, TOTAL_GROUP, WON_LOST_COLUMNS,
-                                Matrix, WonLostRow, find_report_templates, heat_colour,
-                                penetration_matrix, write_report)
+from keyservices.outputs.report import (
+    NO_GROUP,
+    PENETRATION_COLUMNS,
+    TOTAL_GROUP,
+    WON_LOST_COLUMNS,
+    Matrix,
+    WonLostRow,
+    find_report_templates,
+    heat_colour,
+    penetration_matrix,
+    write_report,
+)
 from keyservices.resources import templates_dir
 
 AS_OF = dt.date(2026, 11, 24)

@@ -157,8 +157,8 @@ def test_optimistic_guard_skips_values_edited_since_the_read(erp: ErpBuilder,
                                                              dealer: dict[str, int],
                                                              config_for) -> None:
     from keyservices.erp import ErpTables
-    from keyservices.model import Change
     from keyservices.erp.writeback import apply_changes
+    from keyservices.model import Change
 
     config = config_for(erp)
     erp.set_value(dealer["copier"], "EDITED-IN-ERP")
@@ -199,9 +199,9 @@ def test_change_guard_stops_a_run_that_would_rewrite_too_much(erp: ErpBuilder,
 def test_second_run_while_one_holds_the_lock_exits_4(erp: ErpBuilder, dealer: dict[str, int],
                                                      config_for) -> None:
     config = config_for(erp)
-    with run_lock(config.state.dir):
-        with pytest.raises(LockHeld, match="another keyservices run holds the lock") as err:
-            keyservices.run(config, as_of=AS_OF)
+    with run_lock(config.state.dir), \
+            pytest.raises(LockHeld, match="another keyservices run holds the lock") as err:
+        keyservices.run(config, as_of=AS_OF)
     assert err.value.exit_code == 4
     assert keyservices.run(config, as_of=AS_OF).exit_code == 0  # released afterwards
 
@@ -271,7 +271,7 @@ def test_explain_shows_facts_and_reasons_for_parent_and_locations(erp: ErpBuilde
     config = config_for(erp)
     e = keyservices.explain(config, "PAR001-L1", as_of=AS_OF)  # a location explains its parent
     assert e.customer["number"] == "PAR001" and e.value_by_rules == "CPY;MIT"
-    combined, parent, location = e.records
+    combined, _parent, location = e.records
     assert combined["counted"] and "with 1 active location(s)" in combined["name"]
     verdicts = {v["code"]: v for v in combined["verdicts"]}
     assert verdicts["CPY"]["has"] and verdicts["MIT"]["has"] and not verdicts["DM"]["has"]

@@ -69,7 +69,7 @@ def _documented() -> dict[str, Any]:
                 out[".".join(prefix + (key,))] = value
     walk(data, ())
     # the optional smtp: section is shown commented out, with the defaults it has when set
-    smtp = re.search(r"^# smtp:.*\n((?:#   .*\n)+)", block, re.M)
+    smtp = re.search(r"^# smtp:.*\n((?:#   .*\n)+)", block, re.MULTILINE)
     assert smtp, "docs/configuration.md no longer shows the smtp: section"
     lines = "".join(line[4:] + "\n" for line in smtp.group(1).splitlines())
     walk({"smtp": YAML(typ="safe").load(lines)}, ())
@@ -497,7 +497,7 @@ def test_a_state_dir_that_is_a_file_is_named(tmp_path: Path, runner: CliRunner) 
 def test_a_read_only_state_folder_serves_readers_and_stops_writers(
         tmp_path: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     """Root can write anywhere, so the folder's permission is what the tool is told."""
-    import keyservices.state.lock as lock
+    from keyservices.state import lock
 
     erp = ErpBuilder(tmp_path / "erp.sqlite")
     ids = copiers(erp, 3)

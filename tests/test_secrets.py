@@ -64,6 +64,28 @@ class BrokenKeyring(KeyringBackend):
         raise KeyringLocked("the collection is locked")
 
 
+class PlaintextKeyring(MemoryKeyring):
+    """Named like keyrings.alt's file backend, which keeps every password base64-encoded in a
+    file that anyone who can read the file can read."""
+
+    file_path = "/home/svc/.local/share/python_keyring/keyring_pass.cfg"
+
+
+class ChainOf(MemoryKeyring):
+    """Like keyring's ChainerBackend: several backends, the first that holds an entry wins."""
+
+    def __init__(self, *backends: KeyringBackend) -> None:
+        super().__init__()
+        self.backends = list(backends)
+
+    def get_password(self, service: str, username: str) -> str | None:
+        found = (b.get_password(service, username) for b in self.backends)
+        return next((value for value in found if value is not None), None)
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.backends[0].set_password(service, username, password)
+
+
 @pytest.fixture
 def use_keyring() -> Iterator[Any]:
     """Install a keyring backend for one test and put the previous one back."""
@@ -230,6 +252,86 @@ def test_secret_set_with_a_broken_keyring_says_what_to_do(tmp_path: Path,
     assert "environment variable KEYSERVICES_ERP_PASSWORD" in result.output
 
 
+# -- a keyring backend that keeps passwords in a plain file ---------------------------------------
+def test_storing_in_a_plaintext_keyring_warns_and_says_what_to_do(tmp_path: Path,
+                                                                  use_keyring: Any) -> None:
+    backend = use_keyring(PlaintextKeyring())
+    path = server_config(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["secret", "set", "erp", "--stdin", "-c", str(path)],
+                           input="Erp-Pw-1\n")
+    assert result.exit_code == 0, result.output
+    assert backend.entries == {("keyservices", "KEYSERVICES_ERP_PASSWORD"): "Erp-Pw-1"}
+    assert "Stored the erp password" in result.stdout
+    warning = result.stderr
+    assert warning.startswith("Warning: the password (service 'keyservices', user "
+                              "'KEYSERVICES_ERP_PASSWORD') is kept by PlaintextKeyring")
+    assert "unencrypted" in warning and PlaintextKeyring.file_path in warning
+    assert "Credential Manager" in warning and "environment variable KEYSERVICES_ERP_PASSWORD" \
+        in warning
+    as_json = runner.invoke(cli, ["secret", "set", "erp", "--stdin", "-c", str(path), "--json"],
+                            input="Erp-Pw-2\n")
+    assert "unencrypted" in json.loads(as_json.stdout)["warning"]
+    assert "Erp-Pw" not in result.output + as_json.output
+
+
+def test_an_os_store_gets_no_warning(tmp_path: Path, memory_keyring: MemoryKeyring) -> None:
+    path = server_config(tmp_path)
+    result = CliRunner().invoke(cli, ["secret", "set", "erp", "--stdin", "-c", str(path),
+                                      "--json"], input="pw\n")
+    assert result.exit_code == 0 and json.loads(result.stdout)["warning"] is None
+    assert result.stderr == ""
+    memory_keyring.set_password("keyservices", "KEYSERVICES_SMTP_PASSWORD", "pw")
+    shown = CliRunner().invoke(cli, ["config", "show", "-c", str(path)])
+    assert shown.exit_code == 0 and "unencrypted" not in shown.output
+
+
+def test_reading_from_a_plaintext_keyring_warns_in_config_show_and_check(
+        tmp_path: Path, use_keyring: Any) -> None:
+    backend = use_keyring(PlaintextKeyring())
+    backend.set_password("keyservices", "KEYSERVICES_SMTP_PASSWORD", "Smtp-Pw-1")
+    erp = ErpBuilder(tmp_path / "erp.sqlite")
+    try:
+        erp.customer("COP001")
+        from .conftest import write_config
+
+        path = write_config(tmp_path, erp.url, extra="smtp: {host: 127.0.0.1, username: ks}\n")
+        runner = CliRunner()
+        shown = runner.invoke(cli, ["config", "show", "-c", str(path), "--json"])
+        assert shown.exit_code == 0, shown.output
+        rows = {r["key"]: r["source"] for r in json.loads(shown.stdout)}
+        assert rows["(smtp password)"] == "keyring"  # the source stays as it was
+        assert "user 'KEYSERVICES_SMTP_PASSWORD') is kept by PlaintextKeyring" in shown.stderr
+        # once per process and backend (each command is a process of its own): a new backend
+        use_keyring(PlaintextKeyring()).set_password("keyservices", "KEYSERVICES_SMTP_PASSWORD",
+                                                     "Smtp-Pw-1")
+        checked = runner.invoke(cli, ["check", "-c", str(path), "--json"])
+        assert json.loads(checked.stdout)["passwords"]["smtp"] == "keyring"
+        assert "is kept by PlaintextKeyring, which stores it unencrypted" in checked.stderr
+        assert "Smtp-Pw-1" not in shown.output + checked.output
+    finally:
+        erp.engine.dispose()
+
+
+def test_the_nightly_read_warns_once_in_the_log(tmp_path: Path, use_keyring: Any,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    from keyservices.credentials import find_password
+
+    plain = PlaintextKeyring()
+    use_keyring(ChainOf(MemoryKeyring(), plain))
+    plain.set_password("keyservices", "KS_PW", "x")
+    with caplog.at_level("WARNING", logger="keyservices"):
+        assert find_password("KS_PW").value == "x" and find_password("KS_PW").value == "x"
+    (record,) = caplog.records
+    assert "is kept by PlaintextKeyring" in record.getMessage()
+    caplog.clear()
+    use_keyring(ChainOf(MemoryKeyring(), PlaintextKeyring()))  # held by the OS store: fine
+    keyring.get_keyring().backends[0].set_password("keyservices", "KS_PW", "y")
+    with caplog.at_level("WARNING", logger="keyservices"):
+        assert find_password("KS_PW").value == "y"
+    assert caplog.records == []
+
+
 # -- no password in anything the tool writes -------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:
@@ -241,7 +343,7 @@ class Inbox:
     def __init__(self) -> None:
         self.raw: list[bytes] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.raw.append(envelope.content)
         return "250 OK"
 

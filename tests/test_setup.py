@@ -41,8 +41,8 @@ def test_schedule_prints_cron_and_schtasks(erp: ErpBuilder, config_for,
     (cron,) = [line for line in lines if line.startswith("15 3 * * * ")]
     assert f"-q run -c {config.config_path}" in cron
     (schtasks,) = [line for line in lines if line.startswith("schtasks ")]
-    assert schtasks.startswith('schtasks /Create /TN "keyservices nightly" /TR "cmd /s /c ')
-    assert "/ST 03:15" in schtasks and "/RU SYSTEM" not in schtasks  # tests/test_schedule.py
+    assert schtasks.startswith("schtasks /Create /XML ") and "/TR" not in schtasks
+    assert "/RU SYSTEM" not in schtasks  # the task file: tests/test_schedule.py
     bad = runner.invoke(cli, ["schedule", "-c", str(config.config_path), "--at", "25:00"])
     assert bad.exit_code == 2 and "use HH:MM" in bad.output
 

@@ -13,9 +13,9 @@ from sqlalchemy.dialects import mssql, postgresql, sqlite
 
 from keyservices.erp import ErpTables
 from keyservices.erp.queries import customers_query, fact_queries
+from keyservices.erp.writeback import update_statements
 from keyservices.resources import example_rules_dir
 from keyservices.rules import load_rules
-from keyservices.erp.writeback import update_statements
 
 RULES = load_rules(example_rules_dir())
 CATEGORIES = ["MFP-A3-CO-03", "PRN-A4-BW", "SW-DM-ECOPY", "PC-DESKTOP"]

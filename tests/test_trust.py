@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 import keyservices
 from keyservices.cli import cli
-from keyservices.erp import display_url
 from keyservices.commands.guard import UnknownErp
+from keyservices.erp import display_url
 from keyservices.errors import ConfigError, GuardTripped, SchemaError
 from keyservices.state import StateStore
 
@@ -196,6 +196,13 @@ def test_rollback_dry_run_guard_and_force(erp: ErpBuilder, config_for,
     out = runner.invoke(cli, ["rollback", str(first.run_id), "--dry-run", "-c",
                               str(config.config_path)])
     assert out.exit_code == 3 and "4 restores exceed write.max_changes = 2" in out.output
+    # the dry run prints its plan, and says what to run, not to run itself again
+    assert "4 value(s) would be restored" in out.output
+    assert out.output.count("would be restored") == 5
+    assert "keyservices rollback 1 --force" in out.output
+    assert "rollback 1 --dry-run" not in out.output
+    plan = keyservices.rollback(config, first.run_id, dry_run=True)
+    assert len(plan.restored) == 4 and "max_changes = 2" in (plan.guard_message or "")
     with pytest.raises(GuardTripped, match="keyservices rollback 1 --dry-run"):
         keyservices.rollback(config, first.run_id)
     plan = keyservices.rollback(config, first.run_id, dry_run=True, force=True)
@@ -370,7 +377,7 @@ def test_only_a_clean_live_run_moves_the_opportunity_store(erp: ErpBuilder, conf
     else:
         import keyservices.commands.run as run_module
 
-        def broken(*args, **kwargs):  # noqa: ANN002, ANN003
+        def broken(*args, **kwargs):
             raise sa.exc.OperationalError("UPDATE", {}, Exception("disk I/O error"))
 
         monkeypatch.setattr(run_module, "apply_changes", broken)
@@ -450,7 +457,7 @@ class _FakeResult:
 class _FakeMssql:
     """What pyodbc returns for the identity query on SQL Server (no server here)."""
 
-    class dialect:  # noqa: N801 - mimics sa.Connection.dialect
+    class dialect:
         name = "mssql"
 
     def __init__(self) -> None:
@@ -469,12 +476,89 @@ def test_sql_server_is_named_by_server_and_database_not_by_the_driver() -> None:
     assert "SERVERPROPERTY('ServerName')" in fake.sql[0] and "DB_NAME()" in fake.sql[0]
 
 
-def test_two_value_rows_for_one_customer_stop_the_night(erp: ErpBuilder, config_for) -> None:
-    """The write path counts one updated row per change: a duplicate row would hide a conflict."""
+def test_two_value_rows_for_one_customer_hold_back_that_customer_only(
+        erp: ErpBuilder, config_for, runner: CliRunner) -> None:
+    """Nine duplicate rows used to stop the night for 18,000 customers, after check passed: now
+    check names them, and the run writes every other customer and lists them."""
     copiers = copier_customers(erp, 3)
-    erp.insert("ARCustomerCustomProperties", CustomerID=copiers[1], ShAttributeID=2044,
-               TextVal=None, Required=False)
-    before = erp.dump()
-    with pytest.raises(SchemaError, match=r"two rows for the attribute .*\(e\.g\. COP001\)"):
-        keyservices.run(config_for(erp), as_of=AS_OF)
-    assert erp.dump() == before
+    for cid in copiers[1:]:  # NULL and a service code: both look like the tool's own
+        erp.insert("ARCustomerCustomProperties", CustomerID=cid, ShAttributeID=2044,
+                   TextVal="CPY" if cid == copiers[2] else None, Required=False)
+    config = config_for(erp)
+    checked = runner.invoke(cli, ["check", "-c", str(config.config_path)])
+    assert checked.exit_code == 0, checked.output
+    assert "2 customer(s) have two or more value rows" in checked.output
+    assert "COP001, COP002" in checked.output
+    result = keyservices.run(config, as_of=AS_OF)
+    assert result.counts.written == 1 and erp.value(copiers[0]) == "CPY"
+    cp = erp.t["ARCustomerCustomProperties"]
+    with erp.engine.connect() as conn:  # both rows of each held back as they were
+        rows = conn.execute(sa.select(cp.c.CustomerID, cp.c.TextVal)
+                            .where(cp.c.ShAttributeID == 2044,
+                                   cp.c.CustomerID.in_(copiers[1:]))).all()
+    assert sorted(rows, key=repr) == sorted([(copiers[1], None), (copiers[1], None),
+                                             (copiers[2], None), (copiers[2], "CPY")], key=repr)
+    assert any("COP001, COP002" in n and "never written" in n for n in result.notes)
+    assert all(r.number not in ("COP001", "COP002") for r in result.no_attribute)
+    assert "two or more value rows" in result.digest_html.read_text(encoding="utf-8")
+
+def _without_contacts(erp: ErpBuilder) -> None:
+    with erp.engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE {erp.t['CMContacts'].fullname}"))
+
+
+def test_monitors_whose_texts_name_no_contact_need_no_contacts_table(
+        tmp_path: Path, runner: CliRunner) -> None:
+    """Any monitor used to make CMContacts mandatory: check and run stopped on a database
+    without it, though no text showed a contact."""
+    erp = ErpBuilder(tmp_path / "erp.sqlite")
+    copier_customers(erp, 3)
+    _without_contacts(erp)
+    path = write_config(tmp_path, erp.url)
+    monitors = tmp_path / "rules" / "monitors.yaml"
+    text = monitors.read_text(encoding="utf-8")
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    data = yaml.load(text)
+    for monitor in data["monitors"]:
+        monitor["text"] = "{{ name }} needs a look ({{ monitor }})."
+    with monitors.open("w", encoding="utf-8") as out:
+        yaml.dump(data, out)
+    plain = monitors.read_text(encoding="utf-8").split("\nmonitors:", 1)[1]
+    assert "{{ contact" not in plain and "{{ phone" not in plain
+    out = runner.invoke(cli, ["check", "-c", str(path)])
+    assert out.exit_code == 0, out.output
+    out = runner.invoke(cli, ["run", "-c", str(path)])
+    assert out.exit_code == 0, out.output
+    monitors.write_text(text, encoding="utf-8")  # a text that shows the contact needs it
+    out = runner.invoke(cli, ["check", "-c", str(path)])
+    assert out.exit_code == 2 and "CMContacts" in out.output
+    assert "the text of monitor(s) DM-LAPSING" in out.output
+
+
+def test_check_reports_a_missing_attribute_beside_a_missing_column(tmp_path: Path,
+                                                                   runner: CliRunner) -> None:
+    """check hid the missing attribute behind a missing column: two passes to a clean check."""
+    erp = ErpBuilder(tmp_path / "erp.sqlite")
+    with erp.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM ShAttributes WHERE AttributeName = 'ZCJKeyServices'"))
+        conn.execute(sa.text("ALTER TABLE SCContracts DROP COLUMN BaseRate"))
+    out = runner.invoke(cli, ["check", "-c", str(write_config(tmp_path, erp.url))])
+    assert out.exit_code == 2
+    assert "BaseRate" in out.output and "'ZCJKeyServices' is not defined" in out.output
+
+
+def test_check_warns_of_units_without_a_category_and_locations_without_a_parent(
+        tmp_path: Path, runner: CliRunner) -> None:
+    """2,533 units on models with no category went uncounted, silently."""
+    erp = ErpBuilder(tmp_path / "erp.sqlite")
+    cid = erp.customer("COP001", "Copier Co")
+    model = erp.insert("ICModels", Model="Mystery box", CategoryID=None)
+    for _ in range(3):
+        erp.insert("SCEquipments", CustomerID=cid, ModelID=model, Active=True)
+    erp.customer("LOC001", "Lost location", parent=99999)
+    out = runner.invoke(cli, ["check", "-c", str(write_config(tmp_path, erp.url))])
+    assert out.exit_code == 0, out.output
+    assert "3 active unit(s) in SCEquipments have a model with no category" in out.output
+    assert "parent record is missing from ARCustomers: LOC001" in out.output

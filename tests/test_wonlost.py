@@ -9,16 +9,23 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from keyservices.night import rules_for as _rules_for, tables_for as _tables_for
+from keyservices.calls.wonlost import (
+    ValueColumns,
+    annual_values,
+    fill_annual_values,
+    totals,
+    windows_ending,
+    won_lost,
+)
 from keyservices.engine.classify import classify
 from keyservices.engine.diff import plan_changes
 from keyservices.erp import attribute_id
 from keyservices.erp.facts import read_facts
 from keyservices.model import Change
+from keyservices.night import rules_for as _rules_for
+from keyservices.night import tables_for as _tables_for
 from keyservices.outputs.report import NO_GROUP, WonLostRow
 from keyservices.state import StateStore
-from keyservices.calls.wonlost import (ValueColumns, annual_values, fill_annual_values, totals,
-                                 windows_ending, won_lost)
 
 from .conftest import AS_OF, ErpBuilder
 

@@ -9,7 +9,7 @@ Pure: numpy and the rule models.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -34,8 +34,8 @@ class CrossSellColumns(Extra):
                 for r in self.rules.cross_sell if r.equipment is not None]
 
 
-def units(rules: RuleSet, compiled_index: object, codes: Codes | None,
-          rolled: np.ndarray | None) -> dict[int, np.ndarray] | None:
+def units(rules: RuleSet, compiled_index: Callable[[Column], int] | Mapping[Column, int],
+          codes: Codes | None, rolled: np.ndarray | None) -> dict[int, np.ndarray] | None:
     """Rule position -> units per in-scope customer (``Classification`` order), for the rules
     with an equipment condition; None when the facts carry no numbers (the detail path)."""
     wanted = [(i, r) for i, r in enumerate(rules.cross_sell) if r.equipment is not None]
@@ -43,7 +43,7 @@ def units(rules: RuleSet, compiled_index: object, codes: Codes | None,
         return {}
     if rolled is None or codes is None:
         return None
-    find = indexer(compiled_index, "CrossSellColumns")  # type: ignore[arg-type]
+    find = indexer(compiled_index, "CrossSellColumns")
     return {i: rolled[:, find(equipment_units(rules, codes, section_of(r.equipment)))]
             for i, r in wanted if r.equipment is not None}
 

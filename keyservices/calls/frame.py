@@ -214,7 +214,7 @@ class OpportunityFrame(Sequence[Opportunity]):
             return len(self) == len(other) and list(self) == list(other)
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable, as a list (equal to one)
 
     def __repr__(self) -> str:
         return f"<OpportunityFrame {len(self)} rows, {len(self.offers)} offers>"
@@ -276,4 +276,4 @@ def days(day: dt.date | None) -> int:
     return -1 if day is None else day.toordinal()
 
 
-__all__ = ["Offer", "OpportunityFrame", "PRIORITY_ORDER", "days"]
+__all__ = ["PRIORITY_ORDER", "Offer", "OpportunityFrame", "days"]

@@ -24,7 +24,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
-from collections.abc import Callable, Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,8 +145,11 @@ class Stored:
             return cls.from_rows([])
         if len(parts) == 1:
             return parts[0]
-        names = [f.name for f in dataclasses.fields(cls) if f.name != "records"]
-        return cls(*(np.concatenate([getattr(p, n) for p in parts]) for n in names))
+        def column(name: str) -> np.ndarray:
+            return np.concatenate([getattr(p, name) for p in parts])
+
+        return cls(column("customer"), column("service"), column("status"), column("first_seen"),
+                   column("closed_on"), column("snoozed_until"), column("reopened"))
 
     def __len__(self) -> int:
         return len(self.customer)
@@ -237,10 +241,12 @@ class LifecycleResult:
         out = []
         for row in self.rows():
             before = old.get((row[0], row[1]))
-            keep = (() if before is None else
-                    (before.snoozed_until, before.snooze_reason, before.snoozed_by,
-                     before.dismissed))
-            out.append(OpportunityRecord(*row[:14], *keep, reopened=row[18]))
+            record = OpportunityRecord(*row)  # every field, the overrides empty
+            if before is not None:  # a stored record keeps its own
+                record = dataclasses.replace(
+                    record, snoozed_until=before.snoozed_until, snooze_reason=before.snooze_reason,
+                    snoozed_by=before.snoozed_by, dismissed=before.dismissed)
+            out.append(record)
         for c in self.closings:
             before = old.get((c.customer_id, c.service_code))
             if before is not None:
@@ -251,12 +257,17 @@ class LifecycleResult:
 
 def advance(stored: Mapping[Key, OpportunityRecord] | Stored,
             found: Sequence[Opportunity] | OpportunityFrame,
-            services: Mapping[int, Set[str]], as_of: dt.date) -> LifecycleResult:
+            services: Mapping[int, AbstractSet[str]], as_of: dt.date, *,
+            appeared: Mapping[int, AbstractSet[str]] | None = None) -> LifecycleResult:
     """Fold tonight's opportunities into the stored records.
 
     ``services`` maps every in-scope customer (active, not a prospect) to its services tonight:
     it tells a won opportunity (the service appeared) from one whose customer left the scope
     and from one whose condition merely cleared (e.g. its industry peers changed).
+    ``appeared`` (the services tonight's values add, per customer), when given, is what a win
+    needs: an offer to a customer who had the service all along (an uncovered machine on a
+    copier customer) that is no longer found closed because its condition cleared (the
+    machine was deactivated), not because a sale was made.
     ``stored`` is not modified. Array work: a night's opportunities and the stored ones are
     matched by key in one sort, not one at a time.
     """
@@ -307,7 +318,7 @@ def advance(stored: Mapping[Key, OpportunityRecord] | Stored,
     found_now = frame.with_life(status, age)
     seen = np.zeros(len(theirs), dtype=bool)
     seen[at[known]] = True
-    closings = [_lost(cid, code, services, as_of) for cid, code in zip(
+    closings = [_lost(cid, code, services, as_of, appeared) for cid, code in zip(
         old.customer[~seen & (old.status <= 1)].tolist(),
         old.service[~seen & (old.status <= 1)].tolist())]
     for c in closings:
@@ -318,11 +329,12 @@ def advance(stored: Mapping[Key, OpportunityRecord] | Stored,
                            stored=old)
 
 
-def _lost(customer_id: int, code: str, services: Mapping[int, Set[str]],
-          as_of: dt.date) -> Closing:
+def _lost(customer_id: int, code: str, services: Mapping[int, AbstractSet[str]],
+          as_of: dt.date, appeared: Mapping[int, AbstractSet[str]] | None = None) -> Closing:
     """An active opportunity not found tonight closes, with the reason why."""
     have = services.get(customer_id)
-    if have is not None and code in have:
+    new = appeared is None or code in appeared.get(customer_id, ())
+    if have is not None and code in have and new:
         status, reason = WON, REASON_WON
     elif have is None:
         status, reason = CLOSED, REASON_OUT_OF_SCOPE

@@ -28,7 +28,6 @@ from . import cross_sell as xs
 from .frame import PRIORITY_ORDER, Offer, OpportunityFrame
 from .money import PeerValues, peer_values
 
-
 Group = tuple[str | None, str | None]  # (industry, tier); tier None when peers: industry
 Combo = tuple[Group, frozenset[str]]
 

@@ -34,8 +34,8 @@ import numpy as np
 from ..engine.metrics import Codes, Column, Extra, contracts_matching, gl_revenue
 from ..model import Opportunity
 from ..rules import Renewal, RuleSet, Tiers, When
-from .monitors import indexer
 from .frame import Offer, OpportunityFrame
+from .monitors import indexer
 
 Index = Callable[[Column], int] | Mapping[Column, int]
 

@@ -17,6 +17,7 @@ from ..engine.classify import Classification
 from ..engine.metrics import Extra
 from ..model import Facts, Opportunity, StatusAlert
 from ..rules import RuleSet
+from ..rules.texts import names_contact
 from . import alertlife, cross_sell, monitors, priority
 from .cross_sell import CrossSellColumns
 from .frame import OpportunityFrame
@@ -52,6 +53,19 @@ class Listing:
     top: int = 0
     hidden: frozenset[tuple[int, str]] = frozenset()
     renewals_days: int = 0
+    alert_contacts: bool = False  # every alert carries its contact (the alerts export)
+
+    def contacts_for_alerts(self, rules: RuleSet) -> bool:
+        """Whether the alerts' contacts are read: a monitor text shows one, a rep or branch
+        copy prints whom to call, or the caller lists them (the alerts export). Otherwise the
+        contacts table is not read at all (and need not exist)."""
+        return (self.alert_contacts or bool(self.sales_reps or self.branches)
+                or bool(monitors_naming_contacts(rules)))
+
+
+def monitors_naming_contacts(rules: RuleSet) -> list[str]:
+    """The monitors whose text shows the customer's contact ({{ contact }}, phone, email)."""
+    return [m.code for m in rules.monitors if names_contact(m.text)]
 
 
 @dataclass(slots=True)
@@ -103,8 +117,8 @@ def who_to_call(facts: Facts, classification: Classification, rules: RuleSet,
             hits)
     out.opportunities = found
     listed = listed_rows(found, listing)
-    wanted = (chosen.wanted if chosen is not None else set()) | set(
-        found.customer[listed].tolist())
+    alerted = chosen.wanted if chosen is not None and listing.contacts_for_alerts(rules) else set()
+    wanted = alerted | set(found.customer[listed].tolist())
     book = (contacts(wanted) if wanted else {}) if callable(contacts) else contacts
     for i in listed.tolist():
         person = book.get(int(found.customer[i]))

@@ -26,13 +26,14 @@ from ..model import Change, Facts
 from ..rules import ContractsSection, RuleSet
 
 NO_GROUP = "(none)"  # the customer has no industry / branch / sales rep
+Kind = Literal["branch", "sales_rep"]
 
 
 @dataclass(frozen=True, slots=True)
 class WonLostRow:
     """Customers who gained (won) or lost a service in one branch or sales rep's book."""
 
-    kind: Literal["branch", "sales_rep"]
+    kind: Kind
     group: str
     service: str  # service code
     won: int
@@ -42,7 +43,7 @@ class WonLostRow:
 
 MONTHS = 12
 WINDOWS = (30, 90)  # days: the periods the report and the digest show
-KINDS = ("branch", "sales_rep")
+KINDS: tuple[Kind, ...] = ("branch", "sales_rep")
 
 
 class ValueColumns(Extra):
@@ -179,9 +180,9 @@ def won_lost(rows: Iterable[Mapping[str, Any]], names: Mapping[str, str],
     first), group, then the service order of ``names``.
     """
     if not newest_first:  # oldest first, a night's rows in the store's order: reversed exactly
-        rows = list(reversed(sorted(rows, key=lambda r: r["as_of"])))
+        rows = sorted(rows, key=lambda r: r["as_of"])[::-1]  # not reverse=True: ties reversed
     earliest = min((since for since, _ in windows.values()), default=None)
-    acc: dict[str, dict[tuple[str, str, str], list[float]]] = {label: {} for label in windows}
+    acc: dict[str, dict[tuple[Kind, str, str], list[float]]] = {label: {} for label in windows}
     waiting: dict[tuple[int, str], list[list[float]]] = {}  # losses waiting for their add's value
     for r in rows:
         if earliest is not None and r["as_of"] < earliest and not waiting:
@@ -222,7 +223,7 @@ def won_lost(rows: Iterable[Mapping[str, Any]], names: Mapping[str, str],
         for kind, group, code in keys:
             won, lost, won_value, lost_value = acc[label][(kind, group, code)]
             out[label].append(WonLostRow(
-                kind, group, code, int(won), int(lost),  # type: ignore[arg-type]
+                kind, group, code, int(won), int(lost),
                 round(won_value, 2), round(lost_value, 2)))
     return out
 

@@ -26,6 +26,7 @@ def main() -> None:
     time and changes nothing. Called from other code, it exits the normal way.
     """
     from . import exiting
+    from .program import invoked_as
     from .terminal import configure_streams
 
     if exiting.called_as_program(sys._getframe(1).f_globals):
@@ -33,7 +34,9 @@ def main() -> None:
     configure_streams()  # before click parses: a usage error may quote a name too
     try:
         try:
-            cli(prog_name="keyservices")
+            # the suggested next commands start with what runs this program (not on PATH
+            # after the README's one-liner)
+            cli(prog_name="keyservices", obj={"program": invoked_as(sys.argv[0])})
         except BrokenPipeError:  # output piped into 'head' and the like: stop quietly
             import os
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
-from .base import (RUN_ID, cli, config_option, emit_json, json_option, load_config_at,
-                   progress_reporter)
+from ..errors import EXIT_GUARD
+from .base import (
+    RUN_ID,
+    cli,
+    config_option,
+    emit_json,
+    json_option,
+    load_config_at,
+    progress_reporter,
+)
 
 
 @cli.command("history")
@@ -75,7 +84,7 @@ def rollback_cmd(run_id: int, config_path: Path, dry_run: bool, force: bool,
                           reporter=progress)
     if as_json:
         emit_json(report.to_dict())
-        return
+        sys.exit(EXIT_GUARD if report.guard_message else 0)
     if report.dry_run:
         head = (f"Rollback of run {report.of_run} (dry run, nothing written): "
                 f"{len(report.restored)} value(s) would be restored")
@@ -91,3 +100,6 @@ def rollback_cmd(run_id: int, config_path: Path, dry_run: bool, force: bool,
     for item in report.skipped[:50]:
         click.echo(f"  {item['customer']}: no longer {item['run_wrote'] or '(empty)'!s}; "
                    "left as it is")
+    if report.guard_message:  # the dry run's plan is shown; the live rollback would stop
+        click.echo(report.guard_message, err=True)
+        sys.exit(EXIT_GUARD)

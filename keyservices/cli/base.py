@@ -4,7 +4,6 @@ handler that turns ``KeyservicesError`` into ``Error: ...`` and its exit code.""
 from __future__ import annotations
 
 import datetime as dt
-
 import json
 import logging
 import sys
@@ -65,23 +64,49 @@ def as_of_option(f: Callable) -> Callable:
 
 # -- the group and its error handler -------------------------------------------------------------
 class KeyservicesGroup(click.Group):
-    """Maps library errors to one readable line and the documented exit code."""
+    """Maps library errors to one readable line and the documented exit code; under ``--json``
+    to one JSON document on stdout instead (:mod:`.jsonerrors`), usage errors included."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        from .jsonerrors import META_KEY, json_requested, usage_error
+
+        ctx.meta[META_KEY] = json_requested(args)  # shared with every subcommand's context
+        try:
+            return super().parse_args(ctx, args)
+        except click.ClickException as exc:  # an option of the group itself
+            if not ctx.meta[META_KEY]:
+                raise
+            emit_json(usage_error(exc))
+            ctx.exit(exc.exit_code)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from .jsonerrors import json_mode, library_error, usage_error
+
         try:
             return super().invoke(ctx)
         except KeyservicesError as exc:
             log.error("%s", exc, extra={"echoed": True})  # to the log file; stderr gets the echo
-            click.echo(f"Error: {_shown(exc)}", err=True)
+            if json_mode(ctx):
+                emit_json(library_error(exc, exc.exit_code))
+            else:
+                click.echo(f"Error: {_shown(exc)}", err=True)
             ctx.exit(exc.exit_code)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, BrokenPipeError):
+        except click.ClickException as exc:  # a usage error: click prints it, unless --json
+            if not json_mode(ctx):
+                raise
+            emit_json(usage_error(exc))
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise
         except Exception as exc:  # unexpected: one line, the traceback to the log
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             log.exception("unexpected error", extra={"echoed": True})
-            click.echo(f"Error: unexpected {type(exc).__name__}: {_shown(exc)} "
-                       "(rerun with --debug for the traceback)", err=True)
+            if json_mode(ctx):
+                emit_json(library_error(exc, EXIT_FAILURE))
+            else:
+                click.echo(f"Error: unexpected {type(exc).__name__}: {_shown(exc)} "
+                           "(rerun with --debug for the traceback)", err=True)
             ctx.exit(EXIT_FAILURE)
 
 
@@ -141,7 +166,7 @@ def setup_stderr_logging(level: int, stream: Any = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setLevel(level)
     handler.setFormatter(TerminalFormatter("%(levelname)s %(message)s"))
-    handler._keyservices_stderr = True  # type: ignore[attr-defined]
+    handler._keyservices_stderr = True  # type: ignore[attr-defined]  # our mark, found above
     handler.addFilter(lambda record: not getattr(record, "echoed", False))
     root.addHandler(handler)
 
@@ -184,5 +209,14 @@ def progress_reporter(as_json: bool) -> Any:
 
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def program() -> str:
+    """How to run keyservices again, as the user can paste it: ``keyservices``, or the path of
+    the running executable when that is not what ``keyservices`` on PATH finds (set by
+    :func:`keyservices.cli.main`; ``keyservices`` when called in-process)."""
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    return str(obj.get("program") or "keyservices") if isinstance(obj, dict) else "keyservices"
 
 

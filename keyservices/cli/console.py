@@ -68,7 +68,9 @@ def _out() -> Console:
     return Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
-def print_run(result: RunResult) -> None:
+def print_run(result: RunResult, *, guard_message: bool = True) -> None:
+    """The run's summary (and a dry run's plan). ``guard_message=False`` when the change guard's
+    message is about to be printed as the error that ends the command: once is enough."""
     c = result.counts
     what = ("dry run: nothing written" if result.dry_run else
             ("test mode (the config does not set mode:): nothing written to the ERP"
@@ -97,11 +99,9 @@ def print_run(result: RunResult) -> None:
     click.echo(f"  {result.statements} statements read the ERP; "
                + ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()))
     if result.dry_run and result.changes:
-        from rich.table import Table
-
-        table = Table(title=f"Plan: {len(result.changes):,} change(s)", show_lines=False)
-        for col in ("customer", "name", "before", "after", "added", "removed"):
-            table.add_column(col, overflow="fold")
+        table = _table(f"Plan: {len(result.changes):,} change(s)",
+                       ("customer", "name", "before", "after", "added", "removed"),
+                       whole={"customer"})
         for ch in result.changes[:PLAN_ROWS]:
             table.add_row(cell(ch.number), cell(ch.name), cell(ch.before), cell(ch.after),
                           cell(" ".join(ch.added)), cell(" ".join(ch.removed)))
@@ -129,7 +129,7 @@ def print_run(result: RunResult) -> None:
                    + ", ".join(f"{terminal_text(r.number)} ({r.kind})"
                                for r in result.risks[:10])
                    + (" ..." if len(result.risks) > 10 else ""))
-    if result.guard_message:
+    if result.guard_message and guard_message:
         click.echo(terminal_text(result.guard_message, keep_newlines=True), err=True)
     if result.digest_eml:
         click.echo(f"  digest: {result.digest_html}")
@@ -223,12 +223,10 @@ def print_explanation(e: Explanation) -> None:
 
 
 def print_history(data: dict[str, Any]) -> None:
-    from rich.table import Table
-
     if "runs" in data:
-        table = Table(title="Runs (newest first)")
-        for col in ("run", "started", "as of", "mode", "status", "exit", "written", "message"):
-            table.add_column(col, overflow="fold")
+        table = _table("Runs (newest first)", ("run", "started", "as of", "mode", "status",
+                                               "exit", "written", "message"),
+                       whole={"run", "started", "as of", "exit", "written"})
         for r in data["runs"]:
             table.add_row(str(r["id"]), f"{r['started_at']:%Y-%m-%d %H:%M}", str(r["as_of"]),
                           r["mode"] + (" baseline" if r["baseline"] else ""), cell(r["status"]),
@@ -236,9 +234,9 @@ def print_history(data: dict[str, Any]) -> None:
                           str(r["counts"].get("written", "")), cell((r["message"] or "")[:80]))
         _out().print(table)
         return
-    table = Table(title=f"{len(data['changes'])} change(s)")
-    for col in ("run", "customer", "name", "before", "after", "status", "at"):
-        table.add_column(col, overflow="fold")
+    table = _table(f"{len(data['changes'])} change(s)",
+                   ("run", "customer", "name", "before", "after", "status", "at"),
+                   whole={"run", "customer", "at"})
     for c in data["changes"]:
         name = c["customer_name"] + (f" (follows {c['follows']})" if c.get("follows") else "")
         table.add_row(str(c["run_id"]), cell(c["customer_number"]), cell(name),
@@ -247,6 +245,22 @@ def print_history(data: dict[str, Any]) -> None:
     _out().print(table)
     _print_causes((f"{c['customer_number']} (run {c['run_id']})", c.get("causes") or ())
                   for c in data["changes"])
+
+
+def _table(title: str, names: Sequence[str], *, whole: set[str]) -> Any:
+    """A table for an 80-column or redirected console (rich lays those out at 80). Dates, ids
+    and numbers (``whole``) never wrap, since "2026-12-0" over "6 18:34" misreads as two
+    values; the text columns fold to make room for them. No outer border: its two columns go
+    to the names."""
+    from rich.table import Table
+
+    table = Table(title=title, show_edge=False)
+    for name in names:
+        if name in whole:
+            table.add_column(name, no_wrap=True, overflow="ellipsis")
+        else:
+            table.add_column(name, overflow="fold")
+    return table
 
 
 def _print_causes(rows: Iterable[tuple[str, Sequence[str]]]) -> None:

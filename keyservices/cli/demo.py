@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .base import as_of_option, cli, emit_json, json_option, progress_reporter
+from .base import as_of_option, cli, emit_json, json_option, program, progress_reporter
 
 
 @cli.command()
@@ -38,7 +38,8 @@ def demo(directory: Path, customers: int, seed: int, as_of: dt.datetime | None,
 
     with progress_reporter(as_json) as progress:
         result = run_demo(directory, customers=customers, seed=seed,
-                          as_of=as_of.date() if as_of else None, reporter=progress)
+                          as_of=as_of.date() if as_of else None, reporter=progress,
+                          program=program())
     if as_json:
         emit_json({"directory": str(result.directory), "database": str(result.database),
                     "config": str(result.config), "outbox": str(result.outbox),

@@ -1,14 +1,21 @@
-"""``keyservices export opportunities / alerts``: the night's calls as CSV."""
+"""``keyservices export opportunities / alerts``: the night's calls as CSV (or, with --json, as
+JSON rows).
+
+CSV on stdout is what ``--out`` writes, byte for byte (UTF-8 with its BOM), when stdout is a
+file or a pipe, whatever the console's code page: under Task Scheduler Windows would write it in
+cp1252 and turn "Łódź" into "?ód?". On a terminal it is text in the console's encoding, with
+the control characters inside cells escaped.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
-from .base import as_of_option, cli, config_option, load_config_at
+from .base import as_of_option, cli, config_option, emit_json, json_option, load_config_at
 
 
 @cli.group("export")
@@ -29,7 +36,8 @@ def export_group() -> None:
 @click.option("--service", default=None, help="Only this service code (e.g. MIT).")
 @click.option("--owner", default=None, help="Only this sales rep's customers (full name).")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Write to this file (UTF-8 with BOM for Excel) instead of stdout.")
+              help="Write to this file (UTF-8 with BOM for Excel) instead of stdout; a file or "
+                   "a pipe on stdout gets the same bytes.")
 @click.option("--nps-property", default=None, metavar="NAME",
               help="Only promoters: the contact custom property holding each contact's NPS "
                    "score (0-10).")
@@ -39,16 +47,19 @@ def export_group() -> None:
 @click.option("--min-nps", type=click.IntRange(0, 10), default=9, show_default=True,
               help="The lowest score that makes a promoter (with --nps-property / --nps-csv).")
 @as_of_option
-def export_opportunities_cmd(config_path: Path, fmt: str, service: str | None,
-                             owner: str | None, out: Path | None, nps_property: str | None,
-                             nps_csv: Path | None, min_nps: int,
-                             as_of: dt.datetime | None) -> None:
+@json_option
+def export_opportunities_cmd(config_path: Path, fmt: Literal["csv", "hubspot"],
+                             service: str | None, owner: str | None, out: Path | None,
+                             nps_property: str | None, nps_csv: Path | None, min_nps: int,
+                             as_of: dt.datetime | None, as_json: bool) -> None:
     """Who lacks a service most of their industry peers use, with a contact to call.
 
     The decision contact comes first, else the first active contact with an email. With
     --nps-property or --nps-csv only promoters (an NPS score of --min-nps or more) may be the
     contact, and customers with no promoter are left out (their count goes to stderr, with any
-    unusable CSV rows by line number).
+    unusable CSV rows by line number). With --json the rows are printed as JSON objects with
+    the count (and the promoter counts); with --out as well, the file gets the CSV and stdout
+    the counts.
 
     \b
     Examples:
@@ -59,10 +70,18 @@ def export_opportunities_cmd(config_path: Path, fmt: str, service: str | None,
 
     nps = (NpsFilter(property=nps_property, csv=nps_csv, min_score=min_nps)
            if nps_property or nps_csv else None)
-    result = export_opportunities(load_config_at(config_path), fmt=fmt,  # type: ignore[arg-type]
+    result = export_opportunities(load_config_at(config_path), fmt=fmt,
                                   service=service, owner=owner,
                                   as_of=as_of.date() if as_of else None, nps=nps)
-    if write(result.text, out) is None:
+    if as_json:
+        promoters = {} if nps is None else {
+            "promoters": result.promoters, "left_out_customers": result.left_out_customers,
+            "left_out_rows": result.left_out_rows, "csv_unmatched": result.csv_unmatched,
+            "bad_property_values": result.bad_property_values,
+            "csv_problems": [{"line": line, "problem": problem}
+                             for line, problem in result.csv_problems]}
+        _emit_rows(result.text, result.count, out, promoters)
+    elif write(result.text, out) is None:
         _echo_csv(result.text)
     else:
         click.echo(f"Wrote {result.count} opportunities to {out}", err=True)
@@ -78,14 +97,17 @@ def export_opportunities_cmd(config_path: Path, fmt: str, service: str | None,
 @click.option("--new", "new", is_flag=True, default=False,
               help="Only the alerts first seen tonight (not on an earlier night's live run).")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Write to this file (UTF-8 with BOM for Excel) instead of stdout.")
+              help="Write to this file (UTF-8 with BOM for Excel) instead of stdout; a file or "
+                   "a pipe on stdout gets the same bytes.")
 @as_of_option
+@json_option
 def export_alerts_cmd(config_path: Path, monitor: str | None, owner: str | None, new: bool,
-                      out: Path | None, as_of: dt.datetime | None) -> None:
+                      out: Path | None, as_of: dt.datetime | None, as_json: bool) -> None:
     """Every status-monitor hit of the night, with its text, as CSV.
 
     The digest lists the new ones (capped) and counts the continuing ones per monitor; the
     export has them all, each with the night it was first seen (first_seen) and its priority.
+    With --json the rows are printed as JSON objects with the count.
 
     \b
     Examples:
@@ -97,22 +119,54 @@ def export_alerts_cmd(config_path: Path, monitor: str | None, owner: str | None,
 
     text, count = export_alerts(load_config_at(config_path), monitor=monitor, owner=owner,
                                 as_of=as_of.date() if as_of else None, new=new)
-    if write(text, out) is None:
+    if as_json:
+        _emit_rows(text, count, out)
+    elif write(text, out) is None:
         _echo_csv(text)
     else:
         click.echo(f"Wrote {count} status alerts to {out}", err=True)
 
 
+def _emit_rows(text: str, count: int, out: Path | None,
+               more: dict[str, Any] | None = None) -> None:
+    """--json: the CSV's rows as objects keyed by its header (the cells as the CSV has them,
+    a formula-looking name still quoted), or, when --out took the CSV, where it went."""
+    import csv
+    import io
+
+    from ..commands.export import write
+
+    data: dict[str, Any] = {"count": count, **(more or {})}
+    if write(text, out) is None:
+        data["rows"] = list(csv.DictReader(io.StringIO(text, newline="")))
+    else:
+        data["out"] = str(out)
+    emit_json(data)
+
+
 def _echo_csv(text: str) -> None:
-    """The CSV on stdout: as is into a file or a pipe, its cells escaped on a terminal (an ERP
-    name's lone CR or line break would overwrite or forge a line there)."""
+    """The CSV on stdout. Into a file or a pipe: the bytes ``--out`` writes (UTF-8 with its
+    BOM), whatever the console's code page. On a terminal: text in the console's encoding, its
+    cells' control characters escaped (an ERP name's lone CR or line break would overwrite or
+    forge a line there)."""
+    import codecs
     import sys
 
     from .console import echo_data
     from .terminal import terminal_csv
 
     isatty = getattr(sys.stdout, "isatty", None)
-    echo_data(terminal_csv(text) if isatty is not None and isatty() else text)
+    if isatty is not None and isatty():
+        echo_data(terminal_csv(text))
+        return
+    binary = getattr(sys.stdout, "buffer", None)
+    if binary is None:  # a text-only stream put in place by a caller: text it is
+        echo_data(text)
+        return
+    sys.stdout.flush()  # anything printed before, first
+    # the BOM as ``write`` (--out) puts it in the file: tests check the bytes are the same
+    binary.write(codecs.BOM_UTF8 + text.encode("utf-8"))
+    binary.flush()
 
 
 def _echo_nps(result: Any, nps: Any) -> None:

@@ -86,7 +86,7 @@ def list_cmd(config_path: Path, status: str | None, owner: str | None, service: 
         click.echo("No opportunity matches." if (status or owner or service or customer) else
                    f"No opportunities yet; a run records them: keyservices run -c {config_path}")
         return
-    _print_table(records, dt.date.today())
+    print_table(records, dt.date.today(), width=_terminal_width())
 
 
 @opportunity.command("snooze")
@@ -175,7 +175,11 @@ def _done(record: OpportunityRecord, verb: str, as_json: bool) -> None:
                "date if it still holds.")
 
 
-def _print_table(records: list[OpportunityRecord], today: dt.date) -> None:
+def print_table(records: list[OpportunityRecord], today: dt.date, *,
+                width: int | None = None) -> None:
+    """The list as aligned columns; ``width`` (a terminal's) cuts the customer's name and then
+    the owner short so that a row never wraps there: a wrapped row splits its hidden-until
+    date over two lines."""
     from .terminal import terminal_text as t
 
     header = ("STATUS", "CUSTOMER", "SERVICE", "OWNER", "PRIORITY", "AGE", "HIDDEN UNTIL")
@@ -184,6 +188,22 @@ def _print_table(records: list[OpportunityRecord], today: dt.date) -> None:
              f"{r.snoozed_until} ({'dismissed' if r.dismissed else 'snoozed'})"
              if r.hidden_on(today) else "-") for r in records]
     widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
+    # what gives way on a narrow terminal: the customer's name (never its number), then the
+    # owner; the status, dates and numbers stay whole
+    numbers = max((len(t(r.customer_number)) for r in records), default=0)
+    for column, narrowest in ((1, max(len(header[1]), numbers)), (3, 8)):
+        excess = sum(widths) + 2 * (len(widths) - 1) - (width or 10**6)
+        if excess > 0:
+            widths[column] = max(min(narrowest, widths[column]), widths[column] - excess)
     for row in (header, *rows):
-        click.echo("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths)).rstrip())
+        click.echo("  ".join(f"{str(cell)[:w]:<{w}}" for cell, w in zip(row, widths)).rstrip())
     click.echo(f"{len(records)} opportunit{'y' if len(records) == 1 else 'ies'}")
+
+
+def _terminal_width() -> int | None:
+    """The terminal's width when stdout is one; a file or a pipe takes rows of any length."""
+    import shutil
+    import sys
+
+    isatty = getattr(sys.stdout, "isatty", None)
+    return shutil.get_terminal_size().columns if isatty is not None and isatty() else None

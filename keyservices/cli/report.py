@@ -11,8 +11,15 @@ from pathlib import Path
 
 import click
 
-from .base import (as_of_option, config_option, emit_json, json_option, load_config_at,
-                   progress_reporter)
+from ..words import plural
+from .base import (
+    as_of_option,
+    config_option,
+    emit_json,
+    json_option,
+    load_config_at,
+    progress_reporter,
+)
 
 
 @click.command("report")
@@ -46,9 +53,9 @@ def report(config_path: Path, out: Path | None, as_of: dt.datetime | None,
     from .terminal import terminal_text as shown
 
     g = result.groups
-    groups = (f"{_plural(g.get('industry', 0), 'industry', 'industries')}, "
-              f"{_plural(g.get('branch', 0), 'branch', 'branches')}, "
-              f"{_plural(g.get('sales_rep', 0), 'sales rep', 'sales reps')}")
+    groups = (f"{plural(g.get('industry', 0), 'industry', 'industries')}, "
+              f"{plural(g.get('branch', 0), 'branch', 'branches')}, "
+              f"{plural(g.get('sales_rep', 0), 'sales rep', 'sales reps')}")
     click.echo(f"Penetration on {result.as_of}: {result.customers:,} customers ({groups}).")
     for s in result.services:
         click.echo(f"  {shown(s['code']):<6} {shown(s['name'])[:28]:<28} {s['users']:>8,}  "
@@ -67,5 +74,3 @@ def report(config_path: Path, out: Path | None, as_of: dt.datetime | None,
     click.echo(f"Next: open {result.files.html}")
 
 
-def _plural(n: int, one: str, many: str) -> str:
-    return f"{n:,} {one if n == 1 else many}"

@@ -58,10 +58,11 @@ def test_rules_cmd(config_path: Path, cases: Path | None, as_json: bool) -> None
 
     results = test_rules(load_config_at(config_path), cases)
     failed = [r for r in results if not r.passed]
-    if as_json:
-        emit_json([{"file": str(r.file), "line": r.line, "name": r.name, "passed": r.passed,
-                     "expected": r.expected, "got": r.got} for r in results])
-    else:
+    rows = [{"file": str(r.file), "line": r.line, "name": r.name, "passed": r.passed,
+             "expected": r.expected, "got": r.got} for r in results]
+    if as_json and not failed:
+        emit_json(rows)
+    elif not as_json:
         for r in results:
             click.echo(f"{'ok  ' if r.passed else 'FAIL'} {r.file.name}:{r.line} {r.name}")
             if not r.passed:
@@ -74,18 +75,21 @@ def test_rules_cmd(config_path: Path, cases: Path | None, as_json: bool) -> None
                 for reason in r.reasons:
                     click.echo(f"         {reason}")
         click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
-    if failed:
-        raise RuleTestsFailed(f"{len(failed)} rule test(s) failed")
+    if failed:  # under --json the handler prints the rows as "result" beside the error
+        raise RuleTestsFailed(f"{len(failed)} rule test(s) failed", rows)
 
 
 @cli.command("rules-schema")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the schema to this file instead of printing it.")
-def rules_schema_cmd(out: Path | None) -> None:
+@json_option
+def rules_schema_cmd(out: Path | None, as_json: bool) -> None:
     """Print the JSON Schema of a rule file, for editor autocompletion and checking.
 
     With the YAML language server (VS Code's YAML extension), put this first in a rule file:
     # yaml-language-server: $schema=keyservices-rules.schema.json
+
+    The schema is JSON already; with --json and --out, stdout says where it went ({"out": ...}).
 
     \b
     Example:
@@ -96,6 +100,9 @@ def rules_schema_cmd(out: Path | None) -> None:
     text = json.dumps(rules_schema(), indent=2)
     if out:
         out.write_text(text + "\n", encoding="utf-8")
-        click.echo(str(out))
+        if as_json:
+            emit_json({"out": str(out)})
+        else:
+            click.echo(str(out))
     else:
         click.echo(text)

@@ -8,8 +8,18 @@ from pathlib import Path
 
 import click
 
-from .base import (RUN_ID, as_of_option, cli, config_option, emit_json, json_option, load_config_at,
-                   progress_reporter)
+from .base import (
+    RUN_ID,
+    as_of_option,
+    cli,
+    config_option,
+    emit_json,
+    json_option,
+    load_config_at,
+    program,
+    progress_reporter,
+)
+from .jsonerrors import error_object
 
 
 @cli.command("run")
@@ -40,6 +50,7 @@ def run_cmd(config_path: Path, dry_run: bool, force: bool, new_erp: bool, no_ema
       keyservices run -c config.yaml --dry-run
       keyservices run -c config.yaml
     """
+    from ..commands.result import RunResult
     from ..commands.run import run
     from ..errors import GuardTripped
     from .console import print_run
@@ -59,23 +70,27 @@ def run_cmd(config_path: Path, dry_run: bool, force: bool, new_erp: bool, no_ema
                          as_of=as_of.date() if as_of else None, reporter=progress)
         keep(result)  # a million changes: let the process end without freeing them one by one
     except GuardTripped as exc:
-        if exc.detail is not None:
-            if as_json:
-                emit_json(exc.detail.to_dict())
-            else:
-                print_run(exc.detail)
+        # the plan the guard stopped: shown here, the guard's message by the error handler
+        # (once); under --json the handler puts both in one document
+        if isinstance(exc.detail, RunResult) and not as_json:
+            print_run(exc.detail, guard_message=False)
         raise
     if as_json:
-        emit_json(result.to_dict())
+        data = result.to_dict()
+        if result.delivery_error:  # exit 5: the run's result and the error, one document
+            data["error"] = error_object(result.exit_code, "DeliveryFailed",
+                                         result.delivery_error)
+        emit_json(data)
     else:
         print_run(result)
         if result.dry_run:
-            click.echo(f"Next: review the plan, then 'keyservices run -c {config_path}' applies it.")
+            click.echo(f"Next: review the plan, then '{program()} run -c {config_path}' "
+                       "applies it.")
         elif result.mode == "test":
             click.echo(f"Next: read the digest; when it looks right, set 'mode: live' in "
                        f"{config_path} (or run with --mode live) to write the ERP.")
-    if result.delivery_error:
-        click.echo(f"Error: {result.delivery_error}", err=True)
+        if result.delivery_error:
+            click.echo(f"Error: {result.delivery_error}", err=True)
     sys.exit(result.exit_code) if result.exit_code else None
 
 
@@ -139,7 +154,7 @@ def check(config_path: Path, show_sql: bool, with_ids: bool, suggest_indexes: bo
         emit_json(report.to_dict())
     else:
         print_check(report)
-        click.echo(f"Next: 'keyservices run -c {config_path} --dry-run' shows what a run would "
+        click.echo(f"Next: '{program()} run -c {config_path} --dry-run' shows what a run would "
                    "change.")
 
 
@@ -152,7 +167,9 @@ def check(config_path: Path, show_sql: bool, with_ids: bool, suggest_indexes: bo
               help="The run whose digest to render; default the latest.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Where to write the HTML; default preview.html in the state folder.")
-def digest(config_path: Path, mode: str, run_id: int | None, out: Path | None) -> None:
+@json_option
+def digest(config_path: Path, mode: str, run_id: int | None, out: Path | None,
+           as_json: bool) -> None:
     """Render the latest run's digest again, with the current templates.
 
     Every run keeps the data of its digest in the state folder, so you can edit
@@ -165,6 +182,9 @@ def digest(config_path: Path, mode: str, run_id: int | None, out: Path | None) -
     from ..commands.deliver import preview_digest
 
     path, text = preview_digest(load_config_at(config_path), run_id=run_id, out=out)
+    if as_json:  # both: where the HTML went and the plain text
+        emit_json({"html": str(path), "text": text})
+        return
     from .terminal import terminal_text
 
     click.echo(terminal_text(text, keep_newlines=True) if mode == "text" else str(path))
@@ -189,13 +209,12 @@ def send_outbox_cmd(config_path: Path, as_json: bool) -> None:
 
     config = load_config_at(config_path)
     report = send_outbox(config)
-    if as_json:
-        emit_json({"sent": [str(p) for p in report.sent],
-                   "queued": [str(p) for p in report.queued],
-                   "expired": [str(p) for p in report.expired],
-                   "already_sent": [str(p) for p in report.already_sent],
-                   "warnings": report.warnings, "error": report.error})
-    else:
+    data = {"sent": [str(p) for p in report.sent], "queued": [str(p) for p in report.queued],
+            "expired": [str(p) for p in report.expired],
+            "already_sent": [str(p) for p in report.already_sent], "warnings": report.warnings}
+    if as_json and not report.error:
+        emit_json({**data, "error": None})  # as before: scripts test data["error"]
+    elif not as_json:
         click.echo(f"Sent {len(report.sent)}, still queued {len(report.queued)}.")
         if report.expired:
             click.echo(f"Expired {len(report.expired)} older than digest.max_age_days "
@@ -203,5 +222,6 @@ def send_outbox_cmd(config_path: Path, as_json: bool) -> None:
                        f"{config.digest.outbox / 'expired'}")
     for warning in report.warnings:
         click.echo(f"Warning: {warning}", err=True)
-    if report.error:
-        raise DeliveryFailed(f"{report.error}; {len(report.queued)} message(s) stay queued")
+    if report.error:  # under --json the handler prints ``data`` with the error, one document
+        raise DeliveryFailed(f"{report.error}; {len(report.queued)} message(s) stay queued",
+                             data)

@@ -43,7 +43,7 @@ def secret_set(which: str, config_path: Path, from_stdin: bool, as_json: bool) -
     \b
     Example:
       keyservices secret set erp -c config.yaml
-      runas /user:DOMAIN\\svc-keyservices "keyservices secret set erp -c C:\\ks\\config.yaml"
+      runas /user:DOMAIN\\svc-ks "cmd /s /k \\"keyservices secret set erp -c C:\\ks\\config.yaml\\""
       printf '%s\\n' "$PW" | keyservices secret set smtp --stdin -c config.yaml
     """
     import dataclasses
@@ -63,6 +63,8 @@ def secret_set(which: str, config_path: Path, from_stdin: bool, as_json: bool) -
         return
     click.echo(f"Stored the {which} password in the keyring ({result.backend}) of "
                f"{result.account}: service '{result.service}', user '{result.user}'.")
+    if result.warning:
+        click.echo(f"Warning: {result.warning}.", err=True)
     if result.env_wins:
         click.echo(f"Note: {result.user} is also set in this environment, and it wins over the "
                    "keyring here.")

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
-from .base import cli, config_option, emit_json, json_option, load_config_at
+from .base import cli, config_option, emit_json, json_option, load_config_at, program
 
 
 @cli.command("init")
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False), default=Path("."))
 @click.option("--force", is_flag=True, help="Replace an existing config.yaml and rules/.")
-def init_cmd(directory: Path, force: bool) -> None:
+@json_option
+def init_cmd(directory: Path, force: bool, as_json: bool) -> None:
     """Write a commented config.yaml and starter rules/ to edit.
 
     The config starts in test mode (compute and email, write nothing); switch to mode: live
@@ -24,12 +25,17 @@ def init_cmd(directory: Path, force: bool) -> None:
     """
     from ..commands.setup import init
 
-    for path in init(directory, force=force):
-        click.echo(f"Wrote {path}")
+    written = init(directory, force=force)
     cfg = directory / "config.yaml"
-    click.echo(f"Next: set erp.url in {cfg}, store the password ('keyservices secret set erp "
+    if as_json:
+        emit_json({"written": [str(p) for p in written], "config": str(cfg)})
+        return
+    for path in written:
+        click.echo(f"Wrote {path}")
+    me = program()
+    click.echo(f"Next: set erp.url in {cfg}, store the password ('{me} secret set erp "
                f"-c {cfg}', or the variable KEYSERVICES_ERP_PASSWORD), then run "
-               f"'keyservices check -c {cfg}'.")
+               f"'{me} check -c {cfg}'.")
 
 
 @cli.command("schedule")
@@ -41,12 +47,14 @@ def init_cmd(directory: Path, force: bool) -> None:
                    "its Credential Manager).")
 @json_option
 def schedule_cmd(config_path: Path, at: str, account: str, as_json: bool) -> None:
-    """Print the Windows scheduled task, the crontab line and a systemd timer for this config.
+    """Write the Windows task file; print how to register it, the crontab line and a systemd timer.
 
-    Nothing is installed: copy what fits your system. The Windows task runs as a named service
-    account (not SYSTEM, which sees neither your environment variables nor your keyring), and
-    appends its output to task.log in the state folder. Every run is quiet (-q), and the exit
-    code tells the scheduler how it went.
+    Nothing is installed: copy what fits your system. The Windows task is a Task Scheduler file,
+    keyservices-task.xml beside the config (schtasks /Create /XML reads it; a command line over
+    261 characters would be refused), and runs as a named service account (not SYSTEM, which
+    sees neither your environment variables nor your keyring). The cron line appends its output
+    to task.log in the state folder. Every run is quiet (-q), and the exit code tells the
+    scheduler how it went.
 
     \b
     Example:
@@ -64,13 +72,20 @@ def schedule_cmd(config_path: Path, at: str, account: str, as_json: bool) -> Non
 
         emit_json(dataclasses.asdict(plan))
         return
-    click.echo("Windows (Task Scheduler): in an administrator's command prompt, first store the "
-               f"ERP password as {plan.account}:")
+    state = Path(plan.task_log).parent
+    click.echo(f"Wrote {plan.task_xml}")
+    click.echo(f"Windows (Task Scheduler): the task in that file runs daily at {at} as "
+               f"{plan.account}. In an administrator's command prompt, first store the ERP "
+               f"password as {plan.account} (a window opens, asks, and stays open):")
     click.echo(f"  {plan.runas}")
-    click.echo(f"then create the task (schtasks asks for {plan.account}'s Windows password):")
+    click.echo(f"check as {plan.account} that it is found (Passwords: erp from keyring):")
+    click.echo(f"  {plan.runas_check}")
+    click.echo(f"then register the task (schtasks asks for {plan.account}'s Windows password):")
     click.echo(f"  {plan.schtasks}")
-    click.echo(f"  Its output goes to {plan.task_log}")
-    click.echo("Linux / macOS (crontab -e; the password from an env file or the keyring):")
+    click.echo("  Task Scheduler's Last Run Result shows the exit code; the log is "
+               f"{state / 'keyservices-YYYY-MM-DD.log'}")
+    click.echo("Linux / macOS (crontab -e; the password from an env file or the keyring; the "
+               f"output goes to {plan.task_log}):")
     click.echo(f"  {plan.cron}")
     click.echo("Linux (systemd): /etc/systemd/system/keyservices.service")
     click.echo(_indent(plan.systemd_service))

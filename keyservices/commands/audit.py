@@ -37,6 +37,7 @@ class RollbackReport:
     skipped: list[dict[str, Any]]  # the value is no longer what that run wrote: left alone
     already: list[str] = field(default_factory=list)  # already back at the before-value
     dry_run: bool = False
+    guard_message: str | None = None  # dry run: why the live rollback would stop (exit 3)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -128,7 +129,17 @@ def _rollback(config: Config, rules: Any, state: StateStore, run_id: int, *, dry
                 report.skipped.append({"customer": r["customer_number"], "run_wrote": r["after"],
                                        "restores_to": r["before"], "now": current})
         if not force and planned:
-            _guard(config, state, erp, attr, run_id, [r["customer_id"] for r in rows], planned)
+            try:
+                _guard(config, state, erp, attr, run_id, [r["customer_id"] for r in rows],
+                       planned)
+            except GuardTripped as exc:
+                if not dry_run:
+                    raise
+                # the plan is what the admin reviews: shown, with why a live rollback would stop
+                report.guard_message = (
+                    f"{str(exc).split(' Nothing was written.')[0]}. A live rollback would stop "
+                    f"here and write nothing; if the plan above is right, run "
+                    f"'keyservices rollback {run_id} --force'")
         if dry_run or not planned:
             report.restored = [c.number for c in planned]
             return report

@@ -15,16 +15,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .. import night
 from ..calls import extras as call_extras
+from ..calls.tonight import monitors_naming_contacts
 from ..calls.wonlost import ValueColumns
 from ..config import Config, password_sources
+from ..engine.diff import attribute_is_foreign, owned, two_rows_note
 from ..engine.metrics import Codes, needed_codes
 from ..erp import ErpTables, attribute_id, display_url, indexes, verify_schema, wrap_db_error
-from ..erp.connection import session_settings
+from ..erp.connection import is_on, session_settings
 from ..erp.facts import read_categories, read_codes
 from ..erp.needs import needed_tables, placeholder_codes, run_reads, unused_columns
 from ..erp.script import Printer, night_steps
 from ..erp.shapes import prepare
-from ..engine.diff import attribute_is_foreign, owned
 from ..errors import SchemaError
 from ..rules import RuleSet, glob_match
 from ..state import StateStore
@@ -68,11 +69,27 @@ def check(config: Config) -> CheckReport:
     engine = night.engine_for(config)
     try:
         with engine.connect() as conn:
-            report.problems = verify_schema(conn, tables, needed_tables(rules, tables),
-                                            unused_columns(rules, tables), report.warnings)
+            contacts = night.reads_contacts(config, rules)
+            report.problems = verify_schema(
+                conn, tables, needed_tables(rules, tables, contacts=contacts),
+                unused_columns(rules, tables, contacts=contacts), report.warnings)
+            if contacts:  # say which setting or rule needs the contacts table
+                marks = (tables.physical("contacts"),
+                         tables.profile["customers"]["columns"]["decision_contact_id"])
+                report.problems = [f"{p} (read because {_contacts_reason(config, rules)})"
+                                   if any(m in p for m in marks) else p
+                                   for p in report.problems]
             if not report.problems:
                 # values the rules interpret (flags, dates, amounts), as the run checks them
-                report.problems += prepare(conn, tables, run_reads(tables, rules))
+                report.problems += prepare(conn, tables,
+                                           run_reads(tables, rules, contacts=contacts))
+            attributes_ok = not any(tables.physical("attributes") in p for p in report.problems)
+            if report.problems and attributes_ok:
+                # every problem at once: a missing column must not hide a missing attribute
+                try:
+                    attribute_id(conn, tables, rules.property)
+                except SchemaError as exc:
+                    report.problems.append(str(exc))
             if not report.problems:
                 try:
                     report.attribute_id = attribute_id(conn, tables, rules.property)
@@ -82,6 +99,7 @@ def check(config: Config) -> CheckReport:
                     refuse, said = _ownership(conn, tables, rules, report.attribute_id,
                                               _written(config, rules))
                     (report.problems if refuse else report.warnings).extend(said)
+                    report.warnings += _two_value_rows(conn, tables, rules, report.attribute_id)
                 if not rules.property.upper().startswith("Z"):
                     report.warnings.append(
                         f"the property {rules.property} does not start with Z, as e-automate's "
@@ -95,6 +113,7 @@ def check(config: Config) -> CheckReport:
                     report.warnings.append(f"model category {cat} ({units} active units) maps to "
                                            "no model class; add it under model_classes")
                 report.warnings += _dead_globs(conn, tables, rules)
+                report.warnings += _uncounted(conn, tables)
                 if renewal_days(config):  # the renewals calendar reads the contract number too
                     report.problems += verify_schema(conn, tables, ["contracts"], {
                         ("contracts", c) for c in tables.profile["contracts"]["columns"]
@@ -109,6 +128,30 @@ def check(config: Config) -> CheckReport:
         raise SchemaError("the ERP database is not as configured:\n" + "\n".join(
             f"  - {p}" for p in report.problems), report)
     return report
+
+
+def _contacts_reason(config: Config, rules: RuleSet) -> str:
+    """Why a run reads the contacts table, for the message that says it is missing."""
+    naming = monitors_naming_contacts(rules)
+    if naming:
+        return (f"the text of monitor(s) {', '.join(naming)} shows the customer's contact; "
+                "remove {{ contact }}, {{ phone }} and {{ email }} from them to run without it")
+    return ("digest.sales_reps or digest.branches copies print whom to call for each "
+            "opportunity and alert")
+
+
+def _two_value_rows(conn: sa.Connection, tables: ErpTables, rules: RuleSet,
+                    attr: int) -> list[str]:
+    """Customers with two or more value rows of the attribute, named as the run's digest
+    names them: the run classifies them and never writes them (the rest of the night goes on)."""
+    cp, c = tables.custom_properties, tables.customers
+    numbers = [str(n) for n in conn.execute(
+        sa.select(c.c.number).join(cp, cp.c.customer_id == c.c.id)
+        .where(cp.c.attribute_id == attr).group_by(c.c.id, c.c.number)
+        .having(sa.func.count() > 1).order_by(c.c.number)).scalars()]
+    if not numbers:
+        return []
+    return [two_rows_note(rules.property, tables.physical("custom_properties"), numbers)]
 
 
 def _dead_globs(conn: sa.Connection, tables: ErpTables, rules: RuleSet) -> list[str]:
@@ -139,6 +182,36 @@ def _dead_globs(conn: sa.Connection, tables: ErpTables, rules: RuleSet) -> list[
     return warnings
 
 
+def _uncounted(conn: sa.Connection, tables: ErpTables) -> list[str]:
+    """What the rules can never count, silently: active units whose model has no category (or
+    no model), and locations whose parent record is missing (they roll up to nobody)."""
+    e, m, mc, c = tables.equipment, tables.models, tables.model_categories, tables.customers
+    warnings = []
+    units = conn.execute(
+        sa.select(sa.func.count())
+        .select_from(e.outerjoin(m, m.c.id == e.c.model_id)
+                     .outerjoin(mc, mc.c.id == m.c.category_id))
+        .where(is_on(e.c.active), mc.c.id.is_(None))).scalar() or 0
+    if units:
+        warnings.append(f"{units:,} active unit(s) in {tables.physical('equipment')} have a model "
+                        f"with no category in {tables.physical('model_categories')} (or no "
+                        "model): no rule counts them. Give their models a category in "
+                        "e-automate")
+    parent = c.alias("parent")
+    orphans = conn.execute(
+        sa.select(c.c.number)
+        .select_from(c.outerjoin(parent, parent.c.id == c.c.parent_id))
+        .where(c.c.parent_id.is_not(None), c.c.parent_id != 0, c.c.parent_id != c.c.id,
+               parent.c.id.is_(None))
+        .order_by(c.c.number).limit(11)).scalars().all()
+    if orphans:
+        shown = ", ".join(map(str, orphans[:10])) + (" ..." if len(orphans) > 10 else "")
+        warnings.append(f"location(s) whose parent record is missing from "
+                        f"{tables.physical('customers')}: {shown}; they are judged on their own "
+                        "(their parent cannot be found). Fix the parent in e-automate")
+    return warnings
+
+
 def _unmapped(conn: sa.Connection, tables: ErpTables, rules: RuleSet) -> dict[str, int]:
     categories = read_categories(conn, tables)
     unmapped = [c for c in categories if rules.class_of(c) is None]
@@ -148,7 +221,7 @@ def _unmapped(conn: sa.Connection, tables: ErpTables, rules: RuleSet) -> dict[st
     rows = conn.execute(
         sa.select(mc.c.code, sa.func.count(e.c.model_id))
         .select_from(mc.join(m, m.c.category_id == mc.c.id)
-                     .outerjoin(e, sa.and_(e.c.model_id == m.c.id, e.c.active == sa.true())))
+                     .outerjoin(e, sa.and_(e.c.model_id == m.c.id, is_on(e.c.active))))
         .where(mc.c.code.in_(unmapped)).group_by(mc.c.code))
     counts = {code: int(n) for code, n in rows}
     return {c: counts.get(c, 0) for c in unmapped}
@@ -201,8 +274,7 @@ def show_sql(config: Config, *, with_ids: bool = False, conn: sa.Connection | No
         codes = examples = placeholder_codes(rules)
     else:
         attr = attribute_id(conn, tables, rules.property)
-        codes = read_codes(conn, tables, needed)
-        codes.categories = {i: code for i, (code, _) in codes.categories.items()}  # type: ignore[misc]
+        codes, _ = read_codes(conn, tables, needed)
     session = session_settings(config.erp.read_isolation, config.erp.lock_timeout_seconds,
                                backend=dialect.name)
     routed = bool(config.digest.sales_reps or config.digest.branches)
@@ -264,9 +336,10 @@ def _ownership(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr: int
     n_foreign = sum(foreign.values())
     examples = ", ".join(repr(v[:40]) for v in list(foreign)[:3])
     if attribute_is_foreign(n_foreign, sum(values.values())):
-        return True, [f"the attribute {rules.property} holds {n_foreign} value(s) keyservices "
-                      f"could not have written (e.g. {examples}): it looks like another "
-                      "process's attribute, and a run would refuse to write. Point 'property:' "
-                      "in the rules at the attribute keyservices owns, or clear those values"]
-    return False, [f"{n_foreign} value(s) of {rules.property} were not written by keyservices "
-                   f"(e.g. {examples}); runs leave them as they are"]
+        return True, [(f"the attribute {rules.property} holds {n_foreign} value(s) keyservices "
+                       f"could not have written (e.g. {examples}): it looks like another "
+                       "process's attribute, and a run would refuse to write. Point "
+                       "'property:' in the rules at the attribute keyservices owns, or clear "
+                       "those values")]
+    return False, [(f"{n_foreign} value(s) of {rules.property} were not written by keyservices "
+                    f"(e.g. {examples}); runs leave them as they are")]

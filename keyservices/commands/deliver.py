@@ -111,7 +111,8 @@ def digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send: 
             if result.digest_eml in report.sent:  # delivered: it now lives in outbox/sent
                 sent = config.digest.outbox / "sent"
                 result.digest_eml = sent / result.digest_eml.name
-                result.digest_html = sent / result.digest_html.name
+                if result.digest_html is not None:  # written beside it, and moved with it
+                    result.digest_html = sent / result.digest_html.name
             advance(len(report.sent))
             if report.error:
                 result.delivery_error = (f"the digest could not be sent ({report.error}); it stays "

@@ -91,9 +91,12 @@ class DemoResult:
 
 
 def demo(directory: Path, *, customers: int = 2000, seed: int = 42,
-         as_of: dt.date | None = None, reporter: Reporter | None = None) -> DemoResult:
+         as_of: dt.date | None = None, reporter: Reporter | None = None,
+         program: str = "keyservices") -> DemoResult:
     """Build the demo dealer in ``directory`` and run two nights, the second on ``as_of``
-    (default today) and the first the day before; returns where everything went."""
+    (default today) and the first the day before; returns where everything went. ``program``
+    starts the suggested next steps (the executable's path when ``keyservices`` is not on
+    PATH, as after the README's one-liner)."""
     directory = Path(directory).resolve()
     night2 = as_of or dt.date.today()
     night1 = night2 - dt.timedelta(days=1)
@@ -121,15 +124,17 @@ def demo(directory: Path, *, customers: int = 2000, seed: int = 42,
     return DemoResult(directory=directory, database=db, config=config_path,
                       rules=directory / "rules", outbox=config.digest.outbox, replaced=replaced,
                       database_summary=summary, next_day=next_day, nights=[first, second],
-                      timings=dict(timings), next_steps=next_steps(config_path, night2))
+                      timings=dict(timings),
+                      next_steps=next_steps(config_path, night2, program=program))
 
 
-def next_steps(config: Path, night2: dt.date) -> list[str]:
-    """The commands to try after the demo, dated like its night 2 when that is not today."""
+def next_steps(config: Path, night2: dt.date, *, program: str = "keyservices") -> list[str]:
+    """The commands to try after the demo, dated like its night 2 when that is not today, each
+    run with ``program`` (so that they run as printed)."""
     where = f'"{config}"' if " " in str(config) else str(config)
     when = "" if night2 == dt.date.today() else f" --as-of {night2.isoformat()}"
-    return [f"keyservices run -c {where} --dry-run{when}",
-            f"keyservices report -c {where}{when}"]
+    return [f"{program} run -c {where} --dry-run{when}",
+            f"{program} report -c {where}{when}"]
 
 
 def _prepare(directory: Path) -> bool:

@@ -12,14 +12,14 @@ from typing import Any
 
 from .. import night
 from ..config import Config
-from ..engine.classify import facts_for
+from ..engine.cases import run_cases
 from ..engine.classify import explain as explain_rows
+from ..engine.classify import facts_for
 from ..erp.facts import read_facts
 from ..errors import ConfigError
 from ..model import CustomerTable
 from ..rules import RuleFile
 from . import why
-from ..engine.cases import run_cases
 
 
 @dataclass
@@ -69,10 +69,12 @@ def explain(config: Config, customer: str, *, as_of: dt.date | None = None) -> E
         # for this customer and its locations only (for all of a million: minutes and GBs)
         tonight = night.compute(config, as_of, erp=erp, values=False)
         table = tonight.facts.customers
+        assert isinstance(table, CustomerTable)  # read from the ERP: columns, not a dict
         asked = table[_find(table, customer)]
         target = asked
-        if rules.level == "parent" and asked.is_location and asked.parent_id in table:
-            target = table[asked.parent_id]  # the parent's record carries the value
+        parent = asked.parent_id if asked.is_location else None
+        if rules.level == "parent" and parent is not None and parent in table:
+            target = table[parent]  # the parent's record carries the value
         counted = members_of(table, rules, target.id)
         rows = [target] + ([table[int(i)] for i in _locations(table, target.id)]
                            if rules.level == "parent" else [])
@@ -98,7 +100,7 @@ def explain(config: Config, customer: str, *, as_of: dt.date | None = None) -> E
             "verdicts": [dataclasses.asdict(v) for v in explain_rows(facts, rules, [c.id])]})
     services = classification.services.get(target.id)
     since, risks = why.since_last_night(compared, target.id, target.current_value, rules)
-    location = None
+    location: dict[str, Any] | None = None
     if asked is not target:
         location = {"number": asked.number, "name": asked.name, "parent": target.number,
                     "value_now": asked.current_value}

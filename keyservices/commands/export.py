@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -20,14 +20,37 @@ from ..config import Config
 from ..erp import verify_schema
 from ..erp.contacts import ContactRow, best_contacts, contact_property_values, contact_rows
 from ..errors import ConfigError, KeyservicesError, SchemaError
+from ..model import Opportunity
 from ..outputs.cells import csv_writer
-from ..outputs.exports import (ALERT_COLUMNS, HUBSPOT, PLAIN, NpsFilter, NpsScores,
-                               OpportunityExport, money_cell, nps_score, read_nps_csv, write)
+from ..outputs.exports import (
+    ALERT_COLUMNS,
+    HUBSPOT,
+    PLAIN,
+    NpsFilter,
+    NpsScores,
+    OpportunityExport,
+    money_cell,
+    nps_score,
+    read_nps_csv,
+    write,
+)
 from ..state import StateStore
+from ..state.opportunities import folded
 from . import why
 
 __all__ = ["NpsFilter", "OpportunityExport", "export_alerts", "export_opportunities",
            "read_nps_csv", "write"]
+
+
+def _hidden(config: Config, as_of: dt.date) -> frozenset[tuple[int, str]]:
+    """The (customer id, service code) pairs a snooze or dismiss hides on ``as_of``."""
+    reader = StateStore.reader(config.state_url)
+    if reader is None:
+        return frozenset()
+    try:
+        return reader.hidden_opportunities(as_of)
+    finally:
+        reader.close()
 
 
 def export_opportunities(config: Config, *, fmt: Literal["csv", "hubspot"] = "csv",
@@ -67,11 +90,14 @@ def export_opportunities(config: Config, *, fmt: Literal["csv", "hubspot"] = "cs
         allowed = _promoter_test(nps, survey, stored, rows, result)
     contacts = best_contacts(rows, allowed)
     assert tonight.calls is not None
-    found = why.hold_back(tonight.calls.opportunities, at_risk)
+    found: Sequence[Opportunity] = why.hold_back(tonight.calls.opportunities, at_risk)
+    hidden = _hidden(config, as_of)  # snoozed or dismissed: hidden here as in the digest
+    found = [o for o in found if (o.customer_id, o.service_code) not in hidden]
     if service:
         found = [o for o in found if o.service == codes[service.upper()]]
-    if owner:
-        found = [o for o in found if (o.sales_rep or "").casefold() == owner.casefold()]
+    if owner:  # as the opportunity list compares names (accents composed, case folded)
+        owner = folded(owner)
+        found = [o for o in found if folded(o.sales_rep) == owner]
     if nps is not None:
         kept = [o for o in found if o.customer_id in contacts]
         result.left_out_rows = len(found) - len(kept)
@@ -160,11 +186,11 @@ def export_alerts(config: Config, *, monitor: str | None = None, owner: str | No
             reader.close()
     with night.open_erp(config, rules) as erp:
         tonight = night.compute(config, as_of, erp=erp, values=False, alert_limit=None,
-                                listing=Listing(seen=seen))
+                                listing=Listing(seen=seen, alert_contacts=True))
     assert tonight.calls is not None
     alerts = [a for a in tonight.calls.alerts
               if (not monitor or a.code.upper() == monitor.upper())
-              and (not owner or (a.sales_rep or "").casefold() == owner.casefold())
+              and (not owner or folded(a.sales_rep) == folded(owner))
               and (not new or a.new)]
     buf = io.StringIO()
     writer = csv_writer(buf)

@@ -82,7 +82,7 @@ class DailyFileHandler(logging.FileHandler):
     def _open_day(self, today: dt.date) -> None:
         if self.stream is not None:
             self.stream.close()
-            self.stream = None  # type: ignore[assignment]
+            self.stream = None
         self.day = today
         self.baseFilename = str(log_file_for(self.state_dir, today))
         self.state_dir.mkdir(parents=True, exist_ok=True)

@@ -22,8 +22,14 @@ from ..config import Config
 from ..engine.classify import Classification
 from ..erp import wrap_db_error
 from ..model import Facts
-from ..outputs.report import (DIMENSIONS, Matrix, ReportFiles, WonLostRow, penetration_matrix,
-                              write_report)
+from ..outputs.report import (
+    DIMENSIONS,
+    Matrix,
+    ReportFiles,
+    WonLostRow,
+    penetration_matrix,
+    write_report,
+)
 from ..progress import Reporter
 from ..state import StateStore
 from ..state.store import store_exists
@@ -67,7 +73,7 @@ def report(config: Config, *, out: Path | None = None, as_of: dt.date | None = N
     assert values is not None
     names = rules.service_names()
     matrices = [penetration_matrix(facts.customers, classification.services, names, by)
-                for by in DIMENSIONS]  # type: ignore[arg-type]
+                for by in DIMENSIONS]
     notes: list[str] = []
     figures = _won_lost(config, names, as_of)
     if figures is None:

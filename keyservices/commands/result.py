@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import EXIT_OK
-from ..model import (Change, Counts, CustomerRef, Opportunity, Renewal, RiskFlag, ServiceCount,
-                     StatusAlert)
+from ..model import (
+    Change,
+    Counts,
+    CustomerRef,
+    Opportunity,
+    Renewal,
+    RiskFlag,
+    ServiceCount,
+    StatusAlert,
+)
 
 
 @dataclass
@@ -37,7 +46,7 @@ class RunResult:
     sent: list[Path] = field(default_factory=list)
     digests: list[Path] = field(default_factory=list)  # the consolidated copy, then per branch
     notes: list[str] = field(default_factory=list)  # shown at the end of the digest
-    opportunities: list[Opportunity] = field(default_factory=list)  # most promising first
+    opportunities: Sequence[Opportunity] = field(default_factory=list)  # most promising first
     opportunity_counts: dict[str, int] = field(default_factory=dict)  # new, open, won, closed...
     alerts: list[StatusAlert] = field(default_factory=list)  # status monitor hits (rendered)
     alert_counts: dict[str, int] = field(default_factory=dict)  # monitor code -> customers hit
@@ -63,7 +72,10 @@ class RunResult:
         long = ("changes", "no_configuration", "no_attribute", "opportunities", "alerts",
                 "carried", "location_changes", "location_no_configuration",
                 "location_no_attribute")
-        data = dataclasses.asdict(dataclasses.replace(self, **{k: [] for k in long}))
+        data = dataclasses.asdict(dataclasses.replace(
+            self, changes=[], no_configuration=[], no_attribute=[], opportunities=[], alerts=[],
+            carried=[], location_changes=[], location_no_configuration=[],
+            location_no_attribute=[]))
         for key in long:
             data[key] = _rows(getattr(self, key))
         data["as_of"] = self.as_of.isoformat()
@@ -74,7 +86,7 @@ class RunResult:
         return data
 
 
-def _rows(items: list[Any]) -> list[dict[str, Any]]:
+def _rows(items: Sequence[Any]) -> list[dict[str, Any]]:
     """Slotted dataclasses as dicts, one level deep (their fields are plain values)."""
     if not items:
         return []

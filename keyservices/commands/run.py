@@ -18,9 +18,18 @@ from .. import night
 from ..calls import lifecycle, wonlost
 from ..config import Config, guard_limits, guard_off
 from ..engine.classify import Classification
-from ..engine.diff import (attribute_is_foreign, guard_message, guarded, ownership_message,
-                           penetration, plan_changes, set_aside_foreign,
-                           unwritable_locations_note)
+from ..engine.diff import (
+    attribute_is_foreign,
+    guard_message,
+    guarded,
+    ownership_message,
+    penetration,
+    plan_changes,
+    set_aside_foreign,
+    set_aside_two_rows,
+    two_rows_note,
+    unwritable_locations_note,
+)
 from ..erp import display_url
 from ..erp.writeback import apply_changes, reconcile
 from ..errors import EXIT_GUARD, GuardTripped, KeyservicesError, SchemaError
@@ -227,6 +236,10 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
             plan = plan_changes(facts, classification, rules, locations=config.write.locations)
             wonlost.fill_annual_values(plan.changes, classification, facts, tonight.values)
             advance(len(classification.services))
+        # customers with two value rows of the attribute: classified, listed, never written
+        twice = [str(n) for n in customer_column(
+            facts.customers, "number", list(getattr(facts.customers, "two_value_rows", ())))]
+        set_aside_two_rows(plan, twice)
         # never overwrite data the tool does not own, whatever --force says
         aside = set_aside_foreign(
             plan, rules, state.written_values(rules.property) if state is not None else ())
@@ -259,9 +272,12 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
             # tracked across nights: upserted, won when the service appears, closed when the
             # condition clears; snoozed and dismissed ones are kept but not listed
             stored = beside.result(stored_life)
+            appeared: dict[int, set[str]] = {}  # the services tonight's values add
+            for change in [*plan.changes, *aside]:
+                appeared.setdefault(change.customer_id, set()).update(change.added)
             tracked = lifecycle.advance(
                 stored, why.hold_back(found, risks, stored.active_keys() if risks else ()),
-                classification.services, as_of)
+                classification.services, as_of, appeared=appeared)
             found, lifecycle_counts = tracked.visible, dict(tracked.counts)
         found = why.hold_back(found, risks)  # a customer at risk is not offered tonight
     tonight.settle(erp, reporter)
@@ -276,6 +292,9 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
         location_no_configuration=plan.locations_no_configuration,
         location_no_attribute=plan.locations_no_attribute)
     result.notes += settings_notes(config)
+    if twice:
+        result.notes.append(two_rows_note(rules.property,
+                                          erp.tables.physical("custom_properties"), twice))
     unwritable_locations = unwritable_locations_note(plan, rules.property)
     if unwritable_locations:
         result.notes.append(unwritable_locations)

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..config import Config
-from ..credentials import KEYRING_SERVICE, delete_password, store_password
+from ..credentials import KEYRING_SERVICE, delete_password, plaintext_warning, store_password
 from ..errors import ConfigError
 
 Which = Literal["erp", "smtp", "state"]
-WHICH: tuple[str, ...] = ("erp", "smtp", "state")
+WHICH: tuple[Which, ...] = ("erp", "smtp", "state")
 
 
 @dataclass
@@ -33,6 +33,8 @@ class SecretResult:
     changed: bool  # stored, or deleted (False: there was nothing to delete)
     backend: str | None = None
     env_wins: bool = False  # the variable is set here, so this environment ignores the keyring
+    # the keyring backend keeps it in a plain file (keyrings.alt): what that means, what to do
+    warning: str | None = None
 
 
 def secret_name(config: Config, which: str) -> str:
@@ -40,7 +42,7 @@ def secret_name(config: Config, which: str) -> str:
     names none for it."""
     if which not in WHICH:
         raise ConfigError(f"unknown password {which!r}: use one of {', '.join(WHICH)}")
-    name = config.password_env(which)  # type: ignore[arg-type]
+    name = config.password_env(which)
     if name:
         return name
     if which == "smtp":
@@ -59,7 +61,8 @@ def set_secret(config: Config, which: str, password: str) -> SecretResult:
                           "(with --stdin, pass exactly one line)")
     backend = store_password(name, password)
     return SecretResult(which=which, service=KEYRING_SERVICE, user=name, account=_account(),
-                        changed=True, backend=backend, env_wins=bool(os.environ.get(name)))
+                        changed=True, backend=backend, env_wins=bool(os.environ.get(name)),
+                        warning=plaintext_warning(name))
 
 
 def delete_secret(config: Config, which: str) -> SecretResult:

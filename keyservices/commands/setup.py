@@ -1,17 +1,21 @@
 """Getting a dealer from nothing to a scheduled job: ``init``, ``schedule`` and ``status``.
 
 Nothing here touches the ERP: ``init`` writes a commented config and starter rules, ``schedule``
-prints the scheduler entries for this machine, ``status`` reads the state folder.
+writes the Windows task file and prints the scheduler entries for this machine, ``status`` reads
+the state folder.
 """
 
 from __future__ import annotations
 
+import codecs
+import datetime as dt
 import getpass
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +38,7 @@ dealer: "Your dealership"              # shown in the digest
 erp:
   # SQLAlchemy URL of the e-automate company database (no password in it). SQL Server:
   #   mssql+pyodbc://keyservices@ERPSERVER/coYourCompany?driver=ODBC+Driver+18+for+SQL+Server
-  # (pip install 'keyservices[mssql]' and an ODBC driver). KEYSERVICES_ERP_URL overrides it.
+  # (the mssql extra, docs/installation.md, and an ODBC driver). KEYSERVICES_ERP_URL overrides it.
   url: "sqlite:///erp.sqlite"
   password_env: KEYSERVICES_ERP_PASSWORD   # the variable holding the database password
   # schema: dbo                        # schema of the ERP tables, when not the default
@@ -110,20 +114,25 @@ def init(directory: Path, *, force: bool = False) -> list[Path]:
 
 DEFAULT_ACCOUNT = "DOMAIN\\svc-keyservices"  # a placeholder: the admin names the real account
 TASK_NAME = "keyservices nightly"
-TASK_LOG = "task.log"  # in the state folder: the scheduled job's own stdout and stderr
+TASK_LOG = "task.log"  # in the state folder: the cron job's own stdout and stderr
+TASK_XML = "keyservices-task.xml"  # beside the config: the Windows task, for schtasks /XML
+TASK_TIME_LIMIT = "PT4H"  # Task Scheduler stops a run still going after this (ISO 8601)
+TASK_NAMESPACE = "http://schemas.microsoft.com/windows/2004/02/mit/task"
 _CMD_OPERATORS = "^&|<>()"  # what cmd.exe acts on outside double quotes
 _CMD_SPECIAL = _CMD_OPERATORS + "%!,;="  # ... and what it expands or splits on: quote these too
 
 
 @dataclass
 class Schedule:
-    """How to run this config nightly on each system; nothing is installed."""
+    """How to run this config nightly on each system; only the Windows task file is written."""
 
-    schtasks: str  # one line for cmd.exe (an administrator's command prompt)
+    schtasks: str  # registers the task file: one line for an administrator's command prompt
     schtasks_argv: list[str]  # the same as an argument list, for scripts (subprocess, no shell)
+    task_xml: str  # the Task Scheduler file (beside the config) that schtasks /XML reads
     runas: str  # stores the ERP password in the task account's keyring (cmd.exe line)
+    runas_check: str  # 'keyservices check' as that account, its window left open
     account: str  # the Windows account the task runs as
-    task_log: str  # where the job's own output goes
+    task_log: str  # where the cron job's own output goes
     cron: str
     systemd_service: str
     systemd_timer: str
@@ -132,8 +141,9 @@ class Schedule:
 
 def schedule(config: Config, *, at: str = "02:30", account: str = DEFAULT_ACCOUNT,
              program: Sequence[str] | None = None) -> Schedule:
-    """The Windows scheduled task (as a named service account, its output appended to
-    ``<state>/task.log``), the crontab line and a systemd timer that run this config nightly.
+    """The Windows scheduled task (a Task Scheduler file beside the config, run as a named
+    service account), the crontab line (its output appended to ``<state>/task.log``) and a
+    systemd timer that run this config nightly.
 
     ``program`` is the command that starts keyservices (default: the installed entry point).
     The state folder is created, so the log's folder exists before the first run."""
@@ -151,32 +161,91 @@ def schedule(config: Config, *, at: str = "02:30", account: str = DEFAULT_ACCOUN
     # cron: POSIX shell quoting; the config's paths are relative to it, so cwd does not matter
     cron = (f"{minute} {hour} * * * {shlex.join([*command, '-q', 'run', '-c', cfg])} "
             f">> {shlex.quote(log)} 2>&1")
-    argv = schtasks_argv(windows_task(command, cfg, log), account=account, at=f"{hour:02d}:"
-                         f"{minute:02d}")
-    runas = ["runas", f"/user:{account}",
-             subprocess.list2cmdline([*command, "secret", "set", "erp", "-c", cfg])]
+    xml_path = config.config_path.parent / TASK_XML
+    try:
+        xml_path.write_bytes(task_xml(command, cfg, account=account, at=f"{hour:02d}:"
+                                      f"{minute:02d}", working_dir=str(xml_path.parent)))
+    except OSError as exc:
+        raise ConfigError(f"cannot write the task file {xml_path}: {exc.strerror or exc}; run "
+                          "schedule as an account that may write beside the config") from None
+    argv = schtasks_argv(str(xml_path), account=account)
     service, timer = systemd_units(command, cfg, hour=hour, minute=minute)
-    return Schedule(schtasks=cmd_line(argv), schtasks_argv=argv, runas=cmd_line(runas),
+    return Schedule(schtasks=cmd_line(argv), schtasks_argv=argv, task_xml=str(xml_path),
+                    runas=runas_line(command, ["secret", "set", "erp", "-c", cfg],
+                                     account=account),
+                    runas_check=runas_line(command, ["check", "-c", cfg], account=account),
                     account=account, task_log=log, cron=cron, systemd_service=service,
                     systemd_timer=timer,
                     check=f"{subprocess.list2cmdline(['keyservices', 'status', '-c', cfg])}")
 
 
-def windows_task(command: Sequence[str], config: str, log: str) -> str:
-    """The task's command (``/TR``): cmd.exe runs keyservices and appends its output to ``log``.
+def task_xml(command: Sequence[str], config: str, *, account: str, at: str, working_dir: str,
+             start: dt.date | None = None) -> bytes:
+    """The Task Scheduler 1.2 file for ``schtasks /Create /XML``: daily at ``at`` (local time)
+    as ``account`` whether or not it is logged on, in ``working_dir``, no second copy at once.
 
-    ``cmd /s /c "..."`` strips exactly the outer quotes, so the inner command line keeps its own;
-    every argument is quoted for the Microsoft C runtime (``subprocess.list2cmdline``), and also
-    where cmd.exe would otherwise read ``&``, ``(`` or ``%`` in a path."""
-    inner = " ".join(_quote_arg(a) for a in [*command, "-q", "run", "-c", config])
-    return f'cmd /s /c "{inner} >> {_quote_arg(log)} 2>&1"'
+    A file, because schtasks refuses a ``/TR`` over 261 characters and a venv under
+    ``D:\\Applications\\Office Equipment Dealer\\...`` passes that. No cmd.exe runs the
+    task, so only the Microsoft C runtime's quoting applies to the arguments, and
+    ``ExecutionTimeLimit`` stops keyservices itself, not a shell around it. UTF-16 LE with a
+    byte order mark, declared so: what Task Scheduler writes and schtasks reads everywhere."""
+    ET.register_namespace("", TASK_NAMESPACE)
+
+    def add(parent: ET.Element, tag: str, text: str | None = None,
+            **attrib: str) -> ET.Element:
+        element = ET.SubElement(parent, f"{{{TASK_NAMESPACE}}}{tag}", attrib)
+        element.text = text
+        return element
+
+    task = ET.Element(f"{{{TASK_NAMESPACE}}}Task", version="1.2")
+    info = add(task, "RegistrationInfo")
+    add(info, "Description", f"keyservices nightly run of {config} (keyservices schedule)")
+    add(info, "URI", f"\\{TASK_NAME}")
+    trigger = add(add(task, "Triggers"), "CalendarTrigger")
+    add(trigger, "StartBoundary", f"{start or dt.date.today():%Y-%m-%d}T{at}:00")
+    add(trigger, "Enabled", "true")
+    add(add(trigger, "ScheduleByDay"), "DaysInterval", "1")
+    principal = add(add(task, "Principals"), "Principal", id="Author")
+    add(principal, "UserId", account)
+    add(principal, "LogonType", "Password")  # stored by schtasks /RP: runs when logged off
+    add(principal, "RunLevel", "LeastPrivilege")
+    settings = add(task, "Settings")
+    for tag, text in (("MultipleInstancesPolicy", "IgnoreNew"),
+                      ("DisallowStartIfOnBatteries", "false"),
+                      ("StopIfGoingOnBatteries", "false"), ("AllowHardTerminate", "true"),
+                      ("StartWhenAvailable", "true"),  # a missed night runs when back on
+                      ("RunOnlyIfNetworkAvailable", "false"), ("AllowStartOnDemand", "true"),
+                      ("Enabled", "true"), ("Hidden", "false"), ("RunOnlyIfIdle", "false"),
+                      ("WakeToRun", "false"), ("ExecutionTimeLimit", TASK_TIME_LIMIT),
+                      ("Priority", "7")):
+        add(settings, tag, text)
+    exec_ = add(add(task, "Actions", Context="Author"), "Exec")
+    add(exec_, "Command", subprocess.list2cmdline(command[:1]))  # quoted when it has a space
+    add(exec_, "Arguments", subprocess.list2cmdline([*command[1:], "-q", "run", "-c", config]))
+    add(exec_, "WorkingDirectory", working_dir)  # never quoted: Task Scheduler takes it as is
+    ET.indent(task)
+    text = f'<?xml version="1.0" encoding="UTF-16"?>\n{ET.tostring(task, encoding="unicode")}\n'
+    return codecs.BOM_UTF16_LE + text.encode("utf-16-le")
 
 
-def schtasks_argv(task: str, *, account: str, at: str) -> list[str]:
-    """``schtasks /Create`` for a daily task as ``account``; ``/RP *`` asks for its password
-    (so the task runs whether or not the account is logged on, and can reach SQL Server)."""
-    return ["schtasks", "/Create", "/TN", TASK_NAME, "/TR", task, "/SC", "DAILY", "/ST", at,
-            "/RU", account, "/RP", "*", "/F"]
+def schtasks_argv(xml_path: str, *, account: str) -> list[str]:
+    """``schtasks /Create /XML`` for the task file, as ``account``; ``/RP *`` asks for its
+    password (so the task runs whether or not the account is logged on, and can reach SQL
+    Server); ``/F`` replaces the task of an earlier ``schedule``."""
+    return ["schtasks", "/Create", "/XML", xml_path, "/TN", TASK_NAME, "/RU", account, "/RP",
+            "*", "/F"]
+
+
+def runas_line(command: Sequence[str], args: Sequence[str], *, account: str) -> str:
+    """``runas`` running keyservices ``args`` as ``account`` in a window that stays open (to
+    read what it said), as one line to paste into cmd.exe.
+
+    The window's ``cmd /s /k "..."`` strips exactly the outer quotes (plain ``/k`` strips the
+    first and the last quote of the line when it holds more than two, breaking a quoted program
+    and a quoted config); each argument is quoted for the C runtime and where cmd.exe would
+    read ``&``, ``(`` or ``%``; runas reads ``\\"`` inside its argument as a quote."""
+    inner = " ".join(_quote_arg(a) for a in [*command, *args])
+    return cmd_line(["runas", f"/user:{account}", f'cmd /s /k "{inner}"'])
 
 
 def cmd_line(argv: Sequence[str]) -> str:

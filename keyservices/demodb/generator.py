@@ -20,11 +20,34 @@ import sqlalchemy as sa
 from sqlalchemy import MetaData, Table
 
 from ..errors import ConfigError
-from .schema import (ATTRIBUTE_ID, AWKWARD_NAMES, BATCH, BILL_CODES, BRANCHES, CATEGORIES,
-                     CONFIG_LEGACY, CONFIG_STANDARD, CONTRACT_CODES, COPIERS, DM_SOFTWARE,
-                     FIRST_NAMES, GL_ACCOUNTS, INDUSTRIES, IT_GEAR, ITEM_CATEGORIES, LAST_NAMES,
-                     NAME_SUFFIXES, NAME_WORDS, OTHER, PRINTERS, REPS, build_metadata,
-                     demo_indexes, item_category_of, name_prefix)
+from .schema import (
+    ATTRIBUTE_ID,
+    AWKWARD_NAMES,
+    BATCH,
+    BILL_CODES,
+    BRANCHES,
+    CATEGORIES,
+    CONFIG_LEGACY,
+    CONFIG_STANDARD,
+    CONTRACT_CODES,
+    COPIERS,
+    DM_SOFTWARE,
+    FIRST_NAMES,
+    GL_ACCOUNTS,
+    INDUSTRIES,
+    IT_GEAR,
+    ITEM_CATEGORIES,
+    LAST_NAMES,
+    NAME_SUFFIXES,
+    NAME_WORDS,
+    OTHER,
+    PRINTERS,
+    REPS,
+    build_metadata,
+    demo_indexes,
+    item_category_of,
+    name_prefix,
+)
 
 
 @dataclass
@@ -336,7 +359,7 @@ def _sqlite_insert(conn: sa.Connection, table: Table, rows: list[dict[str, Any]]
     0/1), column defaults included, so the data and the queries over it are the same either way."""
     columns = list(table.columns)
     defaults = {c.name: c.default.arg for c in columns
-                if c.default is not None and c.default.is_scalar}
+                if isinstance(c.default, sa.ColumnDefault) and c.default.is_scalar}
     plain = {c.name for c in columns if isinstance(c.type, sa.Date)}  # 'YYYY-MM-DD' text
 
     def value(v: Any, name: str) -> Any:

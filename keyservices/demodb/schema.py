@@ -6,8 +6,19 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (CHAR, Boolean, Column, Date, DateTime, Index, Integer, MetaData, Numeric,
-                        String, Table)
+from sqlalchemy import (
+    CHAR,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+)
 
 ATTRIBUTE_ID = 2044
 CONFIG_STANDARD, CONFIG_LEGACY = 101, 102
@@ -89,8 +100,8 @@ NAME_SUFFIXES = {"Legal": ["Law Group", "& Partners LLP", "Legal Services"],
 AWKWARD_NAMES = ["O'Brien & Sons", "Smith <Legal> LLP", "Café Müller GmbH",
             "Société Générale d'Études", 'The "Best" Copies Ltd', "AT&T Regional Office",
             "Ñandú Importaciones S.A.", "Zürich Treuhand AG",
-            "Very Long Name Holdings International Consolidated Regional Services and "
-            "Document Solutions Partnership of the Greater Tri-County Area LLC"]
+            ("Very Long Name Holdings International Consolidated Regional Services and "
+             "Document Solutions Partnership of the Greater Tri-County Area LLC")]
 
 
 def item_category_of(category: str) -> int:
@@ -106,7 +117,7 @@ def name_prefix(name: str) -> str:
     return "".join(letters[:3]).ljust(3, "X")
 
 
-def _audit(when: type[DateTime] | type[Date]) -> list[Column]:
+def _audit(when: type[DateTime | Date]) -> list[Column]:
     return [Column("Locks", Integer, nullable=False, default=0),
             Column("CreatorID", CHAR(8), nullable=False, default="DEMO"),
             Column("UpdatorID", CHAR(8), nullable=False, default="DEMO"),

@@ -76,8 +76,8 @@ class FactsIn(_Strict):
                 have.count + c.count, have.base_rate + c.base_rate)
         for g in self.gl:
             f.gl[(g.account, g.window_days)] = f.gl.get((g.account, g.window_days), 0) + g.amount
-            key = (g.account, g.transaction_type, g.window_days)
-            f.gl_typed[key] = f.gl_typed.get(key, 0) + g.amount
+            tkey = (g.account, g.transaction_type, g.window_days)
+            f.gl_typed[tkey] = f.gl_typed.get(tkey, 0) + g.amount
         for s in self.items_sold:
             unit = s.amount / s.quantity if s.quantity else None
             cost = s.unit_cost

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..model import Change, Customer, RiskFlag
 from ..rules import RuleSet
+from ..words import plural
 from .metrics import NONE, Check, Column, Compiled
 
 # what the rule says for each kind of number: the section field holding its threshold
@@ -304,7 +305,7 @@ class Comparison:
                           if self.values[now[i], k] > 0]
                 under_contract = _join([f"{n:g} {label}" for n, label in counts]) + (
                     " contracts are" if sum(n for n, _ in counts) > 1 else " contract is")
-                text = (f"{_plural(gone, 'machine')} ({what}) gone {since(self.kept, self.as_of)}, "
+                text = (f"{plural(gone, 'machine')} ({what}) gone {since(self.kept, self.as_of)}, "
                         f"{old[i]:g} -> {new[i]:g}, while {under_contract} still active")
                 found[cid] = (gone, text)
         return {cid: text for cid, (_, text) in found.items()}
@@ -348,10 +349,10 @@ def _machines_and_contracts(rules: RuleSet, compiled: Compiled
                     contracts.append((c.column, _what(p)))
         per_service.append((cats, contracts))
     out = []
-    for col, (what, ids) in equipment.items():
+    for column, (what, ids) in equipment.items():
         linked = list(dict.fromkeys(k for cats, ks in per_service if cats & ids for k in ks))
         if linked:
-            out.append((col, what, linked))
+            out.append((column, what, linked))
     return out
 
 
@@ -378,10 +379,6 @@ def _n(x: float) -> str:
     return f"{x:,.0f}" if abs(x) >= 100 or x == int(x) else f"{x:,.2f}"
 
 
-def _plural(n: float, word: str) -> str:
-    return f"{n:g} {word}{'' if n == 1 else 's'}"
-
-
 def _join(items: Sequence[str]) -> str:
     return " and ".join(items) if len(items) <= 2 else ", ".join(items[:-1]) + " and " + items[-1]
 
@@ -396,9 +393,9 @@ def _check_text(col: Column, part: _Part, old: float, new: float, *, lost: bool,
     cmp = "<" if lost else ">="
     if col.agg == "units":
         if lost:
-            text = f"{_plural(old - new, 'unit')} deactivated or moved ({what}), {new:g} left"
+            text = f"{plural(old - new, 'unit')} deactivated or moved ({what}), {new:g} left"
         else:
-            text = f"{_plural(new - old, 'unit')} installed or moved in ({what}), {new:g} active"
+            text = f"{plural(new - old, 'unit')} installed or moved in ({what}), {new:g} active"
         return text + (f"; needs {need:g}" if need != 1 or (lost and new > 0) else "")
     if col.agg == "count":
         if lost and new <= 0:

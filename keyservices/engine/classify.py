@@ -16,8 +16,16 @@ from typing import Any
 import numpy as np
 
 from ..model import ContractFact, CustomerFacts, Facts, add_sold
-from ..rules import (ContractsSection, EquipmentSection, Exclude, GlSection, ItemsSoldSection,
-                     RuleSet, Service, glob_match)
+from ..rules import (
+    ContractsSection,
+    EquipmentSection,
+    Exclude,
+    GlSection,
+    ItemsSoldSection,
+    RuleSet,
+    Service,
+    glob_match,
+)
 from .metrics import evaluate, rolled_up
 
 
@@ -198,9 +206,9 @@ def merge_facts(parts: list[CustomerFacts]) -> CustomerFacts:
     for f in parts:
         for cat, n in f.equipment.items():
             out.equipment[cat] = out.equipment.get(cat, 0) + n
-        for key, c in f.contracts.items():
-            have = out.contracts.get(key)
-            out.contracts[key] = (ContractFact(c.count, c.base_rate) if have is None else
+        for ckey, c in f.contracts.items():
+            have = out.contracts.get(ckey)
+            out.contracts[ckey] = (ContractFact(c.count, c.base_rate) if have is None else
                                   ContractFact(have.count + c.count, have.base_rate + c.base_rate))
         for key, v in f.gl.items():
             out.gl[key] = out.gl.get(key, 0.0) + v
@@ -241,7 +249,8 @@ def scope(facts: Facts, rules: RuleSet) -> tuple[dict[int, list[int]], int, int,
         if c.prospect:
             prospects += 1
             continue
-        parent = customers.get(c.parent_id) if c.is_location else None  # type: ignore[arg-type]
+        parent = (customers.get(c.parent_id) if c.parent_id is not None and c.is_location
+                  else None)
         if rules.level == "location" or parent is None:
             members.setdefault(cid, []).insert(0, cid)  # a parent, or an orphaned location
         elif parent.active and not parent.prospect:

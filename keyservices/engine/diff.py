@@ -130,13 +130,13 @@ def _plan_by_column(plan: Plan, differ: _Differ, customers: CustomerTable,
     values = col["current_value"][rows[writable]].tolist()
     diffs = list(map(differ.diff, values, [new[i] for i in writable.tolist()]))
     changed = [i for i, d in zip(writable.tolist(), diffs) if d is not None]
+    outcomes = [d for d in diffs if d is not None]  # (after, added, removed), as ``changed``
     plan.unchanged += len(writable) - len(changed)
     at = rows[changed]
-    for cid, number, name, branch, rep, before, i in zip(
+    for cid, number, name, branch, rep, before, (after, added, removed) in zip(
             ids[changed].tolist(), col["number"][at].tolist(), col["name"][at].tolist(),
             col["branch"][at].tolist(), col["sales_rep"][at].tolist(),
-            col["current_value"][at].tolist(), changed):
-        after, added, removed = differ.diff(before, new[i])  # type: ignore[misc]
+            col["current_value"][at].tolist(), outcomes):
         plan.changes.append(Change(customer_id=cid, number=number, name=name, branch=branch,
                                    sales_rep=rep, before=before, after=after, added=added,
                                    removed=removed))
@@ -179,9 +179,10 @@ def plan_locations(plan: Plan, facts: Facts, classification: Classification, rul
         wanted = (parent >= 0) & (parent != customers.ids) & col["active"] & ~col["prospect"]
         records = map(customers.__getitem__, customers.ids[wanted].tolist())
     for c in records:
-        if not (c.is_location and c.active and not c.prospect) or c.id in services:
+        if (c.parent_id is None or not (c.is_location and c.active and not c.prospect)
+                or c.id in services):
             continue
-        new = services.get(c.parent_id)  # type: ignore[arg-type]
+        new = services.get(c.parent_id)
         if new is None:  # the parent is inactive, a prospect or not on record
             continue
         plan.locations_in_scope += 1
@@ -195,7 +196,7 @@ def plan_locations(plan: Plan, facts: Facts, classification: Classification, rul
             continue
         if c.current_value and c.current_value.strip():
             plan.location_values += 1
-        change = differ.change(c, new, follows=customers[c.parent_id].number)  # type: ignore[index]
+        change = differ.change(c, new, follows=customers[c.parent_id].number)
         if change is None:
             plan.locations_unchanged += 1
         else:
@@ -296,7 +297,7 @@ def set_aside_foreign(plan: Plan, rules: RuleSet, written: Iterable[str] = ()) -
         return []
     aside: list[Change] = []
     for name in ("changes", "locations"):  # a location's value is owned or not like any other
-        kept = []
+        kept: list[Change] = []
         for c in getattr(plan, name):
             (aside if c.before in foreign else kept).append(c)
         setattr(plan, name, kept)
@@ -331,3 +332,26 @@ def penetration(classification: Classification, rules: RuleSet) -> list[ServiceC
             counts[code] = counts.get(code, 0) + n
     return [ServiceCount(s.code, s.name, counts[s.code], counts[s.code] / total)
             for s in rules.services]
+
+
+def set_aside_two_rows(plan: Plan, numbers: Iterable[str]) -> list[CustomerRef]:
+    """Take the customers with two or more value rows of the attribute out of the plan's
+    "without the attribute" lists (they have a row, two in fact: they are never written, for
+    another reason) and return them, to be listed with that reason."""
+    twice = set(numbers)
+    if not twice:
+        return []
+    out = [r for r in plan.no_attribute + plan.locations_no_attribute if r.number in twice]
+    plan.no_attribute = [r for r in plan.no_attribute if r.number not in twice]
+    plan.locations_no_attribute = [r for r in plan.locations_no_attribute
+                                   if r.number not in twice]
+    return sorted(out, key=lambda r: r.number)
+
+
+def two_rows_note(attribute: str, table: str, numbers: list[str]) -> str:
+    """The digest's line on customers with duplicate value rows: how many, which, what to do."""
+    numbers = sorted(numbers)
+    shown = ", ".join(numbers[:20]) + (" ..." if len(numbers) > 20 else "")
+    return (f"{len(numbers)} customer(s) have two or more value rows of {attribute} in {table}; "
+            "they are classified but never written until the extra rows are deleted in "
+            f"e-automate (keep one per customer): {shown}")

@@ -20,8 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from ..rules import (ContractsSection, EquipmentSection, GlSection, ItemsSoldSection, RuleSet,
-                     glob_match)
+from ..rules import (
+    ContractsSection,
+    EquipmentSection,
+    GlSection,
+    ItemsSoldSection,
+    RuleSet,
+    glob_match,
+)
 
 NONE = -1e18  # a maximum over no rows (SQL NULL): below every threshold a rule can state
 KINDS = ("equipment", "contracts", "gl", "items_sold", "invoices")
@@ -291,7 +297,7 @@ class MetricTable:
     values: np.ndarray  # float64, shape (len(ids), len(columns))
 
     @classmethod
-    def empty(cls, compiled: Compiled, ids: Sequence[int]) -> MetricTable:
+    def empty(cls, compiled: Compiled, ids: Sequence[int] | np.ndarray) -> MetricTable:
         arr = np.asarray(ids, dtype=np.int64)
         values = np.zeros((len(arr), len(compiled.columns)), dtype=np.float64)
         for j, col in enumerate(compiled.columns):
@@ -377,6 +383,20 @@ def evaluate(compiled: Compiled, values: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["Check", "Codes", "Column", "Compiled", "CompiledService", "Filter", "MetricTable",
-           "contract_filters", "equipment_units",
-           "NONE", "NotCompilable", "compile_rules", "evaluate", "needed_codes", "rolled_up"]
+__all__ = [
+    "NONE",
+    "Check",
+    "Codes",
+    "Column",
+    "Compiled",
+    "CompiledService",
+    "Filter",
+    "MetricTable",
+    "NotCompilable",
+    "compile_rules",
+    "contract_filters",
+    "equipment_units",
+    "evaluate",
+    "needed_codes",
+    "rolled_up",
+]

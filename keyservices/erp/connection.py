@@ -46,6 +46,17 @@ def _type_for(logical: str) -> Any:
     return sa.String
 
 
+def is_on(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """A yes/no flag is set, compared the way its declared type needs: ``= true`` for a
+    boolean or bit, ``= 1`` for an integer flag (PostgreSQL has no ``smallint = boolean``)."""
+    return column == (1 if isinstance(column.type, sa.Integer) else sa.true())
+
+
+def is_off(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """A yes/no flag is not set (``is_on``'s other half)."""
+    return column == (0 if isinstance(column.type, sa.Integer) else sa.false())
+
+
 class ErpTables:
     """Lightweight SQLAlchemy tables for the logical names, with physical names from the profile.
 
@@ -81,6 +92,11 @@ class ErpTables:
 
     def physical(self, logical: str) -> str:
         return self.profile[logical]["table"]
+
+    def integer_flag(self, logical: str, column: str) -> None:
+        """This flag is declared as an integer in this database (PostgreSQL ``smallint``):
+        ``is_on`` compares it with 1, and its values are read as numbers."""
+        self._tables[logical].c[column].type = sa.SmallInteger()
 
     def optional(self, logical: str) -> bool:
         """An enrichment table under its default name: the run goes on without it."""
@@ -178,7 +194,9 @@ def connect(url: str, *, password: str | None = None, connect_timeout: int = 15,
         raise MissingExtra(f"no SQLAlchemy dialect for {parsed.drivername!r}: check erp.url") from None
     except ImportError as exc:
         raise MissingExtra(f"the database driver for {parsed.drivername} is not installed "
-                           f"({exc.name}); for PostgreSQL: pip install 'keyservices[postgres]'") from None
+                           f"({exc.name}); for PostgreSQL, in keyservices' environment: "
+                           f"pip install 'psycopg[binary]' (pipx: pipx inject keyservices "
+                           f"'psycopg[binary]')") from None
     if backend == "mssql":
         _first_on_connect(engine, session_settings(read_isolation, lock_timeout_seconds)[:1])
     elif backend == "postgresql":
@@ -222,7 +240,9 @@ def _require(module: str, extra: str, more: str = "") -> None:
     except ImportError as exc:
         raise MissingExtra(
             f"{module} is needed for this database URL but could not be imported ({exc}); "
-            f"install it with: pip install '{extra}' {more}".rstrip()) from None
+            f"install it into the environment keyservices runs from: pip install {module} "
+            f"(pipx: pipx inject keyservices {module}; the {extra} extra of "
+            f"docs/installation.md installs it too) {more}".rstrip()) from None
 
 
 _MSODBC = ("Microsoft's ODBC Driver 18 for SQL Server (msodbcsql18: https://learn.microsoft.com/"
@@ -307,7 +327,7 @@ def verify_schema(conn: sa.Connection, tables: ErpTables, needed: list[str] | No
     return problems
 
 
-def wrap_db_error(exc: SQLAlchemyError, url: str) -> KeyservicesError:
+def wrap_db_error(exc: SQLAlchemyError, url: str | URL) -> KeyservicesError:
     """One readable line for a database failure, the password masked; the SQL Server and ODBC
     failures an admin can act on say what to do."""
     orig = getattr(exc, "orig", None) or exc
@@ -316,7 +336,7 @@ def wrap_db_error(exc: SQLAlchemyError, url: str) -> KeyservicesError:
         f"database error on {display_url(url)}: {text}")
 
 
-def _known_failure(text: str, url: str) -> KeyservicesError | None:
+def _known_failure(text: str, url: str | URL) -> KeyservicesError | None:
     """SQL Server's lock, snapshot and deadlock errors and missing ODBC drivers, explained."""
     where = display_url(url)
     if "(1222)" in text or "Lock request time out period exceeded" in text:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from ..calls.monitors import Contact
 from ..errors import SchemaError
-from .connection import ErpTables
+from .connection import ErpTables, is_on
 
 
 class ContactRow(NamedTuple):
@@ -43,7 +43,7 @@ def contacts_statement(tables: ErpTables, only: set[int] | None = None) -> sa.Se
     stmt = (sa.select(ct.c.customer_id, ct.c.id, ct.c.first_name, ct.c.last_name, ct.c.email,
                       ct.c.phone, c.c.decision_contact_id)
             .select_from(ct.join(c, c.c.id == ct.c.customer_id))
-            .where(sa.or_(ct.c.active.is_(None), ct.c.active == sa.true()))
+            .where(sa.or_(ct.c.active.is_(None), is_on(ct.c.active)))
             .order_by(ct.c.customer_id, ct.c.id))
     if only is not None:
         # the customers the digest lists: a few thousand at most (alert texts are rendered for

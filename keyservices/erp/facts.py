@@ -16,11 +16,16 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from ..engine.metrics import (Codes, Compiled, Extra, MetricTable, NotCompilable, compile_rules,
-                              needed_codes)
-from ..errors import SchemaError
-from ..model import (ContractFact, CustomerFacts, CustomerTable, Facts, ItemsSold,
-                     add_sold)
+from ..engine.metrics import (
+    Codes,
+    Compiled,
+    Extra,
+    MetricTable,
+    NotCompilable,
+    compile_rules,
+    needed_codes,
+)
+from ..model import ContractFact, CustomerFacts, CustomerTable, Facts, ItemsSold, add_sold
 from ..progress import Beside, Reporter, Timings, gc_paused, step
 from ..rules import RuleSet, glob_match
 from .connection import ErpTables
@@ -69,11 +74,9 @@ def _read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id:
                 known: CustomerTable | None = None) -> Facts:
     with step(reporter, timings, "read code lists") as advance:
         needed = set() if detail else needed_codes(rules).union(*(e.codes_needed for e in extra))
-        codes = read_codes(conn, tables, needed)
+        codes, categories = read_codes(conn, tables, needed)
         advance(len(codes.categories))
-    categories = {code: desc for code, desc in codes.categories.values()}
-    codes.categories = {i: code for i, (code, _) in codes.categories.items()}
-    flags: dict[str, list[Any]] = {"active": [], "prospect": [], "parent": []}
+    flags: dict[str, np.ndarray] = {}  # read_customers fills it
     compiled = None
     if not detail:
         try:
@@ -100,7 +103,7 @@ def _read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id:
 def read_customers(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: int,
                    as_of: dt.date, *, reporter: Reporter | None = None,
                    timings: Timings | None = None,
-                   flags: dict[str, list[Any]] | None = None) -> CustomerTable:
+                   flags: dict[str, np.ndarray] | None = None) -> CustomerTable:
     """Every customer record, in id order, as columns (``model.CustomerTable``): a batch at a
     time, column by column, with no object per customer (``erp.fold``).
 
@@ -119,45 +122,46 @@ def read_customers(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_
     built = columns.arrays()
     table = {name: built.get(name, _NO_ROWS) for name in CUSTOMER_COLUMNS}
     ids = table.pop("ids")
+    twice: tuple[int, ...] = ()
     if len(ids) > 1 and not bool((ids[1:] > ids[:-1]).all()):
-        raise _two_value_rows(conn, tables, attr_id, rules.property,
-                              len(ids) - len(np.unique(ids)))
+        ids, table, twice = _one_row_each(ids, table)
     if flags is not None:  # the columns classify works on, as arrays
         flags["active"], flags["prospect"] = table["active"], table["prospect"]
         flags["parent"] = table["parent_id"]
-    return CustomerTable(ids, table)
+    customers = CustomerTable(ids, table)
+    customers.two_value_rows = twice
+    return customers
 
 
 _NO_ROWS = np.zeros(0, dtype=np.int64)
 
 
-def _two_value_rows(conn: sa.Connection, tables: ErpTables, attr_id: int, prop: str,
-                    extra: int) -> SchemaError:
-    """A customer with two value rows of the attribute: the write path counts one updated row
-    per change, and which of two values is "the" value would be a guess. Stop and say so."""
-    cp, c = tables.custom_properties, tables.customers
-    numbers = conn.execute(
-        sa.select(c.c.number).join(cp, cp.c.customer_id == c.c.id)
-        .where(cp.c.attribute_id == attr_id).group_by(c.c.number)
-        .having(sa.func.count() > 1).order_by(c.c.number).limit(3)).scalars().all()
-    return SchemaError(
-        f"{extra} customer value row(s) of {prop} are duplicates: some customers have two rows "
-        f"for the attribute in {tables.physical('custom_properties')} (e.g. "
-        f"{', '.join(map(str, numbers))}); keyservices writes one value per customer and "
-        "nothing was written. Delete the extra rows in e-automate (keep one per customer)")
+def _one_row_each(ids: np.ndarray, table: dict[str, np.ndarray]
+                  ) -> tuple[np.ndarray, dict[str, np.ndarray], tuple[int, ...]]:
+    """A customer with two value rows of the attribute comes back once per row (the rows are in
+    id order, so its rows are neighbours). Which of two values is "the" value would be a guess,
+    and the guarded UPDATE would change both: such a customer is kept once, classified like any
+    other, and never written (``has_value_row`` off); the run lists it, and the other
+    customers' night goes on (nine such rows must not stop 18,000 customers)."""
+    first = np.ones(len(ids), dtype=bool)
+    first[1:] = ids[1:] != ids[:-1]
+    twice = np.unique(ids[~first])
+    kept = {name: column[first] for name, column in table.items()}
+    kept_ids = ids[first]
+    kept["has_value_row"] = kept["has_value_row"] & ~np.isin(kept_ids, twice)
+    return kept_ids, kept, tuple(int(i) for i in twice)
 
 
-def read_codes(conn: sa.Connection, tables: ErpTables, needed: set[str]) -> Codes:
-    """The code lists the rules' globs are resolved against: one small query each.
-
-    ``categories`` comes back as id -> (code, description); the caller splits it.
-    """
+def read_codes(conn: sa.Connection, tables: ErpTables,
+               needed: set[str]) -> tuple[Codes, dict[str, str]]:
+    """The code lists the rules' globs are resolved against, one small query each, and the
+    model categories' descriptions (code -> description)."""
     (_, first), *others = code_list_statements(tables, needed)
-    cats = {int(i): (code, desc or "") for i, code, desc in conn.execute(first) if code}
-    codes = Codes(categories=cats)  # type: ignore[arg-type]
+    cats = [(int(i), code, desc or "") for i, code, desc in conn.execute(first) if code]
+    codes = Codes(categories={i: code for i, code, _ in cats})
     for name, stmt in others:
         setattr(codes, name, {int(i): c or "" for i, c in conn.execute(stmt)})
-    return codes
+    return codes, {code: desc for _, code, desc in cats}
 
 
 def code_list_statements(tables: ErpTables, needed: set[str]) -> list[tuple[str, sa.Select]]:
@@ -294,9 +298,9 @@ def _read_detail(conn: sa.Connection, tables: ErpTables, rules: RuleSet, as_of: 
                                      None if top_cost is None else float(top_cost))
                     if by_item_category:
                         f.items_by_item_category[(row[1], row[2] or "", w)] = sold
-                        have = f.items_sold.get((row[1], w))
-                        if have is not None:
-                            sold = add_sold(have, sold)
+                        have_sold = f.items_sold.get((row[1], w))
+                        if have_sold is not None:
+                            sold = add_sold(have_sold, sold)
                     f.items_sold[(row[1], w)] = sold
                 advance(1)
     return Facts(as_of=as_of, customers=customers, facts=facts, categories=categories)

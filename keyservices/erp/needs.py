@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql import visitors
 
 from ..calls import extras as call_extras
+from ..calls.tonight import monitors_naming_contacts
 from ..calls.wonlost import ValueColumns
 from ..engine.metrics import Codes, NotCompilable, compile_rules, needed_codes
 from ..rules import RuleSet
@@ -27,13 +28,17 @@ from .writeback import update_statements
 Reads = dict[str, set[str]]  # logical table -> logical columns read
 
 
-def run_statements(tables: ErpTables, rules: RuleSet) -> list[sa.Executable]:
-    """Every statement a run of these rules may send to the ERP, with stand-in code ids."""
+def run_statements(tables: ErpTables, rules: RuleSet, *,
+                   contacts: bool | None = None) -> list[sa.ClauseElement]:
+    """Every statement a run of these rules may send to the ERP, with stand-in code ids.
+
+    ``contacts``: whether the run reads the contacts (``Listing.contacts_for_alerts``, or
+    the rep and branch copies' "call" lines); by default, whether a monitor text names one."""
     a = tables.attributes
     extra = [ValueColumns(rules), *call_extras(rules)]
     codes = placeholder_codes(rules)
     needed = needed_codes(rules).union(*(e.codes_needed for e in extra))
-    out: list[sa.Executable] = [sa.select(a.c.id).where(a.c.name == rules.property)]
+    out: list[sa.ClauseElement] = [sa.select(a.c.id).where(a.c.name == rules.property)]
     out += [stmt for _, stmt in code_list_statements(tables, needed)]
     out.append(customers_query(tables, rules, 0))
     today = dt.date.today()
@@ -43,16 +48,18 @@ def run_statements(tables: ErpTables, rules: RuleSet) -> list[sa.Executable]:
     except NotCompilable:
         pass
     out += list(fact_queries(tables, rules, list(codes.categories.values()), today).values())
-    if rules.monitors:  # alert texts name each customer's contact
+    if contacts is None:
+        contacts = bool(monitors_naming_contacts(rules))
+    if contacts:  # alert texts, or the copies' "call" lines, name each customer's contact
         out.append(contacts_statement(tables, None))
     out += list(update_statements(tables, 0))
     return out
 
 
-def run_reads(tables: ErpTables, rules: RuleSet) -> Reads:
+def run_reads(tables: ErpTables, rules: RuleSet, *, contacts: bool | None = None) -> Reads:
     """Logical table -> the logical columns the run's statements read from it."""
     reads: Reads = {}
-    for stmt in run_statements(tables, rules):
+    for stmt in run_statements(tables, rules, contacts=contacts):
         for element in visitors.iterate(stmt):
             if isinstance(element, sa.Table):
                 logical = tables.logical_of(element)
@@ -114,14 +121,16 @@ def _tables(rules: RuleSet) -> ErpTables:
     return ErpTables(extra_columns=extra)
 
 
-def needed_tables(rules: RuleSet, tables: ErpTables | None = None) -> list[str]:
+def needed_tables(rules: RuleSet, tables: ErpTables | None = None, *,
+                  contacts: bool | None = None) -> list[str]:
     """The profile tables this rule set reads (and so must exist, enrichments apart)."""
-    return list(run_reads(tables or _tables(rules), rules))
+    return list(run_reads(tables or _tables(rules), rules, contacts=contacts))
 
 
-def unused_columns(rules: RuleSet, tables: ErpTables | None = None) -> set[tuple[str, str]]:
+def unused_columns(rules: RuleSet, tables: ErpTables | None = None, *,
+                   contacts: bool | None = None) -> set[tuple[str, str]]:
     """The profile columns of the read tables that no statement reads (so need not exist)."""
     tables = tables or _tables(rules)
-    reads = run_reads(tables, rules)
+    reads = run_reads(tables, rules, contacts=contacts)
     return {(logical, column) for logical, columns in reads.items()
             for column in tables.profile[logical]["columns"] if column not in columns}

@@ -10,18 +10,18 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from ..engine.metrics import KINDS, NONE, Column, Compiled, Filter
 from ..rules import RuleSet
-from .connection import ErpTables
+from .connection import ErpTables, is_off, is_on
 
 # constants as SQL literals, not parameters: the same text every night keeps one cached plan
-_ZERO = sa.literal_column("0")
-_ONE = sa.literal_column("1")
+_ZERO: sa.ColumnClause[Any] = sa.literal_column("0")
+_ONE: sa.ColumnClause[Any] = sa.literal_column("1")
 
 
 def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
@@ -44,9 +44,9 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
                                         literal_execute=True)) if ids else sa.false())
         return sa.or_(cond, column.is_(None)) if null else cond
 
-    def where_of(f: Filter, col_for: dict[str, sa.ColumnElement]) -> sa.ColumnElement[bool]:
+    def where_of(f: Filter, col_for: Mapping[str, sa.ColumnElement]) -> sa.ColumnElement[bool]:
         if f.column == "active":
-            return col_for["active"] == sa.true()
+            return is_on(col_for["active"])
         if f.column == "on_contract":  # the covered machines' derived table, outer-joined
             on = col_for["on_contract"]
             return on.is_not(None) if f.ids[0] else on.is_(None)
@@ -68,7 +68,7 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
             return sa.func.sum(sa.case((cond, _ONE), else_=_ZERO))
         return sa.func.coalesce(sa.func.sum(sa.case((cond, value), else_=_ZERO)), _ZERO)
 
-    def conds(col: Column, col_for: dict[str, sa.ColumnElement], date: Any
+    def conds(col: Column, col_for: Mapping[str, sa.ColumnElement], date: Any
               ) -> sa.ColumnElement[bool]:
         parts = [where_of(f, col_for) for f in col.filters]
         if col.window is not None:
@@ -83,10 +83,11 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
         e = tables.equipment
         cols = [compiled.columns[i] for i in kinds["equipment"]]
         key = sa.func.coalesce(e.c.location_id, e.c.customer_id)
-        col_for = {"category_id": m.c.category_id, "active": e.c.active}
+        col_for: dict[str, sa.ColumnElement[Any]] = {"category_id": m.c.category_id,
+                                                      "active": e.c.active}
         where = [key.is_not(None), ids_in(m.c.category_id, union(cols, "category_id"))]
         if all(any(f.column == "active" for f in c.filters) for c in cols):
-            where.append(e.c.active == sa.true())
+            where.append(is_on(e.c.active))
         frm = e.join(m, m.c.id == e.c.model_id)
         if any(f.column == "on_contract" for c in cols for f in c.filters):
             covered = covered_equipment(tables, as_of)
@@ -107,7 +108,7 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
                                       k.c.base_rate if c.agg == "rate" else None).label(f"c{i}")
                             for i, c in zip(kinds["contracts"], cols)])
                 .where(k.c.customer_id.is_not(None), k.c.contract_code_id.is_not(None),
-                       k.c.active == sa.true(),
+                       is_on(k.c.active),
                        k.c.start_date < sa.bindparam("until", until, type_=sa.Date),
                        sa.or_(k.c.exp_date.is_(None),
                               k.c.exp_date >= sa.bindparam("day", day, type_=sa.Date)))
@@ -143,7 +144,7 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
                              .join(it, it.c.id == line.c.item_id)
                              .join(m, m.c.id == it.c.model_id))
                 .where(i.c.customer_id.is_not(None),
-                       sa.or_(i.c.void.is_(None), i.c.void == sa.false()),
+                       sa.or_(i.c.void.is_(None), is_off(i.c.void)),
                        ids_in(m.c.category_id, union(cols, "category_id")),
                        i.c.date >= _since(day, longest, "items_since"),
                        i.c.date < sa.bindparam("items_until", until, type_=sa.Date))
@@ -157,7 +158,7 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
                           *[aggregate(c, conds(c, {}, i.c.date), None).label(f"c{j}")
                             for j, c in zip(kinds["invoices"], cols)])
                 .where(i.c.customer_id.is_not(None),
-                       sa.or_(i.c.void.is_(None), i.c.void == sa.false()),
+                       sa.or_(i.c.void.is_(None), is_off(i.c.void)),
                        i.c.date >= _since(day, longest, "invoices_since"),
                        i.c.date < sa.bindparam("invoices_until", until, type_=sa.Date))
                 .group_by(i.c.customer_id))
@@ -174,7 +175,7 @@ def covered_equipment(tables: ErpTables, as_of: dt.date) -> sa.Subquery:
     day, until = _bounds(as_of)
     return (sa.select(d.c.equipment_id)
             .select_from(d.join(k, k.c.id == d.c.contract_id))
-            .where(d.c.equipment_id.is_not(None), k.c.active == sa.true(),
+            .where(d.c.equipment_id.is_not(None), is_on(k.c.active),
                    k.c.start_date < sa.bindparam("cover_until", until, type_=sa.Date),
                    sa.or_(k.c.exp_date.is_(None),
                           k.c.exp_date >= sa.bindparam("cover_day", day, type_=sa.Date)))
@@ -244,7 +245,7 @@ def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
     def of(*columns: sa.ColumnElement[Any]) -> list[sa.ColumnElement[bool]]:
         if only is None:
             return []
-        ids = sa.bindparam("only_ids", sorted(only), expanding=True)
+        ids: sa.BindParameter[int] = sa.bindparam("only_ids", sorted(only), expanding=True)
         return [sa.or_(*(column.in_(ids) for column in columns))]
     equipment_cats: set[str] = set()
     item_cats: set[str] = set()
@@ -263,14 +264,14 @@ def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
         if any(s.on_contract is not None for s in rules.all_sections("equipment")):
             covered = covered_equipment(tables, as_of)
             frm = frm.outerjoin(covered, covered.c.equipment_id == e.c.id)
-            is_on = covered.c.equipment_id.is_not(None)
-            on = [sa.func.sum(sa.case((sa.and_(is_on, e.c.active == sa.true()), _ONE),
+            covered_now = covered.c.equipment_id.is_not(None)
+            on = [sa.func.sum(sa.case((sa.and_(covered_now, is_on(e.c.active)), _ONE),
                                       else_=_ZERO)).label("covered_units")]
             if rules.counts_inactive_equipment():
-                on.append(sa.func.sum(sa.case((is_on, _ONE), else_=_ZERO))
+                on.append(sa.func.sum(sa.case((covered_now, _ONE), else_=_ZERO))
                           .label("covered_all_units"))
         if rules.counts_inactive_equipment():  # one pass counts active and all units
-            active = sa.func.sum(sa.case((e.c.active == sa.true(), _ONE), else_=_ZERO))
+            active = sa.func.sum(sa.case((is_on(e.c.active), _ONE), else_=_ZERO))
             stmt = (sa.select(where.label("customer_id"), mc.c.code, active.label("units"),
                               sa.func.count().label("all_units"), *on)
                     .select_from(frm).where(in_categories, *of(e.c.customer_id,
@@ -278,7 +279,7 @@ def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
         else:
             stmt = (sa.select(where.label("customer_id"), mc.c.code,
                               sa.func.count().label("units"), *on)
-                    .select_from(frm).where(e.c.active == sa.true(), in_categories,
+                    .select_from(frm).where(is_on(e.c.active), in_categories,
                                             *of(e.c.customer_id, e.c.location_id)))
         queries["equipment"] = stmt.group_by(where, mc.c.code)
     if rules.all_sections("contracts"):
@@ -295,7 +296,7 @@ def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
                       sa.func.count().label("contracts"),
                       sa.func.sum(k.c.base_rate).label("base_rate"), *keys[3:])
             .select_from(frm)
-            .where(k.c.active == sa.true(),
+            .where(is_on(k.c.active),
                    k.c.start_date < sa.bindparam("until", until, type_=sa.Date),
                    sa.or_(k.c.exp_date.is_(None),
                           k.c.exp_date >= sa.bindparam("day", day, type_=sa.Date)),
@@ -340,7 +341,7 @@ def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
         queries["items_sold"] = (
             sa.select(*keys, *cols)
             .select_from(frm)
-            .where(sa.or_(i.c.void.is_(None), i.c.void == sa.false()),
+            .where(sa.or_(i.c.void.is_(None), is_off(i.c.void)),
                    i.c.date >= _since(day, max(item_windows), "items_since"),
                    i.c.date < sa.bindparam("items_until", until, type_=sa.Date),
                    mc.c.code.in_(sa.bindparam("item_model_categories", sorted(item_cats),

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..model import Customer, Renewal
-from .connection import ErpTables
+from .connection import ErpTables, is_on
 
 RENEWAL_DAYS = 60  # the window the calendar covers
 
@@ -25,7 +25,7 @@ def renewals_statement(tables: ErpTables, as_of: dt.date, days: int = RENEWAL_DA
     k, cc = tables.contracts, tables.contract_codes
     return (sa.select(k.c.id, k.c.number, cc.c.code, k.c.customer_id, k.c.exp_date)
             .select_from(k.outerjoin(cc, cc.c.id == k.c.contract_code_id))
-            .where(k.c.customer_id.is_not(None), k.c.active == sa.true(),
+            .where(k.c.customer_id.is_not(None), is_on(k.c.active),
                    k.c.start_date < sa.bindparam("until", as_of + dt.timedelta(days=1),
                                                  type_=sa.Date),
                    k.c.exp_date >= sa.bindparam("day", as_of, type_=sa.Date),

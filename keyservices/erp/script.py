@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.sql import visitors
@@ -59,7 +59,7 @@ class Step:
     """One statement of the night, and when the run sends it."""
 
     name: str
-    statement: sa.Executable | str
+    statement: sa.ClauseElement | str
     note: str = ""
 
 
@@ -136,16 +136,17 @@ class Printer:
         body = self._compile(step.statement, self._placeholders(step.statement))
         return "\n".join([*lines, f"{body};"])
 
-    def _compile(self, stmt: sa.Executable, placeholders: Mapping[str, str]) -> str:
-        def replace(el: Any) -> Any:
-            if isinstance(el, BindParameter):
-                text = self._bind_text(el, placeholders)
+    def _compile(self, stmt: sa.ClauseElement, placeholders: Mapping[str, str]) -> str:
+        def replace(element: Any, **kw: Any) -> Any:
+            if isinstance(element, BindParameter):
+                text = self._bind_text(element, placeholders)
                 if text is not None:
-                    return sa.literal_column(text, type_=el.type)
+                    return sa.literal_column(text, type_=element.type)
             return None
 
-        rendered = visitors.replacement_traverse(stmt, {}, replace)
-        return str(rendered.compile(dialect=self.dialect,  # type: ignore[attr-defined]
+        # a copy of ``stmt``, of its class; the stubs only say "something traversible"
+        rendered = cast(sa.ClauseElement, visitors.replacement_traverse(stmt, {}, replace))
+        return str(rendered.compile(dialect=self.dialect,
                                     compile_kwargs={"literal_binds": True,
                                                     "render_postcompile": True})).strip()
 
@@ -167,7 +168,7 @@ class Printer:
             return tsql_literal(value)
         return None  # the dialect's own literal rendering
 
-    def _placeholders(self, stmt: sa.Executable) -> dict[str, str]:
+    def _placeholders(self, stmt: sa.ClauseElement) -> dict[str, str]:
         """Bind key -> what the run puts in that list, for lists this script cannot know."""
         out = {}
         for el in visitors.iterate(stmt):

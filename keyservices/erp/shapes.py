@@ -149,14 +149,15 @@ class ValueCheck:
                               "written:\n" + "\n".join(f"  - {p}" for p in self.problems))
 
     @contextmanager
-    def explaining(self, engine: sa.Engine, **kwargs: object) -> Iterator[None]:
+    def explaining(self, engine: sa.Engine, *, reporter: Reporter | None = None,
+                   timings: Timings | None = None) -> Iterator[None]:
         """A failure inside waits for the verdict: bad values (``SchemaError``) are the better
         explanation; without any, the failure stands as it was."""
         try:
             yield
         except Exception as exc:
             try:
-                self.verdict(engine, **kwargs)  # type: ignore[arg-type]
+                self.verdict(engine, reporter=reporter, timings=timings)
             except SchemaError as verdict:
                 raise verdict from exc
             except Exception as also:  # noqa: BLE001 - the first failure tells more
@@ -194,6 +195,9 @@ def begin(conn: sa.Connection, tables: ErpTables, reads: dict[str, set[str]]) ->
         declared = found.get((tables.physical(logical).lower(), phys.lower()))
         if declared is not None and not _fits(declared, kind):
             mistyped[(logical, column, kind)] = declared
+        elif kind == "flag" and isinstance(declared, sa.Integer) \
+                and not isinstance(declared, sa.Boolean):
+            tables.integer_flag(logical, column)  # compared with 1, not true
     return ValueCheck(tables, problems=_sampled(conn, tables, [
         (lo, c, k, sa.true(), (f"a {_TYPE_EXPECTED[k]} column (it is declared {declared}); "
                                "a view that converts it will do"))
@@ -230,7 +234,7 @@ def _sqlite_scan(conn: sa.Connection, tables: ErpTables, checks: list[Check]) ->
             .label(f"b{n}") for n in ns]).select_from(t).subquery(f"scan_{logical}")
         scans.append(scan)
         flags.update({n: scan.c[f"b{n}"] for n in ns})
-    joined = scans[0]  # one row each: joined side by side
+    joined: sa.FromClause = scans[0]  # one row each: joined side by side
     for scan in scans[1:]:
         joined = joined.join(scan, sa.true())
     hits = conn.execute(sa.select(*[flags[n] for n in range(len(checks))])
@@ -252,13 +256,13 @@ def _reflect(conn: sa.Connection, tables: ErpTables, logicals: list[str]
 
 
 def ensure_readable(conn: sa.Connection, tables: ErpTables, rules: RuleSet, *,
-                    reporter: Reporter | None = None, timings: Timings | None = None
-                    ) -> ValueCheck:
+                    reporter: Reporter | None = None, timings: Timings | None = None,
+                    contacts: bool | None = None) -> ValueCheck:
     """Before the first fact is read: which enrichment tables exist, and (elsewhere than
     SQLite) the declared types, stopping (exit 2) on a column the tool cannot interpret. The
     SQLite scan of the values is returned to be run (``ValueCheck.start`` / ``verdict``)."""
     with step(reporter, timings, STEP):
-        check = begin(conn, tables, run_reads(tables, rules))
+        check = begin(conn, tables, run_reads(tables, rules, contacts=contacts))
     if check.problems:
         check.verdict(conn.engine)
     return check

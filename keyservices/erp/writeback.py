@@ -83,7 +83,7 @@ class DriverStatement:
     """A statement compiled once for a dialect and sent through the driver's ``executemany``,
     with the parameter rows built as the driver reads them (tuples or mappings)."""
 
-    def __init__(self, stmt: sa.Executable, dialect: sa.Dialect) -> None:
+    def __init__(self, stmt: sa.Update, dialect: sa.Dialect) -> None:
         compiled = stmt.compile(dialect=dialect)
         self.sql = str(compiled)
         self.positional = bool(compiled.positional)

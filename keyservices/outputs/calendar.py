@@ -2,9 +2,9 @@
 
 One all-day VEVENT per contract expiring, on its expiry date. Each event's UID is the contract
 and its expiry date, so importing tomorrow's file again updates the same events instead of
-doubling them, and a renewed contract (a new expiry) is a new event. Written by hand rather than
-with a library: the format is small, and what matters (TEXT escaping, CRLF line ends, lines
-folded at 75 octets without splitting a UTF-8 character) is tested by parsing it back.
+doubling them, and a renewed contract (a new expiry) is a new event. Built with ``icalendar``,
+which escapes TEXT values, ends lines with CRLF and folds them at 75 octets without splitting a
+UTF-8 character (tests/test_alerts_new.py parses the file back).
 """
 
 from __future__ import annotations
@@ -12,64 +12,44 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from icalendar import Calendar, Event
+
 from ..model import DigestData, Renewal
 
 PRODID = "-//keyservices//renewals//EN"
-FOLD = 75  # octets per line, CRLF excluded (RFC 5545 3.1)
 
 
-def escape(text: str) -> str:
-    """A TEXT value (RFC 5545 3.3.11): backslash, semicolon, comma and newlines escaped."""
-    return (text.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
-            .replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n"))
-
-
-def fold(line: str) -> str:
-    """One content line folded into lines of at most 75 octets, each ending with CRLF; a
-    continuation starts with a space and a UTF-8 character is never split."""
-    out: list[str] = []
-    current, size = "", 0
-    for ch in line:
-        width = len(ch.encode("utf-8"))
-        limit = FOLD if not out else FOLD - 1  # a continuation's leading space is an octet
-        if size + width > limit:
-            out.append(current)
-            current, size = "", 0
-        current += ch
-        size += width
-    out.append(current)
-    return "\r\n ".join(out) + "\r\n"
-
-
-def _event(r: Renewal, stamp: str) -> list[str]:
+def _event(r: Renewal, stamp: dt.datetime) -> Event:
     what = " ".join(x for x in (r.contract_code, r.contract_number) if x) or "contract"
-    summary = f"Renewal: {r.name} ({r.number}) {what}"
     details = [f"Contract {what} of {r.name} ({r.number}) expires on {r.expires.isoformat()}."]
     if r.branch:
         details.append(f"Branch: {r.branch}.")
     if r.sales_rep:
         details.append(f"Sales rep: {r.sales_rep}.")
-    return ["BEGIN:VEVENT",
-            f"UID:keyservices-contract-{r.contract_id}-{r.expires.isoformat()}@keyservices",
-            f"DTSTAMP:{stamp}",
-            f"DTSTART;VALUE=DATE:{r.expires:%Y%m%d}",
-            f"DTEND;VALUE=DATE:{r.expires + dt.timedelta(days=1):%Y%m%d}",
-            f"SUMMARY:{escape(summary)}",
-            f"DESCRIPTION:{escape(chr(10).join(details))}",
-            "TRANSP:TRANSPARENT",
-            "END:VEVENT"]
+    event = Event()
+    event.add("uid", f"keyservices-contract-{r.contract_id}-{r.expires.isoformat()}@keyservices")
+    event.add("dtstamp", stamp)
+    event.add("dtstart", r.expires)  # a date: an all-day event
+    event.add("dtend", r.expires + dt.timedelta(days=1))
+    event.add("summary", f"Renewal: {r.name} ({r.number}) {what}")
+    event.add("description", "\n".join(details))
+    event.add("transp", "TRANSPARENT")
+    return event
 
 
 def renewals_ics(renewals: Sequence[Renewal], *, dealer: str, stamp: dt.datetime) -> str:
     """The calendar text (CRLF line ends), one event per renewal; ``stamp`` is when it was made."""
     # DTSTAMP is UTC (RFC 5545 3.8.7.2); a naive ``stamp`` is local time, as the run records it
-    stamp_text = f"{stamp.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}"
-    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{PRODID}", "CALSCALE:GREGORIAN",
-             "METHOD:PUBLISH", f"X-WR-CALNAME:{escape(f'Contract renewals - {dealer}')}"]
+    utc = stamp.astimezone(dt.UTC)
+    calendar = Calendar()
+    calendar.add("version", "2.0")
+    calendar.add("prodid", PRODID)
+    calendar.add("calscale", "GREGORIAN")
+    calendar.add("method", "PUBLISH")
+    calendar.add("x-wr-calname", f"Contract renewals - {dealer}")
     for r in renewals:
-        lines += _event(r, stamp_text)
-    lines.append("END:VCALENDAR")
-    return "".join(fold(line) for line in lines)
+        calendar.add_component(_event(r, utc))
+    return calendar.to_ical().decode("utf-8")
 
 
 def calendar_for(data: DigestData) -> str:

@@ -26,13 +26,23 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from itertools import groupby
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ..errors import ConfigError
-from ..model import (Change, Counts, CustomerRef, DigestData, Opportunity, Renewal, RiskFlag,
-                     ServiceCount, StatusAlert)
+from ..model import (
+    Change,
+    Counts,
+    CustomerRef,
+    DigestData,
+    Opportunity,
+    Renewal,
+    RiskFlag,
+    ServiceCount,
+    StatusAlert,
+)
 from ..resources import DIGEST_TEMPLATES
 from ..resources import templates_dir as packaged_templates
+from ..words import plural
 from .alerts import alert_context, quoted
 from .attachment import ATTACHMENT_LIMIT, Attachment, Listing, changes_listing
 from .files import atomic_write
@@ -45,6 +55,7 @@ HTML_TEMPLATE, TEXT_TEMPLATE = DIGEST_TEMPLATES
 HTML_LIMIT = 100_000  # bytes of the HTML part: under Gmail's clipping size (about 102 KB)
 MAX_NOTES, NOTE_CHARS = 30, 1000  # notes are written by the run; a few, each a sentence or two
 log = logging.getLogger("keyservices")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,21 +93,20 @@ def for_sales_rep(data: DigestData, rep: str) -> DigestData:
     return _only(data, "sales_rep", rep)
 
 
-def _only(data: DigestData, attribute: str, value: str) -> DigestData:
-    def mine(items: Sequence[Any]) -> Sequence[Any]:
-        only = getattr(items, "only", None)  # an OpportunityFrame: by column, no object a row
-        if only is not None:
-            return only(attribute, value)
+def _only(data: DigestData, attribute: Literal["branch", "sales_rep"], value: str) -> DigestData:
+    def mine(items: Sequence[T]) -> list[T]:
         return [x for x in items if (getattr(x, attribute) or "") == value]
 
+    only = getattr(data.opportunities, "only", None)  # an OpportunityFrame: by column
     won_lost = data.won_lost
     if attribute == "sales_rep" and won_lost:  # a rep sees their own line
         rows = [r for r in won_lost["rows"] if r["group"] == value]
         won_lost = {**won_lost, "rows": rows} if rows else {}
     copy = dataclasses.replace(
         data, changes=mine(data.changes), no_configuration=mine(data.no_configuration),
-        no_attribute=mine(data.no_attribute), opportunities=mine(data.opportunities),
-        alerts=mine(data.alerts), won_lost=won_lost, **{attribute: value})
+        no_attribute=mine(data.no_attribute), alerts=mine(data.alerts), won_lost=won_lost,
+        opportunities=mine(data.opportunities) if only is None else only(attribute, value))
+    setattr(copy, attribute, value)  # the copy's branch or sales rep
     copy.risks = mine(data.risks)
     return copy
 
@@ -104,11 +114,6 @@ def _only(data: DigestData, attribute: str, value: str) -> DigestData:
 def slug(text: str) -> str:
     """A file-name-safe form of a branch name."""
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "branch"
-
-
-def plural(n: int, word: str, words: str | None = None) -> str:
-    """``1 customer``, ``1,195 customers``: a count with its noun in the right number."""
-    return f"{n:,} {word if n == 1 else (words or word + 's')}"
 
 
 def totals(data: DigestData) -> dict[str, Any]:
@@ -178,7 +183,8 @@ def trimmed(data: DigestData, keep: int, attachment: str = "") -> DigestData:
     changes would otherwise be stored, and re-read, in full). ``attachment`` is the file the
     digest attached ("" if none), which a re-render names without building it again."""
     counted: dict[str, Any] = {**totals(data), "attachment": attachment}
-    cut = {"changes": _listed_changes(data.changes, keep)} if len(data.changes) > keep else {}
+    cut: dict[str, Any] = (  # field -> its list cut short (changes, customers, opportunities...)
+        {"changes": _listed_changes(data.changes, keep)} if len(data.changes) > keep else {})
     for name in ("no_configuration", "no_attribute", "opportunities"):
         if len(getattr(data, name)) > keep:
             cut[name] = list(getattr(data, name)[:keep])
@@ -224,7 +230,10 @@ def _pointers(data: DigestData, listing: Listing, wrote: bool) -> dict[str, str]
         "changes": everything,
         "unwritable": f"keyservices run --dry-run --json{cfg}",
         "opportunities": f"keyservices export opportunities{owner}{cfg}",
-        "alerts": f"keyservices export alerts{owner}{cfg}",
+        # the capped list is tonight's new alerts: the command lists exactly those
+        "alerts": f"keyservices export alerts --new{owner}{cfg}",
+        # a dry run lists every risk flag and starts nothing (a plain run would write)
+        "risks": f"keyservices run --dry-run --json{cfg}",
         "won_lost": f"keyservices report{cfg}",
     }
 
@@ -277,6 +286,8 @@ def check_templates(env: Environment) -> None:
     import or extend. A name built while rendering is left to the sandbox."""
     from jinja2 import TemplateError, meta, nodes
 
+    if env.loader is None:  # no templates to read
+        return
     pending, seen, problems = list(DIGEST_TEMPLATES), set[str](), list[str]()
     while pending:
         name = pending.pop()
@@ -284,7 +295,7 @@ def check_templates(env: Environment) -> None:
             continue
         seen.add(name)
         try:
-            source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+            source, filename, _ = env.loader.get_source(env, name)
             tree = env.parse(source, name, filename)
         except TemplateError:
             continue  # a syntax error or a missing include: reported when rendered, as before

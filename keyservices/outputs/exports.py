@@ -112,9 +112,7 @@ def read_nps_csv(path: Path) -> NpsScores:
         raise ConfigError(f"NPS file {path} is not UTF-8 text; save it as 'CSV UTF-8'") from None
     except OSError as exc:
         raise ConfigError(f"cannot read the NPS file {path}: {exc.strerror or exc}") from None
-    first = text.split("\n", 1)[0]
-    delimiter = max((",", ";", "\t"), key=first.count)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(text, newline=""), dialect=_survey_dialect(text))
     header = next(reader, None)
     if not header or not any(cell.strip() for cell in header):
         raise ConfigError(f"NPS file {path} is empty; it needs a header row such as "
@@ -138,10 +136,8 @@ def read_nps_csv(path: Path) -> NpsScores:
             continue
         out.rows += 1
 
-        def cell(at: int | None) -> str:
-            return cells[at].strip() if at is not None and at < len(cells) else ""
-
-        raw_score, email, raw_id = cell(score_at), cell(email_at), cell(id_at)
+        raw_score, email, raw_id = (_cell(cells, score_at), _cell(cells, email_at),
+                                    _cell(cells, id_at))
         score = nps_score(raw_score)
         if not raw_score:
             out.problems.append((line, "no score"))
@@ -179,3 +175,18 @@ def write(text: str, out: Path | None) -> Path | None:
         return None
     out.write_text("\ufeff" + text, encoding="utf-8", newline="")
     return out
+
+
+def _cell(cells: list[str], at: int | None) -> str:
+    """One cell of a survey row, stripped; a column the file lacks reads as empty."""
+    return cells[at].strip() if at is not None and at < len(cells) else ""
+
+
+def _survey_dialect(text: str) -> type[csv.Dialect] | str:
+    """The survey file's delimiter as ``csv.Sniffer`` reads it from the header row (a comma,
+    a semicolon from a European Excel, or a tab); a header it cannot read is plain CSV."""
+    first = text.split("\n", 1)[0]
+    try:
+        return csv.Sniffer().sniff(first, delimiters=",;\t")
+    except csv.Error:
+        return "excel"

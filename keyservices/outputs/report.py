@@ -33,7 +33,8 @@ WON_LOST_CSV = "won-lost.csv"
 REPORT_HTML = "report.html"
 
 Dimension = Literal["industry", "branch", "sales_rep"]
-DIMENSIONS: dict[str, str] = {"industry": "Industry", "branch": "Branch", "sales_rep": "Sales rep"}
+DIMENSIONS: dict[Dimension, str] = {"industry": "Industry", "branch": "Branch",
+                                    "sales_rep": "Sales rep"}
 TOTAL_GROUP = "(all)"  # the total row: every in-scope customer
 
 PENETRATION_COLUMNS = ["dimension", "group", "customers", "service_code", "service_name",

@@ -472,9 +472,7 @@ class RuleSet:
         out = set()
         for cat in categories:
             cls = self.class_of(cat)
-            if cls is not None and cls.upper() in wanted:
-                out.add(cat)
-            elif any(fnmatch.fnmatchcase(cat.upper(), g.upper()) for g in section.categories):
+            if cls is not None and cls.upper() in wanted or any(fnmatch.fnmatchcase(cat.upper(), g.upper()) for g in section.categories):
                 out.add(cat)
         return out
 

@@ -12,9 +12,26 @@ from pydantic import BaseModel, ValidationError
 from ..errors import RulesError
 from ..yamlfile import Problem, YamlProblems, dotted, load_yaml, position, problems_from_validation
 from .cross_sell import CrossSell, Units
-from .language import (PROPERTY_MAX_LENGTH, ContractsSection, Criterion, EquipmentSection, Exclude,
-                       GlSection, Industry, ItemsSoldSection, Monitor, Opportunities, Priority,
-                       PriorityRule, Renewal, RuleFile, RuleSet, Service, Tiers, When)
+from .language import (
+    PROPERTY_MAX_LENGTH,
+    ContractsSection,
+    Criterion,
+    EquipmentSection,
+    Exclude,
+    GlSection,
+    Industry,
+    ItemsSoldSection,
+    Monitor,
+    Opportunities,
+    Priority,
+    PriorityRule,
+    Renewal,
+    RuleFile,
+    RuleSet,
+    Service,
+    Tiers,
+    When,
+)
 
 
 def rule_files(location: Path) -> list[Path]:
@@ -36,6 +53,7 @@ def load_rules(location: Path, *, property_override: str | None = None) -> RuleS
         raise RulesError(f"no *.yaml rule files in {location}")
     problems: list[Problem] = []
     parsed: list[tuple[Path, Any, RuleFile]] = []
+    broken: list[Any] = []  # what the files that failed validation hold, as written
     for path in files:
         try:
             data = load_yaml(path)
@@ -52,9 +70,12 @@ def load_rules(location: Path, *, property_override: str | None = None) -> RuleS
             parsed.append((path, data, RuleFile.model_validate(dict(data))))
         except ValidationError as exc:
             problems.extend(problems_from_validation(exc, data, path, RuleFile))
+            broken.append(data)
     # files that parsed are also checked together, so one run reports every problem at once
     ruleset, merge_problems = (_merge(parsed, property_override, complete=not problems)
                                if parsed else (None, []))
+    if problems and merge_problems:  # what a broken file may still define is not "unknown"
+        merge_problems = [p for p in merge_problems if not _maybe_in(p, broken)]
     if problems:  # some files failed: "no services defined" would only be noise then
         merge_problems = [p for p in merge_problems if "no services defined" not in p.message]
     problems += merge_problems
@@ -62,6 +83,29 @@ def load_rules(location: Path, *, property_override: str | None = None) -> RuleS
         raise RulesError(_summary(problems))
     assert ruleset is not None
     return ruleset
+
+
+def _maybe_in(problem: Problem, broken: list[Any]) -> bool:
+    """Whether a problem of the merged files may be answered by a file that failed validation:
+    a service or monitor code it names, or a setting (monitor periods, priority tiers, the
+    opportunities block) it sets."""
+    for data in broken:
+        if not isinstance(data, dict):
+            continue
+        codes = [item.get("code") for key in ("services", "monitors")
+                 for item in (data.get(key) or []) if isinstance(item, dict)]
+        if any(isinstance(c, str) and repr(c) in problem.message for c in codes):
+            return True
+        settings = {"monitor_periods": "monitor_periods", "priority": "tier",
+                    "opportunities": "opportunities"}
+        if any(key in data and word in problem.message for key, word in settings.items()):
+            return True
+        items = data.get("services")
+        unreadable = not isinstance(items, list) or any(
+            not isinstance(item, dict) or not isinstance(item.get("code"), str) for item in items)
+        if "services" in data and unreadable and "unknown service" in problem.message:
+            return True  # its services are not all readable: any code may be among them
+    return False
 
 
 def _summary(problems: list[Problem]) -> str:
@@ -72,8 +116,9 @@ def _summary(problems: list[Problem]) -> str:
 
 def _merge(parsed: list[tuple[Path, Any, RuleFile]], property_override: str | None,
            complete: bool = True) -> tuple[RuleSet | None, list[Problem]]:
-    """Merge the files that parsed; ``complete`` is False when some did not (then references to
-    services, monitors and tiers are not checked: they may be defined in the broken file)."""
+    """Merge the files that parsed; ``complete`` is False when some did not (then "no
+    services defined" is left to the caller, and so are references a broken file may answer:
+    ``load_rules`` drops those)."""
     problems: list[Problem] = []
     settings: dict[str, tuple[Any, Path]] = {}
     classes: dict[str, tuple[str, Path]] = {}
@@ -140,13 +185,12 @@ def _merge(parsed: list[tuple[Path, Any, RuleFile]], property_override: str | No
                             f"model class {cls!r} is mapped from no category; add it under "
                             f"model_classes (known: {', '.join(sorted(mapped_classes)) or 'none'})"))
     periods = tuple(settings.get("monitor_periods", ((30, 60, 90), None))[0])
-    problems += _monitor_problems(parsed, periods if complete else None)
-    if complete:
-        by_code = {s.code: s for s in services}
-        problems += _reference_problems(parsed, by_code, set(seen_monitors))
-        problems += _cross_sell_problems(parsed, by_code, settings, mapped_classes)
-    if problems:
-        return None, problems
+    problems += _monitor_problems(parsed, periods)
+    # checked even when a file failed (``complete`` False): load_rules drops the problems that
+    # name what a broken file may define, so the rest is reported now, not on the next run
+    by_code = {s.code: s for s in services}
+    problems += _reference_problems(parsed, by_code, set(seen_monitors))
+    problems += _cross_sell_problems(parsed, by_code, settings, mapped_classes)
     ruleset = RuleSet(
         property=property_override or settings.get("property", ("ZCJKeyServices", None))[0],
         level=settings.get("level", ("parent", None))[0],

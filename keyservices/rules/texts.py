@@ -231,6 +231,18 @@ def compile_text(text: str) -> Template:
     return _ENV.from_string(tree)
 
 
+CONTACT_VARIABLES = frozenset({"contact", "phone", "email"})
+
+
+def names_contact(text: str) -> bool:
+    """Whether a monitor's text shows the customer's contact (so the run reads the contacts
+    table for it). A text that does not parse names none (the rules loader reports it)."""
+    try:
+        return bool(meta.find_undeclared_variables(_ENV.parse(text)) & CONTACT_VARIABLES)
+    except TemplateError:
+        return False
+
+
 def template_problem(text: str, criteria: int) -> str | None:
     """What is wrong with a monitor's text, or None: syntax, unknown variables, or anything the
     sandbox refuses when rendered with sample values (checked when the rules load)."""

@@ -9,11 +9,12 @@ value.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.sql.compiler import SQLCompiler
 
 
 def execute_many(conn: sa.Connection, stmt: sa.Insert, table: sa.Table,
@@ -35,7 +36,7 @@ def execute_many_tuples(conn: sa.Connection, stmt: sa.Insert, table: sa.Table,
     if not rows:
         return
     compiled = stmt.compile(dialect=conn.dialect, column_keys=list(keys))
-    convert = {} if converted else {
+    convert: dict[str, Callable[[Any], Any]] = {} if converted else {
         key: proc for key in keys if (proc := table.c[key].type.dialect_impl(
             conn.dialect).bind_processor(conn.dialect)) is not None}
     if not compiled.positional:
@@ -47,19 +48,20 @@ def execute_many_tuples(conn: sa.Connection, stmt: sa.Insert, table: sa.Table,
     order = list(compiled.positiontup or ())
     params = driver_rows(compiled, keys, rows)
     if convert:
-        at = [(order.index(key), proc, {}) for key, proc in convert.items()]
+        at: list[tuple[int, Callable[[Any], Any], dict[Any, Any]]] = [
+            (order.index(key), proc, {}) for key, proc in convert.items()]
         for n, values in enumerate(params):
             fixed = list(values)
-            for i, proc, seen in at:
+            for i, to_driver, seen in at:
                 value = fixed[i]
                 if value not in seen:  # a run's rows share their timestamp and dates
-                    seen[value] = proc(value)
+                    seen[value] = to_driver(value)
                 fixed[i] = seen[value]
             params[n] = tuple(fixed)
     conn.exec_driver_sql(str(compiled), params)
 
 
-def driver_rows(compiled: sa.engine.Compiled, keys: Sequence[str],
+def driver_rows(compiled: SQLCompiler, keys: Sequence[str],
                 rows: Sequence[tuple[Any, ...]]) -> list[Any]:
     """Rows given as tuples of the values of ``keys`` as the driver takes them for ``compiled``:
     the same tuples when its parameters come in that order, reordered tuples for another
@@ -85,7 +87,7 @@ def fetch_tuples(conn: sa.Connection, stmt: sa.Select) -> list[tuple[Any, ...]]:
 
 
 def fetch_batches(conn: sa.Connection, stmt: sa.Select, size: int = 50_000, *,
-                  raw: bool = False) -> Iterator[list[tuple[Any, ...]]]:
+                  raw: bool = False) -> Generator[list[tuple[Any, ...]], None, None]:
     """The rows of ``stmt`` as plain tuples, ``size`` at a time, straight from the driver.
 
     SQLAlchemy converts each value of each row (SQLite's dates are text), which at a million
@@ -101,7 +103,8 @@ def fetch_batches(conn: sa.Connection, stmt: sa.Select, size: int = 50_000, *,
     result = conn.exec_driver_sql(str(compiled), tuple(
         params[k] for k in compiled.positiontup or ()) if compiled.positional else params)
     cursor = result.cursor  # the driver's own rows: no per-row work above it
-    fixes = [] if raw else [(i, proc, {}) for i, proc in enumerate(procs) if proc is not None]
+    fixes: list[tuple[int, Callable[[Any], Any], dict[Any, Any]]] = [] if raw else [
+        (i, proc, {}) for i, proc in enumerate(procs) if proc is not None]
     try:
         while rows := cursor.fetchmany(size):
             if not fixes:

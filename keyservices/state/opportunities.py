@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
-from operator import attrgetter
+import unicodedata
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -106,20 +107,19 @@ class OpportunityTable:
                            customer_number: str | None = None) -> list[OpportunityRecord]:
         """Remembered opportunities, filtered; owner, service and customer ignore case.
 
+        The names are compared here, casefolded (:func:`folded`), not by the database: SQLite's
+        upper() knows ASCII only, so "Zoë Lambert" would never match "ZOË LAMBERT" there.
         Sorted active first (new, open, won, closed), then by priority, score and customer.
         """
         stmt = sa.select(opportunities)
         if status is not None:
             stmt = stmt.where(opportunities.c.status == status)
-        if owner is not None:
-            stmt = stmt.where(sa.func.upper(opportunities.c.owner) == owner.upper())
-        if service is not None:
-            stmt = stmt.where(sa.func.upper(opportunities.c.service_code) == service.upper())
-        if customer_number is not None:
-            stmt = stmt.where(sa.func.upper(opportunities.c.customer_number)
-                              == customer_number.upper())
+        wanted = [(name, folded(value)) for name, value in (
+            ("owner", owner), ("service_code", service), ("customer_number", customer_number))
+            if value is not None]
         with self.engine.connect() as conn:
-            found = [_record(r) for r in conn.execute(stmt)]
+            found = [_record(r) for r in conn.execute(stmt)
+                     if all(folded(getattr(r, name)) == value for name, value in wanted)]
         found.sort(key=lambda r: (_STATUS_ORDER.get(r.status, 9),
                                   PRIORITY_ORDER.get(r.priority, 9), -r.score,
                                   r.customer_number, r.service_code))
@@ -158,6 +158,14 @@ class OpportunityTable:
                           "have found it first)")
 
 
+def folded(name: str | None) -> str:
+    """A name (sales rep, customer, service code) as filters compare it: Unicode case folded
+    ("Zoë" and "ZOË", "Straße" and "STRASSE" alike) after composing its accents (an "ë" typed
+    as "e" and a combining diaeresis is the same letter), surrounding blanks ignored."""
+    return unicodedata.normalize(
+        "NFC", unicodedata.normalize("NFD", (name or "").strip()).casefold())
+
+
 _COLUMNS = tuple(opportunities.columns.keys())
 # the record's fields in its own order (positional construction is the fast one)
 _FIELD_COLUMNS = [opportunities.c[f.name] for f in dataclasses.fields(OpportunityRecord)]
@@ -169,7 +177,7 @@ def _row(record: OpportunityRecord) -> dict[str, Any]:
 
 
 def _record(row: sa.Row[Any]) -> OpportunityRecord:
-    return OpportunityRecord(**{name: getattr(row, name) for name in opportunities.columns.keys()})
+    return OpportunityRecord(**{name: getattr(row, name) for name in _COLUMNS})
 
 
 def _where(key: Key) -> tuple[sa.ColumnElement[bool], ...]:

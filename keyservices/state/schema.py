@@ -200,5 +200,5 @@ def consistency(engine: sa.Engine) -> list[str]:
     gone = sorted({low, high} - known)
     if not gone:
         return []
-    return [f"audit rows of run(s) {', '.join(map(str, gone))} have no run record (the runs "
-            "table was emptied or recreated)"]
+    return [(f"audit rows of run(s) {', '.join(map(str, gone))} have no run record (the runs "
+             "table was emptied or recreated)")]

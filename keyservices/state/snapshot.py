@@ -72,7 +72,8 @@ def save(state_dir: Path, as_of: dt.date, ids: np.ndarray, columns: Mapping[str,
     fd, tmp = tempfile.mkstemp(prefix=".facts-", suffix=".tmp", dir=target_dir)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+            # numpy's default, named so that mypy does not match ``**arrays`` against it
+            np.savez_compressed(fh, allow_pickle=True, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from ..credentials import mask_url
 from ..errors import ConfigError, KeyservicesError, SourceUnavailable
@@ -26,8 +26,7 @@ from .audit import AuditRows, causes_of, codes_of, stream_won_lost, values_of
 from .known import KnownErp, as_date, live_history
 from .lock import writable_folder
 from .opportunities import OpportunityTable
-from .schema import (changes, consistency, metadata, migrate, missing_tables, runs,
-                     verify)
+from .schema import changes, consistency, metadata, migrate, missing_tables, runs, verify
 
 log = logging.getLogger(__name__)
 WAL_AUTOCHECKPOINT = 1000  # pages (SQLite's default)
@@ -57,7 +56,7 @@ class StateStore(OpportunityTable, AlertTable):
 
     flags_runs: bool  # the runs carry the pending mark (False: a reader on an older store)
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str | URL) -> None:
         self.url = url
         try:
             self.engine = sa.create_engine(url)
@@ -85,7 +84,7 @@ class StateStore(OpportunityTable, AlertTable):
                 "fills empty values only)")
 
     @classmethod
-    def reader(cls, url: str) -> StateStore | None:
+    def reader(cls, url: str | URL) -> StateStore | None:
         """The store opened for reading only (a dry run writes nothing anywhere: no file, no
         table, no migration); None when a SQLite store does not exist yet."""
         if not store_exists(url):
@@ -115,7 +114,7 @@ class StateStore(OpportunityTable, AlertTable):
         return store
 
     @classmethod
-    def for_reading(cls, url: str) -> StateStore | None:
+    def for_reading(cls, url: str | URL) -> StateStore | None:
         """The store for a command that only reads it (history, status): opened and upgraded as
         usual, or, where that cannot be (a read-only folder, a damaged store), read as it is.
         None when there is no store yet."""
@@ -139,11 +138,13 @@ class StateStore(OpportunityTable, AlertTable):
         """A run record; ``erp_id`` and ``attr_id`` tie every audit row of the run to one ERP
         and one attribute (rollback and settling act only there)."""
         with self.engine.begin() as conn:
-            return int(conn.execute(runs.insert().values(
+            key = conn.execute(runs.insert().values(
                 started_at=_now(), as_of=as_of, erp=erp, property=prop, mode=mode,
                 baseline=baseline, status="running", pid=os.getpid(),
-                host=socket.gethostname(), erp_id=erp_id, attr_id=attr_id))
-                .inserted_primary_key[0])
+                host=socket.gethostname(), erp_id=erp_id, attr_id=attr_id)).inserted_primary_key
+            if key is None:  # only for an executemany or a table without a primary key
+                raise RuntimeError("the state store gave no id for the new run")
+            return int(key[0])
 
     def target(self, run_id: int) -> KnownErp | None:
         """The ERP and attribute a run wrote (None: no such run)."""
@@ -419,7 +420,7 @@ def _write_step(engine: sa.Engine) -> Iterator[sa.Connection]:
                 yield conn
         finally:
             if driver is not None:  # a broken connection must not hide the first error
-                with contextlib.suppress(conn.dialect.dbapi.Error):  # type: ignore[union-attr]
+                with contextlib.suppress(conn.dialect.loaded_dbapi.Error):
                     driver.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
 
 
@@ -459,7 +460,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now().replace(microsecond=0)
 
 
-def _named(url: str) -> Any:
+def _named(url: str | URL) -> Any:
     """A full disk or a read-only file under the state store, raised as the state store's
     failure: the run's ERP context would otherwise report it as a database error of the ERP."""
     def handle_error(context: sa.engine.ExceptionContext) -> None:
@@ -469,7 +470,7 @@ def _named(url: str) -> Any:
     return handle_error
 
 
-def state_error(url: str, exc: BaseException, doing: str) -> KeyservicesError:
+def state_error(url: str | URL, exc: BaseException, doing: str) -> KeyservicesError:
     """A failure of the state store named as one (never blamed on the ERP): a full disk says
     so and what to do."""
     text = str(getattr(exc, "orig", exc)).splitlines()[0] if str(exc) else type(exc).__name__
@@ -484,7 +485,7 @@ def state_error(url: str, exc: BaseException, doing: str) -> KeyservicesError:
     return SourceUnavailable(f"cannot {doing} the state store {mask_url(url)}: {text}")
 
 
-def store_exists(url: str) -> bool:
+def store_exists(url: str | URL) -> bool:
     """Whether there may be a state store to read: a SQLite file that is missing is none (and
     opening it would create it); any other database is asked when opened."""
     parsed = make_url(url)
