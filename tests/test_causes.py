@@ -229,7 +229,8 @@ def test_demo_night_two_names_a_cause_for_every_change_and_flags_the_takeout(
     assert any("deactivated or moved" in c for c in eve.causes)
     text = email.message_from_bytes(second.digest_eml.read_bytes(), policy=email.policy.default
                                     ).get_body(("plain",)).get_content()
-    assert "EVE001208" not in text[text.index("WHO TO CALL FIRST"):]
+    calls = text[text.index("WHO TO CALL FIRST"):text.index("SERVICES ADDED AND REMOVED")]
+    assert "EVE001208" not in calls
 
 
 def test_the_export_does_not_offer_a_customer_at_risk(erp: ErpBuilder, dealer: dict[str, int],

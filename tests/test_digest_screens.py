@@ -365,3 +365,42 @@ def test_the_overflow_hints_name_commands_that_list_without_writing() -> None:
                "lists them all)" in part
         assert "keyservices run --json" not in part and "run -c" not in part
         assert re.search(r"more new: keyservices export alerts --new ", part)
+
+
+def test_a_reps_copy_counts_its_own_customers_everywhere() -> None:
+    """A rep's copy said '22 cannot be written' in the subject and the company's 106 + 49 in
+    the body; 'AT RISK (7)' listed 6 customers, one under two flags (#24)."""
+    from keyservices.model import RiskFlag
+    from keyservices.outputs.digest import for_sales_rep
+
+    data = night(100)
+    data.counts.no_configuration, data.counts.no_attribute = 106, 49
+    data.risks = [RiskFlag(1, "CUS000001", "Leaving Co", BRANCHES[1], REPS[1], kind, "gone")
+                  for kind in ("takeout", "churn")]
+    mine = for_sales_rep(data, REPS[1])
+    own = len(mine.no_configuration) + len(mine.no_attribute)
+    assert 0 < own < 155
+    rendered = render(mine, find_templates_dir())
+    html, text, _ = bodies(rendered)
+    assert rendered.subject.endswith(f"; {own} cannot be written")
+    flat = re.sub(r"<[^>]+>", " ", html)
+    assert "155" not in flat and "106" not in text and f"{own}" in flat
+    assert "At risk (1)" in html and "AT RISK (1)" in text
+
+
+def test_the_calls_and_the_money_come_first() -> None:
+    """'Who to call first' started about 37 % down the page, and no money figure appeared in
+    the digest (#24): the calls now follow the headline numbers, with what they are worth."""
+    import dataclasses
+
+    data = night(40)
+    data.opportunities = [dataclasses.replace(o, estimated_annual_value=1200.0 + i)
+                          for i, o in enumerate(data.opportunities)]
+    rendered = render(data, find_templates_dir())
+    html, text, _ = bodies(rendered)
+    total = sum(1200.0 + i for i in range(40))
+    for part, calls, changes in ((html, "Who to call first", "Services added and removed"),
+                                 (text, "WHO TO CALL FIRST", "SERVICES ADDED AND REMOVED")):
+        assert part.index(calls) < part.index(changes)
+    assert f"~{total:,.0f} a year at stake" in text
+    assert f"~{total:,.0f} a year</b> at stake" in html

@@ -373,3 +373,20 @@ def test_explain_shows_the_priority_and_why(tmp_path: Path) -> None:
                      "estimated_annual_value": first.estimated_annual_value,
                      "value_basis": first.value_basis}]
     assert first.why  # the example priority rules always say which rule decided
+
+
+def test_the_shipped_rules_never_rank_a_bigger_account_lower_for_the_same_play() -> None:
+    """The uncovered-machine play became Medium for tier B (the 'Mid-size account' rule set a
+    priority first) and stayed High for tier C (#24)."""
+    import dataclasses
+
+    rules = load_rules(example_rules_dir())
+    ranks = {"Critical": 4, "High": 3, "Medium": 2, "Low": 1}
+    tier = {1: "A", 2: "B", 3: "C"}
+    play = ("Machines in the field without a service contract",)
+    for typical, own in ((False, "High"), (False, "Medium"), (True, "High"), (True, "Low")):
+        found = [dataclasses.replace(opp(cid, "CPY", 0.5, own), typical=typical,
+                                     cross_sell=() if typical else play)
+                 for cid in tier]
+        out = {o.customer_id: ranks[o.priority] for o in apply(rules, found, tier, {}, {})}
+        assert out[1] >= out[2] >= out[3], (typical, own, out)

@@ -560,3 +560,20 @@ def test_corrupt_counts_do_not_stop_status_or_history(tmp_path: Path, runner: Cl
         assert out.exit_code == 0 and "JSONDecodeError" not in out.output, out.output
     assert re.search(r"unreadable", runner.invoke(cli, ["status", "--json", "-c",
                                                         str(path)]).output)
+
+
+def test_a_store_a_first_run_stopped_making_is_still_new(tmp_path: Path) -> None:
+    """SQLite makes each table on its own: a first run killed between two CREATE TABLEs leaves
+    an empty runs table and no audit table. That store is new, not damaged."""
+    from keyservices.state.schema import runs
+
+    url = f"sqlite:///{(tmp_path / 'state.sqlite').as_posix()}"
+    engine = sa.create_engine(url)
+    runs.create(engine)
+    engine.dispose()
+    assert StateStore.reader(url) is None
+    store = StateStore(url)  # the rest is made
+    try:
+        assert "changes" in sa.inspect(store.engine).get_table_names()
+    finally:
+        store.close()

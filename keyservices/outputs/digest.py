@@ -46,6 +46,7 @@ from ..words import plural
 from .alerts import alert_context, quoted
 from .attachment import ATTACHMENT_LIMIT, Attachment, Listing, changes_listing
 from .files import atomic_write
+from .headline import subject_for, totals, unwritable_counts
 
 if TYPE_CHECKING:  # jinja2 is imported where a digest is rendered, not by every command
     from jinja2 import Environment
@@ -114,39 +115,6 @@ def _only(data: DigestData, attribute: Literal["branch", "sales_rep"], value: st
 def slug(text: str) -> str:
     """A file-name-safe form of a branch name."""
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "branch"
-
-
-def totals(data: DigestData) -> dict[str, Any]:
-    """Full lengths of the lists and the added/removed service counts, also for a trimmed copy."""
-    out = {"changes": len(data.changes), "no_configuration": len(data.no_configuration),
-           "no_attribute": len(data.no_attribute), "opportunities": len(data.opportunities),
-           "alerts": len(data.alerts), "new_alerts": sum(1 for a in data.alerts if a.new),
-           "added": sum(len(ch.added) for ch in data.changes),
-           "removed": sum(len(ch.removed) for ch in data.changes)}
-    out.update(data.totals)
-    return out
-
-
-def subject_for(data: DigestData, counted: dict[str, Any] | None = None) -> str:
-    c = data.counts
-    counted = counted or totals(data)
-    added, removed = counted["added"], counted["removed"]
-    marks = [m for m, on in (("TEST", data.mode == "test"), ("DRY RUN", data.dry_run),
-                             ("CHANGE GUARD", bool(data.guard_message))) if on]
-    if data.branch or data.sales_rep:
-        marks.insert(0, data.branch or data.sales_rep or "")
-    prefix = "[keyservices" + "".join(f" {m}" for m in marks) + "]"
-    unwritable = (counted["no_configuration"] + counted["no_attribute"]
-                  if data.branch or data.sales_rep
-                  else c.no_configuration + c.no_attribute)
-    if data.baseline:
-        body = f"baseline, {plural(c.classified, 'customer')} classified"
-    elif not counted["changes"]:
-        body = "nothing changed"
-    else:
-        body = (f"{plural(added, 'service')} added, {removed:,} removed on "
-                f"{plural(counted['changes'], 'customer')}")
-    return f"{prefix} {data.as_of.isoformat()}: {body}; {unwritable:,} cannot be written"
 
 
 def _change_order(ch: Change) -> tuple[str, str, str]:
@@ -353,6 +321,9 @@ def _context(data: DigestData, caps: _Caps, counted: dict[str, Any], listing: Li
         "more_notes": max(0, len(data.notes) - caps.notes),
         "total": counted, "added_total": counted["added"], "removed_total": counted["removed"],
         "wrote": wrote, "more": _pointers(data, listing, wrote), "listing": listing,
+        # the copy's own counts where the subject uses them (a rep's copy, its customers)
+        **unwritable_counts(data, counted),
+        "risk_customers": len({r.number for r in data.risks}),  # one customer, two flags
     }
 
 

@@ -19,14 +19,24 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
 from ..credentials import mask_url
-from ..errors import ConfigError, KeyservicesError, SourceUnavailable
+from ..errors import ConfigError, SourceUnavailable
 from ..model import Change
 from .alerts import AlertTable
 from .audit import AuditRows, causes_of, codes_of, stream_won_lost, values_of
+from .failures import named_failures, state_error
 from .known import KnownErp, as_date, live_history
 from .lock import writable_folder
 from .opportunities import OpportunityTable
-from .schema import changes, consistency, metadata, migrate, missing_tables, runs, verify
+from .schema import (
+    AUDIT_TABLES,
+    changes,
+    consistency,
+    metadata,
+    migrate,
+    missing_tables,
+    runs,
+    verify,
+)
 
 log = logging.getLogger(__name__)
 WAL_AUTOCHECKPOINT = 1000  # pages (SQLite's default)
@@ -65,7 +75,7 @@ class StateStore(OpportunityTable, AlertTable):
                 if db and db != ":memory:":
                     writable_folder(Path(db).parent, "the state store")
                 sa.event.listen(self.engine, "connect", _sqlite_durable_wal)
-            sa.event.listen(self.engine, "handle_error", _named(url))
+            sa.event.listen(self.engine, "handle_error", named_failures(url))
             problems = missing_tables(self.engine)
             if not problems:  # a new store is created; an existing one only gains later tables
                 metadata.create_all(self.engine)
@@ -100,6 +110,9 @@ class StateStore(OpportunityTable, AlertTable):
                                     f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}") from None
         if not present & {t.name for t in metadata.sorted_tables}:  # empty: no store yet
             store.engine.dispose()
+            return None
+        if not AUDIT_TABLES <= present and not missing_tables(store.engine):
+            store.engine.dispose()  # a first run stopped while making it: still no store
             return None
         problems = missing_tables(store.engine)
         if problems:  # half a store is not an empty one: its history is gone, not absent
@@ -458,31 +471,6 @@ def _counts(text: str | None, run_id: int) -> dict[str, Any]:
 
 def _now() -> dt.datetime:
     return dt.datetime.now().replace(microsecond=0)
-
-
-def _named(url: str | URL) -> Any:
-    """A full disk or a read-only file under the state store, raised as the state store's
-    failure: the run's ERP context would otherwise report it as a database error of the ERP."""
-    def handle_error(context: sa.engine.ExceptionContext) -> None:
-        text = str(context.original_exception).lower()
-        if any(word in text for word in ("full", "no space", "readonly", "read-only")):
-            raise state_error(url, context.original_exception, "write to")
-    return handle_error
-
-
-def state_error(url: str | URL, exc: BaseException, doing: str) -> KeyservicesError:
-    """A failure of the state store named as one (never blamed on the ERP): a full disk says
-    so and what to do."""
-    text = str(getattr(exc, "orig", exc)).splitlines()[0] if str(exc) else type(exc).__name__
-    if "full" in text.lower() or "no space" in text.lower():
-        return SourceUnavailable(f"the state store {mask_url(url)} is full ({text}): free space "
-                                 "on its disk (or move state.dir), then rerun. The ERP values "
-                                 "already written are audited; the next run settles the rest")
-    if "readonly" in text.lower() or "read-only" in text.lower():
-        return SourceUnavailable(f"the state store {mask_url(url)} is read-only ({text}): give "
-                                 "the service account write access, or point state.dir at a "
-                                 "folder it can write")
-    return SourceUnavailable(f"cannot {doing} the state store {mask_url(url)}: {text}")
 
 
 def store_exists(url: str | URL) -> bool:
