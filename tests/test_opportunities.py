@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from pathlib import Path
 
 from keyservices.calls.opportunities import find
 from keyservices.engine.classify import classify
@@ -121,3 +122,24 @@ def test_export_opportunities_with_the_decision_contact_first(tmp_path) -> None:
     none, zero = export_opportunities(config, service="MIT", as_of=AS_OF)
     assert zero == 0 and none.startswith("customer_number,")
     erp.engine.dispose()
+
+
+def test_the_share_reads_the_same_in_the_reason_and_the_priority_rule(tmp_path: Path) -> None:
+    """'81% of 124 Accounting customers use Copiers' beside 'Almost every peer uses it (tier B;
+    82% of industry peers use it)' for one customer on the demo: 101 of 124 is 81.45 %, and the
+    score keeps 81.5 (#24). Every opportunity states one share."""
+    import re as _re
+
+    import keyservices
+    from keyservices.commands.demo import demo
+
+    demo(tmp_path / "demo", customers=2000)
+    config = keyservices.load_config(tmp_path / "demo" / "config.yaml")
+    result = keyservices.run(config, dry_run=True)
+    checked = 0
+    for o in result.opportunities:
+        stated = set(_re.findall(r"(\d+)% of (?:\d+ \w+ customers|industry peers)",
+                                 " ".join([o.reason, *o.why])))
+        assert len(stated) <= 1, (o.number, o.reason, o.why)
+        checked += len(stated)
+    assert checked > 100

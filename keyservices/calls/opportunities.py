@@ -267,7 +267,10 @@ def _typical(found: _Found, rules: RuleSet, combos: list[Combo], at: np.ndarray,
             if svc.code in services or share < settings.typical_share:
                 continue
             priority = "High" if share >= 0.75 else "Medium" if share >= 0.6 else "Low"
-            why = f"{share:.0%} of {n} {label(group)} customers use {names[svc.code]}"
+            # the share as the score keeps it (a tenth of a percent), so that every line that
+            # states it (this reason, a priority rule's min_share) shows the same figure
+            shown = round(share * 100, 1) / 100
+            why = f"{shown:.0%} of {n} {label(group)} customers use {names[svc.code]}"
             lacking.append(found.offer(svc.code, priority, why, share, group))
         if lacking:
             gaps[k] = lacking
