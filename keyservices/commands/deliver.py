@@ -249,13 +249,13 @@ def delivery_notes(config: Config,
     notes = [f"{r.describe()}. It is kept and retried for {r.recipient} only, until it is older "
              f"than digest.max_age_days ({days}); check that address in {_config_name(config)}."
              for r in mail.kept_for_refused(outbox)]
-    notes += ["G" + _given_up_text(config, r)[1:] for r in gave_up]
+    notes += [_given_up_text(config, r) for r in gave_up]
     return notes
 
 
 def _given_up_text(config: Config, r: mail.Refusal) -> str:
     reached = ", ".join(r.delivered) if r.delivered else "no one"
-    return (f"gave up on sending {r.path.name} to {r.recipient}: the mail server refused it "
+    return (f"Gave up on sending {r.path.name} to {r.recipient}: the mail server refused it "
             f"({r.code} {r.reply}) until the message was older than digest.max_age_days "
             f"({config.digest.max_age_days}); it reached {reached}. It is kept in "
             f"{r.path.parent}: correct the address in {_config_name(config)} and forward it "
