@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from keyservices import demodb
+from keyservices import demodb, run
 from keyservices.config import Config, load_config
 from keyservices.resources import example_rules_dir
 
@@ -241,3 +241,16 @@ def config_for(tmp_path: Path):
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
+
+
+@pytest.fixture
+def guarded(erp: ErpBuilder, tmp_path: Path) -> Path:
+    """A dealer whose next run changes three values, more than write.max_changes: 1 allows."""
+    ids = [erp.customer(f"COP00{i}", f"Copier {i}") for i in range(1, 4)]
+    for cid in ids:
+        erp.equipment(cid, "MFP-A3-CO-03")
+    path = write_config(tmp_path, erp.url, "write:\n  max_changes: 1\n")
+    run(load_config(path))  # the baseline is exempt from the guard
+    for cid in ids:
+        erp.set_value(cid, None)
+    return path

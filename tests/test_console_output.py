@@ -18,13 +18,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import keyservices
 from keyservices.calls.lifecycle import OpportunityRecord
 from keyservices.cli import cli
 from keyservices.cli.opportunity import print_table
 from keyservices.cli.program import invoked_as
 
-from .conftest import ErpBuilder, write_config
 from .names_dealer import NIGHT2, NIGHT3, POLISH, build
 
 
@@ -167,15 +165,8 @@ def test_the_demo_next_steps_run_as_printed_after_the_readme_one_liner(tmp_path:
 
 
 # -- the change guard's message, once -------------------------------------------------------------
-def test_a_guarded_run_prints_the_guard_message_once(erp: ErpBuilder, tmp_path: Path) -> None:
-    ids = [erp.customer(f"COP00{i}", f"Copier {i}") for i in range(1, 4)]
-    for cid in ids:
-        erp.equipment(cid, "MFP-A3-CO-03")
-    path = write_config(tmp_path, erp.url, "write:\n  max_changes: 1\n")
-    keyservices.run(keyservices.load_config(path))  # the baseline is exempt from the guard
-    for cid in ids:
-        erp.set_value(cid, None)
-    result = CliRunner().invoke(cli, ["run", "-c", str(path)])
+def test_a_guarded_run_prints_the_guard_message_once(guarded: Path) -> None:
+    result = CliRunner().invoke(cli, ["run", "-c", str(guarded)])
     assert result.exit_code == 3, result.output
     assert len(re.findall("Change guard:", result.output)) == 1, result.output
     assert "Error: Change guard: 3 changes exceed write.max_changes = 1" in result.stderr

@@ -68,6 +68,13 @@ def fresh_venv(env_dir: Path) -> tuple[Path, Path, dict[str, str]]:
     return python, bindir, env
 
 
+def script_version(script: Path, env: dict[str, str], cwd: Path) -> None:
+    """The installed console script runs and names its version."""
+    shown = subprocess.run([str(script), "--version"], capture_output=True, text=True, env=env,
+                           timeout=60, cwd=cwd, check=False)
+    assert shown.returncode == 0 and shown.stdout.startswith("keyservices, version "), shown
+
+
 def pip_install(python: Path, *requirement: str) -> None:
     """This environment's pip installs into ``python``'s, offline; ``--no-deps``: the
     dependencies (pyodbc of the mssql extra among them) are borrowed, not downloaded."""
@@ -110,9 +117,7 @@ def test_documented_install_the_wheel_with_its_extra_runs_the_demo(dist: Path,
     python, bindir, env = fresh_venv(tmp_path / "venv")
     pip_install(python, f"{wheel}[mssql]")
     script = bindir / ("keyservices.exe" if os.name == "nt" else "keyservices")
-    shown = subprocess.run([str(script), "--version"], capture_output=True, text=True, env=env,
-                           timeout=60, cwd=tmp_path, check=False)
-    assert shown.returncode == 0 and shown.stdout.startswith("keyservices, version "), shown
+    script_version(script, env, tmp_path)
     demo_dir = tmp_path / "demo"
     demo = subprocess.run([str(script), "demo", "--dir", str(demo_dir), "--customers", "200"],
                           capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
@@ -134,9 +139,7 @@ def test_documented_install_from_a_clone(tmp_path: Path) -> None:
     python, bindir, env = fresh_venv(tmp_path / "venv")
     pip_install(python, f"{ROOT}[mssql]")
     script = bindir / ("keyservices.exe" if os.name == "nt" else "keyservices")
-    shown = subprocess.run([str(script), "--version"], capture_output=True, text=True, env=env,
-                           timeout=60, cwd=tmp_path, check=False)
-    assert shown.returncode == 0 and shown.stdout.startswith("keyservices, version "), shown
+    script_version(script, env, tmp_path)
 
 
 # an install command that names the package as if PyPI had it: pip/pipx install keyservices,

@@ -159,19 +159,6 @@ def test_an_unexpected_error_under_json_is_a_json_error_with_exit_1(
     assert _error(result)["error"]["type"] == "KeyError"
 
 
-@pytest.fixture
-def guarded(erp: ErpBuilder, tmp_path: Path) -> Path:
-    """A dealer whose next run changes three values, more than write.max_changes: 1 allows."""
-    ids = [erp.customer(f"COP00{i}", f"Copier {i}") for i in range(1, 4)]
-    for cid in ids:
-        erp.equipment(cid, "MFP-A3-CO-03")
-    path = write_config(tmp_path, erp.url, "write:\n  max_changes: 1\n")
-    keyservices.run(keyservices.load_config(path))  # the baseline is exempt from the guard
-    for cid in ids:
-        erp.set_value(cid, None)
-    return path
-
-
 def test_a_guarded_run_under_json_is_one_document_with_the_plan_and_the_error(
         guarded: Path, runner: CliRunner) -> None:
     result = runner.invoke(cli, ["run", "-c", str(guarded), "--json"])

@@ -37,14 +37,8 @@ def is_baseline(history: Sequence[KnownErp], *, identity: str, display: str, pro
     ``UnknownErp`` (exit 3) when the store's live runs were all against other ERPs, unless
     ``new_erp`` (a baseline on purpose) or ``force`` (the same ERP, renamed: carry on).
     """
+    refuse_new_erp_if_known(history, identity=identity, display=display, new_erp=new_erp)
     mine = [h for h in history if h.same_erp(identity, display)]
-    if new_erp and mine:
-        runs = sorted({h.property for h in mine})
-        raise KnownErpRefused(
-            f"--new-erp is for an ERP this state store has never written, but this ERP is "
-            f"already known as {mine[0].erp_id or mine[0].erp} (live runs of "
-            f"{', '.join(runs)}). Nothing was written. Run without --new-erp: the night then "
-            "compares with what it wrote before and the change guard counts every change")
     if not history or new_erp:
         return True
     if any(h.same_attribute(attr_id, prop) for h in mine):
@@ -61,6 +55,20 @@ def is_baseline(history: Sequence[KnownErp], *, identity: str, display: str, pro
         "once with --force; if it is another ERP, rerun with --new-erp (its first run is a "
         "baseline: it fills empty values only, and overwriting a value counts against the "
         "change guard)")
+
+
+def refuse_new_erp_if_known(history: Sequence[KnownErp], *, identity: str, display: str,
+                            new_erp: bool) -> None:
+    """``--new-erp`` on an ERP the store knows: refused (exit 2) in every mode, dry run
+    included, since a baseline there would make overwriting values free for a night."""
+    mine = [h for h in history if h.same_erp(identity, display)]
+    if new_erp and mine:
+        runs = sorted({h.property for h in mine})
+        raise KnownErpRefused(
+            f"--new-erp is for an ERP this state store has never written, but this ERP is "
+            f"already known as {mine[0].erp_id or mine[0].erp} (live runs of "
+            f"{', '.join(runs)}). Nothing was written. Run without --new-erp: the night then "
+            "compares with what it wrote before and the change guard counts every change")
 
 
 def clock_check(history: Sequence[KnownErp], *, identity: str, display: str, as_of: dt.date,

@@ -40,7 +40,7 @@ from ..state import StateStore, run_lock
 from . import why
 from .alerts import listing_for, save_alerts
 from .deliver import alert_failure, digest_and_send, preflight
-from .guard import clock_check, is_baseline
+from .guard import clock_check, is_baseline, refuse_new_erp_if_known
 from .result import RunResult
 
 log = logging.getLogger("keyservices")
@@ -170,9 +170,7 @@ def _baseline(config: Config, rules: RuleSet, erp: night.Erp, state: StateStore 
     history = state.live_history() if state is not None else []
     identity, display = erp.identity(), display_url(config.erp.url)
     attr_id, name = erp.attribute()
-    if new_erp:
-        is_baseline(history, identity=identity, display=display, prop=name, attr_id=attr_id,
-                    new_erp=True)
+    refuse_new_erp_if_known(history, identity=identity, display=display, new_erp=new_erp)
     if config.mode != "live":
         return False
     if not (explicit and dry_run):  # a dry run as of a date on purpose writes nothing

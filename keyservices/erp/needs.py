@@ -19,7 +19,7 @@ from ..calls.tonight import monitors_naming_contacts
 from ..calls.wonlost import ValueColumns
 from ..engine.metrics import Codes, NotCompilable, compile_rules, needed_codes
 from ..rules import RuleSet
-from .connection import ErpTables
+from .connection import ErpTables, attribute_statement
 from .contacts import contacts_statement
 from .facts import code_list_statements
 from .queries import customers_query, fact_queries, metric_queries
@@ -34,11 +34,10 @@ def run_statements(tables: ErpTables, rules: RuleSet, *,
 
     ``contacts``: whether the run reads the contacts (``Listing.contacts_for_alerts``, or
     the rep and branch copies' "call" lines); by default, whether a monitor text names one."""
-    a = tables.attributes
     extra = [ValueColumns(rules), *call_extras(rules)]
     codes = placeholder_codes(rules)
     needed = needed_codes(rules).union(*(e.codes_needed for e in extra))
-    out: list[sa.ClauseElement] = [sa.select(a.c.id).where(a.c.name == rules.property)]
+    out: list[sa.ClauseElement] = [attribute_statement(tables, rules.property)]
     out += [stmt for _, stmt in code_list_statements(tables, needed)]
     out.append(customers_query(tables, rules, 0))
     today = dt.date.today()
