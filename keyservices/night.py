@@ -24,6 +24,7 @@ from .config import Config
 from .engine.classify import Classification, classify
 from .erp import ErpTables, StatementCounter, attribute, connect, verify_schema, wrap_db_error
 from .erp.contacts import read_contacts
+from .erp.dated import note_absent
 from .erp.facts import read_facts
 from .erp.identity import database_identity
 from .erp.needs import needed_tables, unused_columns
@@ -85,6 +86,7 @@ class Erp:
     counter: StatementCounter
     _attribute: tuple[int, str] | None = None
     _identity: str | None = None
+    _dated: bool = False
 
     def attribute(self) -> tuple[int, str]:
         """The rules' property as the ERP knows it: its id and its name as the ERP spells it
@@ -105,6 +107,13 @@ class Erp:
             with self.engine.connect() as conn:
                 self._identity = database_identity(conn)
         return self._identity
+
+    def note_dated(self, conn: sa.Connection) -> None:
+        """Which optional dated columns the database has (asked once): the statements built
+        after this leave out the ones it lacks."""
+        if not self._dated:
+            self._dated = True
+            note_absent(conn, self.tables, needed_tables(self.rules, self.tables))
 
     def contacts(self, ids: set[int]) -> dict[int, Contact]:
         """The best contact of each of these customers: one more query, kept to the few named."""
@@ -215,6 +224,7 @@ def compute(config: Config, as_of: dt.date | None = None, *, erp: Erp,
         calls_mod.extras(rules) if calls else [])
     with gc_paused():
         with erp.engine.connect() as conn:
+            erp.note_dated(conn)
             check = ensure_readable(conn, erp.tables, rules, reporter=reporter, timings=timings,
                                     contacts=reads_contacts(config, rules))
             with check.explaining(erp.engine):

@@ -22,8 +22,10 @@ from ..engine.diff import attribute_is_foreign, owned, two_rows_note
 from ..engine.metrics import Codes, needed_codes
 from ..erp import ErpTables, attribute_id, display_url, indexes, verify_schema, wrap_db_error
 from ..erp.connection import is_on, session_settings
+from ..erp.dated import note_absent
 from ..erp.facts import read_categories, read_codes
 from ..erp.needs import needed_tables, placeholder_codes, run_reads, unused_columns
+from ..erp.profile import OPTIONAL_COLUMNS
 from ..erp.script import Printer, night_steps
 from ..erp.shapes import prepare
 from ..errors import SchemaError
@@ -70,9 +72,14 @@ def check(config: Config) -> CheckReport:
     try:
         with engine.connect() as conn:
             contacts = night.reads_contacts(config, rules)
+            note_absent(conn, tables, needed_tables(rules, tables, contacts=contacts))
             report.problems = verify_schema(
                 conn, tables, needed_tables(rules, tables, contacts=contacts),
                 unused_columns(rules, tables, contacts=contacts), report.warnings)
+            report.warnings += [
+                f"column {tables.physical(lo)}.{tables.profile[lo]['columns'][col]} ({lo}.{col}) "
+                f"not found: {OPTIONAL_COLUMNS[(lo, col)]}; if your database names it "
+                f"differently, set erp.profile.{lo}.columns.{col}" for lo, col in sorted(tables.absent)]
             if contacts:  # say which setting or rule needs the contacts table
                 marks = (tables.physical("contacts"),
                          tables.profile["customers"]["columns"]["decision_contact_id"])

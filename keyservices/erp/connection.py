@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from ..credentials import mask_url
 from ..errors import ConfigError, KeyservicesError, MissingExtra, SchemaError, SourceUnavailable
-from .profile import ENRICHMENTS, merged_profile
+from .profile import ENRICHMENTS, OPTIONAL_COLUMNS, merged_profile
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,8 @@ class ErpTables:
         # enrichment tables found missing in this database (``shapes.prepare``): left out of the
         # statements, their values blank
         self.missing: set[str] = set()
+        # optional dated columns found missing in this database (``dated.note_absent``)
+        self.absent: set[tuple[str, str]] = set()
         self.schema = schema
         self.metadata = sa.MetaData(schema=schema)
         self._tables: dict[str, sa.Table] = {}
@@ -97,6 +99,10 @@ class ErpTables:
         """This flag is declared as an integer in this database (PostgreSQL ``smallint``):
         ``is_on`` compares it with 1, and its values are read as numbers."""
         self._tables[logical].c[column].type = sa.SmallInteger()
+
+    def has(self, logical: str, column: str) -> bool:
+        """Whether statements may read this column: not an optional one this database lacks."""
+        return (logical, column) not in self.absent
 
     def optional(self, logical: str) -> bool:
         """An enrichment table under its default name: the run goes on without it."""
@@ -321,7 +327,13 @@ def verify_schema(conn: sa.Connection, tables: ErpTables, needed: list[str] | No
         for lname, phys in spec["columns"].items():
             if (logical, lname) in (unused or set()):
                 continue
-            if phys.lower() not in cols:
+            if phys.lower() not in cols and (logical, lname) in OPTIONAL_COLUMNS:
+                if warnings is not None:
+                    warnings.append(f"column {name}.{phys} ({logical}.{lname}) not found: "
+                                    f"{OPTIONAL_COLUMNS[(logical, lname)]}; if your database "
+                                    f"names it differently, set erp.profile.{logical}."
+                                    f"columns.{lname}")
+            elif phys.lower() not in cols:
                 problems.append(f"column {name}.{phys} ({logical}.{lname}) not found; set "
                                 f"erp.profile.{logical}.columns.{lname} in config.yaml")
     return problems

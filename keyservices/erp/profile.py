@@ -57,6 +57,7 @@ DEFAULT_PROFILE: dict[str, dict[str, Any]] = {
             "location_id": "LocationID",
             "model_id": "ModelID",
             "active": "Active",
+            "install_date": "InstallDate",  # [INF] optional: OPTIONAL_COLUMNS
         },
     },
     "contracts": {  # [DB]
@@ -77,7 +78,8 @@ DEFAULT_PROFILE: dict[str, dict[str, Any]] = {
     "contract_details": {  # [SQL] S1m: the contract lines, one per machine covered
         "table": "SCContractDetails",  # read only when an equipment rule uses on_contract
         "columns": {"id": "ContractDetailID", "contract_id": "ContractID",
-                    "equipment_id": "EquipmentID"},
+                    "equipment_id": "EquipmentID",
+                    "start_date": "StartDate", "end_date": "EndDate"},  # [API] optional
     },
     "contract_statuses": {  # [INF] the list behind SCContracts.ContractStatusID
         "table": "SCContractStatuses",
@@ -173,6 +175,20 @@ ENRICHMENTS: dict[str, str] = {
     "branches": "branches are shown blank",
     "sales_reps": "sales reps are shown blank",
     "customer_types": "industries are blank (industry: source: customer_type)",
+}
+
+
+# Dated columns the ERP may not have ([INF]/[API]): with one, a past date is rebuilt more
+# exactly (a machine counts from its install date; a contract line covers its machine only
+# between its start and end dates). A database without one still runs: the column is left
+# out, and ``check`` and ``backtest`` say what that costs.
+OPTIONAL_COLUMNS: dict[tuple[str, str], str] = {
+    ("equipment", "install_date"):
+        "machines count on every past date, whenever they were installed",
+    ("contract_details", "start_date"):
+        "a contract line covers its machine from its contract's start",
+    ("contract_details", "end_date"):
+        "a contract line covers its machine until its contract expires",
 }
 
 

@@ -25,6 +25,7 @@ _ONE: sa.ColumnClause[Any] = sa.literal_column("1")
 
 
 def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
+                   points: Sequence[dt.date] = (),
                    ) -> dict[str, tuple[sa.Select, list[int]]]:
     """Per kind, the statement computing its columns, and which table columns its values fill.
 
@@ -33,10 +34,11 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
     (integers read from the ERP's own code tables), which keeps SQL Server's 2,100-parameter limit
     out of reach and the statement text stable from night to night.
     """
-    day, until = _bounds(as_of)
+    day = _bounds(as_of)[0]
     names = itertools.count()
     out: dict[str, tuple[sa.Select, list[int]]] = {}
     mc, m = tables.model_categories, tables.models  # noqa: F841 - mc kept for symmetry
+    clock = Clock(day, points, compiled)
 
     def ids_in(column: sa.ColumnElement, ids: Sequence[int], null: bool = False
                ) -> sa.ColumnElement[bool]:
@@ -51,10 +53,8 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
             on = col_for["on_contract"]
             return on.is_not(None) if f.ids[0] else on.is_(None)
         if f.column == "expires_within":  # the base WHERE already keeps exp_date >= the run date
-            horizon = day + dt.timedelta(days=f.ids[0])
             return sa.and_(col_for["exp_date"].is_not(None),
-                           col_for["exp_date"] < sa.bindparam(f"horizon{next(names)}", horizon,
-                                                              type_=sa.Date))
+                           col_for["exp_date"] < clock.plus(f.ids[0], f"horizon{next(names)}"))
         if f.globs:
             text = sa.func.upper(sa.func.coalesce(col_for[f.column], ""))
             return sa.or_(*[text.like(_like(g.upper()), escape="\\") for g in f.globs])
@@ -72,7 +72,7 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
               ) -> sa.ColumnElement[bool]:
         parts = [where_of(f, col_for) for f in col.filters]
         if col.window is not None:
-            parts.append(date >= _since(day, col.window, f"since{next(names)}"))
+            parts.append(date >= clock.since(col.window, f"since{next(names)}"))
         return sa.and_(*parts) if parts else sa.true()
 
     def union(cols: list[Column], name: str) -> list[int]:
@@ -88,45 +88,50 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
         where = [key.is_not(None), ids_in(m.c.category_id, union(cols, "category_id"))]
         if all(any(f.column == "active" for f in c.filters) for c in cols):
             where.append(is_on(e.c.active))
-        frm = e.join(m, m.c.id == e.c.model_id)
+        inst = installed(tables, clock.until("installed_until"))
+        where += clock.where(inst)
+        frm = clock.join(e.join(m, m.c.id == e.c.model_id), inst)
         if any(f.column == "on_contract" for c in cols for f in c.filters):
-            covered = covered_equipment(tables, as_of)
-            frm = frm.outerjoin(covered, covered.c.equipment_id == e.c.id)
+            covered = covered_equipment(tables, as_of, clock)
+            frm = frm.outerjoin(covered, clock.same(covered, covered.c.equipment_id == e.c.id))
             col_for["on_contract"] = covered.c.equipment_id
-        stmt = (sa.select(key.label("customer_id"),
-                          *[aggregate(c, conds(c, col_for, None), None).label(f"c{i}")
-                            for i, c in zip(kinds["equipment"], cols)])
-                .select_from(frm).where(*where).group_by(key))
+        stmt = clock.grouped(sa.select(key.label("customer_id"),
+                                       *[aggregate(c, conds(c, col_for, None), None)
+                                         .label(f"c{i}")
+                                         for i, c in zip(kinds["equipment"], cols)])
+                             .select_from(frm).where(*where), key)
         out["equipment"] = (stmt, kinds["equipment"])
     if kinds["contracts"]:
         k = tables.contracts
         cols = [compiled.columns[i] for i in kinds["contracts"]]
         col_for = {"contract_code_id": k.c.contract_code_id, "bill_code_id": k.c.bill_code_id,
                    "status_id": k.c.status_id, "exp_date": k.c.exp_date}
-        stmt = (sa.select(k.c.customer_id,
-                          *[aggregate(c, conds(c, col_for, None),
-                                      k.c.base_rate if c.agg == "rate" else None).label(f"c{i}")
-                            for i, c in zip(kinds["contracts"], cols)])
-                .where(k.c.customer_id.is_not(None), k.c.contract_code_id.is_not(None),
-                       is_on(k.c.active),
-                       k.c.start_date < sa.bindparam("until", until, type_=sa.Date),
-                       sa.or_(k.c.exp_date.is_(None),
-                              k.c.exp_date >= sa.bindparam("day", day, type_=sa.Date)))
-                .group_by(k.c.customer_id))
+        live = sa.and_(k.c.start_date < clock.until("until"),
+                       sa.or_(k.c.exp_date.is_(None), k.c.exp_date >= clock.day("day")))
+        stmt = clock.grouped(
+            sa.select(k.c.customer_id,
+                      *[aggregate(c, conds(c, col_for, None),
+                                  k.c.base_rate if c.agg == "rate" else None).label(f"c{i}")
+                        for i, c in zip(kinds["contracts"], cols)])
+            .select_from(clock.join(k, live))
+            .where(k.c.customer_id.is_not(None), k.c.contract_code_id.is_not(None),
+                   is_on(k.c.active), *clock.where(live)), k.c.customer_id)
         out["contracts"] = (stmt, kinds["contracts"])
     if kinds["gl"]:
         g = tables.gl_detail
         cols = [compiled.columns[i] for i in kinds["gl"]]
         col_for = {"account_id": g.c.account_id, "transaction_type": g.c.transaction_type}
         longest = max(c.window or 0 for c in cols)
-        stmt = (sa.select(g.c.customer_id,
-                          *[aggregate(c, conds(c, col_for, g.c.date), g.c.amount).label(f"c{i}")
-                            for i, c in zip(kinds["gl"], cols)])
-                .where(g.c.customer_id.is_not(None),
-                       ids_in(g.c.account_id, union(cols, "account_id")),
-                       g.c.date >= _since(day, longest, "gl_since"),
-                       g.c.date < sa.bindparam("gl_until", until, type_=sa.Date))
-                .group_by(g.c.customer_id))
+        dated = sa.and_(g.c.date >= clock.since(longest, "gl_since"),
+                        g.c.date < clock.until("gl_until"))
+        stmt = clock.grouped(
+            sa.select(g.c.customer_id,
+                      *[aggregate(c, conds(c, col_for, g.c.date), g.c.amount).label(f"c{i}")
+                        for i, c in zip(kinds["gl"], cols)])
+            .select_from(clock.join(g, dated))
+            .where(g.c.customer_id.is_not(None),
+                   ids_in(g.c.account_id, union(cols, "account_id")), *clock.where(dated)),
+            g.c.customer_id)
         out["gl"] = (stmt, kinds["gl"])
     if kinds["items_sold"]:
         i, line, it = tables.invoices, tables.invoice_lines, tables.items
@@ -137,49 +142,146 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
         value_of = {"qty": line.c.quantity, "amount": line.c.amount, "top_price": unit,
                     "top_cost": unit_cost}
         longest = max(c.window or 0 for c in cols)
-        stmt = (sa.select(i.c.customer_id,
-                          *[aggregate(c, conds(c, col_for, i.c.date), value_of[c.agg])
-                            .label(f"c{j}") for j, c in zip(kinds["items_sold"], cols)])
-                .select_from(line.join(i, i.c.id == line.c.invoice_id)
-                             .join(it, it.c.id == line.c.item_id)
-                             .join(m, m.c.id == it.c.model_id))
-                .where(i.c.customer_id.is_not(None),
-                       sa.or_(i.c.void.is_(None), is_off(i.c.void)),
-                       ids_in(m.c.category_id, union(cols, "category_id")),
-                       i.c.date >= _since(day, longest, "items_since"),
-                       i.c.date < sa.bindparam("items_until", until, type_=sa.Date))
-                .group_by(i.c.customer_id))
+        dated = sa.and_(i.c.date >= clock.since(longest, "items_since"),
+                        i.c.date < clock.until("items_until"))
+        stmt = clock.grouped(
+            sa.select(i.c.customer_id,
+                      *[aggregate(c, conds(c, col_for, i.c.date), value_of[c.agg])
+                        .label(f"c{j}") for j, c in zip(kinds["items_sold"], cols)])
+            .select_from(clock.join(line.join(i, i.c.id == line.c.invoice_id)
+                                    .join(it, it.c.id == line.c.item_id)
+                                    .join(m, m.c.id == it.c.model_id), dated))
+            .where(i.c.customer_id.is_not(None),
+                   sa.or_(i.c.void.is_(None), is_off(i.c.void)),
+                   ids_in(m.c.category_id, union(cols, "category_id")), *clock.where(dated)),
+            i.c.customer_id)
         out["items_sold"] = (stmt, kinds["items_sold"])
     if kinds["invoices"]:
         i = tables.invoices
         cols = [compiled.columns[j] for j in kinds["invoices"]]
         longest = max(c.window or 0 for c in cols)
-        stmt = (sa.select(i.c.customer_id,
-                          *[aggregate(c, conds(c, {}, i.c.date), None).label(f"c{j}")
-                            for j, c in zip(kinds["invoices"], cols)])
-                .where(i.c.customer_id.is_not(None),
-                       sa.or_(i.c.void.is_(None), is_off(i.c.void)),
-                       i.c.date >= _since(day, longest, "invoices_since"),
-                       i.c.date < sa.bindparam("invoices_until", until, type_=sa.Date))
-                .group_by(i.c.customer_id))
+        dated = sa.and_(i.c.date >= clock.since(longest, "invoices_since"),
+                        i.c.date < clock.until("invoices_until"))
+        stmt = clock.grouped(
+            sa.select(i.c.customer_id,
+                      *[aggregate(c, conds(c, {}, i.c.date), None).label(f"c{j}")
+                        for j, c in zip(kinds["invoices"], cols)])
+            .select_from(clock.join(i, dated))
+            .where(i.c.customer_id.is_not(None),
+                   sa.or_(i.c.void.is_(None), is_off(i.c.void)), *clock.where(dated)),
+            i.c.customer_id)
         out["invoices"] = (stmt, kinds["invoices"])
     return out
 
 
-def covered_equipment(tables: ErpTables, as_of: dt.date) -> sa.Subquery:
+def covered_equipment(tables: ErpTables, as_of: dt.date, clock: Clock | None = None
+                      ) -> sa.Subquery:
     """The machines on a contract active on the run date (``SCContractDetails`` lines), each
     once: a derived table the equipment statement outer-joins, so "on a contract" and "on none"
     are counted in the same single pass (CEO Juice's MIF report, ID923). A contract counts as
-    the rules' contracts sections count it: active, started, not expired on the run date."""
+    the rules' contracts sections count it: active, started, not expired on the run date; its
+    line, where the database dates lines, only between the line's start and end (either may
+    be empty). With a ``clock`` of several dates: per date (its ``point`` column)."""
     d, k = tables.contract_details, tables.contracts
-    day, until = _bounds(as_of)
-    return (sa.select(d.c.equipment_id)
-            .select_from(d.join(k, k.c.id == d.c.contract_id))
-            .where(d.c.equipment_id.is_not(None), is_on(k.c.active),
-                   k.c.start_date < sa.bindparam("cover_until", until, type_=sa.Date),
-                   sa.or_(k.c.exp_date.is_(None),
-                          k.c.exp_date >= sa.bindparam("cover_day", day, type_=sa.Date)))
+    clock = clock or Clock(_bounds(as_of)[0])
+    day, until = clock.day("cover_day"), clock.until("cover_until")
+    live = [k.c.start_date < until, sa.or_(k.c.exp_date.is_(None), k.c.exp_date >= day)]
+    if tables.has("contract_details", "start_date"):
+        live.append(sa.or_(d.c.start_date.is_(None), d.c.start_date < until))
+    if tables.has("contract_details", "end_date"):
+        live.append(sa.or_(d.c.end_date.is_(None), d.c.end_date >= day))
+    frm = clock.join(d.join(k, k.c.id == d.c.contract_id), sa.and_(*live))
+    return (sa.select(*clock.key(), d.c.equipment_id)
+            .select_from(frm)
+            .where(d.c.equipment_id.is_not(None), is_on(k.c.active), *clock.where(*live))
             .distinct().subquery("covered"))
+
+
+def installed(tables: ErpTables, until: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """A machine counts on a date once installed (no install date: always), where the database
+    dates installs."""
+    if not tables.has("equipment", "install_date"):
+        return sa.true()
+    e = tables.equipment
+    return sa.or_(e.c.install_date.is_(None), e.c.install_date < until)
+
+
+class Clock:
+    """The dates a statement counts on: the run date's bounds as bind parameters (the night),
+    or, with ``points``, one row per as-of date of a small derived table every statement joins
+    (the backtest: all dates in one pass per table, grouped by ``point`` then customer).
+
+    A condition on dates goes into ``join`` (and, for the night, ``where``); the values it
+    compares with come from ``day``, ``until``, ``since`` and ``plus``.
+    """
+
+    def __init__(self, day: dt.date, points: Sequence[dt.date] = (),
+                 compiled: Compiled | None = None) -> None:
+        self.today = day
+        self.points = [p.date() if isinstance(p, dt.datetime) else p for p in points]
+        self.table: sa.Subquery | None = None
+        if self.points:
+            windows = {c.window for c in (compiled.columns if compiled else ())
+                       if c.window is not None}
+            windows |= {max(windows, default=1)}
+            ahead = {f.ids[0] for c in (compiled.columns if compiled else ())
+                     for f in c.filters if f.column == "expires_within"}
+            rows = []
+            for n, p in enumerate(self.points):
+                cells: list[sa.Label[Any]] = [sa.literal(n, sa.Integer).label("point"),
+                         sa.literal(p, sa.Date).label("day"),
+                         sa.literal(p + dt.timedelta(days=1), sa.Date).label("until")]
+                cells += [sa.literal(p - dt.timedelta(days=w - 1), sa.Date).label(f"since{w}")
+                          for w in sorted(windows)]
+                cells += [sa.literal(p + dt.timedelta(days=a), sa.Date).label(f"plus{a}")
+                          for a in sorted(ahead)]
+                rows.append(sa.select(*cells))
+            self.table = sa.union_all(*rows).subquery("points")
+
+    def day(self, name: str = "day") -> sa.ColumnElement[Any]:
+        if self.table is None:
+            return sa.bindparam(name, self.today, type_=sa.Date)
+        return self.table.c.day
+
+    def until(self, name: str = "until") -> sa.ColumnElement[Any]:
+        if self.table is None:
+            return sa.bindparam(name, self.today + dt.timedelta(days=1), type_=sa.Date)
+        return self.table.c.until
+
+    def since(self, window: int, name: str) -> sa.ColumnElement[Any]:
+        if self.table is None:
+            return _since(self.today, window, name)
+        return self.table.c[f"since{window}"]
+
+    def plus(self, days: int, name: str) -> sa.ColumnElement[Any]:
+        if self.table is None:
+            return sa.bindparam(name, self.today + dt.timedelta(days=days), type_=sa.Date)
+        return self.table.c[f"plus{days}"]
+
+    def join(self, frm: sa.FromClause, on: sa.ColumnElement[bool]) -> sa.FromClause:
+        """``frm`` joined to the dates its rows count on (the night: ``frm`` itself)."""
+        return frm if self.table is None else frm.join(self.table, on)
+
+    def where(self, *conds: sa.ColumnElement[bool]) -> list[sa.ColumnElement[bool]]:
+        """The night's date conditions, for its WHERE (with points they are in the join)."""
+        return list(conds) if self.table is None else []
+
+    def key(self) -> list[sa.ColumnElement[Any]]:
+        return [] if self.table is None else [self.table.c.point]
+
+    def same(self, other: sa.Subquery, on: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
+        """``on``, and (with points) for the same date as ``other``."""
+        if self.table is None:
+            return on
+        return sa.and_(on, other.c.point == self.table.c.point)
+
+    def grouped(self, stmt: sa.Select, key: sa.ColumnElement[Any]) -> sa.Select:
+        """Grouped by customer (with points: by date, then customer, the date first)."""
+        if self.table is None:
+            return stmt.group_by(key)
+        point = self.table.c.point
+        return (stmt.with_only_columns(point, *stmt.selected_columns, maintain_column_froms=True)
+                .group_by(point, key).order_by(point))
 
 
 def _like(glob: str) -> str:
@@ -260,6 +362,7 @@ def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
         in_categories = mc.c.code.in_(sa.bindparam("equipment_categories",
                                                    sorted(equipment_cats), expanding=True))
         frm = e.join(m, m.c.id == e.c.model_id).join(mc, mc.c.id == m.c.category_id)
+        dated = [installed(tables, sa.bindparam("installed_until", until, type_=sa.Date))]
         on: list[sa.ColumnElement] = []  # units on an active contract: active, then all
         if any(s.on_contract is not None for s in rules.all_sections("equipment")):
             covered = covered_equipment(tables, as_of)
@@ -274,12 +377,12 @@ def fact_queries(tables: ErpTables, rules: RuleSet, categories: list[str],
             active = sa.func.sum(sa.case((is_on(e.c.active), _ONE), else_=_ZERO))
             stmt = (sa.select(where.label("customer_id"), mc.c.code, active.label("units"),
                               sa.func.count().label("all_units"), *on)
-                    .select_from(frm).where(in_categories, *of(e.c.customer_id,
-                                                               e.c.location_id)))
+                    .select_from(frm).where(in_categories, *dated,
+                                            *of(e.c.customer_id, e.c.location_id)))
         else:
             stmt = (sa.select(where.label("customer_id"), mc.c.code,
                               sa.func.count().label("units"), *on)
-                    .select_from(frm).where(is_on(e.c.active), in_categories,
+                    .select_from(frm).where(is_on(e.c.active), in_categories, *dated,
                                             *of(e.c.customer_id, e.c.location_id)))
         queries["equipment"] = stmt.group_by(where, mc.c.code)
     if rules.all_sections("contracts"):
