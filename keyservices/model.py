@@ -321,6 +321,13 @@ class Opportunity:
     value_basis: str = ""  # where the value comes from, e.g. "median of 41 Legal peers' contracts"
     typical: bool = True  # found by industry typicality (priority rules' source: typical)
     cross_sell: tuple[str, ...] = ()  # the cross-sell rules that found it (source: cross_sell)
+    # the play that found it (industry_gap, cross_sell:<rule>, uncovered_machines) and, once
+    # ranked (keyservices.calls.ranking), the chance it is won within 90 days, learned from the
+    # dealer's history, and that chance x the annual value
+    play: str = "industry_gap"
+    p_win: float | None = None
+    expected_value: float | None = None
+    evidence: str = ""  # the rate's evidence in one sentence, e.g. "won 14 of 83 like this"
 
 
 @dataclass(slots=True)

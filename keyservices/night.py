@@ -17,7 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import calls as calls_mod
-from .calls.monitors import Contact
+from .calls.backtest import HORIZON_DAYS, Backtest, as_of_dates, run_backtest
+from .calls.monitors import Contact, MonitorColumns
+from .calls.rates import Rates
 from .calls.tonight import monitors_naming_contacts
 from .calls.wonlost import ValueColumns
 from .config import Config
@@ -26,6 +28,7 @@ from .erp import ErpTables, StatementCounter, attribute, connect, verify_schema,
 from .erp.contacts import read_contacts
 from .erp.dated import note_absent
 from .erp.facts import read_facts
+from .erp.history import read_history
 from .erp.identity import database_identity
 from .erp.needs import needed_tables, unused_columns
 from .erp.renewals import read_renewals
@@ -34,6 +37,11 @@ from .errors import ConfigError, KeyservicesError, SchemaError
 from .model import Facts, Renewal
 from .progress import Beside, Reporter, Timings, gc_paused, step
 from .rules import RuleSet, load_rules
+from .state import StateStore
+from .state.rates import load_rates
+
+MONTHS = 12  # as-of dates the rates are learned from (30 days apart)
+LEARN_EVERY_DAYS = 7  # stored rates older than this are learned again
 
 
 def rules_for(config: Config) -> RuleSet:
@@ -171,6 +179,8 @@ class Night:
     timings: Timings = field(default_factory=Timings)
     renewals: list[Renewal] = field(default_factory=list)  # listing.renewals_days: the calendar
     check: ValueCheck | None = None  # the verdict on the values, until ``settle``
+    rates: Rates | None = None  # the win rates the calls were ranked with
+    learned: bool = False  # ... learned tonight (a live run keeps them)
 
     def settle(self, erp: Erp, reporter: Reporter | None = None) -> None:
         """Wait for the check of the values; ``SchemaError`` (exit 2) if the ERP holds values
@@ -218,6 +228,9 @@ def compute(config: Config, as_of: dt.date | None = None, *, erp: Erp,
     timings = timings if timings is not None else Timings()
     rules = erp.rules
     attr = erp.attribute_id()
+    rates, learned = None, False
+    if calls and rules.opportunities is not None:
+        rates, learned = rates_for(config, erp, as_of, reporter=reporter, timings=timings)
     erp.counter.count = 0
     value_columns = ValueColumns(rules) if values else None
     extra = ([value_columns] if value_columns is not None else []) + (
@@ -245,7 +258,7 @@ def compute(config: Config, as_of: dt.date | None = None, *, erp: Erp,
                 with step(reporter, timings, "opportunities") as advance:
                     tonight = calls_mod.who_to_call(facts, classification, rules,
                                                     erp.contacts, alert_limit=alert_limit,
-                                                    listing=listing)
+                                                    listing=listing, rates=rates)
                     advance(len(tonight.opportunities))
             renewals: list[Renewal] = []
             if listing is not None and listing.renewals_days and listing.sales_reps:
@@ -255,7 +268,50 @@ def compute(config: Config, as_of: dt.date | None = None, *, erp: Erp,
     done = Night(as_of=as_of, rules=rules, attribute_id=attr, facts=facts,
                  classification=classification, values=value_columns, calls=tonight,
                  statements=erp.counter.count + 1, timings=timings, renewals=renewals,
-                 check=check)
+                 check=check, rates=rates, learned=learned)
     if settle:
         done.settle(erp, reporter=reporter)
     return done
+
+
+def rates_for(config: Config, erp: Erp, as_of: dt.date, *, reporter: Reporter | None = None,
+              timings: Timings | None = None) -> tuple[Rates, bool]:
+    """The win rates to rank ``as_of``'s calls with, and whether they were learned just now.
+
+    The stored ones (``backtest --save``, or a live run) when they were learned from outcomes
+    known by ``as_of`` and at most ``LEARN_EVERY_DAYS`` before it; else learned now from the
+    ERP's history before ``as_of``, so that a list as of a past date never uses what happened
+    after it."""
+    reader = StateStore.reader(config.state_url)
+    stored = None
+    if reader is not None:
+        try:
+            stored = load_rates(reader.engine, erp.identity())
+        finally:
+            reader.close()
+    if stored is not None and stored.learned_on is not None and stored.last is not None \
+            and stored.last + dt.timedelta(days=HORIZON_DAYS) <= as_of \
+            and as_of - stored.learned_on <= dt.timedelta(days=LEARN_EVERY_DAYS):
+        return stored, False
+    return learn(erp, as_of, MONTHS, reporter, timings or Timings())[0].rates, True
+
+
+def learn(erp: Erp, as_of: dt.date, months: int, reporter: Reporter | None,
+          timings: Timings) -> tuple[Backtest, int]:
+    """The backtest over ``months`` as-of dates before ``as_of`` (``calls.backtest``), read
+    from the ERP's dated history in one statement per kind of fact; and the statements sent."""
+    rules = erp.rules
+    extra = [e for e in calls_mod.extras(rules) if not isinstance(e, MonitorColumns)]
+    before = erp.counter.count
+    with step(reporter, timings, "learn win rates") as advance, gc_paused():
+        with erp.engine.connect() as conn:
+            erp.note_dated(conn)
+            check = ensure_readable(conn, erp.tables, rules, contacts=False)
+            check.verdict(erp.engine)
+            rebuilt = read_history(conn, erp.tables, rules, erp.attribute_id(),
+                                   as_of_dates(as_of, months), extra)
+        erp._dated = False  # the night asks again: the same statements every night
+        result = run_backtest(rebuilt.facts, rules, limits=rebuilt.limits,
+                              names=rules.service_names())
+        advance(result.rates.offered)
+    return result, erp.counter.count - before

@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "state": {"calls"},
     "outputs": {"rules", "engine", "calls"},
     "config": {"erp"},
-    "night": {"rules", "engine", "calls", "erp", "config"},
+    "night": {"rules", "engine", "calls", "erp", "state", "config"},
     "commands": {"rules", "engine", "calls", "erp", "state", "outputs", "config", "night",
                  "demodb"},
     "demodb": set(),

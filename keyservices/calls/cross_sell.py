@@ -48,6 +48,14 @@ def units(rules: RuleSet, compiled_index: Callable[[Column], int] | Mapping[Colu
             for i, r in wanted if r.equipment is not None}
 
 
+def play_of(rule: CrossSell) -> str:
+    """The play a rule's offers belong to, the unit a win rate is learned for: machines on no
+    contract offered a contract are ``uncovered_machines``; any other rule is its own play."""
+    if rule.offer and rule.equipment is not None and rule.equipment.on_contract is False:
+        return "uncovered_machines"
+    return f"cross_sell:{rule.name}"
+
+
 def combo_matches(rule: CrossSell, industry: str | None, services: frozenset[str]
                   ) -> list[str]:
     """The services this rule offers a customer of ``industry`` using ``services`` (before its
@@ -88,4 +96,4 @@ def tier_ok(rule: CrossSell, ids: Sequence[int], tiers: Mapping[int, str]) -> np
     return np.fromiter((tiers.get(cid) in wanted for cid in ids), dtype=bool, count=len(ids))
 
 
-__all__ = ["CrossSellColumns", "combo_matches", "reason", "section_of", "tier_ok", "units"]
+__all__ = ["CrossSellColumns", "combo_matches", "play_of", "reason", "section_of", "tier_ok", "units"]

@@ -39,6 +39,11 @@ class Offer:
     typical: bool = True
     cross_sell: tuple[str, ...] = ()
     why: tuple[str, ...] = ()
+    play: str = "industry_gap"
+    p_win: float | None = None
+    expected_value: float | None = None
+    evidence: str = ""
+    pinned: bool = False  # a priority rule pins it to the top of the list
 
 
 class OpportunityFrame(Sequence[Opportunity]):
@@ -233,7 +238,8 @@ class OpportunityFrame(Sequence[Opportunity]):
             service_code=o.service_code, score=o.score, status=STATUS_CODES[int(self.status[i])],
             age_days=int(self.age[i]), why=o.why, contact_name=name, contact_phone=phone,
             contact_email=email, estimated_annual_value=o.estimated_annual_value,
-            value_basis=o.value_basis, typical=o.typical, cross_sell=o.cross_sell)
+            value_basis=o.value_basis, typical=o.typical, cross_sell=o.cross_sell,
+            play=o.play, p_win=o.p_win, expected_value=o.expected_value, evidence=o.evidence)
         return made
 
     def set_contact(self, i: int, name: str, phone: str, email: str) -> None:
@@ -248,11 +254,12 @@ class OpportunityFrame(Sequence[Opportunity]):
 def _offer_of(o: Opportunity) -> Offer:
     return Offer(o.service_code, o.service, o.priority, o.reason, o.score,
                  o.estimated_annual_value, o.value_basis, o.typical, tuple(o.cross_sell),
-                 tuple(o.why))
+                 tuple(o.why), o.play, o.p_win, o.expected_value, o.evidence)
 
 
 _OBJECT_FIELDS = {"service_code", "service", "priority", "reason", "value_basis", "cross_sell",
-                  "why", "estimated_annual_value"}
+                  "why", "estimated_annual_value", "play", "p_win", "expected_value",
+                  "evidence"}
 
 
 class _People(Mapping[int, Any]):

@@ -28,6 +28,7 @@ from . import cross_sell as xs
 from .frame import PRIORITY_ORDER, Offer, OpportunityFrame
 from .money import PeerValues, peer_values
 
+INDUSTRY_GAP = "industry_gap"  # the play of an offer found by industry typicality
 Group = tuple[str | None, str | None]  # (industry, tier); tier None when peers: industry
 Combo = tuple[Group, frozenset[str]]
 
@@ -168,7 +169,8 @@ class _Found:
         self.parts: list[tuple[np.ndarray, np.ndarray]] = []  # (customer positions, offer ids)
 
     def offer(self, code: str, priority: str, reason: str, share: float, group: Group, *,
-              rule: str | None = None, value: float | None = None) -> int:
+              rule: str | None = None, value: float | None = None,
+              play: str = INDUSTRY_GAP) -> int:
         """The id of this offer (one object per distinct offer)."""
         if value is not None:
             worth: float | None = value
@@ -177,7 +179,7 @@ class _Found:
             estimate = self.money.estimate(group if group[0] else None, label(group), code)
             worth, basis = (estimate.value, estimate.basis) if estimate else (None, "")
         offer = Offer(code, self.names[code], priority, reason, round(share * 100, 1), worth,
-                      basis, rule is None, (rule,) if rule else ())
+                      basis, rule is None, (rule,) if rule else (), play=play)
         return self._id(offer)
 
     def _id(self, offer: Offer) -> int:
@@ -205,6 +207,8 @@ class _Found:
             rule = new.cross_sell[0] if new.cross_sell else None
             if rule is not None and rule not in have.cross_sell:
                 changes["cross_sell"] = (*have.cross_sell, rule)
+            if have.play == INDUSTRY_GAP and new.play != INDUSTRY_GAP:  # the rule's play
+                changes["play"] = new.play
             if new.value_basis == BY_RULE and have.value_basis != BY_RULE:
                 changes["estimated_annual_value"] = new.estimated_annual_value
                 changes["value_basis"] = BY_RULE
@@ -317,7 +321,7 @@ def _cross_sell(found: _Found, rules: RuleSet, combos: list[Combo], at: np.ndarr
                 found.offer(code, rule.priority, why,
                             users.get((group, code), 0) / peer_count
                             if peer_count and rule.lacks else 0.0,
-                            group, rule=rule.name, value=rule.value)
+                            group, rule=rule.name, value=rule.value, play=xs.play_of(rule))
                 for code in offered[k]]
         found.add(*_expand(rows, which.reshape(-1), per_pair))
 

@@ -18,10 +18,11 @@ from ..engine.metrics import Extra
 from ..model import Facts, Opportunity, StatusAlert
 from ..rules import RuleSet
 from ..rules.texts import names_contact
-from . import alertlife, cross_sell, monitors, priority
+from . import alertlife, cross_sell, monitors, priority, ranking
 from .cross_sell import CrossSellColumns
 from .frame import OpportunityFrame
 from .opportunities import find
+from .rates import Rates
 from .wonlost import MONTHS, ValueColumns
 
 ALERTS_PER_MONITOR_AND_BRANCH = 200  # texts rendered; hits and counts stay complete
@@ -31,8 +32,9 @@ def extras(rules: RuleSet) -> list[Extra]:
     """The extra columns monitors and priority rules need, for ``read_facts(extra=...)``."""
     # contract values first, as night.compute and check --show-sql put them (same SQL text)
     values = [ValueColumns(rules)] if rules.opportunities is not None else []
+    fleet = [ranking.FleetColumns()] if rules.opportunities is not None else []
     return [*values, monitors.MonitorColumns(rules), priority.PriorityColumns(rules),
-            CrossSellColumns(rules)]
+            CrossSellColumns(rules), *fleet]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +84,7 @@ def who_to_call(facts: Facts, classification: Classification, rules: RuleSet,
                 contacts: Mapping[int, monitors.Contact]
                 | Callable[[set[int]], Mapping[int, monitors.Contact]], *,
                 alert_limit: int | None = ALERTS_PER_MONITOR_AND_BRANCH,
-                listing: Listing | None = None) -> Calls:
+                listing: Listing | None = None, rates: Rates | None = None) -> Calls:
     """Tonight's opportunities, prioritised, and the status alerts behind them (texts rendered
     for at most ``alert_limit`` customers per monitor and branch; None: all, for an export).
 
@@ -107,14 +109,10 @@ def who_to_call(facts: Facts, classification: Classification, rules: RuleSet,
     if counts is None:
         out.notes.append("cross-sell rules with an equipment condition were skipped tonight: "
                          "the rules could not be computed as numbers (see the run log)")
-    found = find(facts, classification, rules, ordered=rules.priority is None, tiers=tiers,
-                 values=annual_by_service(rules, facts, classification), units=counts)
-    if rules.priority is not None and found:
-        found = priority.apply(
-            rules, found, tiers,
-            priority.renewals(rules, index, facts.codes, classification.services,
-                              classification.rolled),
-            hits)
+    found = offers(facts, classification, rules, tiers, counts, hits)
+    found = ranking.ranked(ranking.scored(
+        found, rates or Rates(), classification.services, tiers, rules.service_names(),
+        ranking.fleets(facts, classification.rolled, list(classification.services))))
     out.opportunities = found
     listed = listed_rows(found, listing)
     alerted = chosen.wanted if chosen is not None and listing.contacts_for_alerts(rules) else set()
@@ -134,6 +132,23 @@ def who_to_call(facts: Facts, classification: Classification, rules: RuleSet,
         out.notes += monitors.noisy(rules.monitors, out.alert_counts,
                                     len(classification.services))
     return out
+
+
+def offers(facts: Facts, classification: Classification, rules: RuleSet,
+           tiers: Mapping[int, str], counts: Mapping[int, np.ndarray] | None,
+           hits: Mapping[int, tuple[str, ...]]) -> OpportunityFrame:
+    """Every opportunity with the priority rules applied, in the static order (priority,
+    score, value): what the night ranks, and what the backtest compares its ranking with."""
+    index = facts.metrics.compiled.index_of if facts.metrics is not None else {}
+    found = find(facts, classification, rules, tiers=tiers,
+                 values=annual_by_service(rules, facts, classification), units=counts)
+    if rules.priority is not None and found:
+        found = priority.apply(
+            rules, found, tiers,
+            priority.renewals(rules, index, facts.codes, classification.services,
+                              classification.rolled),
+            hits)
+    return found
 
 
 def annual_by_service(rules: RuleSet, facts: Facts, classification: Classification

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from . import audit, demo, export, rules, run, secret, setup  # noqa: F401 - register commands
+from . import audit, backtest, demo, export, rules, run, secret, setup  # noqa: F401 - register commands
 from .base import KeyservicesGroup, cli
 from .opportunity import opportunity
 from .report import report

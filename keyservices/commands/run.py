@@ -37,6 +37,7 @@ from ..model import Counts, Facts, customer_column
 from ..progress import Beside, Reporter, Timings, gc_paused, step
 from ..rules import RuleSet
 from ..state import StateStore, run_lock
+from ..state.rates import save_rates
 from . import why
 from .alerts import listing_for, save_alerts
 from .deliver import alert_failure, digest_and_send, preflight
@@ -279,6 +280,9 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
             found, lifecycle_counts = tracked.visible, dict(tracked.counts)
         found = why.hold_back(found, risks)  # a customer at risk is not offered tonight
     tonight.settle(erp, reporter)
+    if tonight.learned and tonight.rates is not None and state is not None and not dry_run \
+            and tonight.rates.offered:  # kept, so the next nights need not learn them again
+        save_rates(state.engine, erp.identity(), tonight.rates)
     result = RunResult(
         run_id=run_id, as_of=as_of, mode=config.mode, dry_run=dry_run, baseline=baseline,
         counts=counts, changes=plan.changes, no_configuration=plan.no_configuration,

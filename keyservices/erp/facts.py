@@ -224,6 +224,7 @@ def _raw_batches(conn: sa.Connection, stmt: sa.Select) -> Iterator[Sequence[Any]
 
 
 _NATIVE_STREAMING = {"sqlite", "mssql"}
+raw_batches = _raw_batches  # the history reader (``erp.history``) streams the same way
 
 
 def _read_detail(conn: sa.Connection, tables: ErpTables, rules: RuleSet, as_of: dt.date,

@@ -105,8 +105,25 @@ alerts = sa.Table(
     sa.Column("monitor_code", sa.String(32), primary_key=True),
     sa.Column("first_seen", sa.Date, nullable=False),
 )
+# The win rates learned from the ERP's history (keyservices.calls.rates), the latest learning
+# per ERP: one row per cell (play, service, industry, tier, fleet, services held) with its evidence.
+win_rates = sa.Table(
+    "win_rates", metadata,
+    sa.Column("erp_id", sa.String(512), primary_key=True),
+    sa.Column("play", sa.String(128), primary_key=True),
+    sa.Column("service", sa.String(32), primary_key=True),
+    sa.Column("industry", sa.String(128), primary_key=True),
+    sa.Column("tier", sa.String(32), primary_key=True),
+    sa.Column("fleet", sa.String(32), primary_key=True),
+    sa.Column("held", sa.String(512), primary_key=True),
+    sa.Column("offered", sa.Integer, nullable=False),
+    sa.Column("won", sa.Integer, nullable=False),
+    sa.Column("first_as_of", sa.Date, nullable=False),
+    sa.Column("last_as_of", sa.Date, nullable=False),
+    sa.Column("learned_on", sa.Date, nullable=False),
+)
 # tables a store made by an earlier version may lack; a reader (dry run) treats them as empty
-LATER_TABLES = frozenset({"alerts"})
+LATER_TABLES = frozenset({"alerts", "win_rates"})
 # the tables whose rows belong together: a store that has one and lacks the other was damaged
 # (another table missing is made on open: the first version had only these two)
 AUDIT_TABLES = frozenset({"runs", "changes"})

@@ -1,0 +1,212 @@
+"""The backtest: the call list as it would have been on past dates, against what was won.
+
+For as-of dates 30 days apart, the list is rebuilt from the facts as they stood on each date
+(``erp.history``) with tonight's rules, and each offer is judged by the facts 90 days later:
+
+* an offer of a service the customer lacked is *won* when the customer uses the service 90
+  days on (its contract started, its machines or items were sold, its revenue came in, as the
+  rules define the service);
+* an offer of a service contract for machines on none (``uncovered_machines``) is won when
+  fewer of the rule's machines are on no contract 90 days on (one was put on a contract).
+
+The rates a date is ranked with are learned only from offers whose 90 days had passed by that
+date, so a date's list never uses what happened after it. Reported per play and overall: the
+precision of the top 25 and 100 (the share of them won), its lift over a random order and over
+the static priority order, the annual value the top 25 won, and calibration (predicted rate
+against what happened, by tenth of the predicted rate).
+
+Pure: numpy, the engine and the calls; the facts come in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..engine.classify import Classification, classify
+from ..model import Facts
+from ..rules import RuleSet
+from . import cross_sell, priority, ranking, tonight
+from .rates import Cell, Rates
+
+STEP_DAYS = 30
+HORIZON_DAYS = 90
+TOPS = (25, 100)
+
+
+def as_of_dates(day: dt.date, months: int) -> list[dt.date]:
+    """The dates to rebuild, oldest first: ``months`` as-of dates 30 days apart whose 90 days
+    have passed by ``day``, and the dates their outcomes are read on (up to ``day``)."""
+    steps = months + HORIZON_DAYS // STEP_DAYS
+    return [day - dt.timedelta(days=STEP_DAYS * k) for k in range(steps - 1, -1, -1)]
+
+
+@dataclass
+class Trials:
+    """The offers of one as-of date and what became of them, as columns."""
+
+    as_of: dt.date
+    cells: list[Cell]
+    at: np.ndarray  # each offer's cell
+    value: np.ndarray  # estimated annual value (0: none)
+    won: np.ndarray  # bool
+    static: np.ndarray  # the offers in the static priority order (positions)
+
+    def counts(self) -> list[tuple[Cell, int, int]]:
+        """(cell, offered, won) for learning."""
+        n = np.bincount(self.at, minlength=len(self.cells))
+        w = np.bincount(self.at, weights=self.won.astype(np.float64), minlength=len(self.cells))
+        return [(c, int(a), int(b)) for c, a, b in zip(self.cells, n.tolist(), w.tolist()) if a]
+
+
+def trials(facts: Facts, later: Facts, rules: RuleSet) -> Trials:
+    """The list as of ``facts.as_of``, each offer judged by ``later`` (90 days on)."""
+    now, then = classify(facts, rules), classify(later, rules)
+    index = facts.metrics.compiled.index_of if facts.metrics is not None else {}
+    tiers = priority.tiers(rules, index, facts.codes, now.services, now.rolled)
+    units = cross_sell.units(rules, index, facts.codes, now.rolled)
+    found = tonight.offers(facts, now, rules, tiers, units, {})
+    cells, at = ranking.cells(found, now.services, tiers,
+                              ranking.fleets(facts, now.rolled, list(now.services)))
+    codes = found.column("service_code").tolist()
+    customers = found.customer.tolist()
+    won = np.fromiter(((s in then.services.get(c, ()) and s not in now.services.get(c, ()))
+                       for c, s in zip(customers, codes)), dtype=bool, count=len(found))
+    plays = found.column("play")
+    uncovered = plays == "uncovered_machines"
+    if uncovered.any():
+        won[uncovered] = _covered_since(rules, facts, later, now, then,
+                                        found.customer[uncovered])
+    value = np.array([o.estimated_annual_value or 0.0 for o in found.offers],
+                     dtype=np.float64)[found.offer] if len(found) else np.zeros(0)
+    return Trials(facts.as_of, cells, at, value, won, np.arange(len(found)))
+
+
+def _covered_since(rules: RuleSet, facts: Facts, later: Facts, now: Classification,
+                   then: Classification, customers: np.ndarray) -> np.ndarray:
+    """Per customer, whether fewer of its machines are on no contract 90 days on."""
+    before = _uncovered_units(rules, facts, now)
+    after = _uncovered_units(rules, later, then)
+    return np.fromiter((after.get(c, 0.0) < before.get(c, 0.0) for c in customers.tolist()),
+                       dtype=bool, count=len(customers))
+
+
+def _uncovered_units(rules: RuleSet, facts: Facts, c: Classification) -> dict[int, float]:
+    index = facts.metrics.compiled.index_of if facts.metrics is not None else {}
+    counts = cross_sell.units(rules, index, facts.codes, c.rolled) or {}
+    ids = list(c.services)
+    total = np.zeros(len(ids))
+    for r, rule in enumerate(rules.cross_sell):
+        if r in counts and cross_sell.play_of(rule) == "uncovered_machines":
+            total = np.maximum(total, counts[r])
+    return dict(zip(ids, total.tolist()))
+
+
+@dataclass
+class Score:
+    """How one list did (a play's, or all), averaged over the as-of dates."""
+
+    play: str
+    offers: int = 0
+    won: int = 0
+    precision: dict[int, float] = field(default_factory=dict)  # top k -> share won
+    static: dict[int, float] = field(default_factory=dict)  # the static order's
+    value_won_top25: float = 0.0  # annual value won by the top 25, summed over the dates
+
+    @property
+    def base_rate(self) -> float:
+        """A random order's precision: the share of all offers won."""
+        return self.won / self.offers if self.offers else 0.0
+
+    def lift(self, k: int) -> float | None:
+        return self.precision[k] / self.base_rate if self.base_rate else None
+
+    def lift_static(self, k: int) -> float | None:
+        s = self.static.get(k)
+        return self.precision[k] / s if s else None
+
+
+@dataclass
+class Backtest:
+    """The result: scores per play and overall, calibration, the learned rates."""
+
+    dates: list[dt.date]  # as-of dates scored (those with history to learn from)
+    overall: Score
+    plays: list[Score]
+    calibration: list[tuple[float, float, int]]  # (predicted, observed, offers) per tenth
+    rates: Rates  # learned from every as-of date (what the night ranks with)
+    limits: list[str] = field(default_factory=list)
+
+
+def run_backtest(history: Sequence[Facts], rules: RuleSet, *, limits: Sequence[str] = (),
+                 names: Mapping[str, str] | None = None) -> Backtest:
+    """Score the learned ranking on every as-of date with history before it."""
+    step = HORIZON_DAYS // STEP_DAYS
+    judged = [trials(history[i], history[i + step], rules) for i in range(len(history) - step)]
+    learned_on = history[-1].as_of
+    rates = Rates.learn((t for tr in judged for t in tr.counts()),
+                        first=judged[0].as_of if judged else None,
+                        last=judged[-1].as_of if judged else None, learned_on=learned_on)
+    scored: list[tuple[Trials, np.ndarray, np.ndarray]] = []  # trials, p, expected value
+    for i, tr in enumerate(judged):
+        known = [t for t in judged[:i] if t.as_of + dt.timedelta(days=HORIZON_DAYS) <= tr.as_of]
+        if not known or not len(tr.at):
+            continue
+        r = Rates.learn((c for t in known for c in t.counts()), first=known[0].as_of,
+                        last=known[-1].as_of)
+        p = np.array([r.p(c) for c in tr.cells])[tr.at]
+        priced = tr.value[tr.value > 0]
+        neutral = float(np.median(priced)) if len(priced) else 1.0
+        scored.append((tr, p, p * np.where(tr.value > 0, tr.value, neutral)))
+    plays = sorted({c[0] for tr, _, _ in scored for c in tr.cells})
+    overall = _score("all plays", scored, None)
+    return Backtest([tr.as_of for tr, _, _ in scored], overall,
+                    [_score(play, scored, play) for play in plays], _calibration(scored),
+                    rates, list(limits))
+
+
+def _score(play: str, scored: Sequence[tuple[Trials, np.ndarray, np.ndarray]],
+           only: str | None) -> Score:
+    out = Score(play)
+    sums: dict[str, dict[int, float]] = {"p": {}, "s": {}}
+    dates = 0
+    for tr, _, ev in scored:
+        mask = np.ones(len(tr.at), dtype=bool) if only is None else \
+            np.array([c[0] == only for c in tr.cells], dtype=bool)[tr.at]
+        rows = np.flatnonzero(mask)
+        if not len(rows):
+            continue
+        dates += 1
+        out.offers += len(rows)
+        out.won += int(tr.won[rows].sum())
+        order = rows[np.lexsort((-tr.value[rows], -ev[rows]))]
+        static = tr.static[np.isin(tr.static, rows)]
+        for k in TOPS:
+            sums["p"][k] = sums["p"].get(k, 0.0) + float(tr.won[order[:k]].mean())
+            sums["s"][k] = sums["s"].get(k, 0.0) + float(tr.won[static[:k]].mean())
+        top = order[:25]
+        out.value_won_top25 += float(tr.value[top][tr.won[top]].sum())
+    out.precision = {k: v / dates for k, v in sums["p"].items()} if dates else {}
+    out.static = {k: v / dates for k, v in sums["s"].items()} if dates else {}
+    return out
+
+
+def _calibration(scored: Sequence[tuple[Trials, np.ndarray, np.ndarray]]
+                 ) -> list[tuple[float, float, int]]:
+    if not scored:
+        return []
+    p = np.concatenate([s[1] for s in scored])
+    won = np.concatenate([s[0].won for s in scored])
+    order = np.argsort(p, kind="stable")
+    out = []
+    for part in np.array_split(order, 10):
+        if len(part):
+            out.append((float(p[part].mean()), float(won[part].mean()), len(part)))
+    return out
+
+
+__all__ = ["HORIZON_DAYS", "STEP_DAYS", "Backtest", "Score", "Trials", "as_of_dates",
+           "run_backtest", "trials"]

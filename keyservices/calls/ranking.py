@@ -1,0 +1,135 @@
+"""One ranking for every play: the expected value of the call.
+
+Each opportunity gets ``p_win``, the chance its service is won within 90 days, from the win
+rate of its cell (``calls.rates``: play, service, industry, size tier, services held), and
+``expected_value`` = ``p_win`` x its estimated annual value. An opportunity nothing prices is
+valued at the median of tonight's priced offers, so that it ranks by its chance alone. The list
+is ordered by expected value (or by ``p_win`` where the rules say ``rank_by: p_win``); ties by
+value, then customer number. Priority rules stay on top of the ranking as the admin's
+overrides: a pinned opportunity comes first, a boost multiplies its expected value.
+
+Pure: numpy and the frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ..engine.metrics import Codes, Column, Extra, Filter
+from ..model import Facts
+from .frame import Offer, OpportunityFrame
+from .rates import Cell, Rates
+
+FLEETS = ("no machines", "1-2 machines", "3-9 machines", "10+ machines")
+
+
+class FleetColumns(Extra):
+    """Each customer's machines in the field (every category, active), the fleet of its cell."""
+
+    def columns(self, codes: Codes) -> list[Column]:
+        return [fleet_column(codes)]
+
+
+def fleet_column(codes: Codes) -> Column:
+    return Column("equipment", "units", (Filter("category_id", tuple(sorted(codes.categories))),
+                                         Filter("active")))
+
+
+def fleets(facts: Facts, rolled: np.ndarray | None, ids: Sequence[int]) -> dict[int, str]:
+    """Customer id -> its fleet band (in-scope customers, ``ids`` in classification order);
+    {} when the facts carry no numbers."""
+    if rolled is None or facts.metrics is None or facts.codes is None:
+        return {}
+    try:
+        units = rolled[:, facts.metrics.compiled.index_of(fleet_column(facts.codes))]
+    except KeyError:
+        return {}
+    band = np.searchsorted(np.array([0.5, 2.5, 9.5]), units)
+    return dict(zip(ids, (FLEETS[b] for b in band.tolist())))
+
+
+def cells(frame: OpportunityFrame, services: Mapping[int, frozenset[str]],
+          tiers: Mapping[int, str], fleet: Mapping[int, str] | None = None
+          ) -> tuple[list[Cell], np.ndarray]:
+    """The distinct cells of the frame's rows and each row's, by codes (a few thousand for a
+    million rows)."""
+    if not len(frame):
+        return [], np.zeros(0, dtype=np.int64)
+    book: dict[object, int] = {}
+
+    def coded(values: list[object]) -> np.ndarray:
+        return np.fromiter((book.setdefault(v, len(book)) for v in values), dtype=np.int64,
+                           count=len(values))
+
+    ids = frame.customer.tolist()
+    held_of: dict[frozenset[str] | None, str] = {None: ""}
+
+    def held_key(used: frozenset[str] | None) -> str:
+        got = held_of.get(used)
+        if got is None:
+            got = held_of[used] = "+".join(sorted(used or ()))
+        return got
+
+    held = coded([("h", held_key(services.get(c))) for c in ids])
+    industry = coded([("i", v) for v in frame.people("industry").tolist()])
+    tier = coded([("t", tiers.get(c)) for c in ids])
+    fleet = fleet or {}
+    size = coded([("f", fleet.get(c)) for c in ids])
+    key = np.stack([frame.offer, industry, tier, size, held])
+    unique, at = np.unique(key, axis=1, return_inverse=True)
+    names = {v: k for k, v in book.items()}
+    out: list[Cell] = []
+    for o, *parts in unique.T.tolist():
+        offer = frame.offers[o]
+        ind, tr, fl, hd = (names[x] for x in parts)
+        assert isinstance(ind, tuple) and isinstance(tr, tuple) and isinstance(fl, tuple) \
+            and isinstance(hd, tuple)
+        out.append((offer.play, offer.service_code, str(ind[1] or ""), str(tr[1] or ""),
+                    str(fl[1] or ""), str(hd[1])))
+    return out, at.reshape(-1)
+
+
+def scored(frame: OpportunityFrame, rates: Rates, services: Mapping[int, frozenset[str]],
+           tiers: Mapping[int, str], names: Mapping[str, str] | None = None,
+           fleet: Mapping[int, str] | None = None) -> OpportunityFrame:
+    """The frame with ``p_win``, ``expected_value`` and the rate's evidence on every row."""
+    if not len(frame):
+        return frame
+    found, at = cells(frame, services, tiers, fleet)
+    priced = [o.estimated_annual_value for o in frame.offers
+              if o.estimated_annual_value is not None and o.estimated_annual_value > 0]
+    neutral = float(np.median(priced)) if priced else 1.0
+    pairs = np.stack([frame.offer, at])
+    unique, which = np.unique(pairs, axis=1, return_inverse=True)
+    offers: list[Offer] = []
+    for o, c in unique.T.tolist():
+        offer, cell = frame.offers[o], found[c]
+        p = rates.p(cell)
+        value = offer.estimated_annual_value
+        offers.append(dataclasses.replace(
+            offer, p_win=round(p, 4),
+            expected_value=round(p * (value if value is not None and value > 0 else neutral), 2),
+            evidence=rates.evidence(cell, names)))
+    return frame.with_offers(which.reshape(-1), offers)
+
+
+def ranked(frame: OpportunityFrame, by: str = "expected_value") -> OpportunityFrame:
+    """Pinned first, then by expected value (or ``p_win``), then value, then customer number
+    and service."""
+    if not len(frame):
+        return frame
+    column = np.array([(o.p_win if by == "p_win" else o.expected_value) or 0.0
+                       for o in frame.offers], dtype=np.float64)[frame.offer]
+    pinned = np.array([o.pinned for o in frame.offers], dtype=bool)[frame.offer]
+    worth = np.array([o.estimated_annual_value or 0.0 for o in frame.offers],
+                     dtype=np.float64)[frame.offer]
+    codes = sorted({o.service_code for o in frame.offers})
+    code = np.array([codes.index(o.service_code) for o in frame.offers])[frame.offer]
+    numbers = frame.people("number").astype(str)
+    return frame.take(np.lexsort((code, numbers, -worth, -column, ~pinned)))
+
+
+__all__ = ["FLEETS", "FleetColumns", "cells", "fleet_column", "fleets", "ranked", "scored"]
