@@ -229,8 +229,6 @@ def compute(config: Config, as_of: dt.date | None = None, *, erp: Erp,
     rules = erp.rules
     attr = erp.attribute_id()
     rates, learned = None, False
-    if calls and rules.opportunities is not None:
-        rates, learned = rates_for(config, erp, as_of, reporter=reporter, timings=timings)
     erp.counter.count = 0
     value_columns = ValueColumns(rules) if values else None
     extra = ([value_columns] if value_columns is not None else []) + (
@@ -243,6 +241,16 @@ def compute(config: Config, as_of: dt.date | None = None, *, erp: Erp,
             with check.explaining(erp.engine):
                 facts = read_facts(conn, erp.tables, rules, attr, as_of, reporter=reporter,
                                    timings=timings, extra=extra, beside=beside)
+        if calls and rules.opportunities is not None:
+            # stored, or learned from the history before ``as_of`` (weekly at most), before the
+            # scan of the values starts (one big statement at a time); that scan covers the
+            # columns these reads use, and a failure here waits for its verdict. Its statements
+            # are the week's, not the night's.
+            with check.explaining(erp.engine):
+                sent = erp.counter.count
+                rates, learned = rates_for(config, erp, as_of, reporter=reporter,
+                                           timings=timings)
+                erp.counter.count = sent
         # the scan of the values runs now, on a second connection, while Python works
         check.start(erp.engine)
         if isinstance(listing, Future):
@@ -293,25 +301,26 @@ def rates_for(config: Config, erp: Erp, as_of: dt.date, *, reporter: Reporter | 
             and stored.last + dt.timedelta(days=HORIZON_DAYS) <= as_of \
             and as_of - stored.learned_on <= dt.timedelta(days=LEARN_EVERY_DAYS):
         return stored, False
-    return learn(erp, as_of, MONTHS, reporter, timings or Timings())[0].rates, True
+    return learn(erp, as_of, MONTHS, reporter, timings or Timings(), check=False)[0].rates, True
 
 
 def learn(erp: Erp, as_of: dt.date, months: int, reporter: Reporter | None,
-          timings: Timings) -> tuple[Backtest, int]:
+          timings: Timings, keep: bool = False, check: bool = True) -> tuple[Backtest, int]:
     """The backtest over ``months`` as-of dates before ``as_of`` (``calls.backtest``), read
-    from the ERP's dated history in one statement per kind of fact; and the statements sent."""
+    from the ERP's dated history in one statement per kind of fact; and the statements sent.
+    ``check``: the values these reads interpret are checked first (the night checks them
+    itself, beside)."""
     rules = erp.rules
     extra = [e for e in calls_mod.extras(rules) if not isinstance(e, MonitorColumns)]
     before = erp.counter.count
     with step(reporter, timings, "learn win rates") as advance, gc_paused():
         with erp.engine.connect() as conn:
             erp.note_dated(conn)
-            check = ensure_readable(conn, erp.tables, rules, contacts=False)
-            check.verdict(erp.engine)
+            if check:
+                ensure_readable(conn, erp.tables, rules, contacts=False).verdict(erp.engine)
             rebuilt = read_history(conn, erp.tables, rules, erp.attribute_id(),
                                    as_of_dates(as_of, months), extra)
-        erp._dated = False  # the night asks again: the same statements every night
-        result = run_backtest(rebuilt.facts, rules, limits=rebuilt.limits,
-                              names=rules.service_names())
+            result = run_backtest(rebuilt.facts, rules, limits=rebuilt.limits,
+                                  names=rules.service_names(), keep=keep)
         advance(result.rates.offered)
     return result, erp.counter.count - before

@@ -223,14 +223,16 @@ def test_demo_night_two_names_a_cause_for_every_change_and_flags_the_takeout(
         assert not any("not compared" in c or "did not change" in c for c in change.causes), (
             change.number, change.causes)
     takeouts = {f.number for f in second.risks if f.kind == "takeout"}
-    assert "EVE001208" in takeouts
+    assert takeouts  # the demo's next day pulls a fleet (which customer depends on the data)
     assert not [o for o in second.opportunities if o.number in takeouts]
-    eve = by_number(second)["EVE001208"]
-    assert any("deactivated or moved" in c for c in eve.causes)
+    changed = by_number(second)
+    taken = sorted(n for n in takeouts if n in changed)
+    assert taken, takeouts
+    assert any("deactivated or moved" in c for c in changed[taken[0]].causes)
     text = email.message_from_bytes(second.digest_eml.read_bytes(), policy=email.policy.default
                                     ).get_body(("plain",)).get_content()
     calls = text[text.index("WHO TO CALL FIRST"):text.index("SERVICES ADDED AND REMOVED")]
-    assert "EVE001208" not in calls
+    assert not [n for n in takeouts if n in calls]
 
 
 def test_the_export_does_not_offer_a_customer_at_risk(erp: ErpBuilder, dealer: dict[str, int],

@@ -371,7 +371,9 @@ def test_explain_shows_the_priority_and_why(tmp_path: Path) -> None:
     assert mine == [{"service": first.service, "priority": first.priority, "score": first.score,
                      "reason": first.reason, "why": list(first.why),
                      "estimated_annual_value": first.estimated_annual_value,
-                     "value_basis": first.value_basis}]
+                     "value_basis": first.value_basis, "play": first.play,
+                     "p_win": first.p_win, "expected_value": first.expected_value,
+                     "evidence": first.evidence, "rank": 1}]
     assert first.why  # the example priority rules always say which rule decided
 
 

@@ -21,7 +21,8 @@ Pure: numpy, the engine and the calls; the facts come in.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,6 +55,7 @@ class Trials:
     value: np.ndarray  # estimated annual value (0: none)
     won: np.ndarray  # bool
     static: np.ndarray  # the offers in the static priority order (positions)
+    customer: np.ndarray  # each offer's customer id
 
     def counts(self) -> list[tuple[Cell, int, int]]:
         """(cell, offered, won) for learning."""
@@ -62,47 +64,72 @@ class Trials:
         return [(c, int(a), int(b)) for c, a, b in zip(self.cells, n.tolist(), w.tolist()) if a]
 
 
-def trials(facts: Facts, later: Facts, rules: RuleSet) -> Trials:
-    """The list as of ``facts.as_of``, each offer judged by ``later`` (90 days on)."""
-    now, then = classify(facts, rules), classify(later, rules)
+@dataclass
+class Pending:
+    """One as-of date's list, waiting for the date 90 days on to judge it: what judging needs
+    of the date itself, kept once its facts are let go (memory stays with a few dates)."""
+
+    trials: Trials
+    codes: list[str]  # each offer's service code
+    uncovered_rows: np.ndarray  # offers of the uncovered_machines play
+    services: Mapping[int, frozenset[str]]  # the services each customer used on the date
+    bare: dict[int, float]  # machines on no contract, per customer (uncovered_machines)
+
+
+def prepare(facts: Facts, rules: RuleSet) -> Pending:
+    """The list as of ``facts.as_of`` (its facts may be let go afterwards)."""
+    now = classify(facts, rules)
     index = facts.metrics.compiled.index_of if facts.metrics is not None else {}
     tiers = priority.tiers(rules, index, facts.codes, now.services, now.rolled)
     units = cross_sell.units(rules, index, facts.codes, now.rolled)
     found = tonight.offers(facts, now, rules, tiers, units, {})
     cells, at = ranking.cells(found, now.services, tiers,
                               ranking.fleets(facts, now.rolled, list(now.services)))
-    codes = found.column("service_code").tolist()
-    customers = found.customer.tolist()
-    won = np.fromiter(((s in then.services.get(c, ()) and s not in now.services.get(c, ()))
-                       for c, s in zip(customers, codes)), dtype=bool, count=len(found))
-    plays = found.column("play")
-    uncovered = plays == "uncovered_machines"
-    if uncovered.any():
-        won[uncovered] = _covered_since(rules, facts, later, now, then,
-                                        found.customer[uncovered])
     value = np.array([o.estimated_annual_value or 0.0 for o in found.offers],
                      dtype=np.float64)[found.offer] if len(found) else np.zeros(0)
-    return Trials(facts.as_of, cells, at, value, won, np.arange(len(found)))
+    uncovered = (np.flatnonzero(found.column("play") == "uncovered_machines") if len(found)
+                 else np.zeros(0, np.int64))
+    out = Trials(facts.as_of, cells, at, value, np.zeros(len(found), dtype=bool),
+                 np.arange(len(found)), found.customer)
+    return Pending(out, found.column("service_code").tolist() if len(found) else [],
+                   uncovered, now.services, _uncovered_units(rules, facts, now))
 
 
-def _covered_since(rules: RuleSet, facts: Facts, later: Facts, now: Classification,
-                   then: Classification, customers: np.ndarray) -> np.ndarray:
-    """Per customer, whether fewer of its machines are on no contract 90 days on."""
-    before = _uncovered_units(rules, facts, now)
-    after = _uncovered_units(rules, later, then)
-    return np.fromiter((after.get(c, 0.0) < before.get(c, 0.0) for c in customers.tolist()),
-                       dtype=bool, count=len(customers))
+def judge(pending: Pending, later: Pending) -> Trials:
+    """Each offer of the pending date won or not, by the date 90 days on."""
+    tr, now, then = pending.trials, pending.services, later.services
+    tr.won = np.fromiter(((s in then.get(c, ()) and s not in now.get(c, ()))
+                          for c, s in zip(tr.customer.tolist(), pending.codes)),
+                         dtype=bool, count=len(pending.codes))
+    if len(pending.uncovered_rows):
+        rows = pending.uncovered_rows
+        tr.won[rows] = np.fromiter(
+            (later.bare.get(c, 0.0) < pending.bare.get(c, 0.0)
+             for c in tr.customer[rows].tolist()), dtype=bool, count=len(rows))
+    return tr
+
+
+def trials(facts: Facts, later: Facts, rules: RuleSet) -> Trials:
+    """The list as of ``facts.as_of``, each offer judged by ``later`` (90 days on)."""
+    return judge(prepare(facts, rules), prepare(later, rules))
 
 
 def _uncovered_units(rules: RuleSet, facts: Facts, c: Classification) -> dict[int, float]:
+    """Customer id -> machines on no contract (the uncovered_machines rules' count; customers
+    with none are left out)."""
+    plays = [r for r, rule in enumerate(rules.cross_sell)
+             if cross_sell.play_of(rule) == "uncovered_machines"]
+    if not plays:
+        return {}
     index = facts.metrics.compiled.index_of if facts.metrics is not None else {}
     counts = cross_sell.units(rules, index, facts.codes, c.rolled) or {}
-    ids = list(c.services)
+    ids = np.fromiter(c.services, dtype=np.int64, count=len(c.services))
     total = np.zeros(len(ids))
-    for r, rule in enumerate(rules.cross_sell):
-        if r in counts and cross_sell.play_of(rule) == "uncovered_machines":
+    for r in plays:
+        if r in counts:
             total = np.maximum(total, counts[r])
-    return dict(zip(ids, total.tolist()))
+    some = np.flatnonzero(total > 0)
+    return dict(zip(ids[some].tolist(), total[some].tolist()))
 
 
 @dataclass
@@ -139,14 +166,27 @@ class Backtest:
     calibration: list[tuple[float, float, int]]  # (predicted, observed, offers) per tenth
     rates: Rates  # learned from every as-of date (what the night ranks with)
     limits: list[str] = field(default_factory=list)
+    # per scored date: its offers, their learned p_win and expected value (``keep=True``)
+    scored: list[tuple[Trials, np.ndarray, np.ndarray]] = field(default_factory=list)
 
 
-def run_backtest(history: Sequence[Facts], rules: RuleSet, *, limits: Sequence[str] = (),
-                 names: Mapping[str, str] | None = None) -> Backtest:
-    """Score the learned ranking on every as-of date with history before it."""
+def run_backtest(history: Iterable[Facts], rules: RuleSet, *, limits: Sequence[str] = (),
+                 names: Mapping[str, str] | None = None, keep: bool = False) -> Backtest:
+    """Score the learned ranking on every as-of date with history before it. ``history``:
+    the facts on each date, oldest first, 30 days apart; each is let go once its list is
+    made, so memory holds a few dates' lists, not every date's facts."""
     step = HORIZON_DAYS // STEP_DAYS
-    judged = [trials(history[i], history[i + step], rules) for i in range(len(history) - step)]
-    learned_on = history[-1].as_of
+    pending: deque[Pending] = deque()
+    judged: list[Trials] = []
+    learned_on = None
+    for facts in history:
+        learned_on = facts.as_of
+        made = prepare(facts, rules)
+        if facts.metrics is not None:
+            facts.metrics.release()
+        if len(pending) == step:
+            judged.append(judge(pending.popleft(), made))
+        pending.append(made)
     rates = Rates.learn((t for tr in judged for t in tr.counts()),
                         first=judged[0].as_of if judged else None,
                         last=judged[-1].as_of if judged else None, learned_on=learned_on)
@@ -165,7 +205,7 @@ def run_backtest(history: Sequence[Facts], rules: RuleSet, *, limits: Sequence[s
     overall = _score("all plays", scored, None)
     return Backtest([tr.as_of for tr, _, _ in scored], overall,
                     [_score(play, scored, play) for play in plays], _calibration(scored),
-                    rates, list(limits))
+                    rates, list(limits), scored if keep else [])
 
 
 def _score(play: str, scored: Sequence[tuple[Trials, np.ndarray, np.ndarray]],
@@ -208,5 +248,5 @@ def _calibration(scored: Sequence[tuple[Trials, np.ndarray, np.ndarray]]
     return out
 
 
-__all__ = ["HORIZON_DAYS", "STEP_DAYS", "Backtest", "Score", "Trials", "as_of_dates",
-           "run_backtest", "trials"]
+__all__ = ["HORIZON_DAYS", "STEP_DAYS", "Backtest", "Pending", "Score", "Trials",
+           "as_of_dates", "judge", "prepare", "run_backtest", "trials"]

@@ -85,7 +85,11 @@ def find(facts: Facts, classification: Classification, rules: RuleSet, *,
     ids = list(classification.services)
     combos, at = _combos(customer_column(customers, "industry", ids), ids,
                          list(classification.services.values()), tiers if by_tier else None)
-    counts = np.bincount(at, minlength=len(combos)) if len(combos) else np.zeros(0, np.int64)
+    # peers are the customers that existed on the night's date (a list as of a past date
+    # knows nobody created after it)
+    existed = _existed(facts, ids)
+    counts = (np.bincount(at[existed], minlength=len(combos)) if len(combos)
+              else np.zeros(0, np.int64))
     peers: Counter[Group] = Counter()
     users: dict[tuple[Group, str], int] = {}
     for (group, services), n in zip(combos, counts.tolist()):
@@ -127,6 +131,16 @@ def _combos(industry: np.ndarray, ids: list[int], services: list[frozenset[str]]
     combos: list[Combo] = [((industry[row], tiers.get(ids[row]) if tiers is not None else None),
                             services[row]) for row in first[order].tolist()]
     return combos, renumber[at.reshape(-1)]
+
+
+def _existed(facts: Facts, ids: list[int]) -> np.ndarray:
+    """Whether each customer (``ids`` order) was created by the end of the night's date."""
+    after = dt.datetime.combine(facts.as_of + dt.timedelta(days=1), dt.time())
+    created = customer_column(facts.customers, "created", ids).tolist()
+    later = {c for c in set(created) if c is not None and c >= after}
+    if not later:
+        return np.ones(len(ids), dtype=bool)
+    return np.fromiter((c not in later for c in created), dtype=bool, count=len(ids))
 
 
 def _allowed(facts: Facts, ids: list[int], grace_days: int, excluded: list[str]) -> np.ndarray:

@@ -107,10 +107,12 @@ def scored(frame: OpportunityFrame, rates: Rates, services: Mapping[int, frozens
     offers: list[Offer] = []
     for o, c in unique.T.tolist():
         offer, cell = frame.offers[o], found[c]
-        p = rates.p(cell)
+        # as shown (4 decimals, at least 1 in 10,000: no call is "never"): the expected
+        # value is the shown p x value
+        p = max(round(rates.p(cell), 4), 0.0001)
         value = offer.estimated_annual_value
         offers.append(dataclasses.replace(
-            offer, p_win=round(p, 4),
+            offer, p_win=p,
             expected_value=round(p * (value if value is not None and value > 0 else neutral), 2),
             evidence=rates.evidence(cell, names)))
     return frame.with_offers(which.reshape(-1), offers)

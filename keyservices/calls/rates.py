@@ -7,11 +7,12 @@ such offers there were on past dates and how many were won in the 90 days after 
 A cell seen a few times says little, so every rate leans on the rate of the wider group it
 belongs to (beta-binomial smoothing, the prior's weight ``strength`` offers):
 
-    rate(cell) = (won + strength x rate(wider group)) / (offered + strength)
+    rate(cell) = (won + strength x rate(the wider group's other offers)) / (offered + strength)
 
 from the widest group down: all offers, then the play and service, then the industry, then the
 size tier (``priority.tiers``, where the rules define tiers), then the fleet (machines in the
-field: none, 1-2, 3-9, 10 or more), then the services held. A cell with hundreds of offers keeps its own rate; a cell with
+field: none, 1-2, 3-9, 10 or more), then the services held. Each offer counts once, in the
+narrowest group it belongs to; the groups above it lend their other offers' rate. A cell with hundreds of offers keeps its own rate; a cell with
 none takes its wider group's. Every number here can be said in one sentence: "won 14 of 83
 offers like this in the 12 months to 2026-11-01".
 
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 Cell = tuple[str, str, str, str, str, str]  # play, service, industry, tier, fleet, services held
 LEVELS = ("play and service", "industry", "size tier", "fleet", "services held")
 ROOT_RATE = 0.05  # the rate assumed before any history: one offer in twenty won
-STRENGTH = 20.0  # the prior's weight, in offers
+STRENGTH = 20.0  # the prior's weight, in offers (20 ranked best of 20, 100, 400 on the demo)
 SHOWN_FROM = 10  # evidence quoted from the narrowest group with at least this many offers
 
 
@@ -74,16 +75,23 @@ class Rates:
         return self._levels[0].get((), [0, 0])[1]
 
     def p(self, cell: Cell) -> float:
-        """The chance an offer of this cell is won within 90 days."""
-        return self._rate(cell, len(LEVELS))
+        """The chance an offer of this cell is won within 90 days.
 
-    def _rate(self, cell: Cell, depth: int) -> float:
-        key = _prefix(cell, depth)
+        From the widest group down, each group's prior is the rate of the wider group's *other*
+        offers (the cell's own offers are counted once, at its own level, not again in every
+        group above it, which would pull a cell of many lost offers to nothing)."""
+        key = tuple(cell)
         got = self._memo.get(key)
         if got is None:
-            wider = ROOT_RATE if depth == 0 else self._rate(cell, depth - 1)
-            offered, won = self._levels[depth].get(key, (0, 0))
-            got = self._memo[key] = (won + self.strength * wider) / (offered + self.strength)
+            rate = ROOT_RATE
+            counts = [self._levels[d].get(_prefix(cell, d), (0, 0))
+                      for d in range(len(LEVELS) + 1)]
+            for depth in range(len(LEVELS) + 1):
+                offered, won = counts[depth]
+                below = counts[depth + 1] if depth < len(LEVELS) else (0, 0)
+                rest_n, rest_w = offered - below[0], won - below[1]
+                rate = (rest_w + self.strength * rate) / (rest_n + self.strength)
+            got = self._memo[key] = rate
         return got
 
     def evidence(self, cell: Cell, describe: Mapping[str, str] | None = None) -> str:

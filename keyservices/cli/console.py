@@ -216,6 +216,10 @@ def print_explanation(e: Explanation) -> None:
         if o.get("estimated_annual_value"):
             click.echo(f"      worth about {o['estimated_annual_value']:,.0f} a year "
                        f"({t(o['value_basis'])})")
+        if o.get("p_win") is not None:
+            click.echo(f"      {t(o['play'])}: {o['p_win']:.1%} chance to win in 90 days "
+                       f"({t(o['evidence'])}); expected value {o['expected_value']:,.0f}, "
+                       f"#{o['rank']:,} on tonight's list")
         for why in o["why"]:
             click.echo(f"      {t(why)}")
     for a in e.alerts:

@@ -46,13 +46,21 @@ def export_group() -> None:
                    "contact_id column; its scores win over --nps-property's.")
 @click.option("--min-nps", type=click.IntRange(0, 10), default=9, show_default=True,
               help="The lowest score that makes a promoter (with --nps-property / --nps-csv).")
+@click.option("--include-hidden", is_flag=True, default=False,
+              help="Keep the opportunities a snooze or dismiss hides (marked hidden).")
 @as_of_option
 @json_option
 def export_opportunities_cmd(config_path: Path, fmt: Literal["csv", "hubspot"],
                              service: str | None, owner: str | None, out: Path | None,
                              nps_property: str | None, nps_csv: Path | None, min_nps: int,
-                             as_of: dt.datetime | None, as_json: bool) -> None:
-    """Who lacks a service most of their industry peers use, with a contact to call.
+                             include_hidden: bool, as_of: dt.datetime | None,
+                             as_json: bool) -> None:
+    """Who to call, in rank order: every play ranked by expected value, with a contact.
+
+    Each row carries its play (industry_gap, cross_sell:<rule>, uncovered_machines), p_win (the
+    chance the service is won within 90 days, learned from the ERP's history: keyservices
+    backtest), expected_value (p_win x the annual value) and the evidence for the rate. With
+    --as-of, nothing dated after that day is read, the rates included.
 
     The decision contact comes first, else the first active contact with an email. With
     --nps-property or --nps-csv only promoters (an NPS score of --min-nps or more) may be the
@@ -72,7 +80,10 @@ def export_opportunities_cmd(config_path: Path, fmt: Literal["csv", "hubspot"],
            if nps_property or nps_csv else None)
     result = export_opportunities(load_config_at(config_path), fmt=fmt,
                                   service=service, owner=owner,
-                                  as_of=as_of.date() if as_of else None, nps=nps)
+                                  as_of=as_of.date() if as_of else None, nps=nps,
+                                  include_hidden=include_hidden)
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
     if as_json:
         promoters = {} if nps is None else {
             "promoters": result.promoters, "left_out_customers": result.left_out_customers,
@@ -138,10 +149,24 @@ def _emit_rows(text: str, count: int, out: Path | None,
 
     data: dict[str, Any] = {"count": count, **(more or {})}
     if write(text, out) is None:
-        data["rows"] = list(csv.DictReader(io.StringIO(text, newline="")))
+        data["rows"] = [{k: _number(k, v) for k, v in row.items()}
+                        for row in csv.DictReader(io.StringIO(text, newline=""))]
     else:
         data["out"] = str(out)
     emit_json(data)
+
+
+# computed numbers, which a script wants as numbers (blank: null); every other cell is text
+_NUMBERS = {"estimated_annual_value": float, "Estimated Annual Value": float, "p_win": float,
+            "Chance To Win In 90 Days": float, "expected_value": float, "Expected Value": float,
+            "rank": int, "Rank": int}
+
+
+def _number(key: str, cell: str) -> Any:
+    kind = _NUMBERS.get(key)
+    if kind is None:
+        return cell
+    return kind(cell) if cell else None
 
 
 def _echo_csv(text: str) -> None:

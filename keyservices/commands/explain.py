@@ -32,7 +32,7 @@ class Explanation:
     value_now: str | None
     value_by_rules: str | None
     records: list[dict[str, Any]]  # the customer and its locations, each with facts and verdicts
-    # the customer's opportunities as tonight's run ranks them: priority, score, and why
+    # the customer's opportunities as tonight's run ranks them: play, chance, value, and why
     opportunities: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     alerts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     # asked about a location at level: parent: whether it follows the parent's value, and why
@@ -111,8 +111,10 @@ def explain(config: Config, customer: str, *, as_of: dt.date | None = None) -> E
         opportunities=[{"service": o.service, "priority": o.priority, "score": o.score,
                         "reason": o.reason, "why": list(o.why),
                         "estimated_annual_value": o.estimated_annual_value,
-                        "value_basis": o.value_basis}
-                       for o in tonight.calls.opportunities
+                        "value_basis": o.value_basis, "play": o.play, "p_win": o.p_win,
+                        "expected_value": o.expected_value, "evidence": o.evidence,
+                        "rank": n}
+                       for n, o in enumerate(tonight.calls.opportunities, 1)
                        if o.customer_id == target.id and not risks],  # at risk: not offered
         alerts=[{"monitor": a.monitor, "text": a.text} for a in tonight.calls.alerts
                 if a.customer_id == target.id],

@@ -31,6 +31,7 @@ from ..outputs.exports import (
     OpportunityExport,
     money_cell,
     nps_score,
+    rate_cell,
     read_nps_csv,
     write,
 )
@@ -56,11 +57,15 @@ def _hidden(config: Config, as_of: dt.date) -> frozenset[tuple[int, str]]:
 def export_opportunities(config: Config, *, fmt: Literal["csv", "hubspot"] = "csv",
                          service: str | None = None, owner: str | None = None,
                          as_of: dt.date | None = None,
-                         nps: NpsFilter | None = None) -> OpportunityExport:
-    """The opportunities (optionally one service's, one sales rep's) as CSV text, and how many.
+                         nps: NpsFilter | None = None,
+                         include_hidden: bool = False) -> OpportunityExport:
+    """The opportunities (optionally one service's, one sales rep's) as CSV text, and how many,
+    in rank order (``rank``: the position in the night's one ranking by expected value).
 
     With ``nps`` only promoters may be the contact, and customers with none are left out. The
-    survey CSV is read (and its header checked) before the database is touched.
+    survey CSV is read (and its header checked) before the database is touched. Snoozed and
+    dismissed opportunities are left out until their date (``include_hidden``: kept, marked
+    ``hidden``). Without a contacts table the contact columns are blank, with a warning.
     """
     as_of = as_of or dt.date.today()
     rules = night.rules_for(config)
@@ -76,23 +81,32 @@ def export_opportunities(config: Config, *, fmt: Literal["csv", "hubspot"] = "cs
         # customers at risk (takeout, churn) are not offered, as in the night's digest
         at_risk = why.at_risk(why.comparison(config, rules, tonight, erp_id=erp.identity()),
                               tonight, rules)
+        result = OpportunityExport("", 0)
+        stored: dict[int, str | None] = {}
+        rows: list[ContactRow] = []
         try:
             with erp.engine.connect() as conn:
-                stored: dict[int, str | None] = {}
                 if nps is not None and nps.property is not None:
                     stored = contact_property_values(conn, erp.tables, nps.property)
                 rows = contact_rows(conn, erp.tables)
         except SQLAlchemyError as exc:
-            raise _contact_db_error(exc, erp, nps) from exc
-    result = OpportunityExport("", 0)
+            if nps is not None or not _no_contacts(erp):
+                raise _contact_db_error(exc, erp, nps) from exc
+            # contacts are optional here as everywhere else: the rows go out without them
+            result.warnings.append(
+                f"the contacts table {erp.tables.physical('contacts')} (or a column of it) was "
+                "not found: the contact columns are blank. Set erp.profile.contacts in "
+                "config.yaml if your database names it differently")
     allowed = None
     if nps is not None:
         allowed = _promoter_test(nps, survey, stored, rows, result)
     contacts = best_contacts(rows, allowed)
     assert tonight.calls is not None
     found: Sequence[Opportunity] = why.hold_back(tonight.calls.opportunities, at_risk)
+    rank = {id(o): n for n, o in enumerate(found, 1)}  # the place in the one ranking
     hidden = _hidden(config, as_of)  # snoozed or dismissed: hidden here as in the digest
-    found = [o for o in found if (o.customer_id, o.service_code) not in hidden]
+    if not include_hidden:
+        found = [o for o in found if (o.customer_id, o.service_code) not in hidden]
     if service:
         found = [o for o in found if o.service == codes[service.upper()]]
     if owner:  # as the opportunity list compares names (accents composed, case folded)
@@ -108,13 +122,17 @@ def export_opportunities(config: Config, *, fmt: Literal["csv", "hubspot"] = "cs
     writer.writerow(HUBSPOT if fmt == "hubspot" else PLAIN)
     for o in found:
         first, last, email, phone = contacts.get(o.customer_id, ("", "", "", ""))
+        ranked = [o.play, rate_cell(o.p_win), money_cell(o.expected_value)]
         if fmt == "hubspot":
             writer.writerow([first, last, email, phone, o.name, o.service, o.priority, o.reason,
-                             o.sales_rep or "", o.number, money_cell(o.estimated_annual_value)])
+                             o.sales_rep or "", o.number, money_cell(o.estimated_annual_value),
+                             *ranked, rank[id(o)]])
         else:
             writer.writerow([o.number, o.name, o.branch or "", o.sales_rep or "", o.service,
                              o.priority, o.reason, first, last, email, phone,
-                             money_cell(o.estimated_annual_value), o.value_basis])
+                             money_cell(o.estimated_annual_value), o.value_basis, *ranked,
+                             o.evidence, rank[id(o)],
+                             "yes" if (o.customer_id, o.service_code) in hidden else ""])
     result.text, result.count = buf.getvalue(), len(found)
     return result
 
@@ -145,6 +163,16 @@ def _promoter_test(nps: NpsFilter, survey: NpsScores | None, stored: dict[int, s
     promoters = {i for i, score in scores.items() if score >= nps.min_score}
     result.promoters = sum(1 for row in rows if row.id in promoters)
     return lambda row: row.id in promoters
+
+
+def _no_contacts(erp: night.Erp) -> bool:
+    """Whether the contacts table (or a column the export reads of it) is missing: asked
+    only after reading them failed."""
+    try:
+        with erp.engine.connect() as conn:
+            return bool(verify_schema(conn, erp.tables, ["contacts"]))
+    except SQLAlchemyError:
+        return False
 
 
 def _contact_db_error(exc: SQLAlchemyError, erp: night.Erp,

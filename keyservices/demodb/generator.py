@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import MetaData, Table
 
 from ..errors import ConfigError
+from .adoption import Company, adopt
+from .bulk import flush as _flush
 from .schema import (
     ATTRIBUTE_ID,
     AWKWARD_NAMES,
-    BATCH,
     BILL_CODES,
     BRANCHES,
     CATEGORIES,
@@ -66,6 +66,7 @@ class DemoSummary:
     free_licences: int = 0
     url: str = ""
     contract_lines: int = 0  # SCContractDetails: machines on a contract
+    adopted: int = 0  # services taken up and fleets put on contract in the last two years
 
 
 @dataclass
@@ -101,6 +102,8 @@ class _Generator:
         self.rows: dict[str, list[dict[str, Any]]] = {}
         self.model_ids: dict[str, list[int]] = {}
         self.item_ids: dict[str, list[int]] = {}
+        self.companies: list[Company] = []
+        self.installed: dt.datetime = self.day  # the install date of the last machine made
 
     def emit(self, table: str, row: dict[str, Any]) -> None:
         self.rows.setdefault(table, []).append(row)
@@ -174,7 +177,9 @@ class _Generator:
                                   for k in range(1, size)]
             made += size
             if not prospect:
-                self._services(industry, parent, records)
+                held, uncovered = self._services(industry, parent, records)
+                if active:  # what the two years of adoption (``adoption``) start from
+                    self.companies.append(Company(parent, industry, size, held, uncovered))
             yield None
 
     def _company_name(self, industry: str, made: int) -> str:
@@ -229,26 +234,38 @@ class _Generator:
             "CustomerCustomPropertyID": self.ids.next("cp"), "CustomerID": cid,
             "ShAttributeID": attr, "TextVal": text, "Required": False})
 
-    def _services(self, industry: str, parent: int, records: list[int]) -> None:
+    def _services(self, industry: str, parent: int, records: list[int]
+                  ) -> tuple[frozenset[str], tuple[tuple[int, dt.datetime], ...]]:
+        """The company's services, and what it ends with: the services it uses and its
+        copiers on no contract (with their install dates)."""
         rng = self.rng
         p_cpy, p_mps, p_dm, p_it = INDUSTRIES[industry]
         sites = records  # equipment sits at the parent (single site) or at its locations
+        held: set[str] = set()
+        bare: list[tuple[int, dt.datetime]] = []
         if rng.random() < p_cpy:
-            copiers = [self.equipment(parent, rng.choice(sites), rng.choice(COPIERS))
-                       for _ in range(rng.randint(1, 4))]
+            held.add("CPY")
+            copiers = []
+            for _ in range(rng.randint(1, 4)):
+                copiers.append(self.equipment(parent, rng.choice(sites), rng.choice(COPIERS)))
+                bare.append((copiers[-1], self.installed))
             if rng.random() < 0.7:
                 self.cover(self.contract(rng.choice([parent] * 4 + sites),
                                          rng.choice(["COPY-MAINT", "COPY-CPC"])), copiers)
+                bare = [b for b in bare if b[0] % 7 == 0]  # cover() leaves every seventh off
             elif rng.random() < 0.3:
                 self.cover(self.contract(parent, "RENT-COPY"), copiers)
+                bare = [b for b in bare if b[0] % 7 == 0]
             self.sale(parent, rng.choice(COPIERS), rng.uniform(3500, 18000), 60, 1500)
         if rng.random() < p_mps:
+            held.add("MPS")
             mps = self.contract(parent, rng.choice(["MPS-FLEET", "MPS-CLICK"]))
             fleet = 1 if rng.random() < 0.1 else rng.randint(3, 12)  # a few too small to count
             self.cover(mps, [self.equipment(parent, rng.choice(sites), rng.choice(PRINTERS))
                              for _ in range(fleet)])
             self.gl(parent, "4200", 300, 2500, 12)
         if rng.random() < p_dm:
+            held.add("DM")
             how = rng.random()
             if how < 0.4:
                 self.contract(parent, rng.choice(["DM-SUB", "DM-SUPPORT"]))
@@ -259,6 +276,7 @@ class _Generator:
             self.sale(parent, "SW-DM-ECOPY", 0.0, 30, 700)
             self.summary.free_licences += 1
         if rng.random() < p_it:
+            held.add("MIT")
             if rng.random() < 0.6:
                 self.contract(parent, rng.choice(["IT-MANAGED", "IT-HELPDESK"]))
             self.gl(parent, "4300", 400, 3000, rng.randint(3, 12))
@@ -272,6 +290,7 @@ class _Generator:
             self.contract(parent, "SUPPLY-ONLY")
         self.gl(parent, "4100", 100, 1500, rng.randint(2, 10))
         self.gl(parent, "4500", 50, 600, rng.randint(1, 6))
+        return frozenset(held), tuple(bare)
 
     def equipment(self, owner: int, site: int, category: str, active: bool = True) -> int:
         eid = self.ids.next("equipment")
@@ -279,7 +298,8 @@ class _Generator:
             "EquipmentID": eid, "EquipmentNumber": f"EQ{eid:07d}",
             "SerialNumber": f"SN{self.rng.randint(10**7, 10**8 - 1)}", "CustomerID": owner,
             "LocationID": site, "ModelID": self.rng.choice(self.model_ids[category]),
-            "InstallDate": self.days_ago(30, 2000), "Active": active})
+            "InstallDate": (installed := self.days_ago(30, 2000)), "Active": active})
+        self.installed = installed
         self.summary.equipment += 1
         return eid
 
@@ -339,47 +359,12 @@ class _Generator:
         self.summary.invoice_lines += 1
 
 
-def _flush(conn: sa.Connection, md: MetaData, gen: _Generator, force: bool = False) -> None:
-    key = (md.schema + ".") if md.schema else ""
-    for name in list(gen.rows):
-        rows = gen.rows[name]
-        if rows and (force or len(rows) >= BATCH):
-            table = md.tables[key + name]
-            if conn.dialect.name == "sqlite":
-                _sqlite_insert(conn, table, rows)
-            else:
-                conn.execute(table.insert(), rows)
-            gen.rows[name] = []
-
-
-def _sqlite_insert(conn: sa.Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Bulk insert through the driver with positional tuples: SQLAlchemy's per-row parameter
-    processing is most of the build time at scale. Values are stored exactly as SQLAlchemy
-    stores them (datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff', dates as 'YYYY-MM-DD', booleans as
-    0/1), column defaults included, so the data and the queries over it are the same either way."""
-    columns = list(table.columns)
-    defaults = {c.name: c.default.arg for c in columns
-                if isinstance(c.default, sa.ColumnDefault) and c.default.is_scalar}
-    plain = {c.name for c in columns if isinstance(c.type, sa.Date)}  # 'YYYY-MM-DD' text
-
-    def value(v: Any, name: str) -> Any:
-        if isinstance(v, dt.datetime):
-            return v.date().isoformat() if name in plain else v.isoformat(" ", "microseconds")
-        if isinstance(v, bool):
-            return int(v)
-        return v
-
-    data = [tuple(value(r[c.name] if c.name in r else defaults.get(c.name), c.name)
-                  for c in columns) for r in rows]
-    sql = (f'INSERT INTO "{table.name}" ({", ".join(f"{chr(34)}{c.name}{chr(34)}" for c in columns)}) '
-           f'VALUES ({", ".join("?" for _ in columns)})')
-    conn.exec_driver_sql(sql, data)
-
-
 def populate(engine: sa.Engine, *, customers: int, seed: int = 42, as_of: dt.date,
-             schema: str | None = None, plain_dates: bool = False) -> DemoSummary:
+             schema: str | None = None, plain_dates: bool = False,
+             history: bool = True) -> DemoSummary:
     """Create the tables and load a deterministic dealer (streamed in batches); ``plain_dates``
-    stores dates without a time (``build_metadata``), the data being otherwise the same."""
+    stores dates without a time (``build_metadata``), the data being otherwise the same;
+    ``history`` adds the two years of adoption (``adoption``)."""
     md = build_metadata(schema, plain_dates=plain_dates)
     gen = _Generator(customers=customers, seed=seed, as_of=as_of)
     with engine.begin() as conn:
@@ -389,6 +374,8 @@ def populate(engine: sa.Engine, *, customers: int, seed: int = 42, as_of: dt.dat
         gen.reference()
         for _ in gen.customers():
             _flush(conn, md, gen)
+        if history:  # after every company: the ids drawn above stay as they were
+            adopt(gen, seed=seed)
         _flush(conn, md, gen, force=True)
         for index in demo_indexes(md):
             index.create(conn)
@@ -397,7 +384,8 @@ def populate(engine: sa.Engine, *, customers: int, seed: int = 42, as_of: dt.dat
 
 
 def build_demo_db(path: Path, *, customers: int, seed: int = 42, as_of: dt.date,
-                  overwrite: bool = False, plain_dates: bool = False) -> DemoSummary:
+                  overwrite: bool = False, plain_dates: bool = False,
+                  history: bool = True) -> DemoSummary:
     """A demo SQLite ERP file; refuses to replace an existing file unless ``overwrite``.
 
     ``plain_dates`` stores every date as 'YYYY-MM-DD' text instead of a date and time."""
@@ -411,7 +399,7 @@ def build_demo_db(path: Path, *, customers: int, seed: int = 42, as_of: dt.date,
     engine = sa.create_engine(f"sqlite:///{path.as_posix()}")
     try:
         return populate(engine, customers=customers, seed=seed, as_of=as_of,
-                        plain_dates=plain_dates)
+                        plain_dates=plain_dates, history=history)
     finally:
         engine.dispose()
 

@@ -11,7 +11,7 @@ industry) is today's value on every date; ``Rebuilt.limits`` says so and counts 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,22 +26,28 @@ from .facts import raw_batches, read_codes, read_customers
 from .fold import float_rows
 from .queries import metric_queries
 
+CHUNK_BYTES = 256 * 2**20  # the per-date numbers held at once: the dates are read in chunks
+
 
 @dataclass
 class Rebuilt:
-    """The facts on each date (``facts[i]`` as of ``points[i]``), sharing one customer table."""
+    """The facts on each date, oldest first (``facts``: made as they are iterated, a chunk of
+    dates at a time, each sharing one customer table), and what cannot be rebuilt."""
 
     points: list[dt.date]
-    facts: list[Facts]
+    facts: Iterator[Facts]
     limits: list[str] = field(default_factory=list)
-    statements: int = 0
+    statements: int = 0  # sent before the facts are iterated (each chunk adds its own)
 
 
 def read_history(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id: int,
                  points: Sequence[dt.date], extra: Sequence[Extra] = (), *,
-                 reporter: Reporter | None = None, timings: Timings | None = None) -> Rebuilt:
-    """The rules' numbers for every customer on every date of ``points``, in a constant number
-    of statements (one per kind of fact, whatever the number of dates)."""
+                 reporter: Reporter | None = None, timings: Timings | None = None,
+                 chunk_bytes: int = CHUNK_BYTES) -> Rebuilt:
+    """The rules' numbers for every customer on every date of ``points``: one statement per
+    kind of fact for a chunk of dates (as many dates as fit ``chunk_bytes`` of numbers; at
+    100,000 customers all of a year's), so memory stays with a chunk, not the whole history.
+    The facts are read as ``Rebuilt.facts`` is iterated, on ``conn``."""
     points = sorted(set(points))
     needed = needed_codes(rules).union(*(e.codes_needed for e in extra))
     codes, categories = read_codes(conn, tables, needed)
@@ -49,23 +55,31 @@ def read_history(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id
     flags: dict[str, np.ndarray] = {}
     customers = read_customers(conn, tables, rules, attr_id, points[-1], reporter=reporter,
                                timings=timings, flags=flags)
-    tables_by_point = [MetricTable.empty(compiled, customers.ids) for _ in points]
-    statements = 2 + len(needed)
-    for kind, (stmt, columns) in metric_queries(tables, compiled, points[-1], points).items():
-        statements += 1
-        with step(reporter, timings, f"read {kind} on {len(points)} dates") as advance:
-            for batch in raw_batches(conn, stmt):
-                rows = float_rows(batch)
-                point = rows[:, 0].astype(np.int64)
-                for p in np.unique(point).tolist():
-                    tables_by_point[p].put(columns, rows[point == p, 1:])
-                advance(len(batch))
     arrays = {"active": flags["active"], "prospect": flags["prospect"],
               "parent": flags["parent"]}
-    facts = [Facts(as_of=p, customers=customers, facts={}, categories=categories, metrics=t,
-                   codes=codes, customer_arrays=arrays) for p, t in zip(points, tables_by_point)]
+    per_date = max(1, len(customers.ids) * max(1, len(compiled.columns)) * 8)
+    size = max(1, min(len(points), chunk_bytes // per_date))
     limits, more = _limits(conn, tables, customers, points[0])
-    return Rebuilt(points, facts, limits, statements + more)
+
+    def dated() -> Iterator[Facts]:
+        for start in range(0, len(points), size):
+            chunk = points[start:start + size]
+            held = [MetricTable.empty(compiled, customers.ids) for _ in chunk]
+            for kind, (stmt, columns) in metric_queries(tables, compiled, chunk[-1],
+                                                        chunk).items():
+                with step(reporter, timings, f"read {kind} on {len(chunk)} dates") as advance:
+                    for batch in raw_batches(conn, stmt):
+                        rows = float_rows(batch)
+                        point = rows[:, 0].astype(np.int64)
+                        for p in np.unique(point).tolist():
+                            held[p].put(columns, rows[point == p, 1:])
+                        advance(len(batch))
+            for day, table in zip(chunk, held):
+                yield Facts(as_of=day, customers=customers, facts={}, categories=categories,
+                            metrics=table, codes=codes, customer_arrays=arrays)
+            held.clear()
+
+    return Rebuilt(points, dated(), limits, 2 + len(needed) + more)
 
 
 def _limits(conn: sa.Connection, tables: ErpTables, customers: CustomerTable,

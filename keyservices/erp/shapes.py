@@ -262,6 +262,7 @@ def ensure_readable(conn: sa.Connection, tables: ErpTables, rules: RuleSet, *,
     SQLite) the declared types, stopping (exit 2) on a column the tool cannot interpret. The
     SQLite scan of the values is returned to be run (``ValueCheck.start`` / ``verdict``)."""
     with step(reporter, timings, STEP):
+        tables.missing = set()  # asked afresh: the statements read every table until then
         check = begin(conn, tables, run_reads(tables, rules, contacts=contacts))
     if check.problems:
         check.verdict(conn.engine)

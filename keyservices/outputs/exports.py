@@ -20,10 +20,17 @@ from typing import Any
 from ..errors import ConfigError
 
 HUBSPOT = ["First Name", "Last Name", "Email", "Phone Number", "Company Name", "Key Service",
-           "Priority", "Reason", "Sales Rep", "Customer Number", "Estimated Annual Value"]
+           "Priority", "Reason", "Sales Rep", "Customer Number", "Estimated Annual Value",
+           "Play", "Chance To Win In 90 Days", "Expected Value", "Rank"]
 PLAIN = ["customer_number", "customer_name", "branch", "sales_rep", "service", "priority",
          "reason", "contact_first_name", "contact_last_name", "contact_email", "contact_phone",
-         "estimated_annual_value", "value_basis"]
+         "estimated_annual_value", "value_basis", "play", "p_win", "expected_value", "evidence",
+         "rank", "hidden"]
+
+
+def rate_cell(value: float | None) -> str:
+    """A chance as a CSV cell: a plain number (4 decimals), blank when none."""
+    return "" if value is None else f"{value:.4f}"
 
 
 def money_cell(value: float | None) -> str:
@@ -69,6 +76,7 @@ class OpportunityExport:
     csv_problems: list[tuple[int, str]] = field(default_factory=list)  # bad CSV rows, skipped
     csv_unmatched: int = 0  # valid CSV rows naming no active contact of any customer
     bad_property_values: int = 0  # property values that are not a number from 0 to 10
+    warnings: list[str] = field(default_factory=list)  # e.g. no contacts table: blank contacts
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.text, self.count))
