@@ -177,7 +177,7 @@ def test_a_state_store_made_by_the_first_version_keeps_its_audit_and_takes_new_w
 
 def test_a_missing_column_during_a_run_is_a_setup_error(erp: ErpBuilder, copiers: list[int],
                                                         config_for) -> None:
-    from keyservices.config import TableOverride
+    from keyservices.settings.sections import TableOverride
 
     config = config_for(erp)
     config.erp.profile = {"equipment": TableOverride(columns={"active": "IsActive"})}

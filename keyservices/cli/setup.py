@@ -173,7 +173,7 @@ def config_show(config_path: Path, as_json: bool) -> None:
     Example:
       keyservices config show -c config.yaml
     """
-    from ..config import show
+    from ..commands.settings import show
 
     rows = show(load_config_at(config_path))
     if as_json:
