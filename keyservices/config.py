@@ -62,6 +62,7 @@ class Config(Strict):
     config_path: Path | None = Field(None, exclude=True)
     sources: dict[str, str] = Field({}, exclude=True)  # dotted key -> where its value came from
     company: str | None = Field(None, exclude=True)  # set on one company's config of a group
+    group_state: Path | None = Field(None, exclude=True)  # the group's state folder (its lock)
 
     @model_validator(mode="before")
     @classmethod
@@ -93,6 +94,11 @@ class Config(Strict):
     def company_name(self) -> str:
         """The company this config is for: its entry's name, or the dealer (one company)."""
         return self.company or self.dealer
+
+    @property
+    def lock_dir(self) -> Path:
+        """Where the run lock lives: a group's night holds one lock for all its companies."""
+        return self.group_state or self.state.dir
 
     @property
     def state_url(self) -> str | URL:
@@ -385,4 +391,5 @@ def for_company(config: Config, company: CompanySettings) -> Config:
     return config.model_copy(update={
         "erp": company.erp, "rules": company.rules or config.rules,
         "write": company.write or config.write, "digest": digest, "state": state,
-        "companies": [], "company": company.name, "dealer": company.name})
+        "companies": [], "company": company.name, "dealer": company.name,
+        "group_state": config.state.dir})

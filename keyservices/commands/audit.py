@@ -75,7 +75,7 @@ def rollback(config: Config, run_id: int, *, dry_run: bool = False, force: bool 
     change guard's limits; ``dry_run`` shows the plan and writes nothing.
     """
     rules = night.rules_for(config)
-    lock = contextlib.nullcontext() if dry_run else run_lock(config.state.dir)
+    lock = contextlib.nullcontext() if dry_run else run_lock(config.lock_dir)
     with lock:
         state = StateStore.reader(config.state_url) if dry_run else StateStore(config.state_url)
         if state is None:
@@ -144,7 +144,8 @@ def _rollback(config: Config, rules: Any, state: StateStore, run_id: int, *, dry
             report.restored = [c.number for c in planned]
             return report
         own = state.begin_run(as_of=dt.date.today(), erp=here, prop=name, mode="rollback",
-                              baseline=False, erp_id=erp.identity(), attr_id=attr)
+                              baseline=False, erp_id=erp.identity(), attr_id=attr,
+                              company=config.company_name)
         try:
             written = apply_changes(erp.engine, erp.tables, attr, planned, state=state,
                                     run_id=own, chunk_size=config.write.chunk_size,

@@ -211,7 +211,7 @@ def send_outbox(config: Config) -> mail.DeliveryReport:
     if config.smtp is None:
         raise ConfigError("no smtp: section in the config, so nothing can be sent; the digests "
                           f"stay in {config.digest.outbox}")
-    with run_lock(config.state.dir):
+    with run_lock(config.lock_dir):
         return deliver_outbox(config)
 
 

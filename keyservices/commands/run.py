@@ -90,7 +90,7 @@ def _run(config: Config, *, dry_run: bool, force: bool, new_erp: bool, send: boo
         finally:
             if reader is not None:
                 reader.close()
-    with run_lock(config.state.dir):
+    with run_lock(config.lock_dir):
         state = StateStore(config.state_url)  # its schema is checked here, before the ERP
         try:
             return _live(config, rules, state, as_of, force=force, new_erp=new_erp, send=send,
@@ -115,7 +115,8 @@ def _live(config: Config, rules: RuleSet, state: StateStore, as_of: dt.date, *, 
             attr_id, attr_name = erp.attribute()
             run_id = state.begin_run(as_of=as_of, erp=display_url(config.erp.url),
                                      prop=attr_name, mode=config.mode, baseline=baseline,
-                                     erp_id=erp.identity(), attr_id=attr_id)
+                                     erp_id=erp.identity(), attr_id=attr_id,
+                                     company=config.company_name)
             if state.has_pending():  # any earlier run's unsettled audit, whatever its status
                 settled = settle_here(erp, state, display_url(config.erp.url))
                 log.warning("settled the audit of earlier unfinished writes against the ERP: "

@@ -354,5 +354,5 @@ def status(config: Config, *, limit: int = 10) -> Status:
                          "counts": r.counts} for r in store.runs(limit)]
         finally:
             store.close()
-    out.lock_holder = lock_holder(config.state.dir)  # never takes the run lock
+    out.lock_holder = lock_holder(config.lock_dir)  # never takes the run lock
     return out
