@@ -57,6 +57,12 @@ class AsOfDate(click.DateTime):
 RUN_ID = click.IntRange(1, 2**31 - 1)
 
 
+def company_option(f: Callable) -> Callable:
+    return click.option("--company", "companies", multiple=True, metavar="NAME",
+                        help="Only this company of a group (companies: in the config); "
+                             "repeatable.")(f)
+
+
 def as_of_option(f: Callable) -> Callable:
     return click.option("--as-of", type=AsOfDate(), default=None,
                         help="Run as if today were this date (YYYY-MM-DD); default today.")(f)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,6 +13,7 @@ from .base import (
     RUN_ID,
     as_of_option,
     cli,
+    company_option,
     config_option,
     emit_json,
     json_option,
@@ -20,6 +22,9 @@ from .base import (
     progress_reporter,
 )
 from .jsonerrors import error_object
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 @cli.command("run")
@@ -36,19 +41,26 @@ from .jsonerrors import error_object
 @click.option("--mode", type=click.Choice(["live", "test"]), default=None,
               help="Override the config's mode for this run (test writes nothing to the ERP).")
 @as_of_option
+@company_option
 @json_option
 def run_cmd(config_path: Path, dry_run: bool, force: bool, new_erp: bool, no_email: bool,
-            mode: str | None, as_of: dt.datetime | None, as_json: bool) -> None:
+            mode: str | None, as_of: dt.datetime | None, companies: tuple[str, ...],
+            as_json: bool) -> None:
     """The nightly job: classify every customer and write the property where it changed.
 
     Reads facts with a few aggregate queries, classifies, writes changed values in guarded,
     chunked transactions (never INSERT or DELETE), audits every change with its before-value,
     writes the digest to the outbox and sends it when SMTP is configured.
 
+    A dealer group's config (companies:) runs every company, parallel: at a time, each with
+    its own database, guard, audit and digest; a company that fails fails alone, and the exit
+    code is the worst across companies.
+
     \b
     Examples:
       keyservices run -c config.yaml --dry-run
       keyservices run -c config.yaml
+      keyservices run -c group.yaml --company North --company South
     """
     from ..commands.result import RunResult
     from ..commands.run import run
@@ -63,6 +75,14 @@ def run_cmd(config_path: Path, dry_run: bool, force: bool, new_erp: bool, no_ema
             f"{as_of:%Y-%m-%d} is in the past: a live night as of a past date compares today's "
             "ERP with that date and writes the result. Review it with --dry-run, then rerun "
             "with --force if that is what you want", param_hint="--as-of")
+    if config.companies:
+        _run_group(config, config_path, companies, dry_run=dry_run, force=force,
+                   new_erp=new_erp, no_email=no_email, as_of=as_of, as_json=as_json)
+        return
+    if companies:
+        from ..config import company_configs
+
+        company_configs(config, companies)  # one company: its name (the dealer) or exit 2
     try:
         with progress_reporter(as_json) as progress:
             result = run(config, dry_run=dry_run, force=force, new_erp=new_erp,
@@ -91,6 +111,25 @@ def run_cmd(config_path: Path, dry_run: bool, force: bool, new_erp: bool, no_ema
                        f"{config_path} (or run with --mode live) to write the ERP.")
         if result.delivery_error:
             click.echo(f"Error: {result.delivery_error}", err=True)
+    sys.exit(result.exit_code) if result.exit_code else None
+
+
+def _run_group(config: Config, config_path: Path, companies: tuple[str, ...], *, dry_run: bool,
+               force: bool, new_erp: bool, no_email: bool, as_of: dt.datetime | None,
+               as_json: bool) -> None:
+    """A group's night: every company (or those named), one summary each, the worst exit."""
+    from ..commands.group import run_group
+    from .console import print_group
+
+    result = run_group(config, only=companies, dry_run=dry_run, force=force, new_erp=new_erp,
+                       send=not no_email, as_of=as_of.date() if as_of else None)
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        print_group(result)
+        if result.dry_run and not result.failed:
+            click.echo(f"Next: review the plans, then '{program()} run -c {config_path}' "
+                       "applies them.")
     sys.exit(result.exit_code) if result.exit_code else None
 
 

@@ -55,9 +55,13 @@ def history(config: Config, *, run_id: int | None = None, customer: str | None =
         return {"runs": []} if run_id is None and customer is None else {"changes": [],
                                                                           "total": 0}
     try:
+        company = config.company_name  # each company keeps a store of its own
         if run_id is None and customer is None:
-            return {"runs": [dataclasses.asdict(r) for r in state.runs(limit or 20)]}
+            return {"runs": [{**dataclasses.asdict(r), "company": company}
+                             for r in state.runs(limit or 20)]}
         rows = state.history(run_id=run_id, customer=customer, limit=limit)
+        for row in rows:
+            row["company"] = row.get("company") or company
         total = (len(rows) if limit is None or len(rows) < limit
                  else state.count_history(run_id=run_id, customer=customer))
         return {"changes": rows, "total": total}

@@ -348,7 +348,8 @@ def status(config: Config, *, limit: int = 10) -> Status:
     store = StateStore.for_reading(config.state_url)  # a read-only folder will do
     if store is not None:
         try:
-            out.runs = [{"id": r.id, "started_at": r.started_at, "finished_at": r.finished_at,
+            out.runs = [{"id": r.id, "company": config.company_name,
+                         "started_at": r.started_at, "finished_at": r.finished_at,
                          "as_of": r.as_of, "mode": r.mode, "baseline": r.baseline,
                          "status": r.status, "exit_code": r.exit_code, "message": r.message,
                          "counts": r.counts} for r in store.runs(limit)]
