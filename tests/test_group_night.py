@@ -31,12 +31,16 @@ def _values(db: Path) -> dict[int, str | None]:
 
 @pytest.fixture
 def group(tmp_path: Path) -> Path:
-    """North and East are fine, South's database is missing, West's change guard trips."""
-    for name, seed in (("north", 11), ("east", 12), ("west", 13)):
+    """North and East are fine, South's database is missing, Central holds an amount the
+    rules cannot read (the data-shape check refuses it), West's change guard trips."""
+    for name, seed in (("north", 11), ("east", 12), ("central", 14), ("west", 13)):
         build_demo_db(tmp_path / f"{name}.sqlite", customers=CUSTOMERS, seed=seed, as_of=AS_OF)
+    with closing(sqlite3.connect(tmp_path / "central.sqlite")) as db, db:
+        db.execute("UPDATE GLDetail SET Amount = 'twelve' WHERE GLDetailID = "
+                   "(SELECT min(GLDetailID) FROM GLDetail)")
     companies = "".join(
         f"  - name: {name.title()}\n    erp: {{url: 'sqlite:///{name}.sqlite'}}\n"
-        for name in ("north", "south", "east", "west"))
+        for name in ("north", "south", "east", "central", "west"))
     companies += "    write: {max_changes: 1, max_changes_percent: 'off'}\n"
     return write_config(tmp_path, "sqlite:///north.sqlite",
                         f"parallel: 2\ncompanies:\n{companies}")
@@ -45,14 +49,19 @@ def group(tmp_path: Path) -> Path:
 def test_one_night_for_every_company_and_each_failure_is_its_own(
         group: Path, runner: CliRunner) -> None:
     folder = group.parent
-    before = {name: _values(folder / f"{name}.sqlite") for name in ("north", "east", "west")}
+    before = {name: _values(folder / f"{name}.sqlite")
+              for name in ("north", "east", "central", "west")}
     config = load_config(group)
     data = json.loads(json.dumps(run_group(config, as_of=AS_OF).to_dict(), default=str))
     # the worst exit: South's missing database (1) over West's guard (3)
     assert data["exit_code"] == 1
     nights = {c["company"]: c for c in data["companies"]}
-    assert list(nights) == ["North", "South", "East", "West"]
-    assert data["failed"] == ["South", "West"]
+    assert list(nights) == ["North", "South", "East", "Central", "West"]
+    assert data["failed"] == ["South", "Central", "West"]
+    assert nights["Central"]["exit_code"] == 2 and nights["Central"]["result"] is None
+    assert nights["Central"]["error"]["type"] == "SchemaError"
+    assert "GLDetail.Amount" in nights["Central"]["error"]["message"]
+    assert _values(folder / "central.sqlite") == before["central"]
     assert nights["South"]["exit_code"] == 1 and nights["South"]["result"] is None
     assert "does not exist" in nights["South"]["error"]["message"]
     assert nights["West"]["exit_code"] == 3 and nights["West"]["error"]["type"] == "GuardTripped"
@@ -65,7 +74,7 @@ def test_one_night_for_every_company_and_each_failure_is_its_own(
         after = _values(folder / f"{name.lower()}.sqlite")
         assert sum(1 for k, v in after.items() if before[name.lower()].get(k) != v) == written
     assert _values(folder / "west.sqlite") == before["west"]  # the guard: nothing written
-    north, south, east, west = company_configs(config)
+    north, south, east, _, west = company_configs(config)
     for company in (north, east):
         runs = keyservices.history(company)["runs"]
         assert [r["status"] for r in runs] == ["done"]
@@ -102,7 +111,9 @@ def test_one_night_for_every_company_and_each_failure_is_its_own(
     assert [(r["company"], r["mode"]) for r in json.loads(listed.stdout)["runs"]] == \
         [("North", "rollback"), ("North", "live")]
     every = runner.invoke(cli, ["history", "-c", str(group), "--json"])
-    assert {r["company"] for r in json.loads(every.stdout)["runs"]} == {"North", "East", "West"}
+    assert {(r["company"], r["status"]) for r in json.loads(every.stdout)["runs"]} == {
+        ("North", "done"), ("North", "done"), ("East", "done"), ("Central", "failed"),
+        ("West", "guard")}
     status = runner.invoke(cli, ["status", "--company", "West", "-c", str(group), "--json"])
     assert [(r["company"], r["status"]) for r in json.loads(status.stdout)["runs"]] == \
         [("West", "guard")]
@@ -127,3 +138,18 @@ def test_a_company_run_alone_and_forced(group: Path, runner: CliRunner) -> None:
     assert _values(folder / "north.sqlite") == before
     unknown = runner.invoke(cli, ["run", "-c", str(group), "--company", "Nowhere"])
     assert unknown.exit_code == 2 and "no company named nowhere" in unknown.output
+
+
+def test_check_says_a_line_per_company(group: Path, runner: CliRunner) -> None:
+    out = runner.invoke(cli, ["check", "-c", str(group)])
+    assert out.exit_code == 1  # the worst: South's database is missing
+    lines = [line for line in out.output.splitlines() if not line.startswith(" ")]
+    assert [line.split(":")[0] for line in lines] == ["North", "South", "East", "Central",
+                                                      "West"]
+    assert lines[0].startswith(f"North: OK: sqlite:///{(group.parent / 'north.sqlite')}")
+    assert lines[1].startswith("South: exit 1: the ERP database file does not exist")
+    assert lines[3].startswith("Central: exit 2:")
+    assert "GLDetail.Amount" in out.output.split("Central: ")[1].split("West: ")[0]
+    one = runner.invoke(cli, ["check", "-c", str(group), "--company", "east", "--json"])
+    assert one.exit_code == 0
+    assert [(c["company"], c["exit_code"]) for c in json.loads(one.stdout)] == [("East", 0)]

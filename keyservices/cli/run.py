@@ -144,9 +144,10 @@ def _run_group(config: Config, config_path: Path, companies: tuple[str, ...], *,
 @click.option("--suggest-indexes", is_flag=True,
               help="Print the CREATE INDEX statements a DBA could run so the nightly statements "
                    "read index ranges instead of whole tables (keyservices never creates them).")
+@company_option
 @json_option
 def check(config_path: Path, show_sql: bool, with_ids: bool, suggest_indexes: bool,
-          as_json: bool) -> None:
+          companies: tuple[str, ...], as_json: bool) -> None:
     """Validate config and rules, connect, and verify the ERP schema.
 
     Checks every table and column the rules need, that the custom-property attribute exists,
@@ -159,12 +160,20 @@ def check(config_path: Path, show_sql: bool, with_ids: bool, suggest_indexes: bo
       keyservices check -c config.yaml --suggest-indexes > indexes.sql
     """
     from ..commands.check import check as run_check
+    from ..commands.group import one_company
     from .console import print_check
+
+    config = load_config_at(config_path)
+    if suggest_indexes or show_sql:  # one company's statements and indexes
+        config = one_company(config, companies, "check --show-sql or --suggest-indexes")
+    elif config.companies or companies:
+        _check_group(config, companies, as_json)
+        return
 
     if suggest_indexes:
         from ..commands.check import suggest_indexes as advise
 
-        advice = advise(load_config_at(config_path))
+        advice = advise(config)
         if as_json:
             emit_json([{"table": a.table, "keys": a.keys, "include": a.include, "why": a.why,
                          "sql": sql} for a, sql in advice])
@@ -181,20 +190,37 @@ def check(config_path: Path, show_sql: bool, with_ids: bool, suggest_indexes: bo
         from ..commands.check import show_sql as compile_sql
         from ..commands.check import sql_script
 
-        config = load_config_at(config_path)
         statements = compile_sql(config, with_ids=with_ids)
         if as_json:
             emit_json([{"name": n, "sql": q} for n, q in statements])
         else:
             click.echo(sql_script(config, statements, with_ids=with_ids))
         return
-    report = run_check(load_config_at(config_path))
+    report = run_check(config)
     if as_json:
         emit_json(report.to_dict())
     else:
         print_check(report)
         click.echo(f"Next: '{program()} run -c {config_path} --dry-run' shows what a run would "
                    "change.")
+
+
+def _check_group(config: Config, companies: tuple[str, ...], as_json: bool) -> None:
+    """A line per company: what its night would find, or what stops it; the worst exit."""
+    from ..commands.group import group_check, worst
+
+    checks = group_check(config, companies)
+    if as_json:
+        emit_json([c.to_dict() for c in checks])
+    for c in [] if as_json else checks:
+        if c.report is not None:
+            click.echo(f"{c.company}: OK: {c.report.erp}, {c.report.customers:,} customers, "
+                       f"attribute id {c.report.attribute_id}"
+                       + (f", {len(c.report.warnings)} warning(s)" if c.report.warnings else ""))
+        else:
+            click.echo(f"{c.company}: exit {c.exit_code}: {c.error}")
+    code = worst([c.exit_code for c in checks])
+    sys.exit(code) if code else None
 
 
 @cli.command()

@@ -33,6 +33,7 @@ from ..errors import (
 )
 from ..state import run_lock
 from .audit import history
+from .check import CheckReport, check
 from .deliver import deliver_outbox, preflight
 from .result import RunResult
 from .run import run
@@ -185,4 +186,30 @@ def group_status(config: Config, companies: Sequence[str] = (), *, limit: int = 
     if config.companies:
         out.runs = sorted((r for c in picked for r in status(c, limit=limit).runs),
                           key=lambda r: r["started_at"], reverse=True)
+    return out
+
+
+@dataclass
+class CompanyCheck:
+    """``check`` of one company: its report, or what stops its night (and the exit code)."""
+
+    company: str
+    exit_code: int
+    report: CheckReport | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"company": self.company, "exit_code": self.exit_code, "error": self.error,
+                "report": self.report.to_dict() if self.report is not None else None}
+
+
+def group_check(config: Config, companies: Sequence[str] = ()) -> list[CompanyCheck]:
+    """``check`` for every company named (all by default): connectivity, tables, attribute,
+    values and ownership, each company on its own; one company's problem is its line only."""
+    out = []
+    for company in company_configs(config, companies):
+        try:
+            out.append(CompanyCheck(company.company_name, EXIT_OK, check(company)))
+        except KeyservicesError as exc:
+            out.append(CompanyCheck(company.company_name, exc.exit_code, error=str(exc)))
     return out
