@@ -153,3 +153,23 @@ def test_check_says_a_line_per_company(group: Path, runner: CliRunner) -> None:
     one = runner.invoke(cli, ["check", "-c", str(group), "--company", "east", "--json"])
     assert one.exit_code == 0
     assert [(c["company"], c["exit_code"]) for c in json.loads(one.stdout)] == [("East", 0)]
+
+
+def test_commands_on_one_company_take_company(group: Path, runner: CliRunner) -> None:
+    """explain, export, report, digest and the opportunity commands act on one company's
+    database and store: a group's config says which with --company."""
+    with closing(sqlite3.connect(group.parent / "east.sqlite")) as db:
+        number = db.execute("SELECT CustomerNumber FROM ARCustomers ORDER BY CustomerID "
+                            "LIMIT 1").fetchone()[0]
+    told = runner.invoke(cli, ["explain", number, "--company", "East", "-c", str(group),
+                               "--as-of", AS_OF.isoformat(), "--json"])
+    assert told.exit_code == 0, told.output
+    assert json.loads(told.stdout)["customer"]["number"] == number
+    for args in (["explain", number], ["export", "alerts"], ["opportunity", "list"]):
+        refused = runner.invoke(cli, [*args, "-c", str(group)])
+        assert refused.exit_code == 2, (args, refused.output)
+        assert "say which with --company NAME (North, South, East, Central, West)" in \
+            refused.output
+    listed = runner.invoke(cli, ["opportunity", "list", "--company", "east", "-c", str(group),
+                                 "--json"])
+    assert listed.exit_code == 0 and json.loads(listed.stdout) == []

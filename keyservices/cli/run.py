@@ -18,6 +18,7 @@ from .base import (
     emit_json,
     json_option,
     load_config_at,
+    one_company_option,
     program,
     progress_reporter,
 )
@@ -232,6 +233,7 @@ def _check_group(config: Config, companies: tuple[str, ...], as_json: bool) -> N
               help="The run whose digest to render; default the latest.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Where to write the HTML; default preview.html in the state folder.")
+@one_company_option
 @json_option
 def digest(config_path: Path, mode: str, run_id: int | None, out: Path | None,
            as_json: bool) -> None:
@@ -246,7 +248,7 @@ def digest(config_path: Path, mode: str, run_id: int | None, out: Path | None,
     """
     from ..commands.deliver import preview_digest
 
-    path, text = preview_digest(load_config_at(config_path), run_id=run_id, out=out)
+    path, text = preview_digest(load_config_at(config_path, one="digest"), run_id=run_id, out=out)
     if as_json:  # both: where the HTML went and the plain text
         emit_json({"html": str(path), "text": text})
         return
