@@ -181,7 +181,7 @@ def alert_failure(config: Config, error: BaseException, exit_code: int) -> Path 
         config.digest.outbox.mkdir(parents=True, exist_ok=True)
         path = _alert_path(config.digest.outbox, when, exit_code)
         atomic_write(path, message.as_bytes())
-        if config.smtp is not None:
+        if config.smtp is not None and config.group_state is None:  # a group sends at the end
             try:
                 report = send_outbox(config)
             except LockHeld:  # another run is sending this queue: it (or the next) sends it
