@@ -86,9 +86,18 @@ def test_one_night_for_every_company_and_each_failure_is_its_own(
     assert [r["status"] for r in keyservices.history(west)["runs"]] == ["guard"]
     assert keyservices.history(south)["runs"] == []
     # one digest per company that ran, side by side in the one outbox
-    outbox = sorted(p.name for p in config.digest.outbox.glob("*-digest.eml"))
+    outbox = sorted(p.name for p in config.digest.outbox.glob("*-run*-digest.eml"))
     assert [n.split("-run")[0][len(AS_OF.isoformat()) + 1:] for n in outbox] == \
         ["east", "north", "west"]
+    # the group's table: every company, what it did or why it failed, for digest.to
+    table = Path(data["digest_eml"]).read_text(encoding="utf-8")
+    assert "5 companies, 3 not written (South, Central, West)" in table
+    assert "To: managers@example.com" in table
+    text = Path(data["digest_eml"]).with_suffix(".html").read_text(encoding="utf-8")
+    north_row = text.split("<td style=\"padding:4px 8px\">North</td>")[1].split("</tr>")[0]
+    assert ">written<" in north_row and f">{nights['North']['result']['counts']['classified']}<" \
+        in north_row
+    assert "does not exist" in text and "GLDetail.Amount" in text
     # the text summary names every company and which failed
     again = runner.invoke(cli, ["run", "-c", str(group), "--as-of", AS_OF.isoformat(),
                                 "--dry-run", "--company", "south", "--company", "North"])

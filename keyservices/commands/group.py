@@ -17,6 +17,7 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .. import night
@@ -31,6 +32,8 @@ from ..errors import (
     GuardTripped,
     KeyservicesError,
 )
+from ..outputs import digest as digest_mod
+from ..outputs.group import CompanyRow, render_group
 from ..state import run_lock
 from .audit import history
 from .check import CheckReport, check
@@ -77,6 +80,7 @@ class GroupResult:
     delivery: str = "outbox"  # outbox (no smtp) | sent | queued (SMTP failed)
     delivery_error: str | None = None
     notes: list[str] = field(default_factory=list)
+    digest_eml: Path | None = None  # the group's table (every company, what failed and why)
 
     @property
     def exit_code(self) -> int:
@@ -91,6 +95,7 @@ class GroupResult:
         return {"group": True, "exit_code": self.exit_code, "dry_run": self.dry_run,
                 "delivery": self.delivery, "delivery_error": self.delivery_error,
                 "failed": [c.company for c in self.failed], "notes": self.notes,
+                "digest_eml": str(self.digest_eml) if self.digest_eml else None,
                 "companies": [c.to_dict() for c in self.companies]}
 
 
@@ -117,6 +122,8 @@ def run_group(config: Config, *, only: Sequence[str] = (), dry_run: bool = False
         result = GroupResult(companies=nights, dry_run=dry_run)
         if dry_run:
             result.delivery = "none"
+        elif config.companies:
+            result.digest_eml = _queue_group_digest(config, as_of, nights)
         elif send and config.smtp is not None:
             report = deliver_outbox(config)  # once, for every company's digest and alert
             result.delivery = "queued" if report.error or report.queued else "sent"
@@ -128,6 +135,33 @@ def run_group(config: Config, *, only: Sequence[str] = (), dry_run: bool = False
         log.error("company %s failed (exit %s): %s", failed.company, failed.exit_code,
                   failed.error)
     return result
+
+
+def company_row(night: CompanyNight) -> CompanyRow:
+    """A company's line in the group's table."""
+    r = night.result
+    if r is None:
+        return CompanyRow(night.company, "failed", night.exit_code, why=night.error)
+    status = ("guard" if r.guard_message else "dry run" if r.dry_run else
+              "test mode" if r.mode == "test" else "written")
+    return CompanyRow(night.company, status, night.exit_code, r.counts.classified,
+                      sum(len(c.added) for c in r.changes),
+                      sum(len(c.removed) for c in r.changes),
+                      r.counts.no_configuration + r.counts.no_attribute, night.error)
+
+
+def _queue_group_digest(config: Config, as_of: dt.date,
+                        nights: Sequence[CompanyNight]) -> Path | None:
+    """The group's table, queued in the outbox for ``digest.to`` (sent with the rest)."""
+    try:
+        rendered = render_group(config.dealer, as_of, [company_row(n) for n in nights])
+        message = digest_mod.build_message(rendered, sender=config.digest.sender,
+                                           recipients=config.digest.to)
+        stem = f"{as_of.isoformat()}-group-{dt.datetime.now():%H%M%S}-digest"
+        return digest_mod.write_outbox(message, rendered, config.digest.outbox, stem).eml
+    except Exception:  # the companies' own digests are queued: the table must not undo them
+        log.exception("could not queue the group's digest")
+        return None
 
 
 def _one(config: Config, *, dry_run: bool, force: bool, new_erp: bool,
