@@ -85,7 +85,7 @@ class Config(Strict):
                 entry = {**entry, "erp": {**erp, **own}}
             companies.append(entry)
         raw["companies"] = companies
-        if "url" not in top:
+        if "url" not in top and (raw.get("erp") is None or isinstance(raw.get("erp"), dict)):
             raw["erp"] = {**top, "url": GROUP_PLACEHOLDER_URL}
         return raw
 
