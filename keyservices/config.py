@@ -8,210 +8,50 @@ whatever its working directory.
 
 from __future__ import annotations
 
-import email.utils
-import json
 import os
 import re
 import typing
-from email.errors import HeaderParseError
-from email.headerregistry import Address
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
-    field_validator,
+    model_validator,
 )
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
 
-from .credentials import Secret, find_password, url_password_problem
-from .erp.profile import DEFAULT_PROFILE
+from .credentials import Secret, find_password
 from .errors import ConfigError
 from .overrides import env_problem, parse_env
 from .resources import DIGEST_TEMPLATES
+from .settings.sections import (
+    CompanySettings,
+    DigestSettings,
+    ErpSettings,
+    PasswordName,
+    SmtpSettings,
+    StateSettings,
+    Strict,
+    WriteSettings,
+    company_password_env,
+    slug,
+)
 from .yamlfile import Problem, YamlProblems, load_yaml, position, problems_from_validation
 
 ENV_PREFIX = "KEYSERVICES_"
+GROUP_PLACEHOLDER_URL = "sqlite://"  # a group's top-level erp: never connected to
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def _no_password(url: str) -> str:
-    """A URL is shown, logged and stored (the state store keys runs by it): never a password in
-    it, in any form SQLAlchemy or an ODBC driver would read one."""
-    try:
-        where = url_password_problem(url)
-    except ArgumentError:
-        raise ValueError("not a valid SQLAlchemy URL "
-                         "(dialect+driver://user@host/database)") from None
-    if where and ":" in where:  # the problem says where the secret goes instead
-        raise ValueError(f"{where}; remove it from the URL")
-    if where:
-        raise ValueError(f"{where}; remove it and put the password in the environment variable "
-                         "named by password_env, or in the keyring ('keyservices secret set')")
-    return url
-
-
-def _one_address(text: str) -> str:
-    """One e-mail address per entry ('dana@example.com' or 'Dana Whitfield <dana@example.com>'):
-    a line break would let a value add headers, and a list in one entry would hide a typo."""
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
-        raise ValueError(f"{text!r} contains a line break or control character; give one "
-                         "address per entry")
-    found = email.utils.getaddresses([text])
-    if len(found) != 1 or not found[0][1] or found[0][1] not in text:
-        raise ValueError(f"{text!r} is not one e-mail address (one address per entry, "
-                         "like dana@example.com)")
-    name, spec = found[0]
-    try:
-        address = Address(display_name=name, addr_spec=spec)
-    except (ValueError, IndexError, HeaderParseError) as exc:
-        raise ValueError(f"{text!r} is not a valid e-mail address ({exc})") from None
-    if not address.username or not address.domain:
-        raise ValueError(f"{text!r} is not a valid e-mail address (like dana@example.com)")
-    return text
-
-
-Recipient = Annotated[str, AfterValidator(_one_address)]
-
-
-class TableOverride(_Strict):
-    table: str | None = None
-    columns: dict[str, str] = {}
-
-
-class ErpSettings(_Strict):
-    url: str = Field(description="SQLAlchemy URL of the e-automate company database")
-    password_env: str = Field("KEYSERVICES_ERP_PASSWORD",
-                              description="environment variable holding the database password")
-    db_schema: str | None = Field(None, alias="schema",
-                                  description="schema of the ERP tables (dbo on SQL Server)")
-    connect_timeout: int = Field(15, ge=1, le=600)
-    read_isolation: Literal["read_committed", "snapshot", "read_uncommitted"] = Field(
-        "read_committed", description="SQL Server: isolation of the night's reads (snapshot "
-                                      "needs ALLOW_SNAPSHOT_ISOLATION; read_uncommitted reads "
-                                      "dirty rows, like NOLOCK)")
-    lock_timeout_seconds: int = Field(60, ge=1, le=3600,
-                                      description="SQL Server (SET LOCK_TIMEOUT) and PostgreSQL "
-                                                  "(lock_timeout): a statement waiting longer for "
-                                                  "a lock fails the run (exit 1) instead of "
-                                                  "hanging")
-    profile: dict[str, TableOverride] = Field({}, description="table/column name overrides")
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    @field_validator("url")
-    @classmethod
-    def _no_password_in_url(cls, url: str) -> str:
-        return _no_password(url)
-
-    @field_validator("profile")
-    @classmethod
-    def _known_tables(cls, profile: dict[str, TableOverride]) -> dict[str, TableOverride]:
-        problems = []
-        for logical, override in profile.items():
-            if logical not in DEFAULT_PROFILE:
-                problems.append(f"unknown table {logical!r} (known: {', '.join(DEFAULT_PROFILE)})")
-                continue
-            known = DEFAULT_PROFILE[logical]["columns"]
-            for col in override.columns:
-                if col not in known:
-                    problems.append(f"{logical}: unknown column {col!r} (known: {', '.join(known)})")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return profile
-
-
-def _limit_or_off(value: Any) -> Any:
-    """A change-guard limit is a number or the word ``off``: an empty value, ``null`` or a
-    boolean is a mistake that would silently switch the guard off (or make ``true`` 1 %)."""
-    if isinstance(value, str) and value.strip().lower() == "off":
-        return "off"
-    if value is None or isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a limit: give a number, or write 'off' in the file "
-                         "to switch this part of the change guard off")
-    return value
-
-
-GuardLimit = Annotated[float | Literal["off"], BeforeValidator(_limit_or_off)]
-GuardCount = Annotated[int | Literal["off"], BeforeValidator(_limit_or_off)]
-DEFAULT_MAX_CHANGES_PERCENT = 10.0
-PasswordName = Literal["erp", "smtp", "state"]
-
-
-class WriteSettings(_Strict):
-    # rows per ERP write transaction; read-backs go 1,000 ids a statement (SQL Server: <= 2100)
-    chunk_size: int = Field(5000, ge=1, le=20_000)
-    max_changes: GuardCount | None = Field(None, description="refuse to write more changes than "
-                                           "this (not set: no count limit; off: the same)")
-    max_changes_percent: GuardLimit = Field(DEFAULT_MAX_CHANGES_PERCENT,
-                                            description="refuse a run that changes more than this "
-                                            "share of the customers; off switches it off")
-    locations: bool = Field(False, description="with level: parent, also write the parent's "
-                            "value to its active locations (e-automate lists, ship-to screens)")
-
-    @field_validator("max_changes", "max_changes_percent")
-    @classmethod
-    def _in_range(cls, value: float | str | None, info: ValidationInfo) -> float | str | None:
-        top = 100 if info.field_name == "max_changes_percent" else None
-        if isinstance(value, int | float) and (value < 0 or (top is not None and value > top)):
-            raise ValueError(f"{value:g} is out of range (0 to {top or 'any count'}; "
-                             "or off)")
-        return value
-
-
-class StateSettings(_Strict):
-    dir: Path = Path(".keyservices")
-    url: str | None = None
-    password_env: str | None = Field(None, description="environment variable holding the state "
-                                     "database password (when state.url needs one)")
-
-    @field_validator("url")
-    @classmethod
-    def _no_password_in_url(cls, url: str | None) -> str | None:
-        return None if url is None else _no_password(url)
-
-
-class DigestSettings(_Strict):
-    outbox: Path = Path("outbox")
-    templates: Path | None = None
-    sender: Recipient = "keyservices@localhost"
-    to: list[Recipient] = []  # the consolidated digest (every branch)
-    branches: dict[str, list[Recipient]] = {}  # branch name -> recipients of that branch's copy
-    sales_reps: dict[str, list[Recipient]] = {}  # sales rep name -> recipients of that rep's copy
-    admins: list[Recipient] = []  # failure alerts; default: the 'to' list
-    send_empty: bool = True
-    max_rows: int = Field(50, ge=1, le=10_000)  # changes listed before "+N more"
-    max_unwritable_rows: int = Field(20, ge=1, le=10_000)  # per list of unwritable customers
-    max_age_days: int = Field(3, ge=1, le=3650)  # older queued mail moves to outbox/expired unsent
-    # each sales rep's copy carries an .ics of the rep's contract renewals in the next 60 days
-    renewals_ics: bool = False
-
-
-class SmtpSettings(_Strict):
-    host: str
-    port: int = Field(587, ge=1, le=65535)
-    security: Literal["starttls", "ssl", "none"] = "starttls"
-    username: str | None = None
-    password_env: str = "KEYSERVICES_SMTP_PASSWORD"
-    timeout: float = Field(30, gt=0, le=600)
-    ca_file: Path | None = None  # PEM bundle to trust, for a server with a private CA
-
-
-class Config(_Strict):
+class Config(Strict):
     """The whole configuration; paths are absolute after ``load_config``."""
 
     dealer: str = "Your dealership"
     erp: ErpSettings
+    companies: list[CompanySettings] = Field([], description="a dealer group: one entry "
+                                             "per company database")
+    parallel: int = Field(2, ge=1, le=32, description="companies processed at once")
     rules: Path = Path("rules")
     # never said: test (compute and mail, write nothing), and the summary and digest say why
     mode: Literal["live", "test"] = "test"
@@ -221,8 +61,45 @@ class Config(_Strict):
     smtp: SmtpSettings | None = None
     config_path: Path | None = Field(None, exclude=True)
     sources: dict[str, str] = Field({}, exclude=True)  # dotted key -> where its value came from
+    company: str | None = Field(None, exclude=True)  # set on one company's config of a group
+    group_state: Path | None = Field(None, exclude=True)  # the group's state folder (its lock)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _company_erps(cls, raw: Any) -> Any:
+        """Each company's ``erp:`` inherits the top-level erp settings but the URL; its
+        password is its own (``KEYSERVICES_ERP_PASSWORD_<NAME>``) unless a password_env says
+        otherwise. A group may leave out the top-level ``erp:`` (it is never connected to)."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("companies"), list) \
+                or not raw["companies"]:
+            return raw
+        raw = dict(raw)
+        top = raw.get("erp") if isinstance(raw.get("erp"), dict) else {}
+        companies = []
+        for entry in raw["companies"]:
+            if isinstance(entry, dict) and isinstance(entry.get("erp"), dict):
+                own = entry["erp"]
+                erp = {k: v for k, v in top.items() if k not in ("url", "password_env")}
+                erp["password_env"] = top.get("password_env") or company_password_env(
+                    str(entry.get("name") or ""))
+                entry = {**entry, "erp": {**erp, **own}}
+            companies.append(entry)
+        raw["companies"] = companies
+        if "url" not in top and (raw.get("erp") is None or isinstance(raw.get("erp"), dict)):
+            raw["erp"] = {**top, "url": GROUP_PLACEHOLDER_URL}
+        return raw
 
     # -- derived --------------------------------------------------------------------------------
+    @property
+    def company_name(self) -> str:
+        """The company this config is for: its entry's name, or the dealer (one company)."""
+        return self.company or self.dealer
+
+    @property
+    def lock_dir(self) -> Path:
+        """Where the run lock lives: a group's night holds one lock for all its companies."""
+        return self.group_state or self.state.dir
+
     @property
     def state_url(self) -> str | URL:
         """The state store's URL: text, or with a password (state.password_env) a SQLAlchemy
@@ -350,6 +227,9 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Co
                 problems[i] = Problem(Path(origin), None, None, p.key, p.message)
         raise ConfigError(_summary(problems)) from None
     config.sources = sources
+    group_problems = company_problems(config, data, path)
+    if group_problems:
+        raise ConfigError(_summary(group_problems))
     return _resolve(config, path)
 
 
@@ -371,45 +251,6 @@ def _set(raw: dict[str, Any], key: tuple[str, ...], value: Any) -> None:
     node[key[-1]] = value
 
 
-def show(config: Config) -> list[tuple[str, str, str]]:
-    """The effective settings (key, value, source), secrets masked: for ``config show``."""
-    from .erp import display_url
-
-    rows = []
-    dumped = config.model_dump(by_alias=True, mode="json")
-    for key, _ in setting_keys():
-        node: Any = dumped
-        for part in key:
-            node = node.get(part) if isinstance(node, dict) else None
-        dotted = ".".join(key)
-        if key[0] == "smtp" and dumped.get("smtp") is None:
-            continue
-        value = display_url(node) if dotted in ("erp.url", "state.url") and node else node
-        rows.append((dotted, json.dumps(value, ensure_ascii=False),
-                     config.sources.get(dotted, "default")))
-    for which in password_names(config):
-        secret = config.password(which)
-        rows.append((f"({which} password)", "set" if secret.value else "not set", secret.source))
-    return rows
-
-
-def password_sources(config: Config) -> dict[str, str]:
-    """Where each configured password comes from ("env NAME", "keyring", "not set"), never the
-    value: what ``check`` and ``config show`` print."""
-    return {which: config.password(which).source for which in password_names(config)}
-
-
-def password_names(config: Config) -> list[PasswordName]:
-    """The passwords a config uses: the ERP's; SMTP's with an smtp: section; the state
-    store's with state.password_env."""
-    names: list[PasswordName] = ["erp"]
-    if config.smtp is not None:
-        names.append("smtp")
-    if config.state.password_env:
-        names.append("state")
-    return names
-
-
 def config_from_dict(raw: dict[str, Any], base_dir: Path) -> Config:
     """Build a Config from a mapping (for embedding and tests); paths relative to ``base_dir``."""
     try:
@@ -418,6 +259,9 @@ def config_from_dict(raw: dict[str, Any], base_dir: Path) -> Config:
         problems = [Problem(base_dir, None, None, ".".join(map(str, e["loc"])), e["msg"])
                     for e in exc.errors(include_url=False)]
         raise ConfigError(_summary(problems)) from None
+    group_problems = company_problems(config, raw, base_dir / "config.yaml")
+    if group_problems:
+        raise ConfigError(_summary(group_problems))
     return _resolve(config, base_dir / "config.yaml")
 
 
@@ -442,6 +286,13 @@ def _resolve(config: Config, path: Path) -> Config:
         config.digest.templates = absolute(config.digest.templates)
         _check_templates(config, path)
     config.erp.url = _resolve_sqlite_url(config.erp.url, base)
+    for company in config.companies:
+        company.erp.url = _resolve_sqlite_url(company.erp.url, base)
+        company.rules = absolute(company.rules) if company.rules is not None else None
+        if company.state is not None:
+            company.state.dir = absolute(company.state.dir)
+            if company.state.url:
+                company.state.url = _resolve_sqlite_url(company.state.url, base)
     if config.state.url:
         config.state.url = _resolve_sqlite_url(config.state.url, base)
     return config
@@ -488,3 +339,57 @@ def guard_limits(write: WriteSettings) -> tuple[int | None, float | None]:
 def guard_off(write: WriteSettings) -> bool:
     """Whether the file switched the change guard off entirely (what the summary says)."""
     return guard_limits(write) == (None, None)
+
+
+# -- a dealer group ---------------------------------------------------------------------------------
+def company_problems(config: Config, data: Any, path: Path) -> list[Problem]:
+    """What makes a group unworkable though every entry is valid on its own: two companies of
+    one name (--company, folders) or one database (it would be written twice a night), and a
+    shared state database (each company keeps a store of its own)."""
+    problems: list[Problem] = []
+    names: dict[str, int] = {}
+    urls: dict[str, int] = {}
+    for i, company in enumerate(config.companies):
+        line, col = position(data, ("companies", i, "name"))
+        for key, seen, what in ((slug(company.name), names, "name"),
+                                (company.erp.url, urls, "database (erp.url)")):
+            if key in seen:
+                problems.append(Problem(path, line, col, f"companies[{i}]",
+                                        f"{company.name!r} has the same {what} as "
+                                        f"companies[{seen[key]}]: each company needs its own"))
+            seen.setdefault(key, i)
+        if config.state.url and (company.state is None or not company.state.url):
+            problems.append(Problem(path, line, col, f"companies[{i}].state.url",
+                                    "state.url is set, and a group keeps one state store per "
+                                    "company: give this company its own state: {url: ...}"))
+    return problems
+
+
+def company_configs(config: Config, only: typing.Sequence[str] = ()) -> list[Config]:
+    """One config per company, in file order; ``only`` (names, any case) picks some. A config
+    without ``companies:`` is its own one company, named after ``dealer:``."""
+    wanted = {name.casefold() for name in only}
+    known = [c.name for c in config.companies] or [config.company_name]
+    unknown = sorted(wanted - {name.casefold() for name in known})
+    if unknown:
+        where = config.config_path.name if config.config_path else "the config"
+        raise ConfigError(f"no company named {', '.join(unknown)} in {where} (its companies: "
+                          f"{', '.join(known)})")
+    if not config.companies:
+        return [config]
+    return [for_company(config, c) for c in config.companies
+            if not wanted or c.name.casefold() in wanted]
+
+
+def for_company(config: Config, company: CompanySettings) -> Config:
+    """The config of one company: its own sections where it has them, the top level's
+    otherwise, and a state store of its own (``<state.dir>/companies/<name>``)."""
+    digest = config.digest.model_copy(
+        update=company.digest.model_dump(exclude_none=True) if company.digest else {})
+    state = company.state or StateSettings(dir=config.state.dir / "companies" / slug(company.name),
+                                           password_env=config.state.password_env)
+    return config.model_copy(update={
+        "erp": company.erp, "rules": company.rules or config.rules,
+        "write": company.write or config.write, "digest": digest, "state": state,
+        "companies": [], "company": company.name, "dealer": company.name,
+        "group_state": config.state.dir})

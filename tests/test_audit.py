@@ -173,11 +173,17 @@ def test_a_state_store_made_by_the_first_version_keeps_its_audit_and_takes_new_w
     assert [erp.value(c) for c in copiers] == ["DM", None, None, None]
     first = keyservices.rollback(config, 1, force=True)  # later runs wrote COP000 since
     assert first.restored == ["COP000"] and erp.value(copiers[0]) is None
+    # every run and audit row names its company (#25): the first version's rows too, named
+    # after the dealer of the config that first recorded one
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert {r[0] for r in db.execute("SELECT company FROM runs")} == {"Test Dealer"}
+        assert {r[0] for r in db.execute("SELECT company FROM changes")} == {"Test Dealer"}
+        assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 4
 
 
 def test_a_missing_column_during_a_run_is_a_setup_error(erp: ErpBuilder, copiers: list[int],
                                                         config_for) -> None:
-    from keyservices.config import TableOverride
+    from keyservices.settings.sections import TableOverride
 
     config = config_for(erp)
     config.erp.profile = {"equipment": TableOverride(columns={"active": "IsActive"})}

@@ -14,9 +14,10 @@ from click.testing import CliRunner
 import keyservices
 from keyservices.cli import cli
 from keyservices.commands.export import NpsFilter, export_opportunities, read_nps_csv
-from keyservices.config import Config, TableOverride
+from keyservices.config import Config
 from keyservices.erp import StatementCounter
 from keyservices.errors import ConfigError, SchemaError
+from keyservices.settings.sections import TableOverride
 
 from .conftest import AS_OF, ErpBuilder, write_config
 

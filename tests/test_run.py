@@ -258,7 +258,7 @@ def test_check_reports_schema_and_unmapped_categories(erp: ErpBuilder, dealer: d
 def test_check_names_a_missing_table_and_the_setting(erp: ErpBuilder, config_for) -> None:
     config = config_for(erp, "")
     config.erp.profile = {}
-    from keyservices.config import TableOverride
+    from keyservices.settings.sections import TableOverride
 
     config.erp.profile["gl_detail"] = TableOverride(table="GLTransactions")
     with pytest.raises(SchemaError, match="table GLTransactions \\(gl_detail\\) not found; .*"

@@ -11,6 +11,7 @@ from ..errors import EXIT_GUARD
 from .base import (
     RUN_ID,
     cli,
+    company_option,
     config_option,
     emit_json,
     json_option,
@@ -25,9 +26,10 @@ from .base import (
 @click.option("--customer", default=None, help="Show the changes of this customer number.")
 @click.option("--limit", type=click.IntRange(0), default=1000, show_default=True,
               help="Show at most this many changes (0: all of them).")
+@company_option
 @json_option
 def history_cmd(config_path: Path, run_id: int | None, customer: str | None, limit: int,
-                as_json: bool) -> None:
+                companies: tuple[str, ...], as_json: bool) -> None:
     """The audit: recent runs, or every change of one run or one customer.
 
     Each change is kept with its before- and after-value, so any run can be rolled back.
@@ -39,11 +41,11 @@ def history_cmd(config_path: Path, run_id: int | None, customer: str | None, lim
       keyservices history --customer ABC001 -c config.yaml
       keyservices history --run 1 --limit 0 -c config.yaml    # every change of a big run
     """
-    from ..commands.audit import history
+    from ..commands.group import group_history
     from .console import print_history
 
-    data = history(load_config_at(config_path), run_id=run_id, customer=customer,
-                   limit=limit or None)
+    data = group_history(load_config_at(config_path), companies, run_id=run_id,
+                         customer=customer, limit=limit or None)
     if as_json:
         emit_json(data)
         return
@@ -61,9 +63,10 @@ def history_cmd(config_path: Path, run_id: int | None, customer: str | None, lim
 @click.option("--force", is_flag=True,
               help="Restore even when the change guard would stop it, or when later runs wrote "
                    "the same customers (after review with --dry-run).")
+@company_option
 @json_option
 def rollback_cmd(run_id: int, config_path: Path, dry_run: bool, force: bool,
-                 as_json: bool) -> None:
+                 companies: tuple[str, ...], as_json: bool) -> None:
     """Restore the values a run replaced, where they are still what that run wrote.
 
     The plan is made against the values in the ERP now: customers whose value changed since
@@ -76,12 +79,14 @@ def rollback_cmd(run_id: int, config_path: Path, dry_run: bool, force: bool,
     Examples:
       keyservices rollback 12 --dry-run -c config.yaml
       keyservices rollback 12 -c config.yaml
+      keyservices rollback 12 --company North -c group.yaml   # a group: one company's run
     """
     from ..commands.audit import rollback
+    from ..commands.group import one_company
 
+    config = one_company(load_config_at(config_path), companies, "rollback")
     with progress_reporter(as_json) as progress:
-        report = rollback(load_config_at(config_path), run_id, dry_run=dry_run, force=force,
-                          reporter=progress)
+        report = rollback(config, run_id, dry_run=dry_run, force=force, reporter=progress)
     if as_json:
         emit_json(report.to_dict())
         sys.exit(EXIT_GUARD if report.guard_message else 0)

@@ -8,11 +8,20 @@ from typing import Any
 
 import click
 
-from .base import as_of_option, cli, config_option, emit_json, json_option, load_config_at
+from .base import (
+    as_of_option,
+    cli,
+    config_option,
+    emit_json,
+    json_option,
+    load_config_at,
+    one_company_option,
+)
 
 
 @cli.command("backtest")
 @config_option
+@one_company_option
 @click.option("--months", type=click.IntRange(4, 60), default=12, show_default=True,
               help="As-of dates to rebuild, 30 days apart, each with the 90 days after it.")
 @click.option("--save", is_flag=True,
@@ -43,7 +52,7 @@ def backtest_cmd(config_path: Path, months: int, save: bool, as_of: dt.datetime 
     from .base import progress_reporter
 
     with progress_reporter(as_json) as progress:
-        report = backtest(load_config_at(config_path),
+        report = backtest(load_config_at(config_path, one="backtest"),
                           as_of=as_of.date() if as_of else None, months=months, save=save,
                           reporter=progress)
     data = as_dict(report)

@@ -57,6 +57,26 @@ class AsOfDate(click.DateTime):
 RUN_ID = click.IntRange(1, 2**31 - 1)
 
 
+COMPANY_KEY = "keyservices.company"
+
+
+def _remember_company(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    ctx.meta[COMPANY_KEY] = value
+
+
+def one_company_option(f: Callable) -> Callable:
+    """``--company NAME`` for a command that acts on one company (``load_config_at(one=...)``)."""
+    return click.option("--company", default=None, metavar="NAME", expose_value=False,
+                        callback=_remember_company,
+                        help="The company of a group (companies: in the config) to act on.")(f)
+
+
+def company_option(f: Callable) -> Callable:
+    return click.option("--company", "companies", multiple=True, metavar="NAME",
+                        help="Only this company of a group (companies: in the config); "
+                             "repeatable.")(f)
+
+
 def as_of_option(f: Callable) -> Callable:
     return click.option("--as-of", type=AsOfDate(), default=None,
                         help="Run as if today were this date (YYYY-MM-DD); default today.")(f)
@@ -193,11 +213,19 @@ def setup_file_logging(state_dir: Path) -> None:
     root.addHandler(handler)
 
 
-def load_config_at(config_path: Path, overrides: dict[str, Any] | None = None) -> Any:
+def load_config_at(config_path: Path, overrides: dict[str, Any] | None = None, *,
+                   one: str | None = None) -> Any:
+    """The config; ``one`` (the command, for the message): the config of the one company
+    ``--company`` names (a group's command that acts on one company's database or store)."""
     from ..config import load_config
 
     config = load_config(config_path, overrides)
     setup_file_logging(config.state.dir)
+    if one is not None:
+        from ..commands.group import one_company
+
+        name = click.get_current_context().meta.get(COMPANY_KEY)
+        config = one_company(config, [name] if name else [], one)
     return config
 
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ..commands.check import CheckReport
     from ..commands.demo import DemoResult
     from ..commands.explain import Explanation
+    from ..commands.group import GroupResult
     from ..commands.result import RunResult
 
 PLAN_ROWS = 30
@@ -66,6 +67,22 @@ def _out() -> Console:
     from rich.console import Console
 
     return Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+
+
+def print_group(result: GroupResult) -> None:
+    """A group's night: each company's summary under its name, then which failed and why."""
+    for night in result.companies:
+        click.echo(f"== {night.company} ==")
+        if night.result is not None:
+            print_run(night.result, guard_message=night.error is None)
+        if night.error:
+            click.echo(f"{night.company}: {night.error} (exit {night.exit_code})", err=True)
+    done = len(result.companies) - len(result.failed)
+    failed = ", ".join(f"{n.company} (exit {n.exit_code})" for n in result.failed)
+    click.echo(f"{len(result.companies)} companies: {done} done"
+               + (f"; failed: {failed}" if failed else "") + ".")
+    if result.delivery_error:
+        click.echo(f"Error: {result.delivery_error}", err=True)
 
 
 def print_run(result: RunResult, *, guard_message: bool = True) -> None:

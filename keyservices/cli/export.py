@@ -15,7 +15,15 @@ from typing import Any, Literal
 
 import click
 
-from .base import as_of_option, cli, config_option, emit_json, json_option, load_config_at
+from .base import (
+    as_of_option,
+    cli,
+    config_option,
+    emit_json,
+    json_option,
+    load_config_at,
+    one_company_option,
+)
 
 
 @cli.group("export")
@@ -49,6 +57,7 @@ def export_group() -> None:
 @click.option("--include-hidden", is_flag=True, default=False,
               help="Keep the opportunities a snooze or dismiss hides (marked hidden).")
 @as_of_option
+@one_company_option
 @json_option
 def export_opportunities_cmd(config_path: Path, fmt: Literal["csv", "hubspot"],
                              service: str | None, owner: str | None, out: Path | None,
@@ -78,7 +87,7 @@ def export_opportunities_cmd(config_path: Path, fmt: Literal["csv", "hubspot"],
 
     nps = (NpsFilter(property=nps_property, csv=nps_csv, min_score=min_nps)
            if nps_property or nps_csv else None)
-    result = export_opportunities(load_config_at(config_path), fmt=fmt,
+    result = export_opportunities(load_config_at(config_path, one="export"), fmt=fmt,
                                   service=service, owner=owner,
                                   as_of=as_of.date() if as_of else None, nps=nps,
                                   include_hidden=include_hidden)
@@ -111,6 +120,7 @@ def export_opportunities_cmd(config_path: Path, fmt: Literal["csv", "hubspot"],
               help="Write to this file (UTF-8 with BOM for Excel) instead of stdout; a file or "
                    "a pipe on stdout gets the same bytes.")
 @as_of_option
+@one_company_option
 @json_option
 def export_alerts_cmd(config_path: Path, monitor: str | None, owner: str | None, new: bool,
                       out: Path | None, as_of: dt.datetime | None, as_json: bool) -> None:
@@ -128,7 +138,7 @@ def export_alerts_cmd(config_path: Path, monitor: str | None, owner: str | None,
     """
     from ..commands.export import export_alerts, write
 
-    text, count = export_alerts(load_config_at(config_path), monitor=monitor, owner=owner,
+    text, count = export_alerts(load_config_at(config_path, one="export"), monitor=monitor, owner=owner,
                                 as_of=as_of.date() if as_of else None, new=new)
     if as_json:
         _emit_rows(text, count, out)

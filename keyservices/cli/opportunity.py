@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .base import config_option, emit_json, json_option, load_config_at
+from .base import config_option, emit_json, json_option, load_config_at, one_company_option
 
 if TYPE_CHECKING:
     from ..calls.lifecycle import OpportunityRecord
@@ -60,6 +60,7 @@ def opportunity() -> None:
 @click.option("--owner", default=None, help="Only this sales rep's customers (full name).")
 @click.option("--service", default=None, help="Only this service code (e.g. MIT).")
 @click.option("--customer", default=None, help="Only this customer number.")
+@one_company_option
 @json_option
 def list_cmd(config_path: Path, status: str | None, owner: str | None, service: str | None,
              customer: str | None, as_json: bool) -> None:
@@ -76,7 +77,7 @@ def list_cmd(config_path: Path, status: str | None, owner: str | None, service: 
     from ..commands.opportunity import list_opportunities
     from .exiting import keep
 
-    records = list_opportunities(load_config_at(config_path), status=status, owner=owner, service=service,
+    records = list_opportunities(load_config_at(config_path, one="opportunity"), status=status, owner=owner, service=service,
                                  customer=customer)
     keep(records)  # up to one per customer and service: not freed one by one at exit
     if as_json:
@@ -96,6 +97,7 @@ def list_cmd(config_path: Path, status: str | None, owner: str | None, service: 
 @_reason_option
 @_by_option
 @config_option
+@one_company_option
 @json_option
 def snooze_cmd(customer: str, service: str, until: dt.datetime, reason: str, by: str | None,
                config_path: Path, as_json: bool) -> None:
@@ -109,7 +111,7 @@ def snooze_cmd(customer: str, service: str, until: dt.datetime, reason: str, by:
     """
     from ..commands.opportunity import snooze
 
-    record = snooze(load_config_at(config_path), customer, service, until=until.date(), reason=reason,
+    record = snooze(load_config_at(config_path, one="opportunity"), customer, service, until=until.date(), reason=reason,
                     by=by)
     _done(record, "Snoozed", as_json)
 
@@ -121,6 +123,7 @@ def snooze_cmd(customer: str, service: str, until: dt.datetime, reason: str, by:
 @_reason_option
 @_by_option
 @config_option
+@one_company_option
 @json_option
 def dismiss_cmd(customer: str, service: str, until: dt.datetime, reason: str, by: str | None,
                 config_path: Path, as_json: bool) -> None:
@@ -135,7 +138,7 @@ def dismiss_cmd(customer: str, service: str, until: dt.datetime, reason: str, by
     """
     from ..commands.opportunity import dismiss
 
-    record = dismiss(load_config_at(config_path), customer, service, until=until.date(), reason=reason,
+    record = dismiss(load_config_at(config_path, one="opportunity"), customer, service, until=until.date(), reason=reason,
                      by=by)
     _done(record, "Dismissed", as_json)
 
@@ -144,6 +147,7 @@ def dismiss_cmd(customer: str, service: str, until: dt.datetime, reason: str, by
 @click.argument("customer")
 @click.argument("service")
 @config_option
+@one_company_option
 @json_option
 def unsnooze_cmd(customer: str, service: str, config_path: Path, as_json: bool) -> None:
     """Lift a snooze or dismiss now; the opportunity shows again from the next run.
@@ -154,7 +158,7 @@ def unsnooze_cmd(customer: str, service: str, config_path: Path, as_json: bool) 
     """
     from ..commands.opportunity import unsnooze
 
-    record = unsnooze(load_config_at(config_path), customer, service)
+    record = unsnooze(load_config_at(config_path, one="opportunity"), customer, service)
     if as_json:
         emit_json(dataclasses.asdict(record))
     else:

@@ -18,6 +18,7 @@ from .base import (
     emit_json,
     json_option,
     load_config_at,
+    one_company_option,
     progress_reporter,
 )
 
@@ -27,6 +28,7 @@ from .base import (
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Folder for the files; default report/ in the state folder.")
 @as_of_option
+@one_company_option
 @json_option
 def report(config_path: Path, out: Path | None, as_of: dt.datetime | None,
            as_json: bool) -> None:
@@ -45,7 +47,7 @@ def report(config_path: Path, out: Path | None, as_of: dt.datetime | None,
     from ..commands.report import report as make_report
 
     with progress_reporter(as_json) as progress:
-        result = make_report(load_config_at(config_path), out=out,
+        result = make_report(load_config_at(config_path, one="report"), out=out,
                              as_of=as_of.date() if as_of else None, reporter=progress)
     if as_json:
         emit_json(result.to_dict())

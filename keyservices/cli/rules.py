@@ -8,13 +8,22 @@ from pathlib import Path
 
 import click
 
-from .base import as_of_option, cli, config_option, emit_json, json_option, load_config_at
+from .base import (
+    as_of_option,
+    cli,
+    config_option,
+    emit_json,
+    json_option,
+    load_config_at,
+    one_company_option,
+)
 
 
 @cli.command()
 @click.argument("customer")
 @config_option
 @as_of_option
+@one_company_option
 @json_option
 def explain(customer: str, config_path: Path, as_of: dt.datetime | None, as_json: bool) -> None:
     """Why a customer has or lacks each service: its facts and every rule's verdict.
@@ -31,7 +40,7 @@ def explain(customer: str, config_path: Path, as_of: dt.datetime | None, as_json
     from ..commands.explain import explain as run_explain
     from .console import print_explanation
 
-    result = run_explain(load_config_at(config_path), customer, as_of=as_of.date() if as_of else None)
+    result = run_explain(load_config_at(config_path, one="explain"), customer, as_of=as_of.date() if as_of else None)
     if as_json:
         emit_json(result.to_dict())
     else:
@@ -42,6 +51,7 @@ def explain(customer: str, config_path: Path, as_of: dt.datetime | None, as_json
 @config_option
 @click.option("--cases", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Folder of case files; default rules/tests beside the rules.")
+@one_company_option
 @json_option
 def test_rules_cmd(config_path: Path, cases: Path | None, as_json: bool) -> None:
     """Run your own rule tests: facts in, expected services out.
@@ -56,7 +66,7 @@ def test_rules_cmd(config_path: Path, cases: Path | None, as_json: bool) -> None
     from ..commands.explain import test_rules
     from ..errors import RuleTestsFailed
 
-    results = test_rules(load_config_at(config_path), cases)
+    results = test_rules(load_config_at(config_path, one="test-rules"), cases)
     failed = [r for r in results if not r.passed]
     rows = [{"file": str(r.file), "line": r.line, "name": r.name, "passed": r.passed,
              "expected": r.expected, "got": r.got} for r in results]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,14 +13,19 @@ from .base import (
     RUN_ID,
     as_of_option,
     cli,
+    company_option,
     config_option,
     emit_json,
     json_option,
     load_config_at,
+    one_company_option,
     program,
     progress_reporter,
 )
 from .jsonerrors import error_object
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 @cli.command("run")
@@ -36,19 +42,26 @@ from .jsonerrors import error_object
 @click.option("--mode", type=click.Choice(["live", "test"]), default=None,
               help="Override the config's mode for this run (test writes nothing to the ERP).")
 @as_of_option
+@company_option
 @json_option
 def run_cmd(config_path: Path, dry_run: bool, force: bool, new_erp: bool, no_email: bool,
-            mode: str | None, as_of: dt.datetime | None, as_json: bool) -> None:
+            mode: str | None, as_of: dt.datetime | None, companies: tuple[str, ...],
+            as_json: bool) -> None:
     """The nightly job: classify every customer and write the property where it changed.
 
     Reads facts with a few aggregate queries, classifies, writes changed values in guarded,
     chunked transactions (never INSERT or DELETE), audits every change with its before-value,
     writes the digest to the outbox and sends it when SMTP is configured.
 
+    A dealer group's config (companies:) runs every company, parallel: at a time, each with
+    its own database, guard, audit and digest; a company that fails fails alone, and the exit
+    code is the worst across companies.
+
     \b
     Examples:
       keyservices run -c config.yaml --dry-run
       keyservices run -c config.yaml
+      keyservices run -c group.yaml --company North --company South
     """
     from ..commands.result import RunResult
     from ..commands.run import run
@@ -63,6 +76,14 @@ def run_cmd(config_path: Path, dry_run: bool, force: bool, new_erp: bool, no_ema
             f"{as_of:%Y-%m-%d} is in the past: a live night as of a past date compares today's "
             "ERP with that date and writes the result. Review it with --dry-run, then rerun "
             "with --force if that is what you want", param_hint="--as-of")
+    if config.companies:
+        _run_group(config, config_path, companies, dry_run=dry_run, force=force,
+                   new_erp=new_erp, no_email=no_email, as_of=as_of, as_json=as_json)
+        return
+    if companies:
+        from ..config import company_configs
+
+        company_configs(config, companies)  # one company: its name (the dealer) or exit 2
     try:
         with progress_reporter(as_json) as progress:
             result = run(config, dry_run=dry_run, force=force, new_erp=new_erp,
@@ -94,6 +115,25 @@ def run_cmd(config_path: Path, dry_run: bool, force: bool, new_erp: bool, no_ema
     sys.exit(result.exit_code) if result.exit_code else None
 
 
+def _run_group(config: Config, config_path: Path, companies: tuple[str, ...], *, dry_run: bool,
+               force: bool, new_erp: bool, no_email: bool, as_of: dt.datetime | None,
+               as_json: bool) -> None:
+    """A group's night: every company (or those named), one summary each, the worst exit."""
+    from ..commands.group import run_group
+    from .console import print_group
+
+    result = run_group(config, only=companies, dry_run=dry_run, force=force, new_erp=new_erp,
+                       send=not no_email, as_of=as_of.date() if as_of else None)
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        print_group(result)
+        if result.dry_run and not result.failed:
+            click.echo(f"Next: review the plans, then '{program()} run -c {config_path}' "
+                       "applies them.")
+    sys.exit(result.exit_code) if result.exit_code else None
+
+
 @cli.command()
 @config_option
 @click.option("--show-sql", is_flag=True,
@@ -105,9 +145,10 @@ def run_cmd(config_path: Path, dry_run: bool, force: bool, new_erp: bool, no_ema
 @click.option("--suggest-indexes", is_flag=True,
               help="Print the CREATE INDEX statements a DBA could run so the nightly statements "
                    "read index ranges instead of whole tables (keyservices never creates them).")
+@company_option
 @json_option
 def check(config_path: Path, show_sql: bool, with_ids: bool, suggest_indexes: bool,
-          as_json: bool) -> None:
+          companies: tuple[str, ...], as_json: bool) -> None:
     """Validate config and rules, connect, and verify the ERP schema.
 
     Checks every table and column the rules need, that the custom-property attribute exists,
@@ -120,12 +161,20 @@ def check(config_path: Path, show_sql: bool, with_ids: bool, suggest_indexes: bo
       keyservices check -c config.yaml --suggest-indexes > indexes.sql
     """
     from ..commands.check import check as run_check
+    from ..commands.group import one_company
     from .console import print_check
+
+    config = load_config_at(config_path)
+    if suggest_indexes or show_sql:  # one company's statements and indexes
+        config = one_company(config, companies, "check --show-sql or --suggest-indexes")
+    elif config.companies or companies:
+        _check_group(config, companies, as_json)
+        return
 
     if suggest_indexes:
         from ..commands.check import suggest_indexes as advise
 
-        advice = advise(load_config_at(config_path))
+        advice = advise(config)
         if as_json:
             emit_json([{"table": a.table, "keys": a.keys, "include": a.include, "why": a.why,
                          "sql": sql} for a, sql in advice])
@@ -142,20 +191,37 @@ def check(config_path: Path, show_sql: bool, with_ids: bool, suggest_indexes: bo
         from ..commands.check import show_sql as compile_sql
         from ..commands.check import sql_script
 
-        config = load_config_at(config_path)
         statements = compile_sql(config, with_ids=with_ids)
         if as_json:
             emit_json([{"name": n, "sql": q} for n, q in statements])
         else:
             click.echo(sql_script(config, statements, with_ids=with_ids))
         return
-    report = run_check(load_config_at(config_path))
+    report = run_check(config)
     if as_json:
         emit_json(report.to_dict())
     else:
         print_check(report)
         click.echo(f"Next: '{program()} run -c {config_path} --dry-run' shows what a run would "
                    "change.")
+
+
+def _check_group(config: Config, companies: tuple[str, ...], as_json: bool) -> None:
+    """A line per company: what its night would find, or what stops it; the worst exit."""
+    from ..commands.group import group_check, worst
+
+    checks = group_check(config, companies)
+    if as_json:
+        emit_json([c.to_dict() for c in checks])
+    for c in [] if as_json else checks:
+        if c.report is not None:
+            click.echo(f"{c.company}: OK: {c.report.erp}, {c.report.customers:,} customers, "
+                       f"attribute id {c.report.attribute_id}"
+                       + (f", {len(c.report.warnings)} warning(s)" if c.report.warnings else ""))
+        else:
+            click.echo(f"{c.company}: exit {c.exit_code}: {c.error}")
+    code = worst([c.exit_code for c in checks])
+    sys.exit(code) if code else None
 
 
 @cli.command()
@@ -167,6 +233,7 @@ def check(config_path: Path, show_sql: bool, with_ids: bool, suggest_indexes: bo
               help="The run whose digest to render; default the latest.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Where to write the HTML; default preview.html in the state folder.")
+@one_company_option
 @json_option
 def digest(config_path: Path, mode: str, run_id: int | None, out: Path | None,
            as_json: bool) -> None:
@@ -181,7 +248,7 @@ def digest(config_path: Path, mode: str, run_id: int | None, out: Path | None,
     """
     from ..commands.deliver import preview_digest
 
-    path, text = preview_digest(load_config_at(config_path), run_id=run_id, out=out)
+    path, text = preview_digest(load_config_at(config_path, one="digest"), run_id=run_id, out=out)
     if as_json:  # both: where the HTML went and the plain text
         emit_json({"html": str(path), "text": text})
         return

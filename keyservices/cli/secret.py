@@ -10,6 +10,9 @@ import click
 from .base import cli, config_option, emit_json, json_option, load_config_at
 
 WHICH_ARGUMENT = click.Choice(["erp", "smtp", "state"])
+COMPANY = click.option("--company", default=None, metavar="NAME",
+                       help="A group's company whose ERP password this is (companies: in the "
+                            "config).")
 
 
 @cli.group("secret")
@@ -33,8 +36,10 @@ def secret_group() -> None:
 @config_option
 @click.option("--stdin", "from_stdin", is_flag=True,
               help="Read the password from the first line of standard input (for scripts).")
+@COMPANY
 @json_option
-def secret_set(which: str, config_path: Path, from_stdin: bool, as_json: bool) -> None:
+def secret_set(which: str, config_path: Path, from_stdin: bool, company: str | None,
+               as_json: bool) -> None:
     """Store a password in the keyring of the account running this command.
 
     WHICH is erp, smtp or state (state only when state.password_env is set). The password is
@@ -45,19 +50,20 @@ def secret_set(which: str, config_path: Path, from_stdin: bool, as_json: bool) -
       keyservices secret set erp -c config.yaml
       runas /user:DOMAIN\\svc-ks "cmd /s /k \\"keyservices secret set erp -c C:\\ks\\config.yaml\\""
       printf '%s\\n' "$PW" | keyservices secret set smtp --stdin -c config.yaml
+      keyservices secret set erp --company North -c config.yaml
     """
     import dataclasses
 
     from ..commands.secret import secret_name, set_secret
 
     config = load_config_at(config_path)
-    name = secret_name(config, which)
+    name = secret_name(config, which, company)
     if from_stdin:
         password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
     else:
         password = click.prompt(f"{which} password (stored as {name})", hide_input=True,
                                 confirmation_prompt=True, err=True)
-    result = set_secret(config, which, password)
+    result = set_secret(config, which, password, company)
     if as_json:
         emit_json(dataclasses.asdict(result))
         return
@@ -75,8 +81,9 @@ def secret_set(which: str, config_path: Path, from_stdin: bool, as_json: bool) -
 @secret_group.command("delete")
 @click.argument("which", type=WHICH_ARGUMENT)
 @config_option
+@COMPANY
 @json_option
-def secret_delete(which: str, config_path: Path, as_json: bool) -> None:
+def secret_delete(which: str, config_path: Path, company: str | None, as_json: bool) -> None:
     """Remove a password from the keyring of the account running this command.
 
     The environment variable, if set, is left alone.
@@ -89,7 +96,7 @@ def secret_delete(which: str, config_path: Path, as_json: bool) -> None:
 
     from ..commands.secret import delete_secret
 
-    result = delete_secret(load_config_at(config_path), which)
+    result = delete_secret(load_config_at(config_path), which, company)
     if as_json:
         emit_json(dataclasses.asdict(result))
         return

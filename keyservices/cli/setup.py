@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from .base import cli, config_option, emit_json, json_option, load_config_at, program
+from .base import (
+    cli,
+    company_option,
+    config_option,
+    emit_json,
+    json_option,
+    load_config_at,
+    program,
+)
 
 
 @cli.command("init")
@@ -101,8 +109,9 @@ def _indent(text: str) -> str:
 
 @cli.command("status")
 @config_option
+@company_option
 @json_option
-def status_cmd(config_path: Path, as_json: bool) -> None:
+def status_cmd(config_path: Path, companies: tuple[str, ...], as_json: bool) -> None:
     """The last runs, digests still queued, and who holds the run lock.
 
     What to look at in the morning when no digest arrived.
@@ -113,10 +122,11 @@ def status_cmd(config_path: Path, as_json: bool) -> None:
     """
     import dataclasses
 
-    from ..commands.setup import status
+    from ..commands.group import group_status
     from .terminal import terminal_text
 
-    st = status(load_config_at(config_path))
+    config = load_config_at(config_path)
+    st = group_status(config, companies)
     if as_json:
         emit_json(dataclasses.asdict(st))
         return
@@ -124,7 +134,8 @@ def status_cmd(config_path: Path, as_json: bool) -> None:
         click.echo("No run yet.")
     for r in st.runs:
         c = r["counts"]
-        click.echo(f"run {r['id']:>4}  {r['started_at']:%Y-%m-%d %H:%M}  {r['mode']:<8} "
+        company = f"{terminal_text(r['company'])}  " if config.companies else ""
+        click.echo(f"{company}run {r['id']:>4}  {r['started_at']:%Y-%m-%d %H:%M}  {r['mode']:<8} "
                    f"{r['status']:<7} exit {r['exit_code'] if r['exit_code'] is not None else '-'}"
                    f"  written {c.get('written', '-')}  "
                    f"{terminal_text((r['message'] or '')[:70])}")
@@ -173,7 +184,7 @@ def config_show(config_path: Path, as_json: bool) -> None:
     Example:
       keyservices config show -c config.yaml
     """
-    from ..config import show
+    from ..commands.settings import show
 
     rows = show(load_config_at(config_path))
     if as_json:

@@ -55,9 +55,13 @@ def history(config: Config, *, run_id: int | None = None, customer: str | None =
         return {"runs": []} if run_id is None and customer is None else {"changes": [],
                                                                           "total": 0}
     try:
+        company = config.company_name  # each company keeps a store of its own
         if run_id is None and customer is None:
-            return {"runs": [dataclasses.asdict(r) for r in state.runs(limit or 20)]}
+            return {"runs": [{**dataclasses.asdict(r), "company": company}
+                             for r in state.runs(limit or 20)]}
         rows = state.history(run_id=run_id, customer=customer, limit=limit)
+        for row in rows:
+            row["company"] = row.get("company") or company
         total = (len(rows) if limit is None or len(rows) < limit
                  else state.count_history(run_id=run_id, customer=customer))
         return {"changes": rows, "total": total}
@@ -75,7 +79,7 @@ def rollback(config: Config, run_id: int, *, dry_run: bool = False, force: bool 
     change guard's limits; ``dry_run`` shows the plan and writes nothing.
     """
     rules = night.rules_for(config)
-    lock = contextlib.nullcontext() if dry_run else run_lock(config.state.dir)
+    lock = contextlib.nullcontext() if dry_run else run_lock(config.lock_dir)
     with lock:
         state = StateStore.reader(config.state_url) if dry_run else StateStore(config.state_url)
         if state is None:
@@ -144,7 +148,8 @@ def _rollback(config: Config, rules: Any, state: StateStore, run_id: int, *, dry
             report.restored = [c.number for c in planned]
             return report
         own = state.begin_run(as_of=dt.date.today(), erp=here, prop=name, mode="rollback",
-                              baseline=False, erp_id=erp.identity(), attr_id=attr)
+                              baseline=False, erp_id=erp.identity(), attr_id=attr,
+                              company=config.company_name)
         try:
             written = apply_changes(erp.engine, erp.tables, attr, planned, state=state,
                                     run_id=own, chunk_size=config.write.chunk_size,

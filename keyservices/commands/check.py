@@ -17,7 +17,7 @@ from .. import night
 from ..calls import extras as call_extras
 from ..calls.tonight import monitors_naming_contacts
 from ..calls.wonlost import ValueColumns
-from ..config import Config, password_sources
+from ..config import Config
 from ..engine.diff import attribute_is_foreign, owned, two_rows_note
 from ..engine.metrics import Codes, needed_codes
 from ..erp import ErpTables, attribute_id, display_url, indexes, verify_schema, wrap_db_error
@@ -32,6 +32,7 @@ from ..errors import SchemaError
 from ..rules import RuleSet, glob_match
 from ..state import StateStore
 from .alerts import monitor_warnings, renewal_days
+from .settings import password_sources
 
 
 @dataclass

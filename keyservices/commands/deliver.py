@@ -9,7 +9,7 @@ import secrets
 from pathlib import Path
 
 from .. import night
-from ..config import Config
+from ..config import Config, slug
 from ..errors import EXIT_OK, EXIT_UNDELIVERED, ConfigError, LockHeld
 from ..model import Change, Counts, DigestData, RiskFlag
 from ..outputs import digest as digest_mod
@@ -69,7 +69,9 @@ def digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send: 
     data.config_file = str(config.config_path) if config.config_path else "config.yaml"
     with step(reporter, timings, "digest") as advance:
         templates = digest_mod.find_templates_dir(config.digest.templates)
-        stem = f"{result.as_of.isoformat()}-run{result.run_id:04d}-digest"
+        # a group's companies share the outbox, and each counts its runs in its own store
+        company = f"{slug(config.company)}-" if config.company else ""
+        stem = f"{result.as_of.isoformat()}-{company}run{result.run_id:04d}-digest"
         copies: list[tuple[str, DigestData, list[str]]] = []
         if config.digest.to or not (config.digest.branches or config.digest.sales_reps):
             copies.append((stem, data, config.digest.to))
@@ -167,7 +169,7 @@ def alert_failure(config: Config, error: BaseException, exit_code: int) -> Path 
     any problem while alerting is logged and swallowed.
     """
     try:
-        log_file = current_log_file(config.state.dir)
+        log_file = current_log_file(config.lock_dir)  # a group logs in its own folder
         tail: list[str] = []
         if log_file.exists():
             tail = log_file.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]
@@ -179,7 +181,7 @@ def alert_failure(config: Config, error: BaseException, exit_code: int) -> Path 
         config.digest.outbox.mkdir(parents=True, exist_ok=True)
         path = _alert_path(config.digest.outbox, when, exit_code)
         atomic_write(path, message.as_bytes())
-        if config.smtp is not None:
+        if config.smtp is not None and config.group_state is None:  # a group sends at the end
             try:
                 report = send_outbox(config)
             except LockHeld:  # another run is sending this queue: it (or the next) sends it
@@ -211,7 +213,7 @@ def send_outbox(config: Config) -> mail.DeliveryReport:
     if config.smtp is None:
         raise ConfigError("no smtp: section in the config, so nothing can be sent; the digests "
                           f"stay in {config.digest.outbox}")
-    with run_lock(config.state.dir):
+    with run_lock(config.lock_dir):
         return deliver_outbox(config)
 
 

@@ -7,6 +7,7 @@ results come back as data, failures as ``KeyservicesError`` subclasses with an e
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Sequence
@@ -49,17 +50,18 @@ log = logging.getLogger("keyservices")
 
 def run(config: Config, *, dry_run: bool = False, force: bool = False, new_erp: bool = False,
         send: bool = True, as_of: dt.date | None = None,
-        reporter: Reporter | None = None) -> RunResult:
+        reporter: Reporter | None = None, locked: bool = False) -> RunResult:
     """The nightly job: read facts, classify, diff, write changed values, render and send the digest.
 
     ``dry_run`` computes the plan, the guard and the ownership check exactly as a live run would,
     and writes nothing anywhere (ERP, state store, outbox). ``force`` overrides the change guard;
     ``new_erp`` says the configured ERP is a new one for this state store (its first run is a
     baseline). A run that fails (exit 1-4) queues a short failure alert for the admins.
+    ``locked``: the caller holds the run lock (a group's night, for all its companies).
     """
     try:
         return _run(config, dry_run=dry_run, force=force, new_erp=new_erp, send=send,
-                    as_of=as_of, reporter=reporter)
+                    as_of=as_of, reporter=reporter, locked=locked)
     except KeyservicesError as exc:
         if not dry_run and exc.exit_code in (1, 2, 3, 4):
             alert_failure(config, exc, exc.exit_code)
@@ -71,7 +73,7 @@ def run(config: Config, *, dry_run: bool = False, force: bool = False, new_erp: 
 
 
 def _run(config: Config, *, dry_run: bool, force: bool, new_erp: bool, send: bool,
-         as_of: dt.date | None, reporter: Reporter | None) -> RunResult:
+         as_of: dt.date | None, reporter: Reporter | None, locked: bool) -> RunResult:
     explicit, as_of = as_of is not None, as_of or dt.date.today()
     # everything that can be checked without the ERP is checked before it is touched
     rules = night.rules_for(config)
@@ -91,7 +93,7 @@ def _run(config: Config, *, dry_run: bool, force: bool, new_erp: bool, send: boo
         finally:
             if reader is not None:
                 reader.close()
-    with run_lock(config.state.dir):
+    with contextlib.nullcontext() if locked else run_lock(config.lock_dir):
         state = StateStore(config.state_url)  # its schema is checked here, before the ERP
         try:
             return _live(config, rules, state, as_of, force=force, new_erp=new_erp, send=send,
@@ -116,7 +118,8 @@ def _live(config: Config, rules: RuleSet, state: StateStore, as_of: dt.date, *, 
             attr_id, attr_name = erp.attribute()
             run_id = state.begin_run(as_of=as_of, erp=display_url(config.erp.url),
                                      prop=attr_name, mode=config.mode, baseline=baseline,
-                                     erp_id=erp.identity(), attr_id=attr_id)
+                                     erp_id=erp.identity(), attr_id=attr_id,
+                                     company=config.company_name)
             if state.has_pending():  # any earlier run's unsettled audit, whatever its status
                 settled = settle_here(erp, state, display_url(config.erp.url))
                 log.warning("settled the audit of earlier unfinished writes against the ERP: "

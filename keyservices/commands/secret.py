@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-from ..config import Config
+from ..config import Config, company_configs
 from ..credentials import KEYRING_SERVICE, delete_password, plaintext_warning, store_password
 from ..errors import ConfigError
 
@@ -37,11 +37,12 @@ class SecretResult:
     warning: str | None = None
 
 
-def secret_name(config: Config, which: str) -> str:
+def secret_name(config: Config, which: str, company: str | None = None) -> str:
     """The environment variable (and keyring user) of a password; a ConfigError when the config
-    names none for it."""
+    names none for it. A group's ERP passwords are per company (``company``)."""
     if which not in WHICH:
         raise ConfigError(f"unknown password {which!r}: use one of {', '.join(WHICH)}")
+    config = company_config(config, which, company)
     name = config.password_env(which)
     if name:
         return name
@@ -53,9 +54,10 @@ def secret_name(config: Config, which: str) -> str:
                       "state.password_env (e.g. KEYSERVICES_STATE_PASSWORD) first")
 
 
-def set_secret(config: Config, which: str, password: str) -> SecretResult:
+def set_secret(config: Config, which: str, password: str,
+               company: str | None = None) -> SecretResult:
     """Store ``password`` in the keyring of the account running this, under the config's name."""
-    name = secret_name(config, which)
+    name = secret_name(config, which, company)
     if not password or password != password.strip("\r\n"):
         raise ConfigError("the password is empty or has a line break at an end: nothing stored "
                           "(with --stdin, pass exactly one line)")
@@ -65,12 +67,27 @@ def set_secret(config: Config, which: str, password: str) -> SecretResult:
                         warning=plaintext_warning(name))
 
 
-def delete_secret(config: Config, which: str) -> SecretResult:
+def delete_secret(config: Config, which: str, company: str | None = None) -> SecretResult:
     """Remove the keyring entry (the environment variable, if any, is left alone)."""
-    name = secret_name(config, which)
+    name = secret_name(config, which, company)
     deleted = delete_password(name)
     return SecretResult(which=which, service=KEYRING_SERVICE, user=name, account=_account(),
                         changed=deleted, env_wins=bool(os.environ.get(name)))
+
+
+def company_config(config: Config, which: str, company: str | None) -> Config:
+    """The config whose password is meant: a group's ERP password is one company's (each
+    company's database has its own login, or at least its own entry)."""
+    if company is None:
+        if which == "erp" and config.companies:
+            raise ConfigError(f"this config has {len(config.companies)} companies, each with its "
+                              "own ERP password: say whose with --company NAME ("
+                              f"{', '.join(c.name for c in config.companies)})")
+        return config
+    if which != "erp":
+        raise ConfigError(f"--company is for the ERP password; the {which} password is the "
+                          "group's")
+    return company_configs(config, [company])[0]
 
 
 def _account() -> str:
@@ -80,4 +97,5 @@ def _account() -> str:
     return f"{domain}\\{user}" if domain and os.name == "nt" else user
 
 
-__all__ = ["WHICH", "SecretResult", "delete_secret", "secret_name", "set_secret"]
+__all__ = ["WHICH", "SecretResult", "company_config", "delete_secret", "secret_name",
+           "set_secret"]

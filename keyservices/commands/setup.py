@@ -93,6 +93,19 @@ digest:
 #   password_env: KEYSERVICES_SMTP_PASSWORD
 #   timeout: 30
 #   ca_file: internal-ca.pem           # trust a private certificate authority
+
+# A dealer group: one e-automate database per company, one night, one lock. Each company takes
+# the erp: settings (its own url; its password in KEYSERVICES_ERP_PASSWORD_<NAME>, or
+# 'keyservices secret set erp --company NAME'), may have its own rules:, write: and digest:
+# recipients, and keeps its own state store (state.dir/companies/<name>); the rest is inherited.
+# companies:
+#   - name: North
+#     erp: {url: "mssql+pyodbc://keyservices@ERPSERVER/coNorth?driver=ODBC+Driver+18+for+SQL+Server"}
+#   - name: South
+#     erp: {url: "mssql+pyodbc://keyservices@ERPSERVER/coSouth?driver=ODBC+Driver+18+for+SQL+Server"}
+#     rules: rules-south               # its own rules folder
+#     digest: {to: ["south-service@example.com"]}
+parallel: 2                            # companies read and written at once (a bounded pool)
 """
 
 
@@ -335,11 +348,12 @@ def status(config: Config, *, limit: int = 10) -> Status:
     store = StateStore.for_reading(config.state_url)  # a read-only folder will do
     if store is not None:
         try:
-            out.runs = [{"id": r.id, "started_at": r.started_at, "finished_at": r.finished_at,
+            out.runs = [{"id": r.id, "company": config.company_name,
+                         "started_at": r.started_at, "finished_at": r.finished_at,
                          "as_of": r.as_of, "mode": r.mode, "baseline": r.baseline,
                          "status": r.status, "exit_code": r.exit_code, "message": r.message,
                          "counts": r.counts} for r in store.runs(limit)]
         finally:
             store.close()
-    out.lock_holder = lock_holder(config.state.dir)  # never takes the run lock
+    out.lock_holder = lock_holder(config.lock_dir)  # never takes the run lock
     return out

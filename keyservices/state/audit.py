@@ -94,12 +94,12 @@ def stream_won_lost(engine: sa.Engine, stmt: sa.Select) -> Iterator[dict[str, An
             batches.close()
 
 
-# SQLite: audit rows per INSERT (15 x 64 = 960 parameters, under old builds' limit of 999)
-ROWS_PER_INSERT = 64
+# SQLite: audit rows per INSERT (16 x 62 = 992 parameters, under old builds' limit of 999)
+ROWS_PER_INSERT = 62
 # the audit row's columns in the table's order (what a positional driver is given)
 AUDIT_KEYS = ("run_id", "customer_id", "customer_number", "customer_name", "before", "after",
               "added", "removed", "status", "at", "branch", "sales_rep", "annual_values",
-              "follows", "causes")
+              "follows", "causes", "company")
 
 
 class AuditRows:
@@ -113,9 +113,10 @@ class AuditRows:
     """
 
     def __init__(self, dialect: sa.Dialect, run_id: int, planned: Sequence[Change],
-                 status: str, at: dt.datetime) -> None:
+                 status: str, at: dt.datetime, company: str | None = None) -> None:
         self.compiled = changes.insert().compile(dialect=dialect, column_keys=list(AUDIT_KEYS))
         self.run_id = run_id
+        self.company = company
         self.planned = planned
         self.status = status
         self.dialect = dialect.name
@@ -126,7 +127,7 @@ class AuditRows:
 
     def _flat(self, start: int, stop: int) -> list[Any]:
         """Every value of rows ``start`` to ``stop``, one row after the other."""
-        run_id, status, stamp = self.run_id, self.status, self.stamp
+        run_id, status, stamp, company = self.run_id, self.status, self.stamp, self.company
         joined, texts = self._joined, self._texts
         flat: list[Any] = []
         put = flat.extend
@@ -142,7 +143,8 @@ class AuditRows:
                 causes = texts[c.causes] = causes_text(c.causes)
             put((run_id, c.customer_id, c.number, c.name, c.before, c.after, added, removed,
                  status, stamp, c.branch, c.sales_rep,
-                 values_json(c.annual_values) if c.annual_values else None, c.follows, causes))
+                 values_json(c.annual_values) if c.annual_values else None, c.follows, causes,
+                 company))
         return flat
 
     def statements(self, start: int = 0, stop: int | None = None) -> list[tuple[str, list[Any]]]:

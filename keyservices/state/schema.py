@@ -43,6 +43,9 @@ runs = sa.Table(
     # added later: the attribute's ShAttributeID (``property`` is its name as the ERP spells
     # it), so that every audit row (through its run) belongs to one ERP and one attribute
     sa.Column("attr_id", sa.Integer),
+    # added later (#25): the company of a dealer group whose night this was (one company: the
+    # dealer); a store made before it names its rows when a run first records one
+    sa.Column("company", sa.String(128)),
 )
 
 changes = sa.Table(
@@ -68,6 +71,7 @@ changes = sa.Table(
     sa.Column("follows", sa.String(32)),
     # why: the change's causes (keyservices.engine.causes), one per line
     sa.Column("causes", sa.Text),
+    sa.Column("company", sa.String(128)),  # the run's company, on every audit row (#25)
     sa.Index("ix_changes_customer", "customer_number"),
 )
 
@@ -139,6 +143,8 @@ MIGRATIONS: tuple[tuple[sa.Table, str], ...] = (
     (changes, "annual_values"),
     (changes, "follows"),
     (changes, "causes"),
+    (runs, "company"),
+    (changes, "company"),
 )
 
 # The override fields belong to 'keyservices opportunity snooze/dismiss/unsnooze': the nightly

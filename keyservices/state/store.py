@@ -65,6 +65,7 @@ class StateStore(OpportunityTable, AlertTable):
     """Runs and audit in the tool's own database."""
 
     flags_runs: bool  # the runs carry the pending mark (False: a reader on an older store)
+    company: str | None = None  # whose runs these are (``begin_run``): on every audit row
 
     def __init__(self, url: str | URL) -> None:
         self.url = url
@@ -147,14 +148,22 @@ class StateStore(OpportunityTable, AlertTable):
         return live_history(self.engine)
 
     def begin_run(self, *, as_of: dt.date, erp: str, prop: str, mode: str, baseline: bool,
-                  erp_id: str | None = None, attr_id: int | None = None) -> int:
+                  erp_id: str | None = None, attr_id: int | None = None,
+                  company: str | None = None) -> int:
         """A run record; ``erp_id`` and ``attr_id`` tie every audit row of the run to one ERP
-        and one attribute (rollback and settling act only there)."""
+        and one attribute (rollback and settling act only there); ``company`` names it (and
+        its audit rows), and the rows of a store made before companies were recorded."""
+        self.company = company
         with self.engine.begin() as conn:
+            if company is not None and conn.execute(
+                    sa.select(runs.c.id).where(runs.c.company.is_(None)).limit(1)).first():
+                conn.execute(runs.update().where(runs.c.company.is_(None)).values(company=company))
+                conn.execute(changes.update().where(changes.c.company.is_(None))
+                             .values(company=company))
             key = conn.execute(runs.insert().values(
                 started_at=_now(), as_of=as_of, erp=erp, property=prop, mode=mode,
-                baseline=baseline, status="running", pid=os.getpid(),
-                host=socket.gethostname(), erp_id=erp_id, attr_id=attr_id)).inserted_primary_key
+                baseline=baseline, status="running", pid=os.getpid(), host=socket.gethostname(),
+                erp_id=erp_id, attr_id=attr_id, company=company)).inserted_primary_key
             if key is None:  # only for an executemany or a table without a primary key
                 raise RuntimeError("the state store gave no id for the new run")
             return int(key[0])
@@ -214,7 +223,7 @@ class StateStore(OpportunityTable, AlertTable):
         mark is the run's (``runs.unsettled``), so settling does not write the rows again (at
         100k values that second pass cost a third of the UPDATEs).
         """
-        return AuditRows(self.engine.dialect, run_id, planned, "applied", _now())
+        return AuditRows(self.engine.dialect, run_id, planned, "applied", _now(), self.company)
 
     def store_pending(self, run_id: int, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """Before changes are written to the ERP: their audit rows (``AuditRows.statements``),
