@@ -305,3 +305,39 @@ def test_the_dates_read_a_chunk_at_a_time_give_the_same_rates(dealer: Path,
     (one_each, sent_small), (all_at_once, sent_big) = got
     assert one_each == all_at_once and one_each
     assert sent_small > sent_big  # 9 dates: 9 rounds of statements against 1
+
+
+def test_the_opportunity_list_keeps_the_play_chance_and_value_in_rank_order(
+        dealer: Path, tmp_path: Path) -> None:
+    config = _config(tmp_path, dealer)
+    keyservices.run(config, as_of=AS_OF, force=True, send=False)
+    got = CliRunner().invoke(cli, ["opportunity", "list", "--json", "-c",
+                                   str(tmp_path / "config.yaml")])
+    assert got.exit_code == 0, got.output
+    rows = [r for r in json.loads(got.output) if r["status"] in ("new", "open")]
+    assert rows and all(r["play"] and 0 < r["p_win"] < 1 for r in rows)
+    values = [r["expected_value"] for r in rows]
+    assert values == sorted(values, reverse=True)
+    text, _ = export_opportunities(config, as_of=AS_OF)
+    first = next(csv.DictReader(io.StringIO(text)))
+    top = next(r for r in rows if (r["customer_number"], r["service_code"]) ==
+               (first["customer_number"], _code(config, first["service"])))
+    assert top["p_win"] == pytest.approx(float(first["p_win"]))
+
+
+def test_a_store_made_before_the_ranking_gains_its_columns(tmp_path: Path) -> None:
+    from keyservices.state.schema import opportunities
+
+    url = f"sqlite:///{(tmp_path / 'state.sqlite').as_posix()}"
+    StateStore(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # as an earlier version made it
+        for column in ("play", "p_win", "expected_value"):
+            conn.exec_driver_sql(f'ALTER TABLE opportunities DROP COLUMN "{column}"')
+    engine.dispose()
+    store = StateStore(url)
+    try:
+        names = {c["name"] for c in sa.inspect(store.engine).get_columns(opportunities.name)}
+    finally:
+        store.close()
+    assert {"play", "p_win", "expected_value"} <= names

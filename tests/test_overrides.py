@@ -274,10 +274,10 @@ def test_list_command_prints_a_table(config: Config, runner: CliRunner,
                         catch_exceptions=False)
     assert out.exit_code == 0, out.output
     assert out.output.splitlines() == [
-        "STATUS  CUSTOMER            SERVICE  OWNER     PRIORITY  AGE  HIDDEN UNTIL",
-        "new     COP001 Name COP001  MIT      Dana Rep  High      0d   -",
-        f"new     COP002 Name COP002  DM       Lee Rep   Medium    0d   {until} (dismissed)",
-        "won     COP003 Name COP003  MIT      Dana Rep  High      1d   -",
+        "STATUS  CUSTOMER            SERVICE  OWNER     CHANCE  AGE  HIDDEN UNTIL",
+        "new     COP001 Name COP001  MIT      Dana Rep  -       0d   -",
+        f"new     COP002 Name COP002  DM       Lee Rep   -       0d   {until} (dismissed)",
+        "won     COP003 Name COP003  MIT      Dana Rep  -       1d   -",
         "3 opportunities"]
 
 

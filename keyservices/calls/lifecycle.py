@@ -75,6 +75,9 @@ class OpportunityRecord:
     snoozed_by: str | None = None
     dismissed: bool = False
     reopened: int = 0
+    play: str | None = None  # the ranking's, as last found (None: stored by an older version)
+    p_win: float | None = None
+    expected_value: float | None = None
 
     @property
     def key(self) -> Key:
@@ -204,7 +207,8 @@ class LifecycleResult:
         """The found records as rows of the opportunities table, every column in table order
         (customer_id, service_code, customer_number, customer_name, branch, owner, status,
         priority, score, reason, first_seen, last_seen, closed_on, close_reason,
-        snoozed_until, snooze_reason, snoozed_by, dismissed, reopened); the overrides empty
+        snoozed_until, snooze_reason, snoozed_by, dismissed, reopened, play, p_win,
+        expected_value); the overrides empty
         (an upsert leaves a stored row's own). ``day`` turns a date into what the driver takes
         and ``dismissed`` is False as it takes it: each distinct value converted once."""
         f = self.found
@@ -216,7 +220,8 @@ class LifecycleResult:
             if n not in days:
                 days[n] = convert(dt.date.fromordinal(n))
         columns = {name: f.column(name) for name in ("service_code", "priority", "score",
-                                                      "reason")}
+                                                      "reason", "play", "p_win",
+                                                      "expected_value")}
         people = {name: f.people(name) for name in ("number", "name", "branch", "sales_rep")}
         today, none = convert(self.as_of), itertools.repeat(None)
         for start in range(0, len(order), _ROWS_AT_ONCE):  # lists of a slice, not of them all
@@ -229,7 +234,9 @@ class LifecycleResult:
                 columns["score"][at].tolist(), columns["reason"][at].tolist(),
                 map(days.__getitem__, self.first_seen[at].tolist()), itertools.repeat(today),
                 map(days.__getitem__, self.closed_on[at].tolist()), none, none, none, none,
-                itertools.repeat(dismissed), self.reopened[at].tolist())
+                itertools.repeat(dismissed), self.reopened[at].tolist(),
+                columns["play"][at].tolist(), columns["p_win"][at].tolist(),
+                columns["expected_value"][at].tolist())
 
     @property
     def records(self) -> list[OpportunityRecord]:

@@ -64,7 +64,10 @@ def opportunity() -> None:
 @json_option
 def list_cmd(config_path: Path, status: str | None, owner: str | None, service: str | None,
              customer: str | None, as_json: bool) -> None:
-    """List the remembered opportunities with their status, owner, priority and age.
+    """List the remembered opportunities, in rank order, with status, owner, chance and age.
+
+    Active ones come first, by expected value (the chance to win in 90 days x the annual
+    value, as the last run ranked them; --json has play, p_win, expected_value and priority).
 
     Age is the days from first seen to the last night seen (or to when it closed). "Hidden
     until" shows a snooze or dismiss still in force.
@@ -186,9 +189,11 @@ def print_table(records: list[OpportunityRecord], today: dt.date, *,
     date over two lines."""
     from .terminal import terminal_text as t
 
-    header = ("STATUS", "CUSTOMER", "SERVICE", "OWNER", "PRIORITY", "AGE", "HIDDEN UNTIL")
+    # the chance to win in 90 days, as the last run ranked them (--json has the priority too)
+    header = ("STATUS", "CUSTOMER", "SERVICE", "OWNER", "CHANCE", "AGE", "HIDDEN UNTIL")
     rows = [(r.status, t(f"{r.customer_number} {r.customer_name}")[:40], t(r.service_code),
-             t(r.owner or "-")[:24], r.priority, f"{r.age_days()}d",
+             t(r.owner or "-")[:24], "-" if r.p_win is None else f"{r.p_win:.1%}",
+             f"{r.age_days()}d",
              f"{r.snoozed_until} ({'dismissed' if r.dismissed else 'snoozed'})"
              if r.hidden_on(today) else "-") for r in records]
     widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]

@@ -109,7 +109,8 @@ class OpportunityTable:
 
         The names are compared here, casefolded (:func:`folded`), not by the database: SQLite's
         upper() knows ASCII only, so "Zoë Lambert" would never match "ZOË LAMBERT" there.
-        Sorted active first (new, open, won, closed), then by priority, score and customer.
+        Sorted active first (new, open, won, closed), then in the ranking's order (expected
+        value, highest first; records stored before it by priority and score), then customer.
         """
         stmt = sa.select(opportunities)
         if status is not None:
@@ -121,6 +122,7 @@ class OpportunityTable:
             found = [_record(r) for r in conn.execute(stmt)
                      if all(folded(getattr(r, name)) == value for name, value in wanted)]
         found.sort(key=lambda r: (_STATUS_ORDER.get(r.status, 9),
+                                  -(r.expected_value if r.expected_value is not None else -1.0),
                                   PRIORITY_ORDER.get(r.priority, 9), -r.score,
                                   r.customer_number, r.service_code))
         return found

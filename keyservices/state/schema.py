@@ -97,6 +97,11 @@ opportunities = sa.Table(
     sa.Column("snoozed_by", sa.String(128)),
     sa.Column("dismissed", sa.Boolean, nullable=False, default=False),
     sa.Column("reopened", sa.Integer, nullable=False, default=0),
+    # added later (#24): the play, the chance to win in 90 days and the expected value, as
+    # tonight's one ranking gave them
+    sa.Column("play", sa.String(128)),
+    sa.Column("p_win", sa.Float),
+    sa.Column("expected_value", sa.Float),
     sa.Index("ix_opportunities_customer", "customer_number"),
     sa.Index("ix_opportunities_status", "status"),
 )
@@ -143,6 +148,9 @@ MIGRATIONS: tuple[tuple[sa.Table, str], ...] = (
     (changes, "annual_values"),
     (changes, "follows"),
     (changes, "causes"),
+    (opportunities, "play"),
+    (opportunities, "p_win"),
+    (opportunities, "expected_value"),
     (runs, "company"),
     (changes, "company"),
 )
