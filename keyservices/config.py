@@ -31,6 +31,7 @@ from .settings.sections import (
     DigestSettings,
     ErpSettings,
     PasswordName,
+    RankingSettings,
     SmtpSettings,
     StateSettings,
     Strict,
@@ -57,6 +58,7 @@ class Config(Strict):
     mode: Literal["live", "test"] = "test"
     write: WriteSettings = WriteSettings()
     state: StateSettings = StateSettings()
+    ranking: RankingSettings = RankingSettings()
     digest: DigestSettings = DigestSettings()
     smtp: SmtpSettings | None = None
     config_path: Path | None = Field(None, exclude=True)

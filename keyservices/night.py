@@ -40,8 +40,7 @@ from .rules import RuleSet, load_rules
 from .state import StateStore
 from .state.rates import load_rates
 
-MONTHS = 12  # as-of dates the rates are learned from (30 days apart)
-LEARN_EVERY_DAYS = 7  # stored rates older than this are learned again
+MONTHS = 12  # as-of dates the rates are learned from (30 days apart): ranking.months
 
 
 def rules_for(config: Config) -> RuleSet:
@@ -287,9 +286,9 @@ def rates_for(config: Config, erp: Erp, as_of: dt.date, *, reporter: Reporter | 
     """The win rates to rank ``as_of``'s calls with, and whether they were learned just now.
 
     The stored ones (``backtest --save``, or a live run) when they were learned from outcomes
-    known by ``as_of`` and at most ``LEARN_EVERY_DAYS`` before it; else learned now from the
-    ERP's history before ``as_of``, so that a list as of a past date never uses what happened
-    after it."""
+    known by ``as_of`` and at most ``ranking.learn_every_days`` before it (0: however old);
+    else learned now from the ERP's history before ``as_of``, so that a list as of a past date
+    never uses what happened after it."""
     reader = StateStore.reader(config.state_url)
     stored = None
     if reader is not None:
@@ -297,11 +296,13 @@ def rates_for(config: Config, erp: Erp, as_of: dt.date, *, reporter: Reporter | 
             stored = load_rates(reader.engine, erp.identity())
         finally:
             reader.close()
+    every = config.ranking.learn_every_days
     if stored is not None and stored.learned_on is not None and stored.last is not None \
             and stored.last + dt.timedelta(days=HORIZON_DAYS) <= as_of \
-            and as_of - stored.learned_on <= dt.timedelta(days=LEARN_EVERY_DAYS):
+            and (not every or as_of - stored.learned_on <= dt.timedelta(days=every)):
         return stored, False
-    return learn(erp, as_of, MONTHS, reporter, timings or Timings(), check=False)[0].rates, True
+    return learn(erp, as_of, config.ranking.months, reporter, timings or Timings(),
+                 check=False)[0].rates, True
 
 
 def learn(erp: Erp, as_of: dt.date, months: int, reporter: Reporter | None,
@@ -321,6 +322,7 @@ def learn(erp: Erp, as_of: dt.date, months: int, reporter: Reporter | None,
             rebuilt = read_history(conn, erp.tables, rules, erp.attribute_id(),
                                    as_of_dates(as_of, months), extra)
             result = run_backtest(rebuilt.facts, rules, limits=rebuilt.limits,
-                                  names=rules.service_names(), keep=keep)
+                                  names=rules.service_names(), keep=keep,
+                                  last=rebuilt.points[-1])
         advance(result.rates.offered)
     return result, erp.counter.count - before

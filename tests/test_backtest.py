@@ -341,3 +341,57 @@ def test_a_store_made_before_the_ranking_gains_its_columns(tmp_path: Path) -> No
     finally:
         store.close()
     assert {"play", "p_win", "expected_value"} <= names
+
+
+def test_runs_learn_the_rates_again_once_they_are_older_than_the_setting(
+        dealer: Path, tmp_path: Path) -> None:
+    config = _config(tmp_path, dealer)
+    backtest(config, as_of=AS_OF, save=True)
+    later = AS_OF + dt.timedelta(days=8)
+    with night.open_erp(config) as erp:
+        assert not night.rates_for(config, erp, AS_OF + dt.timedelta(days=7))[1]
+        assert night.rates_for(config, erp, later)[1]  # 8 days old: learned again
+    (tmp_path / "config.yaml").write_text(
+        (tmp_path / "config.yaml").read_text(encoding="utf-8")
+        + "ranking:\n  learn_every_days: 0\n", encoding="utf-8")
+    never = keyservices.load_config(tmp_path / "config.yaml")
+    with night.open_erp(never) as erp:
+        assert not night.rates_for(never, erp, later)[1]  # 0: the stored ones, however old
+
+
+def test_dated_rows_counted_by_bucket_give_each_dates_numbers(dealer: Path,
+                                                              tmp_path: Path) -> None:
+    """GL lines, invoices and items sold are counted once, in the bucket of dates they fall
+    in, and machines once, by their first date and the dates a line covers them, then added
+    up per date: the same numbers as the night computes on that date alone."""
+    from keyservices.calls import extras
+    from keyservices.calls.backtest import as_of_dates
+    from keyservices.calls.monitors import MonitorColumns
+    from keyservices.engine.metrics import MetricTable, compile_rules, needed_codes
+    from keyservices.erp.facts import raw_batches, read_codes
+    from keyservices.erp.fold import float_rows
+    from keyservices.erp.history import read_history
+    from keyservices.erp.queries import metric_queries
+
+    config = _config(tmp_path, dealer)
+    dates = as_of_dates(AS_OF, 4)
+    with night.open_erp(config) as erp, erp.engine.connect() as conn:
+        erp.note_dated(conn)
+        rules = erp.rules
+        extra = [e for e in extras(rules) if not isinstance(e, MonitorColumns)]
+        rebuilt = read_history(conn, erp.tables, rules, erp.attribute_id(), dates, extra)
+        history = {f.as_of: f.metrics.values.copy() for f in rebuilt.facts}
+        codes, _ = read_codes(conn, erp.tables, needed_codes(rules).union(
+            *(e.codes_needed for e in extra)))
+        compiled = compile_rules(rules, codes, [c for e in extra for c in e.columns(codes)])
+        ids = next(iter(read_history(conn, erp.tables, rules, erp.attribute_id(), dates[:1],
+                                     extra).facts)).metrics.ids
+        for day in (dates[0], dates[-1]):
+            alone = MetricTable.empty(compiled, ids)
+            for stmt, columns in metric_queries(erp.tables, compiled, day).values():
+                for batch in raw_batches(conn, stmt):
+                    alone.put(columns, float_rows(batch))
+            kinds = {c.kind for c in compiled.columns}
+            assert {"gl", "items_sold", "equipment"} <= kinds
+            assert any(f.column == "on_contract" for c in compiled.columns for f in c.filters)
+            np.testing.assert_allclose(history[day], alone.values, rtol=1e-9, atol=1e-6)

@@ -76,9 +76,15 @@ class Pending:
     bare: dict[int, float]  # machines on no contract, per customer (uncovered_machines)
 
 
-def prepare(facts: Facts, rules: RuleSet) -> Pending:
-    """The list as of ``facts.as_of`` (its facts may be let go afterwards)."""
+def prepare(facts: Facts, rules: RuleSet, offers: bool = True) -> Pending:
+    """The list as of ``facts.as_of`` (its facts may be let go afterwards); without
+    ``offers``, only what judging an earlier date needs of this one."""
     now = classify(facts, rules)
+    if not offers:
+        return Pending(Trials(facts.as_of, [], np.zeros(0, np.int64), np.zeros(0),
+                              np.zeros(0, bool), np.zeros(0, np.int64), np.zeros(0, np.int64)),
+                       [], np.zeros(0, np.int64), now.services,
+                       _uncovered_units(rules, facts, now))
     index = facts.metrics.compiled.index_of if facts.metrics is not None else {}
     tiers = priority.tiers(rules, index, facts.codes, now.services, now.rolled)
     units = cross_sell.units(rules, index, facts.codes, now.rolled)
@@ -171,17 +177,20 @@ class Backtest:
 
 
 def run_backtest(history: Iterable[Facts], rules: RuleSet, *, limits: Sequence[str] = (),
-                 names: Mapping[str, str] | None = None, keep: bool = False) -> Backtest:
+                 names: Mapping[str, str] | None = None, keep: bool = False,
+                 last: dt.date | None = None) -> Backtest:
     """Score the learned ranking on every as-of date with history before it. ``history``:
     the facts on each date, oldest first, 30 days apart; each is let go once its list is
-    made, so memory holds a few dates' lists, not every date's facts."""
+    made, so memory holds a few dates' lists, not every date's facts. ``last``: the latest
+    date; the dates within 90 days of it only judge earlier ones (no list of their own)."""
     step = HORIZON_DAYS // STEP_DAYS
     pending: deque[Pending] = deque()
     judged: list[Trials] = []
     learned_on = None
     for facts in history:
         learned_on = facts.as_of
-        made = prepare(facts, rules)
+        made = prepare(facts, rules, offers=last is None or
+                       facts.as_of + dt.timedelta(days=HORIZON_DAYS) <= last)
         if facts.metrics is not None:
             facts.metrics.release()
         if len(pending) == step:

@@ -64,7 +64,10 @@ def cells(frame: OpportunityFrame, services: Mapping[int, frozenset[str]],
         return np.fromiter((book.setdefault(v, len(book)) for v in values), dtype=np.int64,
                            count=len(values))
 
-    ids = frame.customer.tolist()
+    # each customer's part of the cell is looked up once, not once per offer
+    customers, row_of = np.unique(frame.customer, return_inverse=True)
+    row_of = row_of.reshape(-1)
+    ids = customers.tolist()
     held_of: dict[frozenset[str] | None, str] = {None: ""}
 
     def held_key(used: frozenset[str] | None) -> str:
@@ -73,11 +76,13 @@ def cells(frame: OpportunityFrame, services: Mapping[int, frozenset[str]],
             got = held_of[used] = "+".join(sorted(used or ()))
         return got
 
-    held = coded([("h", held_key(services.get(c))) for c in ids])
-    industry = coded([("i", v) for v in frame.people("industry").tolist()])
-    tier = coded([("t", tiers.get(c)) for c in ids])
+    first = np.zeros(len(ids), dtype=np.int64)
+    first[row_of[::-1]] = np.arange(len(row_of))[::-1]  # a row of each customer
+    held = coded([("h", held_key(services.get(c))) for c in ids])[row_of]
+    industry = coded([("i", v) for v in frame.people("industry")[first].tolist()])[row_of]
+    tier = coded([("t", tiers.get(c)) for c in ids])[row_of]
     fleet = fleet or {}
-    size = coded([("f", fleet.get(c)) for c in ids])
+    size = coded([("f", fleet.get(c)) for c in ids])[row_of]
     key = np.stack([frame.offer, industry, tier, size, held])
     unique, at = np.unique(key, axis=1, return_inverse=True)
     names = {v: k for k, v in book.items()}

@@ -22,14 +22,15 @@ from .base import (
 @cli.command("backtest")
 @config_option
 @one_company_option
-@click.option("--months", type=click.IntRange(4, 60), default=12, show_default=True,
-              help="As-of dates to rebuild, 30 days apart, each with the 90 days after it.")
+@click.option("--months", type=click.IntRange(4, 60), default=None,
+              help="As-of dates to rebuild, 30 days apart, each with the 90 days after it "
+                   "[default: ranking.months, 12].")
 @click.option("--save", is_flag=True,
               help="Keep the learned win rates in the state store (the night and the exports "
                    "rank with them until they are a week old).")
 @as_of_option
 @json_option
-def backtest_cmd(config_path: Path, months: int, save: bool, as_of: dt.datetime | None,
+def backtest_cmd(config_path: Path, months: int | None, save: bool, as_of: dt.datetime | None,
                  as_json: bool) -> None:
     """Rebuild the call list on past dates and score it against what was won after.
 

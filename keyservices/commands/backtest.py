@@ -34,10 +34,11 @@ class BacktestReport:
     seconds: float
 
 
-def backtest(config: Config, *, as_of: dt.date | None = None, months: int = MONTHS,
+def backtest(config: Config, *, as_of: dt.date | None = None, months: int | None = None,
              save: bool = False, reporter: Reporter | None = None) -> BacktestReport:
     """Rebuild the list on ``months`` past dates, score it, and (``save``) keep the rates."""
     as_of = as_of or dt.date.today()
+    months = months or config.ranking.months
     rules = night.rules_for(config)
     if rules.opportunities is None:
         raise ConfigError("the rules have no 'opportunities:' block, so there is no call list "

@@ -68,6 +68,10 @@ state:
   # url: sqlite:///.keyservices/state.sqlite   # or another database for the state store
   # password_env: KEYSERVICES_STATE_PASSWORD  # its password, when url names a server
 
+ranking:                               # who to call first: docs/ranking.md
+  learn_every_days: 7                  # a live run learns the win rates again this often
+  months: 12                           # as-of dates (30 days apart) they are learned from
+
 digest:
   outbox: outbox                       # every digest is written here first (.eml and .html)
   sender: "keyservices@localhost"       # the From: address (use one your mail server accepts)

@@ -17,14 +17,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import sqlalchemy as sa
 
-from ..engine.metrics import Extra, MetricTable, compile_rules, needed_codes
+from ..engine.metrics import Compiled, Extra, MetricTable, compile_rules, needed_codes
 from ..model import CustomerTable, Facts
 from ..progress import Reporter, Timings, step
 from ..rules import RuleSet
+from .clock import BucketClock
 from .connection import ErpTables, is_off
 from .facts import raw_batches, read_codes, read_customers
+from .fleet import add_fleet, fleet_statement
 from .fold import float_rows
 from .queries import metric_queries
+from .spans import add_contracts, contract_statement
 
 CHUNK_BYTES = 256 * 2**20  # the per-date numbers held at once: the dates are read in chunks
 
@@ -65,21 +68,78 @@ def read_history(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id
         for start in range(0, len(points), size):
             chunk = points[start:start + size]
             held = [MetricTable.empty(compiled, customers.ids) for _ in chunk]
-            for kind, (stmt, columns) in metric_queries(tables, compiled, chunk[-1],
-                                                        chunk).items():
+            joined = metric_queries(tables, compiled, chunk[-1], chunk)
+            buckets = BucketClock(chunk, compiled)
+            bucketed = metric_queries(tables, compiled, chunk[-1], clock=buckets)
+            fleet = fleet_statement(tables, compiled, chunk)
+            spans = contract_statement(tables, compiled, chunk)
+            for kind, (stmt, columns) in joined.items():
+                by_bucket = kind in BUCKETED
+                if by_bucket:
+                    stmt, columns = bucketed[kind]
+                elif kind == "equipment" and fleet is not None:
+                    stmt = fleet[0]
+                elif kind == "contracts" and spans is not None:
+                    stmt = spans[0]
+                folded = by_bucket or kind in ("equipment", "contracts")
+                parts: list[np.ndarray] = []  # rows folded once, after the statement
                 with step(reporter, timings, f"read {kind} on {len(chunk)} dates") as advance:
                     for batch in raw_batches(conn, stmt):
                         rows = float_rows(batch)
-                        point = rows[:, 0].astype(np.int64)
-                        for p in np.unique(point).tolist():
-                            held[p].put(columns, rows[point == p, 1:])
+                        if folded:
+                            parts.append(rows)
+                        else:
+                            point = rows[:, 0].astype(np.int64)
+                            for p in np.unique(point).tolist():
+                                held[p].put(columns, rows[point == p, 1:])
                         advance(len(batch))
+                    if parts and by_bucket:
+                        _add_buckets(held, chunk, buckets, compiled, columns,
+                                     np.concatenate(parts))
+                    elif parts and kind == "equipment" and fleet is not None:
+                        add_fleet(held, fleet[1], np.concatenate(parts))
+                    elif parts and kind == "contracts" and spans is not None:
+                        add_contracts(held, spans[1], np.concatenate(parts))
+                    parts.clear()
             for day, table in zip(chunk, held):
                 yield Facts(as_of=day, customers=customers, facts={}, categories=categories,
                             metrics=table, codes=codes, customer_arrays=arrays)
             held.clear()
 
     return Rebuilt(points, dated(), limits, 2 + len(needed) + more)
+
+
+# the statements whose rows carry a date: counted once, in the bucket of dates they fall in
+BUCKETED = frozenset({"gl", "items_sold", "invoices"})
+
+
+def _add_buckets(held: list[MetricTable], chunk: Sequence[dt.date], buckets: BucketClock,
+                 compiled: Compiled, columns: Sequence[int], rows: np.ndarray) -> None:
+    """Rows of (bucket, customer, value...) added to each date's numbers: a row counts for a
+    date when its bucket lies inside the column's window ending on that date (sums add,
+    maxima take the larger; a column without a window takes its statement's longest)."""
+    if not len(rows):
+        return
+    ids = held[0].ids
+    pos = np.searchsorted(ids, rows[:, 1].astype(np.int64))
+    pos[pos >= len(ids)] = 0
+    known = ids[pos] == rows[:, 1].astype(np.int64)
+    rows, pos = rows[known], pos[known]
+    bucket = rows[:, 0].astype(np.int64)
+    longest = max((compiled.columns[c].window or 0 for c in columns), default=1) or 1
+    for j, c in enumerate(columns):
+        col = compiled.columns[c]
+        values = rows[:, 2 + j]
+        for table, day in zip(held, chunk):
+            first, last = buckets.span(day, col.window or longest)
+            inside = (bucket >= first) & (bucket <= last)
+            if not inside.any():
+                continue
+            if col.is_max:
+                np.maximum.at(table.values[:, c], pos[inside], values[inside])
+            else:
+                table.values[:, c] += np.bincount(pos[inside], weights=values[inside],
+                                                  minlength=len(ids))
 
 
 def _limits(conn: sa.Connection, tables: ErpTables, customers: CustomerTable,

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from ..engine.metrics import KINDS, NONE, Column, Compiled, Filter
 from ..rules import RuleSet
+from .clock import Clock, since_bound
 from .connection import ErpTables, is_off, is_on
 
 # constants as SQL literals, not parameters: the same text every night keeps one cached plan
@@ -25,7 +26,7 @@ _ONE: sa.ColumnClause[Any] = sa.literal_column("1")
 
 
 def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
-                   points: Sequence[dt.date] = (),
+                   points: Sequence[dt.date] = (), clock: Clock | None = None,
                    ) -> dict[str, tuple[sa.Select, list[int]]]:
     """Per kind, the statement computing its columns, and which table columns its values fill.
 
@@ -38,7 +39,7 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
     names = itertools.count()
     out: dict[str, tuple[sa.Select, list[int]]] = {}
     mc, m = tables.model_categories, tables.models  # noqa: F841 - mc kept for symmetry
-    clock = Clock(day, points, compiled)
+    clock = clock or Clock(day, points, compiled)
 
     def ids_in(column: sa.ColumnElement, ids: Sequence[int], null: bool = False
                ) -> sa.ColumnElement[bool]:
@@ -131,7 +132,7 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
             .select_from(clock.join(g, dated))
             .where(g.c.customer_id.is_not(None),
                    ids_in(g.c.account_id, union(cols, "account_id")), *clock.where(dated)),
-            g.c.customer_id)
+            g.c.customer_id, g.c.date)
         out["gl"] = (stmt, kinds["gl"])
     if kinds["items_sold"]:
         i, line, it = tables.invoices, tables.invoice_lines, tables.items
@@ -154,7 +155,7 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
             .where(i.c.customer_id.is_not(None),
                    sa.or_(i.c.void.is_(None), is_off(i.c.void)),
                    ids_in(m.c.category_id, union(cols, "category_id")), *clock.where(dated)),
-            i.c.customer_id)
+            i.c.customer_id, i.c.date)
         out["items_sold"] = (stmt, kinds["items_sold"])
     if kinds["invoices"]:
         i = tables.invoices
@@ -169,7 +170,7 @@ def metric_queries(tables: ErpTables, compiled: Compiled, as_of: dt.date,
             .select_from(clock.join(i, dated))
             .where(i.c.customer_id.is_not(None),
                    sa.or_(i.c.void.is_(None), is_off(i.c.void)), *clock.where(dated)),
-            i.c.customer_id)
+            i.c.customer_id, i.c.date)
         out["invoices"] = (stmt, kinds["invoices"])
     return out
 
@@ -204,84 +205,6 @@ def installed(tables: ErpTables, until: sa.ColumnElement[Any]) -> sa.ColumnEleme
         return sa.true()
     e = tables.equipment
     return sa.or_(e.c.install_date.is_(None), e.c.install_date < until)
-
-
-class Clock:
-    """The dates a statement counts on: the run date's bounds as bind parameters (the night),
-    or, with ``points``, one row per as-of date of a small derived table every statement joins
-    (the backtest: all dates in one pass per table, grouped by ``point`` then customer).
-
-    A condition on dates goes into ``join`` (and, for the night, ``where``); the values it
-    compares with come from ``day``, ``until``, ``since`` and ``plus``.
-    """
-
-    def __init__(self, day: dt.date, points: Sequence[dt.date] = (),
-                 compiled: Compiled | None = None) -> None:
-        self.today = day
-        self.points = [p.date() if isinstance(p, dt.datetime) else p for p in points]
-        self.table: sa.Subquery | None = None
-        if self.points:
-            windows = {c.window for c in (compiled.columns if compiled else ())
-                       if c.window is not None}
-            windows |= {max(windows, default=1)}
-            ahead = {f.ids[0] for c in (compiled.columns if compiled else ())
-                     for f in c.filters if f.column == "expires_within"}
-            rows = []
-            for n, p in enumerate(self.points):
-                cells: list[sa.Label[Any]] = [sa.literal(n, sa.Integer).label("point"),
-                         sa.literal(p, sa.Date).label("day"),
-                         sa.literal(p + dt.timedelta(days=1), sa.Date).label("until")]
-                cells += [sa.literal(p - dt.timedelta(days=w - 1), sa.Date).label(f"since{w}")
-                          for w in sorted(windows)]
-                cells += [sa.literal(p + dt.timedelta(days=a), sa.Date).label(f"plus{a}")
-                          for a in sorted(ahead)]
-                rows.append(sa.select(*cells))
-            self.table = sa.union_all(*rows).subquery("points")
-
-    def day(self, name: str = "day") -> sa.ColumnElement[Any]:
-        if self.table is None:
-            return sa.bindparam(name, self.today, type_=sa.Date)
-        return self.table.c.day
-
-    def until(self, name: str = "until") -> sa.ColumnElement[Any]:
-        if self.table is None:
-            return sa.bindparam(name, self.today + dt.timedelta(days=1), type_=sa.Date)
-        return self.table.c.until
-
-    def since(self, window: int, name: str) -> sa.ColumnElement[Any]:
-        if self.table is None:
-            return _since(self.today, window, name)
-        return self.table.c[f"since{window}"]
-
-    def plus(self, days: int, name: str) -> sa.ColumnElement[Any]:
-        if self.table is None:
-            return sa.bindparam(name, self.today + dt.timedelta(days=days), type_=sa.Date)
-        return self.table.c[f"plus{days}"]
-
-    def join(self, frm: sa.FromClause, on: sa.ColumnElement[bool]) -> sa.FromClause:
-        """``frm`` joined to the dates its rows count on (the night: ``frm`` itself)."""
-        return frm if self.table is None else frm.join(self.table, on)
-
-    def where(self, *conds: sa.ColumnElement[bool]) -> list[sa.ColumnElement[bool]]:
-        """The night's date conditions, for its WHERE (with points they are in the join)."""
-        return list(conds) if self.table is None else []
-
-    def key(self) -> list[sa.ColumnElement[Any]]:
-        return [] if self.table is None else [self.table.c.point]
-
-    def same(self, other: sa.Subquery, on: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
-        """``on``, and (with points) for the same date as ``other``."""
-        if self.table is None:
-            return on
-        return sa.and_(on, other.c.point == self.table.c.point)
-
-    def grouped(self, stmt: sa.Select, key: sa.ColumnElement[Any]) -> sa.Select:
-        """Grouped by customer (with points: by date, then customer, the date first)."""
-        if self.table is None:
-            return stmt.group_by(key)
-        point = self.table.c.point
-        return (stmt.with_only_columns(point, *stmt.selected_columns, maintain_column_froms=True)
-                .group_by(point, key).order_by(point))
 
 
 def _like(glob: str) -> str:
@@ -470,9 +393,7 @@ def _bounds(as_of: dt.date) -> tuple[dt.date, dt.date]:
     return day, day + dt.timedelta(days=1)
 
 
-def _since(day: dt.date, window: int, name: str | None = None) -> sa.BindParameter:
-    return sa.bindparam(name or f"since_{window}", day - dt.timedelta(days=window - 1),
-                        type_=sa.Date)
+_since = since_bound
 
 
 def _like_any(column: sa.ColumnElement, globs: Iterable[str]) -> sa.ColumnElement[bool]:

@@ -167,6 +167,16 @@ class StateSettings(Strict):
         return None if url is None else _no_password(url)
 
 
+class RankingSettings(Strict):
+    """How the win rates that rank the calls are learned (docs/ranking.md)."""
+
+    learn_every_days: int = Field(7, ge=0, le=365, description="a live run learns the win rates "
+                                  "again once the stored ones are this old (0: runs never "
+                                  "learn them; keyservices backtest --save does)")
+    months: int = Field(12, ge=4, le=60, description="as-of dates (30 days apart) the rates "
+                        "are learned from")
+
+
 class DigestSettings(Strict):
     outbox: Path = Path("outbox")
     templates: Path | None = None
