@@ -174,7 +174,7 @@ def test_commands_on_one_company_take_company(group: Path, runner: CliRunner) ->
                                "--as-of", AS_OF.isoformat(), "--json"])
     assert told.exit_code == 0, told.output
     assert json.loads(told.stdout)["customer"]["number"] == number
-    for args in (["explain", number], ["export", "alerts"], ["opportunity", "list"]):
+    for args in (["explain", number], ["report"], ["opportunity", "list"]):
         refused = runner.invoke(cli, [*args, "-c", str(group)])
         assert refused.exit_code == 2, (args, refused.output)
         assert "say which with --company NAME (North, South, East, Central, West)" in \

@@ -303,9 +303,13 @@ def test_the_setup_doc_grants_every_table_the_statements_read_and_only_textval(
     doc = (ROOT / "docs" / "eautomate-setup.md").read_text(encoding="utf-8")
     granted = set(re.findall(r"^GRANT SELECT ON dbo\.(\w+) TO keyservices;$", doc, flags=re.MULTILINE))
     assert granted == {spec["table"] for spec in DEFAULT_PROFILE.values()}
-    updates = re.findall(r"^GRANT (UPDATE|INSERT|DELETE)\b.*$", doc, flags=re.MULTILINE)
-    assert updates == ["UPDATE"]
-    assert "GRANT UPDATE ON dbo.ARCustomerCustomProperties (TextVal) TO keyservices;" in doc
+    # the single company's grants and a group's (the same, in each company database): every
+    # grant that is not a SELECT is the one column-level UPDATE, once per section
+    writes = re.findall(r"^GRANT (?:UPDATE|INSERT|DELETE)\b.*$", doc, flags=re.MULTILINE)
+    assert writes == ["GRANT UPDATE ON dbo.ARCustomerCustomProperties (TextVal) TO keyservices;"] * 2
+    group = doc.split("## A dealer group")[1].split("\n## ")[0]
+    assert set(re.findall(r"^GRANT SELECT ON dbo\.(\w+) TO keyservices;$", group,
+                          flags=re.MULTILINE)) == granted
     read = set()
     for rules in (EVERY_SECTION, CHARACTER_CLASS):
         directory = tmp_path / str(len(read))

@@ -44,12 +44,13 @@ def history_cmd(config_path: Path, run_id: int | None, customer: str | None, lim
     from ..commands.group import group_history
     from .console import print_history
 
-    data = group_history(load_config_at(config_path), companies, run_id=run_id,
-                         customer=customer, limit=limit or None)
+    config = load_config_at(config_path)
+    data = group_history(config, companies, run_id=run_id, customer=customer,
+                         limit=limit or None)
     if as_json:
         emit_json(data)
         return
-    print_history(data)
+    print_history(data, company=bool(config.companies))
     shown, total = len(data.get("changes", [])), data.get("total", 0)
     if total > shown:
         click.echo(f"Showing {shown:,} of {total:,} changes; {total - shown:,} more. Rerun with "

@@ -243,9 +243,18 @@ def print_explanation(e: Explanation) -> None:
         click.echo(f"  Status alert: {t(a['monitor'])}: {t(a['text'])}")
 
 
-def print_history(data: dict[str, Any]) -> None:
+def print_history(data: dict[str, Any], *, company: bool = False, of: str = "") -> None:
+    """The runs or the changes as a table; ``company`` (a group's): a table per company, titled
+    with its name (a column would squeeze an 80-column console)."""
+    if company:
+        key = "runs" if "runs" in data else "changes"
+        names = list(dict.fromkeys(row.get("company") or "" for row in data[key]))
+        for name in names or [""]:
+            print_history({key: [r for r in data[key] if (r.get("company") or "") == name]},
+                          of=f"{name}: " if name else "")
+        return
     if "runs" in data:
-        table = _table("Runs (newest first)", ("run", "started", "as of", "mode", "status",
+        table = _table(f"{of}Runs (newest first)", ("run", "started", "as of", "mode", "status",
                                                "exit", "written", "message"),
                        whole={"run", "started", "as of", "exit", "written"})
         for r in data["runs"]:
@@ -255,7 +264,7 @@ def print_history(data: dict[str, Any]) -> None:
                           str(r["counts"].get("written", "")), cell((r["message"] or "")[:80]))
         _out().print(table)
         return
-    table = _table(f"{len(data['changes'])} change(s)",
+    table = _table(f"{of}{len(data['changes'])} change(s)",
                    ("run", "customer", "name", "before", "after", "status", "at"),
                    whole={"run", "customer", "at"})
     for c in data["changes"]:

@@ -18,11 +18,11 @@ import click
 from .base import (
     as_of_option,
     cli,
+    company_option,
     config_option,
     emit_json,
     json_option,
     load_config_at,
-    one_company_option,
 )
 
 
@@ -57,13 +57,13 @@ def export_group() -> None:
 @click.option("--include-hidden", is_flag=True, default=False,
               help="Keep the opportunities a snooze or dismiss hides (marked hidden).")
 @as_of_option
-@one_company_option
+@company_option
 @json_option
 def export_opportunities_cmd(config_path: Path, fmt: Literal["csv", "hubspot"],
                              service: str | None, owner: str | None, out: Path | None,
                              nps_property: str | None, nps_csv: Path | None, min_nps: int,
                              include_hidden: bool, as_of: dt.datetime | None,
-                             as_json: bool) -> None:
+                             companies: tuple[str, ...], as_json: bool) -> None:
     """Who to call, in rank order: every play ranked by expected value, with a contact.
 
     Each row carries its play (industry_gap, cross_sell:<rule>, uncovered_machines), p_win (the
@@ -78,19 +78,26 @@ def export_opportunities_cmd(config_path: Path, fmt: Literal["csv", "hubspot"],
     the count (and the promoter counts); with --out as well, the file gets the CSV and stdout
     the counts.
 
+    For a group (companies: in the config) every company's rows come in one file, company by
+    company, with a first column naming the company (company; Dealer Company for HubSpot);
+    --company picks some. A company whose database cannot be read is left out with a warning,
+    and the exit code is its error's.
+
     \b
     Examples:
       keyservices export opportunities --service MIT --format hubspot --out mit.csv
       keyservices export opportunities --nps-csv survey.csv --format hubspot --out promoters.csv
+      keyservices export opportunities --company North --out north.csv -c group.yaml
     """
-    from ..commands.export import NpsFilter, export_opportunities, write
+    from ..commands.export import NpsFilter, write
+    from ..commands.group_exports import group_opportunities
 
     nps = (NpsFilter(property=nps_property, csv=nps_csv, min_score=min_nps)
            if nps_property or nps_csv else None)
-    result = export_opportunities(load_config_at(config_path, one="export"), fmt=fmt,
-                                  service=service, owner=owner,
-                                  as_of=as_of.date() if as_of else None, nps=nps,
-                                  include_hidden=include_hidden)
+    result = group_opportunities(load_config_at(config_path), companies, fmt=fmt,
+                                 service=service, owner=owner,
+                                 as_of=as_of.date() if as_of else None, nps=nps,
+                                 include_hidden=include_hidden)
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
     if as_json:
@@ -100,13 +107,14 @@ def export_opportunities_cmd(config_path: Path, fmt: Literal["csv", "hubspot"],
             "bad_property_values": result.bad_property_values,
             "csv_problems": [{"line": line, "problem": problem}
                              for line, problem in result.csv_problems]}
-        _emit_rows(result.text, result.count, out, promoters)
+        _emit_rows(result.text, result.count, out, {**promoters, **_failed(result)})
     elif write(result.text, out) is None:
         _echo_csv(result.text)
     else:
         click.echo(f"Wrote {result.count} opportunities to {out}", err=True)
     if nps is not None:
         _echo_nps(result, nps)
+    _exit(result)
 
 
 @export_group.command("alerts")
@@ -120,15 +128,18 @@ def export_opportunities_cmd(config_path: Path, fmt: Literal["csv", "hubspot"],
               help="Write to this file (UTF-8 with BOM for Excel) instead of stdout; a file or "
                    "a pipe on stdout gets the same bytes.")
 @as_of_option
-@one_company_option
+@company_option
 @json_option
 def export_alerts_cmd(config_path: Path, monitor: str | None, owner: str | None, new: bool,
-                      out: Path | None, as_of: dt.datetime | None, as_json: bool) -> None:
+                      out: Path | None, as_of: dt.datetime | None, companies: tuple[str, ...],
+                      as_json: bool) -> None:
     """Every status-monitor hit of the night, with its text, as CSV.
 
     The digest lists the new ones (capped) and counts the continuing ones per monitor; the
     export has them all, each with the night it was first seen (first_seen) and its priority.
-    With --json the rows are printed as JSON objects with the count.
+    With --json the rows are printed as JSON objects with the count. For a group every
+    company's alerts come in one file with a first column naming the company, as for
+    opportunities.
 
     \b
     Examples:
@@ -136,16 +147,36 @@ def export_alerts_cmd(config_path: Path, monitor: str | None, owner: str | None,
       keyservices export alerts --monitor DM-LAPSING --owner "Dana Whitfield"
       keyservices export alerts --new --out new-alerts.csv -c config.yaml
     """
-    from ..commands.export import export_alerts, write
+    from ..commands.export import write
+    from ..commands.group_exports import group_alerts
 
-    text, count = export_alerts(load_config_at(config_path, one="export"), monitor=monitor, owner=owner,
-                                as_of=as_of.date() if as_of else None, new=new)
+    result = group_alerts(load_config_at(config_path), companies, monitor=monitor, owner=owner,
+                          as_of=as_of.date() if as_of else None, new=new)
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    text, count = result
     if as_json:
-        _emit_rows(text, count, out)
+        _emit_rows(text, count, out, _failed(result))
     elif write(text, out) is None:
         _echo_csv(text)
     else:
         click.echo(f"Wrote {count} status alerts to {out}", err=True)
+    _exit(result)
+
+
+def _failed(result: Any) -> dict[str, Any]:
+    """A group's export under --json: the companies left out, and why."""
+    failed = getattr(result, "failed", None)
+    return {} if failed is None else {"failed": [f.to_dict() for f in failed]}
+
+
+def _exit(result: Any) -> None:
+    """A group's export with a company left out exits with that company's code."""
+    import sys
+
+    code = getattr(result, "exit_code", 0)
+    if code:
+        sys.exit(code)
 
 
 def _emit_rows(text: str, count: int, out: Path | None,

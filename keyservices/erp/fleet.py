@@ -58,7 +58,9 @@ def fleet_statement(tables: ErpTables, compiled: Compiled, points: Sequence[dt.d
     stmt = stmt.with_only_columns(*head, *stmt.selected_columns, maintain_column_froms=True)
     if covered is not None:
         stmt = stmt.outerjoin(covered, covered.c.equipment_id == e.c.id)
-    stmt = stmt.group_by(*head)
+    # a constant is not grouped by: GROUP BY 0 would name the select list's column 0
+    stmt = stmt.group_by(*[h for h, varies in zip(head, (
+        tables.has("equipment", "install_date"), covered is not None)) if varies])
     where = {j: n for n, j in enumerate(order)}
     return stmt, [(i, where[j], cover) for i, j, cover in plan]
 
