@@ -13,6 +13,7 @@ import datetime as dt
 import io
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -395,3 +396,27 @@ def test_dated_rows_counted_by_bucket_give_each_dates_numbers(dealer: Path,
             assert {"gl", "items_sold", "equipment"} <= kinds
             assert any(f.column == "on_contract" for c in compiled.columns for f in c.filters)
             np.testing.assert_allclose(history[day], alone.values, rtol=1e-9, atol=1e-6)
+
+
+def test_priority_rules_pin_boost_and_hide_on_top_of_the_ranking() -> None:
+    from keyservices.calls.priority import apply
+    from keyservices.resources import example_rules_dir
+    from keyservices.rules import load_rules
+
+    folder = Path(tempfile.mkdtemp())
+    shutil.copytree(example_rules_dir(), folder / "rules")
+    (folder / "rules" / "priority.yaml").write_text(
+        "priority:\n  rules:\n"
+        "    - {name: Pin DM, when: {services: [DM]}, pin: true}\n"
+        "    - {name: Boost MPS, when: {services: [MPS]}, boost: 4}\n"
+        "    - {name: Hide CPY, when: {services: [CPY]}, hide: true}\n", encoding="utf-8")
+    rules = load_rules(folder / "rules")
+    offers = [Offer("DM", "Document Management", "Low", "r", 0.0, 100.0),
+              Offer("MIT", "Managed IT", "Low", "r", 0.0, 3000.0),
+              Offer("MPS", "Managed Print", "Low", "r", 0.0, 1000.0),
+              Offer("CPY", "Copiers", "Low", "r", 0.0, 9000.0)]
+    frame = OpportunityFrame(np.arange(4), np.arange(4), offers, _people(4))
+    out = ranked(scored(apply(rules, frame, {}, {}, {}), Rates(), {}, {}))
+    # same chance for all (no history): by value, but DM pinned, MPS x4, CPY hidden
+    assert [o.service_code for o in out] == ["DM", "MPS", "MIT"]
+    assert "pinned to the top" in out[0].why[0] and "expected value x4" in out[1].why[0]

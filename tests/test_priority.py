@@ -256,7 +256,7 @@ def test_without_a_priority_block_opportunities_keep_todays_priorities(tmp_path:
     ("  rules:\n    - {name: X, when: {renewal: {within_days: 30, service: DM}}, points: 1}\n",
      "priority.rules[0].when.renewal.service: service DM has no contracts section"),
     ("  rules:\n    - {name: X, when: {tiers: [A]}}\n",
-     "priority.rules[0]: rule 'X' sets no priority and adds no points"),
+     "priority.rules[0]: rule 'X' sets no priority, adds no points and pins, boosts or hides nothing"),
     ("  rules:\n    - {name: X, priority: Urgent}\n",
      "priority.rules[0].priority: Input should be 'Critical', 'High', 'Medium' or 'Low'"),
     ("  rules:\n    - {name: X, when: {tier: [A]}, points: 1}\n",

@@ -44,6 +44,7 @@ class Offer:
     expected_value: float | None = None
     evidence: str = ""
     pinned: bool = False  # a priority rule pins it to the top of the list
+    boost: float = 1.0  # priority rules' boosts: the expected value is ranked times this
 
 
 class OpportunityFrame(Sequence[Opportunity]):

@@ -205,13 +205,27 @@ def _met(rules: RuleSet, when: When | None, opp: Opportunity, tiers: Mapping[int
     return facts
 
 
+@dataclasses.dataclass
+class Decision:
+    """What the priority rules decide for one offer: the label, the points, and the admin's
+    overrides on top of the ranking (pin, boost, hide)."""
+
+    priority: str
+    points: float
+    why: tuple[str, ...]
+    pin: bool = False
+    boost: float = 1.0
+    hide: bool = False
+
+
 def _decide(rules: RuleSet, spec: Any, opp: Opportunity, tiers: Mapping[int, str],
             renewals: Mapping[int, frozenset[str]], hits: Mapping[int, Sequence[str]]
-            ) -> tuple[str, float, tuple[str, ...]]:
-    """Priority, points and why for one opportunity: the first rule with a priority sets it,
-    every matching rule's points add."""
+            ) -> Decision:
+    """Priority, points, overrides and why for one opportunity: the first rule with a
+    priority sets it, every matching rule's points add, boosts multiply, any pin or hide
+    holds."""
     priority: str | None = None
-    points = 0.0
+    points, boost, pin, hide = 0.0, 1.0, False, False
     why: list[str] = []
     for rule in spec.rules:
         facts = _met(rules, rule.when, opp, tiers, renewals, hits)
@@ -224,13 +238,22 @@ def _decide(rules: RuleSet, spec: Any, opp: Opportunity, tiers: Mapping[int, str
         if rule.points:
             points += rule.points
             effects.append(f"{rule.points:+g} points")
+        if rule.pin:
+            pin = True
+            effects.append("pinned to the top")
+        if rule.boost != 1.0:
+            boost *= rule.boost
+            effects.append(f"expected value x{rule.boost:g}")
+        if rule.hide:
+            hide = True
+            effects.append("hidden")
         if effects:
             why.append(f"{rule.name} ({'; '.join(facts) or 'every opportunity'}): "
                        f"{', '.join(effects)}")
     if priority is None:
         origin = "the industry share" if opp.typical else f"cross-sell rule {opp.cross_sell[0]}"
         why.append(f"{opp.priority} from {origin} (no priority rule matched)")
-    return priority or opp.priority, points, tuple(why)
+    return Decision(priority or opp.priority, points, tuple(why), pin, boost, hide)
 
 
 def apply(rules: RuleSet, opportunities: Sequence[Opportunity], tiers: Mapping[int, str],
@@ -259,6 +282,7 @@ def apply(rules: RuleSet, opportunities: Sequence[Opportunity], tiers: Mapping[i
         len(hit_values) + 1) + hit_at + 1
     pairs, which = np.unique(frame.offer * width + context, return_inverse=True)
     offers: list[Offer] = []
+    hidden: list[bool] = []  # a rule hides the offer: left out of every list
     for pair in pairs.tolist():
         offer_id, rest = divmod(pair, width)
         rest, hit_code = divmod(rest, len(hit_values) + 1)
@@ -272,12 +296,16 @@ def apply(rules: RuleSet, opportunities: Sequence[Opportunity], tiers: Mapping[i
                             customer_id=0, service_code=offer.service_code, score=offer.score,
                             estimated_annual_value=offer.estimated_annual_value,
                             typical=offer.typical, cross_sell=offer.cross_sell)
-        priority, points, why = _decide(
-            rules, spec, probe, {} if tier is None else {0: tier},
-            {} if renewing is None else {0: renewing}, {0: hit} if hit else {})
-        offers.append(dataclasses.replace(offer, priority=priority,
-                                          score=round(offer.score + points, 1), why=why))
-    return frame.with_offers(which.reshape(-1), offers).ranked()
+        d = _decide(rules, spec, probe, {} if tier is None else {0: tier},
+                    {} if renewing is None else {0: renewing}, {0: hit} if hit else {})
+        offers.append(dataclasses.replace(offer, priority=d.priority,
+                                          score=round(offer.score + d.points, 1), why=d.why,
+                                          pinned=d.pin, boost=d.boost))
+        hidden.append(d.hide)
+    which = which.reshape(-1)
+    shown = ~np.array(hidden, dtype=bool)[which]
+    out = frame.with_offers(which, offers)
+    return (out if shown.all() else out.take(shown)).ranked()
 
 
 def _codes_of(by_customer: Mapping[int, Any], customers: np.ndarray
@@ -299,5 +327,5 @@ def _codes_of(by_customer: Mapping[int, Any], customers: np.ndarray
     return out, [value_of[int(code)] for code in first.tolist()]
 
 
-__all__ = ["PriorityColumns", "apply", "assign_tiers", "renewal_conditions", "renewal_key",
+__all__ = ["Decision", "PriorityColumns", "apply", "assign_tiers", "renewal_conditions", "renewal_key",
            "renewals", "tier_column", "tiers"]

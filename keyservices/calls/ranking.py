@@ -124,11 +124,11 @@ def scored(frame: OpportunityFrame, rates: Rates, services: Mapping[int, frozens
 
 
 def ranked(frame: OpportunityFrame, by: str = "expected_value") -> OpportunityFrame:
-    """Pinned first, then by expected value (or ``p_win``), then value, then customer number
-    and service."""
+    """Pinned first, then by expected value (or ``p_win``) times the priority rules' boost,
+    then value, then customer number and service."""
     if not len(frame):
         return frame
-    column = np.array([(o.p_win if by == "p_win" else o.expected_value) or 0.0
+    column = np.array([((o.p_win if by == "p_win" else o.expected_value) or 0.0) * o.boost
                        for o in frame.offers], dtype=np.float64)[frame.offer]
     pinned = np.array([o.pinned for o in frame.offers], dtype=bool)[frame.offer]
     worth = np.array([o.estimated_annual_value or 0.0 for o in frame.offers],

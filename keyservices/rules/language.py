@@ -336,12 +336,19 @@ class PriorityRule(_Strict):
                                                 "opportunity")
     priority: Literal["Critical", "High", "Medium", "Low"] | None = Field(
         None, description="the priority set when this is the first matching rule that has one")
-    points: float = Field(0, description="added to the score (sorts within a priority)")
+    points: float = Field(0, description="added to the score (shown; the list is ranked by "
+                                         "expected value)")
+    pin: bool = Field(False, description="put the matching calls at the top of the list")
+    boost: float = Field(1.0, gt=0, le=100, description="multiply their expected value by "
+                                                        "this when ranking")
+    hide: bool = Field(False, description="leave the matching calls out of every list")
 
     @model_validator(mode="after")
     def _does_something(self) -> PriorityRule:
-        if self.priority is None and not self.points:
-            raise ValueError(f"rule {self.name!r} sets no priority and adds no points")
+        if self.priority is None and not self.points and not self.pin and not self.hide \
+                and self.boost == 1.0:
+            raise ValueError(f"rule {self.name!r} sets no priority, adds no points and pins, "
+                             "boosts or hides nothing")
         return self
 
 
