@@ -332,16 +332,30 @@ def test_a_store_made_before_the_ranking_gains_its_columns(tmp_path: Path) -> No
     url = f"sqlite:///{(tmp_path / 'state.sqlite').as_posix()}"
     StateStore(url).close()
     engine = sa.create_engine(url)
-    with engine.begin() as conn:  # as an earlier version made it
+    with engine.begin() as conn:  # as an earlier version made it, with a win it credited
         for column in ("play", "p_win", "expected_value"):
             conn.exec_driver_sql(f'ALTER TABLE opportunities DROP COLUMN "{column}"')
+        old = [(1, "won", "service appeared"), (2, "closed", "condition cleared")]
+        for cid, status, why in old:
+            conn.exec_driver_sql(
+                "INSERT INTO opportunities (customer_id, service_code, customer_number, "
+                "customer_name, status, priority, score, reason, first_seen, last_seen, "
+                "closed_on, close_reason, dismissed, reopened) VALUES (?, 'CPY', ?, 'X', ?, "
+                "'High', 1, 'r', '2026-11-01', '2026-11-02', '2026-11-02', ?, 0, 0)",
+                (cid, f"C{cid}", status, why))
     engine.dispose()
     store = StateStore(url)
     try:
         names = {c["name"] for c in sa.inspect(store.engine).get_columns(opportunities.name)}
+        reasons = {r.customer_number: (r.status, r.close_reason)
+                   for r in store.list_opportunities()}
     finally:
         store.close()
     assert {"play", "p_win", "expected_value"} <= names
+    from keyservices.calls.lifecycle import REASON_UNVERIFIED
+
+    assert reasons == {"C1": ("won", REASON_UNVERIFIED), "C2": ("closed", "condition cleared")}
+    assert REASON_UNVERIFIED.startswith("service appeared (not verified")
 
 
 def test_runs_learn_the_rates_again_once_they_are_older_than_the_setting(

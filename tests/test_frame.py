@@ -78,9 +78,9 @@ def test_priority_rules_on_columns_match_a_rule_by_rule_reading(tmp_path: Path) 
     ranked = priority.apply(rules, found, tiers, renewals, hits)
     one_by_one = []
     for o in [dataclasses.replace(x) for x in found]:
-        p, points, why = priority._decide(rules, rules.priority, o, tiers, renewals, hits)
-        one_by_one.append(dataclasses.replace(o, priority=p, score=round(o.score + points, 1),
-                                              why=why))
+        d = priority._decide(rules, rules.priority, o, tiers, renewals, hits)
+        one_by_one.append(dataclasses.replace(o, priority=d.priority,
+                                              score=round(o.score + d.points, 1), why=d.why))
     one_by_one.sort(key=sort_key)
     assert [(o.customer_id, o.service_code, o.priority, o.score, o.why) for o in ranked] == [
         (o.customer_id, o.service_code, o.priority, o.score, o.why) for o in one_by_one]
@@ -143,7 +143,8 @@ def test_the_life_cycle_saved_and_read_as_columns_keeps_overrides(store: StateSt
     assert isinstance(loaded, Stored) and len(loaded) == 3
     second = advance(loaded, OpportunityFrame.of([opp(1, "MIT"), opp(2, "DM")]),
                      {1: frozenset(), 2: frozenset(), 3: frozenset({"MIT"})}, day2)
-    assert second.counts == {"new": 0, "open": 2, "won": 1, "closed": 0, "reopened": 0,
+    assert second.counts == {"new": 0, "open": 2, "won": 1, "closed": 0, "withdrawn": 0,
+                             "reopened": 0,
                              "hidden": 1}
     assert [(o.number, o.status, o.age_days) for o in second.visible] == [("C1", "open", 1)]
     store.save_life(second)
@@ -164,7 +165,7 @@ def test_a_million_keys_are_matched_by_array_not_one_at_a_time() -> None:
                              [OpportunityFrame.of([opp(0, "MIT")]).offers[0]],
                              {i: opp(i, "MIT") for i in range(0, n, 2)})
     result = advance(stored, frame, {}, AS_OF + dt.timedelta(days=1))
-    assert result.counts["open"] == n // 2 and result.counts["closed"] == n // 2
+    assert result.counts["open"] == n // 2 and result.counts["withdrawn"] == n // 2
     assert frame.materialised == 0
 
 

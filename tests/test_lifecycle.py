@@ -45,7 +45,8 @@ def test_first_night_every_opportunity_is_new() -> None:
         ((ACME, "MIT"), "new", DAY1, DAY1), ((BOLT, "DM"), "new", DAY1, DAY1)]
     assert [(o.number, o.status, o.age_days) for o in result.visible] == [
         ("ACME01", "new", 0), ("BOLT01", "new", 0)]
-    assert result.counts == {"new": 2, "open": 0, "won": 0, "closed": 0, "reopened": 0,
+    assert result.counts == {"new": 2, "open": 0, "won": 0, "closed": 0, "withdrawn": 0,
+                             "reopened": 0,
                              "hidden": 0}
     assert nights.stored[(ACME, "MIT")].owner == "Dana Rep"
 
@@ -83,12 +84,12 @@ def test_open_closes_when_the_customer_leaves_the_scope() -> None:
     nights.run(DAY1, [opp(ACME, "MIT"), opp(BOLT, "MIT")], {ACME: frozenset(), BOLT: frozenset()})
     day2 = DAY1 + dt.timedelta(days=1)
     result = nights.run(day2, [opp(BOLT, "MIT")], {BOLT: frozenset()})  # ACME went inactive
-    assert nights.stored[(ACME, "MIT")].status == "closed"
+    assert nights.stored[(ACME, "MIT")].status == "withdrawn"  # its reason went: never won
     assert nights.stored[(ACME, "MIT")].close_reason == "customer inactive or out of scope"
     assert nights.stored[(ACME, "MIT")].closed_on == day2
     assert nights.stored[(BOLT, "MIT")].status == "open"
-    assert result.counts == {"new": 0, "open": 1, "won": 0, "closed": 1, "reopened": 0,
-                             "hidden": 0}
+    assert result.counts == {"new": 0, "open": 1, "won": 0, "closed": 0, "withdrawn": 1,
+                             "reopened": 0, "hidden": 0}
 
 
 def test_open_closes_when_the_condition_clears() -> None:
@@ -97,7 +98,7 @@ def test_open_closes_when_the_condition_clears() -> None:
     # still in scope and still without MIT, but no longer an opportunity (its peers changed)
     result = nights.run(DAY1 + dt.timedelta(days=1), [], {ACME: frozenset({"CPY"})})
     (record,) = result.records
-    assert (record.status, record.close_reason) == ("closed", "condition cleared")
+    assert (record.status, record.close_reason) == ("withdrawn", "condition cleared")
 
 
 def test_a_closed_opportunity_that_comes_back_reopens_the_same_record() -> None:
@@ -209,7 +210,26 @@ def test_a_win_needs_the_service_to_appear_not_only_to_be_held() -> None:
     tonight = advance(nights.stored, [], {ACME: frozenset({"CPY"}), BOLT: frozenset({"CPY"})},
                       DAY1 + dt.timedelta(days=1), appeared={BOLT: {"CPY"}})
     outcome = {c.customer_id: (c.status, c.close_reason) for c in tonight.closings}
-    assert outcome == {ACME: ("closed", "condition cleared"), BOLT: ("won", "service appeared")}
+    assert outcome == {ACME: ("withdrawn",
+                              "the offer's reason is gone (machines covered or pulled)"),
+                       BOLT: ("won", "service appeared")}
+
+
+def test_a_win_needs_a_sale_the_causes_engine_names() -> None:
+    """Outcomes credited by cause (#24): a service that appeared with a named sale is won,
+    with that sale; one the causes cannot explain is withdrawn, never won."""
+    nights = Nights()
+    nights.run(DAY1, [opp(ACME, "MIT"), opp(BOLT, "MIT")],
+               {ACME: frozenset(), BOLT: frozenset()})
+    tonight = advance(nights.stored, [], {ACME: frozenset({"MIT"}), BOLT: frozenset({"MIT"})},
+                      DAY1 + dt.timedelta(days=1), appeared={ACME: {"MIT"}, BOLT: {"MIT"}},
+                      causes={(ACME, "MIT"): "Managed IT: new active IT-* contract",
+                              (BOLT, "MIT"): "Managed IT: its facts changed"})
+    outcome = {c.customer_id: (c.status, c.close_reason) for c in tonight.closings}
+    assert outcome == {
+        ACME: ("won", "service appeared: Managed IT: new active IT-* contract"),
+        BOLT: ("withdrawn", "service appeared with no sale named: Managed IT: its facts changed")}
+    assert tonight.counts["won"] == 1 and tonight.counts["withdrawn"] == 1
 
 
 def test_on_the_demo_every_win_is_a_service_its_night_added(tmp_path: Path) -> None:

@@ -198,7 +198,7 @@ def test_snooze_hides_it_until_the_date_and_the_run_keeps_tracking_it(config: Co
     assert result.visible == [] and result.counts["hidden"] == 1
     listed = {r.customer_number: r for r in overrides.list_opportunities(config)}
     assert (listed["COP001"].status, listed["COP001"].snoozed_until) == ("open", until)
-    assert (listed["COP002"].status, listed["COP002"].close_reason) == ("closed",
+    assert (listed["COP002"].status, listed["COP002"].close_reason) == ("withdrawn",
                                                                         "condition cleared")
 
 
@@ -243,7 +243,7 @@ def test_unsnooze_and_list_errors(config: Config) -> None:
     with pytest.raises(ConfigError, match="^no DM opportunity for customer COP001"):
         overrides.unsnooze(config, "COP001", "DM")
     with pytest.raises(ConfigError, match=r"^unknown status 'lost'; use one of new, open, won, "
-                                          r"closed$"):
+                                          r"closed, withdrawn$"):
         overrides.list_opportunities(config, status="lost")
 
 

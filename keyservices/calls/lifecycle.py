@@ -6,8 +6,11 @@ what happened to last week's lead. Here the night's list is folded into one reco
 (customer, service) kept in the state store, so that:
 
 * an opportunity seen again is **updated, never created twice** (Gainsight's CTAs upsert);
-* one no longer found **closes by itself**, as *won* when the customer now has the service, or
-  *closed* when the condition cleared or the customer left the scope;
+* one no longer found **closes by itself**: *won* only when its service appeared through a sale
+  the causes engine names (a new contract, an item sold, GL revenue, a machine put on a
+  contract line), else *withdrawn* with the cause its reason vanished (the customer went
+  inactive, the machines were pulled, the peers changed); never won, never counted as won
+  (*closed* is what earlier versions recorded);
 * one that comes back later **reopens the same record** (``reopened`` counts how often), so its
   history and any override stay attached to it;
 * a manager's **override** hides it until a date (Amity): a *snooze* says "not now", a
@@ -34,13 +37,17 @@ import numpy as np
 from ..model import Opportunity
 from .frame import OpportunityFrame
 
-NEW, OPEN, WON, CLOSED = "new", "open", "won", "closed"
-STATUSES: tuple[str, ...] = (NEW, OPEN, WON, CLOSED)
-ACTIVE: frozenset[str] = frozenset({NEW, OPEN})  # still worth a call; won and closed are history
+NEW, OPEN, WON, CLOSED, WITHDRAWN = "new", "open", "won", "closed", "withdrawn"
+STATUSES: tuple[str, ...] = (NEW, OPEN, WON, CLOSED, WITHDRAWN)
+ACTIVE: frozenset[str] = frozenset({NEW, OPEN})  # still worth a call; the others are history
 
 REASON_WON = "service appeared"
 REASON_OUT_OF_SCOPE = "customer inactive or out of scope"
 REASON_CLEARED = "condition cleared"
+# a win recorded before wins needed a sale the causes engine names (state store migration)
+REASON_UNVERIFIED = "service appeared (not verified: recorded before a win needed a named sale)"
+# what the causes engine says when it cannot name a sale: not enough to credit a win
+_UNNAMED = ("not compared", "its facts changed", "no such service", "its rule changed")
 
 Key = tuple[int, str]  # (customer_id, service_code)
 
@@ -169,7 +176,7 @@ class Closing:
 
     customer_id: int
     service_code: str
-    status: str  # won | closed
+    status: str  # won | withdrawn
     closed_on: dt.date
     close_reason: str
 
@@ -265,7 +272,8 @@ class LifecycleResult:
 def advance(stored: Mapping[Key, OpportunityRecord] | Stored,
             found: Sequence[Opportunity] | OpportunityFrame,
             services: Mapping[int, AbstractSet[str]], as_of: dt.date, *,
-            appeared: Mapping[int, AbstractSet[str]] | None = None) -> LifecycleResult:
+            appeared: Mapping[int, AbstractSet[str]] | None = None,
+            causes: Mapping[Key, str] | None = None) -> LifecycleResult:
     """Fold tonight's opportunities into the stored records.
 
     ``services`` maps every in-scope customer (active, not a prospect) to its services tonight:
@@ -274,7 +282,9 @@ def advance(stored: Mapping[Key, OpportunityRecord] | Stored,
     ``appeared`` (the services tonight's values add, per customer), when given, is what a win
     needs: an offer to a customer who had the service all along (an uncovered machine on a
     copier customer) that is no longer found closed because its condition cleared (the
-    machine was deactivated), not because a sale was made.
+    machine was deactivated), not because a sale was made. ``causes``: the causes engine's
+    sentence for each (customer, service) that appeared; given, a win needs one that names a
+    sale, and an appearance it cannot explain is withdrawn, not won.
     ``stored`` is not modified. Array work: a night's opportunities and the stored ones are
     matched by key in one sort, not one at a time.
     """
@@ -317,7 +327,7 @@ def advance(stored: Mapping[Key, OpportunityRecord] | Stored,
     snoozed = np.where(known, before(old.snoozed_until), -1)
     hidden = snoozed >= today
     age = np.where(closed_on >= 0, closed_on, today) - first_seen
-    counts = dict.fromkeys((NEW, OPEN, WON, CLOSED, "reopened", "hidden"), 0)
+    counts = dict.fromkeys((NEW, OPEN, WON, CLOSED, WITHDRAWN, "reopened", "hidden"), 0)
     counts[NEW] = int((~known).sum())
     counts[OPEN] = int(active_before.sum())
     counts["reopened"] = int(reopened_now.sum())
@@ -325,7 +335,7 @@ def advance(stored: Mapping[Key, OpportunityRecord] | Stored,
     found_now = frame.with_life(status, age)
     seen = np.zeros(len(theirs), dtype=bool)
     seen[at[known]] = True
-    closings = [_lost(cid, code, services, as_of, appeared) for cid, code in zip(
+    closings = [_lost(cid, code, services, as_of, appeared, causes) for cid, code in zip(
         old.customer[~seen & (old.status <= 1)].tolist(),
         old.service[~seen & (old.status <= 1)].tolist())]
     for c in closings:
@@ -337,14 +347,22 @@ def advance(stored: Mapping[Key, OpportunityRecord] | Stored,
 
 
 def _lost(customer_id: int, code: str, services: Mapping[int, AbstractSet[str]],
-          as_of: dt.date, appeared: Mapping[int, AbstractSet[str]] | None = None) -> Closing:
-    """An active opportunity not found tonight closes, with the reason why."""
+          as_of: dt.date, appeared: Mapping[int, AbstractSet[str]] | None = None,
+          causes: Mapping[Key, str] | None = None) -> Closing:
+    """An active opportunity not found tonight closes: won by a named sale, else withdrawn
+    with the cause its reason vanished."""
     have = services.get(customer_id)
     new = appeared is None or code in appeared.get(customer_id, ())
-    if have is not None and code in have and new:
-        status, reason = WON, REASON_WON
-    elif have is None:
-        status, reason = CLOSED, REASON_OUT_OF_SCOPE
-    else:
-        status, reason = CLOSED, REASON_CLEARED
-    return Closing(customer_id, code, status, as_of, reason)
+    if have is None:
+        return Closing(customer_id, code, WITHDRAWN, as_of, REASON_OUT_OF_SCOPE)
+    if code in have and new:
+        if causes is None:
+            return Closing(customer_id, code, WON, as_of, REASON_WON)
+        cause = causes.get((customer_id, code), "")
+        if cause and not any(word in cause for word in _UNNAMED):
+            return Closing(customer_id, code, WON, as_of, f"{REASON_WON}: {cause}"[:128])
+        return Closing(customer_id, code, WITHDRAWN, as_of,
+                       f"{REASON_WON} with no sale named{': ' + cause if cause else ''}"[:128])
+    why = ("the offer's reason is gone (machines covered or pulled)" if code in have
+           else REASON_CLEARED)
+    return Closing(customer_id, code, WITHDRAWN, as_of, why)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 # ``keyservices.calls.lifecycle.STATUSES``, spelled out: importing it runs the ``calls`` package,
 # which loads numpy and the rule engine for every ``--help``. tests/test_startup.py keeps the two equal.
-STATUSES: tuple[str, ...] = ("new", "open", "won", "closed")
+STATUSES: tuple[str, ...] = ("new", "open", "won", "closed", "withdrawn")
 
 
 def _until_option(f: Callable) -> Callable:
@@ -41,7 +41,7 @@ def _by_option(f: Callable) -> Callable:
 
 @click.group("opportunity")
 def opportunity() -> None:
-    """The opportunity list across nights: new, open, won, closed; snooze or dismiss one.
+    """The opportunity list across nights: new, open, won, withdrawn; snooze or dismiss one.
 
     Each run updates one record per customer and service: new the first night, open while it
     holds, won when the service appears, closed when the condition clears or the customer

@@ -271,15 +271,23 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
         lifecycle_counts: dict[str, int] = {}
         tracked = None
         if stored_life is not None:
-            # tracked across nights: upserted, won when the service appears, closed when the
-            # condition clears; snoozed and dismissed ones are kept but not listed
+            # tracked across nights: upserted, won when the service appears through a sale the
+            # causes name, withdrawn when their reason goes; snoozed and dismissed ones are
+            # kept but not listed
             stored = beside.result(stored_life)
             appeared: dict[int, set[str]] = {}  # the services tonight's values add
+            named: dict[tuple[int, str], str] = {}  # and the sale the causes engine names
+            names = rules.service_names()
             for change in [*plan.changes, *aside]:
                 appeared.setdefault(change.customer_id, set()).update(change.added)
+                for code in change.added:
+                    said = [c for c in change.causes if c.startswith(f"{names.get(code)}:")]
+                    if said:
+                        named[(change.customer_id, code)] = said[0]
             tracked = lifecycle.advance(
                 stored, why.hold_back(found, risks, stored.active_keys() if risks else ()),
-                classification.services, as_of, appeared=appeared)
+                classification.services, as_of, appeared=appeared,
+                causes=named if not baseline else None)
             found, lifecycle_counts = tracked.visible, dict(tracked.counts)
         found = why.hold_back(found, risks)  # a customer at risk is not offered tonight
     tonight.settle(erp, reporter)

@@ -28,7 +28,7 @@ from .schema import LIFECYCLE_FIELDS, opportunities
 _DRIVER_READY = {"first_seen", "last_seen", "closed_on", "snoozed_until", "dismissed", "score"}
 SAVE_ROWS = 50_000  # opportunities per executemany while a night's life cycle is saved
 _ON_CONFLICT: dict[str, Any] = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
-_STATUS_ORDER = {"new": 0, "open": 1, "won": 2, "closed": 3}
+_STATUS_ORDER = {"new": 0, "open": 1, "won": 2, "closed": 3, "withdrawn": 3}
 
 
 class OpportunityTable:

@@ -9,6 +9,8 @@ import logging
 
 import sqlalchemy as sa
 
+from ..calls.lifecycle import REASON_UNVERIFIED
+
 log = logging.getLogger("keyservices.state")
 
 metadata = sa.MetaData()
@@ -84,7 +86,7 @@ opportunities = sa.Table(
     sa.Column("customer_name", sa.String(128), nullable=False),
     sa.Column("branch", sa.String(128)),
     sa.Column("owner", sa.String(128)),
-    sa.Column("status", sa.String(8), nullable=False),  # new | open | won | closed
+    sa.Column("status", sa.String(16), nullable=False),  # new | open | won | closed | withdrawn
     sa.Column("priority", sa.String(16), nullable=False),
     sa.Column("score", sa.Float, nullable=False),
     sa.Column("reason", sa.String(1024), nullable=False),
@@ -176,6 +178,20 @@ def migrate(engine: sa.Engine) -> None:
                                  f"{column.type.compile(dialect=engine.dialect)}"))
             if column is runs.c.unsettled:  # in the same transaction as the column
                 _flag_unsettled_runs(conn)
+            if column is opportunities.c.play:  # the first open by a version that ranks
+                _unverified_wins(conn, engine.dialect.name)
+
+
+def _unverified_wins(conn: sa.Connection, dialect: str) -> None:
+    """An earlier version credited a win whenever the service appeared (a deactivated machine
+    could win a contract offer): its wins are marked not verified, and the status column is
+    widened for "withdrawn" where the database holds it to its length."""
+    if dialect == "postgresql":
+        conn.execute(sa.text("ALTER TABLE opportunities ALTER COLUMN status TYPE VARCHAR(16)"))
+    conn.execute(opportunities.update()
+                 .where(opportunities.c.status == "won",
+                        opportunities.c.close_reason == "service appeared")
+                 .values(close_reason=REASON_UNVERIFIED))
 
 
 def _flag_unsettled_runs(conn: sa.Connection) -> None:
