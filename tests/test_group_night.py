@@ -165,8 +165,8 @@ def test_check_says_a_line_per_company(group: Path, runner: CliRunner) -> None:
 
 
 def test_commands_on_one_company_take_company(group: Path, runner: CliRunner) -> None:
-    """explain, export, report, digest and the opportunity commands act on one company's
-    database and store: a group's config says which with --company."""
+    """explain, digest and the opportunity commands act on one company's database and store: a
+    group's config says which with --company (report covers the group: test_group_report)."""
     with closing(sqlite3.connect(group.parent / "east.sqlite")) as db:
         number = db.execute("SELECT CustomerNumber FROM ARCustomers ORDER BY CustomerID "
                             "LIMIT 1").fetchone()[0]
@@ -174,7 +174,7 @@ def test_commands_on_one_company_take_company(group: Path, runner: CliRunner) ->
                                "--as-of", AS_OF.isoformat(), "--json"])
     assert told.exit_code == 0, told.output
     assert json.loads(told.stdout)["customer"]["number"] == number
-    for args in (["explain", number], ["report"], ["opportunity", "list"]):
+    for args in (["explain", number], ["opportunity", "list"]):
         refused = runner.invoke(cli, [*args, "-c", str(group)])
         assert refused.exit_code == 2, (args, refused.output)
         assert "say which with --company NAME (North, South, East, Central, West)" in \
