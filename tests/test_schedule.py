@@ -279,7 +279,7 @@ def test_a_group_is_one_task_for_every_company(tmp_path: Path, runner: CliRunner
     assert "--company" not in plan["systemd_service"]
     # the log of the group's night is in the group's state folder, not a company's
     assert plan["task_log"] == str(load_config(path).state.dir / "task.log")
-    shown = runner.invoke(cli, ["schedule", "-c", str(path)])
+    shown = runner.invoke(cli, ["schedule", "-c", str(path), "--at", "01:45"])
     assert shown.exit_code == 0, shown.output
     assert shown.output.count("schtasks /Create") == 1 and shown.output.count("Wrote ") == 1
     lines = shown.output.splitlines()
