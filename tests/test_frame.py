@@ -78,7 +78,8 @@ def test_priority_rules_on_columns_match_a_rule_by_rule_reading(tmp_path: Path) 
     ranked = priority.apply(rules, found, tiers, renewals, hits)
     one_by_one = []
     for o in [dataclasses.replace(x) for x in found]:
-        p, points, why = priority._decide(rules, rules.priority, o, tiers, renewals, hits)
+        decision = priority._decide(rules, rules.priority, o, tiers, renewals, hits)
+        p, points, why = decision.priority, decision.points, decision.why
         one_by_one.append(dataclasses.replace(o, priority=p, score=round(o.score + points, 1),
                                               why=why))
     one_by_one.sort(key=sort_key)
