@@ -255,3 +255,33 @@ def test_schedule_takes_the_account_and_prints_every_system(tmp_path: Path,
     assert field(task, "Principals/Principal/UserId") == "CONTOSO\\svc-ks"
     bad = runner.invoke(cli, ["schedule", "-c", str(path), "--account", 'a"b'])
     assert bad.exit_code == 2 and "--account" in bad.output
+
+
+def test_a_group_is_one_task_for_every_company(tmp_path: Path, runner: CliRunner) -> None:
+    """#25: a dealer group's night is one run of the whole config (one lock, one digest), so
+    schedule prints one task, one cron line and one timer, none of them naming a company."""
+    path = tmp_path / "config.yaml"
+    companies = "".join(f"  - name: {name}\n    erp: {{url: 'sqlite:///{name.lower()}.sqlite'}}\n"
+                        for name in ("North", "South", "East"))
+    path.write_text(f"dealer: Acme Group\nerp: {{url: 'sqlite:///north.sqlite'}}\n"
+                    f"companies:\n{companies}", encoding="utf-8")
+    result = runner.invoke(cli, ["schedule", "-c", str(path), "--at", "01:45", "--json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert sorted(p.name for p in tmp_path.glob("*.xml")) == ["keyservices-task.xml"]
+    task = parse_task((tmp_path / "keyservices-task.xml").read_bytes())
+    assert len(task.findall("t:Actions/t:Exec", NS)) == 1
+    assert len(task.findall("t:Triggers/t:CalendarTrigger", NS)) == 1
+    arguments = windows_argv(field(task, "Actions/Exec/Arguments"))
+    assert arguments[-4:] == ["-q", "run", "-c", str(path)] and "--company" not in arguments
+    assert plan["cron"].count(" run ") == 1 and "--company" not in plan["cron"]
+    assert plan["systemd_service"].count("ExecStart=") == 1
+    assert "--company" not in plan["systemd_service"]
+    # the log of the group's night is in the group's state folder, not a company's
+    assert plan["task_log"] == str(load_config(path).state.dir / "task.log")
+    shown = runner.invoke(cli, ["schedule", "-c", str(path), "--at", "01:45"])
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.count("schtasks /Create") == 1 and shown.output.count("Wrote ") == 1
+    lines = shown.output.splitlines()
+    assert len([line for line in lines if "45 1 * * * " in line]) == 1  # one crontab line
+    assert len([line for line in lines if "ExecStart=" in line]) == 1  # one systemd service

@@ -7,6 +7,7 @@ went. Registered at the end of :mod:`keyservices.cli` (``cli.add_command(report)
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from pathlib import Path
 
 import click
@@ -14,11 +15,11 @@ import click
 from ..words import plural
 from .base import (
     as_of_option,
+    company_option,
     config_option,
     emit_json,
     json_option,
     load_config_at,
-    one_company_option,
     progress_reporter,
 )
 
@@ -28,10 +29,10 @@ from .base import (
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Folder for the files; default report/ in the state folder.")
 @as_of_option
-@one_company_option
+@company_option
 @json_option
 def report(config_path: Path, out: Path | None, as_of: dt.datetime | None,
-           as_json: bool) -> None:
+           companies: tuple[str, ...], as_json: bool) -> None:
     """Penetration by industry, branch and sales rep, and won/lost (CSV and HTML).
 
     Classifies every customer as a run would (nothing is written to the ERP) and writes three
@@ -40,15 +41,25 @@ def report(config_path: Path, out: Path | None, as_of: dt.datetime | None,
     won-lost.csv, services gained and lost per branch and sales rep in the last 30 and 90 days
     with their annual contract value, from the audit of live runs (left out before the first run).
 
+    For a group (companies: in the config) the files cover every company (or those named with
+    --company) and the group: the CSVs gain a first company column, with the group's own rows
+    under (group), and report.html opens with the group. One --company is that company's report.
+
     \b
     Example:
       keyservices report -c config.yaml --out /srv/share/keyservices-report
     """
-    from ..commands.report import report as make_report
+    from ..commands.group_report import GroupReportResult, report_for
 
     with progress_reporter(as_json) as progress:
-        result = make_report(load_config_at(config_path, one="report"), out=out,
-                             as_of=as_of.date() if as_of else None, reporter=progress)
+        result = report_for(load_config_at(config_path), companies, out=out,
+                            as_of=as_of.date() if as_of else None, reporter=progress)
+    if isinstance(result, GroupReportResult):
+        from .report_group import show_group_report
+
+        emit_json(result.to_dict()) if as_json else show_group_report(result)
+        sys.exit(result.exit_code) if result.exit_code else None
+        return
     if as_json:
         emit_json(result.to_dict())
         return

@@ -34,6 +34,7 @@ from ..errors import (
 )
 from ..outputs import digest as digest_mod
 from ..outputs.group import CompanyRow, render_group
+from ..outputs.headline import at_stake
 from ..state import run_lock
 from .audit import history
 from .check import CheckReport, check
@@ -147,7 +148,8 @@ def company_row(night: CompanyNight) -> CompanyRow:
     return CompanyRow(night.company, status, night.exit_code, r.counts.classified,
                       sum(len(c.added) for c in r.changes),
                       sum(len(c.removed) for c in r.changes),
-                      r.counts.no_configuration + r.counts.no_attribute, night.error)
+                      r.counts.no_configuration + r.counts.no_attribute, night.error,
+                      at_stake(r.opportunities))
 
 
 def _queue_group_digest(config: Config, as_of: dt.date,

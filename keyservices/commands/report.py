@@ -56,6 +56,17 @@ class ReportResult:
         return data
 
 
+@dataclass
+class ReportParts:
+    """One company's figures before anything is written: a group's report gathers these."""
+
+    matrices: list[Matrix]
+    won_lost: dict[str, list[WonLostRow]] | None
+    customers: int
+    services: list[dict[str, Any]]
+    notes: list[str]
+
+
 def report(config: Config, *, out: Path | None = None, as_of: dt.date | None = None,
            reporter: Reporter | None = None) -> ReportResult:
     """Write penetration.csv, report.html and (with a state store) won-lost.csv into ``out``.
@@ -66,6 +77,21 @@ def report(config: Config, *, out: Path | None = None, as_of: dt.date | None = N
     90 days up to ``as_of``; without a state store (no run yet) that part is left out.
     """
     as_of = as_of or dt.date.today()
+    parts = compute(config, as_of, reporter=reporter)
+    target = out or (config.state.dir / "report")
+    files = write_report(target, dealer=config.dealer, as_of=as_of, matrices=parts.matrices,
+                         won_lost=parts.won_lost, templates=config.digest.templates)
+    return ReportResult(
+        as_of=as_of, out=target, files=files, customers=parts.customers,
+        services=parts.services, groups={m.by: len(m.rows) for m in parts.matrices},
+        won_lost=None if parts.won_lost is None else {
+            label: totals(rows) for label, rows in parts.won_lost.items()},
+        notes=parts.notes)
+
+
+def compute(config: Config, as_of: dt.date, *, reporter: Reporter | None = None) -> ReportParts:
+    """Penetration per dimension, won/lost (None without a state store) and notes for one
+    company, reading its ERP as a night would; nothing is written."""
     rules = night.rules_for(config)
     with night.open_erp(config, rules) as erp:
         tonight = night.compute(config, as_of, erp=erp, reporter=reporter, calls=False)
@@ -82,16 +108,10 @@ def report(config: Config, *, out: Path | None = None, as_of: dt.date | None = N
     if facts.metrics is None and values.sections:
         notes.append("the rules need the detailed facts path, which carries no contract values: "
                      "annual values are shown as 0")
-    target = out or (config.state.dir / "report")
-    files = write_report(target, dealer=config.dealer, as_of=as_of, matrices=matrices,
-                         won_lost=figures, templates=config.digest.templates)
-    return ReportResult(
-        as_of=as_of, out=target, files=files, customers=len(classification.services),
-        services=_services(matrices[0], classification, facts, values),
-        groups={m.by: len(m.rows) for m in matrices},
-        won_lost=None if figures is None else {label: totals(rows)
-                                               for label, rows in figures.items()},
-        notes=notes)
+    return ReportParts(matrices=matrices, won_lost=figures,
+                       customers=len(classification.services),
+                       services=_services(matrices[0], classification, facts, values),
+                       notes=notes)
 
 
 def _services(matrix: Matrix, classification: Classification, facts: Facts,
@@ -119,4 +139,4 @@ def _won_lost(config: Config, names: dict[str, str],
         store.close()
 
 
-__all__ = ["ReportResult", "report"]
+__all__ = ["ReportParts", "ReportResult", "compute", "report"]

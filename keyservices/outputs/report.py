@@ -142,8 +142,9 @@ def penetration_matrix(customers: Mapping[int, Customer], services: Mapping[int,
                   total=row(TOTAL_GROUP, len(services), totals))
 
 
-def find_report_templates(override: Path | None = None) -> Path:
-    """The configured template folder if it has ``report.html.j2``, else the packaged one.
+def find_report_templates(override: Path | None = None, name: str = REPORT_TEMPLATE) -> Path:
+    """The configured template folder if it has ``name`` (``report.html.j2``), else the
+    packaged one.
 
     A folder of customised digest templates made before the report existed keeps working.
     """
@@ -151,11 +152,11 @@ def find_report_templates(override: Path | None = None) -> Path:
         if not override.is_dir():
             raise ConfigError(f"template folder {override} not found (check digest.templates in "
                               "config.yaml)")
-        if (override / REPORT_TEMPLATE).is_file():
+        if (override / name).is_file():
             return override
     folder = packaged_templates()
-    if not (folder / REPORT_TEMPLATE).is_file():
-        raise ConfigError(f"report template {REPORT_TEMPLATE} not found in {folder}; reinstall "
+    if not (folder / name).is_file():
+        raise ConfigError(f"report template {name} not found in {folder}; reinstall "
                           "keyservices")
     return folder
 
@@ -177,10 +178,10 @@ def write_report(out_dir: Path, *, dealer: str, as_of: dt.date, matrices: list[M
     out_dir.mkdir(parents=True, exist_ok=True)
     files = ReportFiles(csv=out_dir / PENETRATION_CSV, html=out_dir / REPORT_HTML,
                         won_lost_csv=out_dir / WON_LOST_CSV if won_lost is not None else None)
-    atomic_write(files.csv, _csv_bytes(PENETRATION_COLUMNS, penetration_rows(matrices)))
+    atomic_write(files.csv, csv_bytes(PENETRATION_COLUMNS, penetration_rows(matrices)))
     if files.won_lost_csv is not None and won_lost is not None:
         atomic_write(files.won_lost_csv,
-                      _csv_bytes(WON_LOST_COLUMNS, won_lost_csv_rows(won_lost, names)))
+                      csv_bytes(WON_LOST_COLUMNS, won_lost_csv_rows(won_lost, names)))
     atomic_write(files.html, html.encode("utf-8"))
     return files
 
@@ -196,7 +197,7 @@ def penetration_rows(matrices: Iterable[Matrix]) -> Iterable[list[Any]]:
 def won_lost_csv_rows(won_lost: Mapping[str, list[WonLostRow]],
                       names: Mapping[str, str]) -> Iterable[list[Any]]:
     for window, rows in won_lost.items():
-        for r in _sorted_won_lost(rows, names):
+        for r in sorted_won_lost(rows, names):
             yield [window, r.kind, r.group, r.service, names.get(r.service, r.service), r.won,
                    r.lost, f"{r.won_value:.2f}", f"{r.lost_value:.2f}"]
 
@@ -204,6 +205,33 @@ def won_lost_csv_rows(won_lost: Mapping[str, list[WonLostRow]],
 def render_html(*, dealer: str, as_of: dt.date, matrices: list[Matrix],
                 won_lost: Mapping[str, list[WonLostRow]] | None, templates: Path) -> str:
     """The standalone report page."""
+    names = dict(matrices[0].services)
+    context = {"dealer": dealer, "as_of": as_of, "matrices": matrices,
+               "overall": matrices[0].total, "chart": bar_chart(matrices[0].total),
+               "names": names, "windows": won_lost_windows(won_lost, names),
+               "no_group": NO_GROUP, "has_won_lost": won_lost is not None}
+    return render_page(templates, REPORT_TEMPLATE, context)
+
+
+def won_lost_windows(won_lost: Mapping[str, list[WonLostRow]] | None,
+                     names: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Each window's rows for the page, split by kind and totalled per kind."""
+    windows = []
+    for label, rows in (won_lost or {}).items():
+        ordered = sorted_won_lost(rows, names)
+        parts = []
+        for kind in ("branch", "sales_rep"):  # the same wins twice over: totalled per kind
+            mine = [r for r in ordered if r.kind == kind]
+            parts.append({"title": DIMENSIONS[kind], "rows": mine,
+                          "won": sum(r.won for r in mine), "lost": sum(r.lost for r in mine),
+                          "won_value": sum(r.won_value for r in mine),
+                          "lost_value": sum(r.lost_value for r in mine)})
+        windows.append({"label": label, "parts": parts})
+    return windows
+
+
+def render_page(templates: Path, name: str, context: Mapping[str, Any]) -> str:
+    """Render one report template; an error in it is a ConfigError naming file and line."""
     # sandboxed like the digest: digest.templates is a folder an admin edits
     env = sandbox_class()(loader=FileSystemLoader(str(templates)), undefined=StrictUndefined,
                           autoescape=lambda name: bool(name and name.endswith(".html.j2")),
@@ -213,24 +241,8 @@ def render_html(*, dealer: str, as_of: dt.date, matrices: list[Matrix],
     env.filters["money"] = lambda x: f"{x:,.0f}"
     env.filters["heat"] = heat_colour
     env.filters["ink"] = lambda share: "#ffffff" if share >= 0.65 else "#111827"
-    names = dict(matrices[0].services)
-    windows = []
-    for label, rows in (won_lost or {}).items():
-        ordered = _sorted_won_lost(rows, names)
-        parts = []
-        for kind in ("branch", "sales_rep"):  # the same wins twice over: totalled per kind
-            mine = [r for r in ordered if r.kind == kind]
-            parts.append({"title": DIMENSIONS[kind], "rows": mine,
-                          "won": sum(r.won for r in mine), "lost": sum(r.lost for r in mine),
-                          "won_value": sum(r.won_value for r in mine),
-                          "lost_value": sum(r.lost_value for r in mine)})
-        windows.append({"label": label, "parts": parts})
-    context = {"dealer": dealer, "as_of": as_of, "matrices": matrices,
-               "overall": matrices[0].total, "chart": bar_chart(matrices[0].total),
-               "names": names, "windows": windows, "no_group": NO_GROUP,
-               "has_won_lost": won_lost is not None}
     try:
-        return env.get_template(REPORT_TEMPLATE).render(context)
+        return env.get_template(name).render(context)
     except TemplateError as exc:
         where, line = getattr(exc, "filename", None), getattr(exc, "lineno", None)
         tb = exc.__traceback__ if where is None else None
@@ -267,14 +279,14 @@ def heat_colour(share: float) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def _sorted_won_lost(rows: Iterable[WonLostRow], names: Mapping[str, str]) -> list[WonLostRow]:
+def sorted_won_lost(rows: Iterable[WonLostRow], names: Mapping[str, str]) -> list[WonLostRow]:
     rank = {code: i for i, code in enumerate(names)}
     kinds = {"branch": 0, "sales_rep": 1}
     return sorted(rows, key=lambda r: (kinds.get(r.kind, 2), r.group.casefold(), r.group,
                                        rank.get(r.service, len(rank)), r.service))
 
 
-def _csv_bytes(header: list[str], rows: Iterable[list[Any]]) -> bytes:
+def csv_bytes(header: list[str], rows: Iterable[list[Any]]) -> bytes:
     """CSV as the digest attaches it and ``export`` writes it: CRLF rows, UTF-8 with a BOM so
     that Excel reads accented names right (LibreOffice and the csv module with utf-8-sig too)."""
     buf = io.StringIO()
