@@ -285,3 +285,8 @@ def test_a_group_is_one_task_for_every_company(tmp_path: Path, runner: CliRunner
     lines = shown.output.splitlines()
     assert len([line for line in lines if "45 1 * * * " in line]) == 1  # one crontab line
     assert len([line for line in lines if "ExecStart=" in line]) == 1  # one systemd service
+    # each company's ERP password is its own: one runas line each, naming the company (the
+    # group refuses 'secret set erp' without --company)
+    runas = [line for line in lines if "secret set erp" in line]
+    assert [r.split("--company ")[1].split()[0] for r in runas] == ["North", "South", "East"]
+    assert plan["runas"].count("secret set erp --company") == 3

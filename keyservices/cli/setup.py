@@ -85,7 +85,8 @@ def schedule_cmd(config_path: Path, at: str, account: str, as_json: bool) -> Non
     click.echo(f"Windows (Task Scheduler): the task in that file runs daily at {at} as "
                f"{plan.account}. In an administrator's command prompt, first store the ERP "
                f"password as {plan.account} (a window opens, asks, and stays open):")
-    click.echo(f"  {plan.runas}")
+    for line in plan.runas.splitlines():  # a group: one per company
+        click.echo(f"  {line}")
     click.echo(f"check as {plan.account} that it is found (Passwords: erp from keyring):")
     click.echo(f"  {plan.runas_check}")
     click.echo(f"then register the task (schtasks asks for {plan.account}'s Windows password):")

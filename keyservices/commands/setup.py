@@ -146,7 +146,8 @@ class Schedule:
     schtasks: str  # registers the task file: one line for an administrator's command prompt
     schtasks_argv: list[str]  # the same as an argument list, for scripts (subprocess, no shell)
     task_xml: str  # the Task Scheduler file (beside the config) that schtasks /XML reads
-    runas: str  # stores the ERP password in the task account's keyring (cmd.exe line)
+    runas: str  # stores the ERP password in the task account's keyring (cmd.exe line; a
+    #             group: one line per company, each with --company)
     runas_check: str  # 'keyservices check' as that account, its window left open
     account: str  # the Windows account the task runs as
     task_log: str  # where the cron job's own output goes
@@ -188,8 +189,11 @@ def schedule(config: Config, *, at: str = "02:30", account: str = DEFAULT_ACCOUN
     argv = schtasks_argv(str(xml_path), account=account)
     service, timer = systemd_units(command, cfg, hour=hour, minute=minute)
     return Schedule(schtasks=cmd_line(argv), schtasks_argv=argv, task_xml=str(xml_path),
-                    runas=runas_line(command, ["secret", "set", "erp", "-c", cfg],
-                                     account=account),
+                    runas="\n".join(
+                        runas_line(command, ["secret", "set", "erp", *company, "-c", cfg],
+                                   account=account)
+                        for company in ([["--company", c.name] for c in config.companies]
+                                        or [[]])),
                     runas_check=runas_line(command, ["check", "-c", cfg], account=account),
                     account=account, task_log=log, cron=cron, systemd_service=service,
                     systemd_timer=timer,
