@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import re
 import shutil
 import sqlite3
 import subprocess
@@ -118,11 +117,9 @@ def main() -> int:
                 runs[name].append(cli(config, *argv))
         backtest = min(x["seconds"] for x in runs["backtest"])
         dry = min(x["seconds"] for x in runs["dry_run"])
-        learned = not re.search(r"learn win rates", runs["dry_run"][-1]["stdout"])
         cost = {"customers": args.customers, "backtest_s": round(backtest, 2),
                 "dry_run_s": round(dry, 2), "ratio": round(backtest / dry, 2),
                 "peak_rss_mb": max(x["rss_mb"] for v in runs.values() for x in v),
-                "dry_run_used_saved_rates": learned,
                 "statements": json.loads(runs["backtest"][-1]["stdout"])["statements"]}
         print(json.dumps({"cost": cost, "quality": quality(config, db)}, indent=2))
     finally:

@@ -40,8 +40,6 @@ from .rules import RuleSet, load_rules
 from .state import StateStore
 from .state.rates import load_rates
 
-MONTHS = 12  # as-of dates the rates are learned from (30 days apart): ranking.months
-
 
 def rules_for(config: Config) -> RuleSet:
     """The configured rules, validated completely (before any database is touched), and checked

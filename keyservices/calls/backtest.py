@@ -115,11 +115,6 @@ def judge(pending: Pending, later: Pending) -> Trials:
     return tr
 
 
-def trials(facts: Facts, later: Facts, rules: RuleSet) -> Trials:
-    """The list as of ``facts.as_of``, each offer judged by ``later`` (90 days on)."""
-    return judge(prepare(facts, rules), prepare(later, rules))
-
-
 def _uncovered_units(rules: RuleSet, facts: Facts, c: Classification) -> dict[int, float]:
     """Customer id -> machines on no contract (the uncovered_machines rules' count; customers
     with none are left out)."""
@@ -207,8 +202,7 @@ def run_backtest(history: Iterable[Facts], rules: RuleSet, *, limits: Sequence[s
         r = Rates.learn((c for t in known for c in t.counts()), first=known[0].as_of,
                         last=known[-1].as_of)
         p = np.array([r.p(c) for c in tr.cells])[tr.at]
-        priced = tr.value[tr.value > 0]
-        neutral = float(np.median(priced)) if len(priced) else 1.0
+        neutral = ranking.neutral_value(tr.value)
         scored.append((tr, p, p * np.where(tr.value > 0, tr.value, neutral)))
     plays = sorted({c[0] for tr, _, _ in scored for c in tr.cells})
     overall = _score("all plays", scored, None)
@@ -258,4 +252,4 @@ def _calibration(scored: Sequence[tuple[Trials, np.ndarray, np.ndarray]]
 
 
 __all__ = ["HORIZON_DAYS", "STEP_DAYS", "Backtest", "Pending", "Score", "Trials",
-           "as_of_dates", "judge", "prepare", "run_backtest", "trials"]
+           "as_of_dates", "judge", "prepare", "run_backtest"]

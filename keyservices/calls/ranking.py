@@ -104,9 +104,8 @@ def scored(frame: OpportunityFrame, rates: Rates, services: Mapping[int, frozens
     if not len(frame):
         return frame
     found, at = cells(frame, services, tiers, fleet)
-    priced = [o.estimated_annual_value for o in frame.offers
-              if o.estimated_annual_value is not None and o.estimated_annual_value > 0]
-    neutral = float(np.median(priced)) if priced else 1.0
+    neutral = neutral_value(np.array([o.estimated_annual_value or 0.0
+                                      for o in frame.offers], dtype=np.float64))
     pairs = np.stack([frame.offer, at])
     unique, which = np.unique(pairs, axis=1, return_inverse=True)
     offers: list[Offer] = []
@@ -121,6 +120,13 @@ def scored(frame: OpportunityFrame, rates: Rates, services: Mapping[int, frozens
             expected_value=round(p * (value if value is not None and value > 0 else neutral), 2),
             evidence=rates.evidence(cell, names)))
     return frame.with_offers(which.reshape(-1), offers)
+
+
+def neutral_value(values: np.ndarray) -> float:
+    """What a call nothing prices is worth when ranked: the median priced value (1 when none
+    is priced, so the calls rank by their chance alone)."""
+    priced = values[values > 0]
+    return float(np.median(priced)) if len(priced) else 1.0
 
 
 def ranked(frame: OpportunityFrame, by: str = "expected_value") -> OpportunityFrame:
@@ -139,4 +145,5 @@ def ranked(frame: OpportunityFrame, by: str = "expected_value") -> OpportunityFr
     return frame.take(np.lexsort((code, numbers, -worth, -column, ~pinned)))
 
 
-__all__ = ["FLEETS", "FleetColumns", "cells", "fleet_column", "fleets", "ranked", "scored"]
+__all__ = ["FLEETS", "FleetColumns", "cells", "fleet_column", "fleets", "neutral_value", "ranked",
+           "scored"]

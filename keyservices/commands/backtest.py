@@ -19,8 +19,6 @@ from ..progress import Reporter, Timings
 from ..state import StateStore
 from ..state.rates import save_rates
 
-MONTHS = night.MONTHS
-
 
 @dataclass
 class BacktestReport:
@@ -56,4 +54,4 @@ def backtest(config: Config, *, as_of: dt.date | None = None, months: int | None
                           round(sum(timings.values()), 3))
 
 
-__all__ = ["MONTHS", "BacktestReport", "backtest"]
+__all__ = ["BacktestReport", "backtest"]

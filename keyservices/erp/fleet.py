@@ -21,7 +21,8 @@ import sqlalchemy as sa
 from ..engine.metrics import Compiled, MetricTable
 from .clock import bounds_before
 from .connection import ErpTables, is_on
-from .queries import metric_queries
+from .fold import known_rows
+from .queries import line_live, metric_queries
 
 ON_CONTRACT = "on_contract"
 
@@ -34,14 +35,7 @@ def fleet_statement(tables: ErpTables, compiled: Compiled, points: Sequence[dt.d
     wanted = compiled.of_kind("equipment")
     if not wanted:
         return None
-    stripped = Compiled()
-    plan: list[tuple[int, int, int | None]] = []
-    for i in wanted:
-        col = compiled.columns[i]
-        cover = next((f.ids[0] for f in col.filters if f.column == ON_CONTRACT), None)
-        plain = dataclasses.replace(col, filters=tuple(f for f in col.filters
-                                                       if f.column != ON_CONTRACT))
-        plan.append((i, stripped.column(plain), cover))
+    stripped, plan = without_filter(compiled, wanted, ON_CONTRACT)
     stmt, order = metric_queries(tables, stripped, max(points))["equipment"]
     e = tables.equipment
     untils = [p + dt.timedelta(days=1) for p in sorted(points)]
@@ -65,19 +59,31 @@ def fleet_statement(tables: ErpTables, compiled: Compiled, points: Sequence[dt.d
     return stmt, [(i, where[j], cover) for i, j, cover in plan]
 
 
+def without_filter(compiled: Compiled, wanted: Sequence[int], column: str
+                   ) -> tuple[Compiled, list[tuple[int, int, int | None]]]:
+    """The ``wanted`` columns without their filter on ``column`` (the dates decide it later,
+    in numpy), and for each: (its index, its index among the stripped ones, the filter's first
+    id, or None without one). Columns that differ only in that filter share one."""
+    stripped = Compiled()
+    plan: list[tuple[int, int, int | None]] = []
+    for i in wanted:
+        col = compiled.columns[i]
+        value = next((f.ids[0] for f in col.filters if f.column == column), None)
+        plain = dataclasses.replace(col, filters=tuple(f for f in col.filters
+                                                       if f.column != column))
+        plan.append((i, stripped.column(plain), value))
+    return stripped, plan
+
+
 def _cover_bits(tables: ErpTables, points: list[dt.date]) -> sa.Subquery:
     """Per machine, a bit per date: set when a live contract line covers it on that date (the
     contract active, started, not expired; the line between its own dates where dated)."""
     d, k = tables.contract_details, tables.contracts
     bits = []
     for n, p in enumerate(points):
-        day = sa.bindparam(f"cover_day{n}", p, type_=sa.Date)
-        until = sa.bindparam(f"cover_until{n}", p + dt.timedelta(days=1), type_=sa.Date)
-        live = [k.c.start_date < until, sa.or_(k.c.exp_date.is_(None), k.c.exp_date >= day)]
-        if tables.has("contract_details", "start_date"):
-            live.append(sa.or_(d.c.start_date.is_(None), d.c.start_date < until))
-        if tables.has("contract_details", "end_date"):
-            live.append(sa.or_(d.c.end_date.is_(None), d.c.end_date >= day))
+        live = line_live(tables, sa.bindparam(f"cover_day{n}", p, type_=sa.Date),
+                         sa.bindparam(f"cover_until{n}", p + dt.timedelta(days=1),
+                                      type_=sa.Date))
         bits.append(sa.func.max(sa.case((sa.and_(*live), sa.literal_column(str(1 << n))),
                                         else_=sa.literal_column("0"))))
     total: sa.ColumnElement[Any] = bits[0]
@@ -95,11 +101,7 @@ def add_fleet(held: list[MetricTable], plan: Sequence[tuple[int, int, int | None
     if not len(rows):
         return
     ids = held[0].ids
-    keys = rows[:, 2].astype(np.int64)
-    pos = np.searchsorted(ids, keys)
-    pos[pos >= len(ids)] = 0
-    known = ids[pos] == keys
-    rows, pos = rows[known], pos[known]
+    rows, pos = known_rows(ids, rows, 2)
     first = rows[:, 0].astype(np.int64)
     bits = rows[:, 1].astype(np.int64)
     for p, table in enumerate(held):
@@ -112,4 +114,4 @@ def add_fleet(held: list[MetricTable], plan: Sequence[tuple[int, int, int | None
                                                   minlength=len(ids))
 
 
-__all__ = ["add_fleet", "fleet_statement"]
+__all__ = ["add_fleet", "fleet_statement", "without_filter"]

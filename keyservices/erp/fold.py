@@ -136,6 +136,16 @@ def _with_nones(ids: np.ndarray) -> np.ndarray:
     return out
 
 
+def known_rows(ids: np.ndarray, rows: np.ndarray, key: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows whose column ``key`` is one of ``ids`` (sorted), and each one's position in
+    ``ids``: a grouped statement's rows of customers the night does not know are dropped."""
+    keys = rows[:, key].astype(np.int64)
+    pos = np.searchsorted(ids, keys)
+    pos[pos >= len(ids)] = 0
+    known = ids[pos] == keys
+    return rows[known], pos[known]
+
+
 def float_rows(batch: Sequence[Sequence[Any]]) -> np.ndarray:
     """A batch of numeric rows as a float64 matrix, as ``np.array(batch, dtype=np.float64)``
     makes it, in one pass over the values (``np.array`` first works out the nesting of the

@@ -25,7 +25,7 @@ from .clock import BucketClock
 from .connection import ErpTables, is_off
 from .facts import raw_batches, read_codes, read_customers
 from .fleet import add_fleet, fleet_statement
-from .fold import float_rows
+from .fold import float_rows, known_rows
 from .queries import metric_queries
 from .spans import add_contracts, contract_statement
 
@@ -121,10 +121,7 @@ def _add_buckets(held: list[MetricTable], chunk: Sequence[dt.date], buckets: Buc
     if not len(rows):
         return
     ids = held[0].ids
-    pos = np.searchsorted(ids, rows[:, 1].astype(np.int64))
-    pos[pos >= len(ids)] = 0
-    known = ids[pos] == rows[:, 1].astype(np.int64)
-    rows, pos = rows[known], pos[known]
+    rows, pos = known_rows(ids, rows, 1)
     bucket = rows[:, 0].astype(np.int64)
     longest = max((compiled.columns[c].window or 0 for c in columns), default=1) or 1
     for j, c in enumerate(columns):

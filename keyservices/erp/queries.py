@@ -185,17 +185,26 @@ def covered_equipment(tables: ErpTables, as_of: dt.date, clock: Clock | None = N
     be empty). With a ``clock`` of several dates: per date (its ``point`` column)."""
     d, k = tables.contract_details, tables.contracts
     clock = clock or Clock(_bounds(as_of)[0])
-    day, until = clock.day("cover_day"), clock.until("cover_until")
-    live = [k.c.start_date < until, sa.or_(k.c.exp_date.is_(None), k.c.exp_date >= day)]
-    if tables.has("contract_details", "start_date"):
-        live.append(sa.or_(d.c.start_date.is_(None), d.c.start_date < until))
-    if tables.has("contract_details", "end_date"):
-        live.append(sa.or_(d.c.end_date.is_(None), d.c.end_date >= day))
+    live = line_live(tables, clock.day("cover_day"), clock.until("cover_until"))
     frm = clock.join(d.join(k, k.c.id == d.c.contract_id), sa.and_(*live))
     return (sa.select(*clock.key(), d.c.equipment_id)
             .select_from(frm)
             .where(d.c.equipment_id.is_not(None), is_on(k.c.active), *clock.where(*live))
             .distinct().subquery("covered"))
+
+
+def line_live(tables: ErpTables, day: sa.ColumnElement[Any], until: sa.ColumnElement[Any]
+              ) -> list[sa.ColumnElement[bool]]:
+    """A contract line covers its machine on a day: its contract started by then and not
+    expired (as the rules' contracts sections count it), the line itself between its own
+    start and end where the database dates lines (either may be empty)."""
+    d, k = tables.contract_details, tables.contracts
+    live = [k.c.start_date < until, sa.or_(k.c.exp_date.is_(None), k.c.exp_date >= day)]
+    if tables.has("contract_details", "start_date"):
+        live.append(sa.or_(d.c.start_date.is_(None), d.c.start_date < until))
+    if tables.has("contract_details", "end_date"):
+        live.append(sa.or_(d.c.end_date.is_(None), d.c.end_date >= day))
+    return live
 
 
 def installed(tables: ErpTables, until: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:

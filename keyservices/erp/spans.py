@@ -9,7 +9,6 @@ date whose horizon passes their expiry; numpy adds the groups up per date.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +19,8 @@ import sqlalchemy as sa
 from ..engine.metrics import Compiled, MetricTable
 from .clock import SpanClock, bounds_before
 from .connection import ErpTables
+from .fleet import without_filter
+from .fold import known_rows
 from .queries import metric_queries
 
 WITHIN = "expires_within"
@@ -34,14 +35,7 @@ def contract_statement(tables: ErpTables, compiled: Compiled, points: Sequence[d
     if not wanted:
         return None
     points = sorted(points)
-    stripped = Compiled()
-    plan: list[tuple[int, int, int | None]] = []
-    for i in wanted:
-        col = compiled.columns[i]
-        within = next((f.ids[0] for f in col.filters if f.column == WITHIN), None)
-        plain = dataclasses.replace(col, filters=tuple(f for f in col.filters
-                                                       if f.column != WITHIN))
-        plan.append((i, stripped.column(plain), within))
+    stripped, plan = without_filter(compiled, wanted, WITHIN)
     stmt, order = metric_queries(tables, stripped, points[-1], clock=SpanClock(points))["contracts"]
     k = tables.contracts
     untils = [p + dt.timedelta(days=1) for p in points]
@@ -73,11 +67,7 @@ def add_contracts(held: list[MetricTable], plan: Sequence[tuple[int, int, int | 
     horizons = max((w for _, _, w in plan if w is not None), default=-1) + 1
     key_at = 2 + horizons
     ids = held[0].ids
-    keys = rows[:, key_at].astype(np.int64)
-    pos = np.searchsorted(ids, keys)
-    pos[pos >= len(ids)] = 0
-    known = ids[pos] == keys
-    rows, pos = rows[known], pos[known]
+    rows, pos = known_rows(ids, rows, key_at)
     starts, ends = rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64)
     for p, table in enumerate(held):
         live = (starts <= p) & (ends > p)
