@@ -65,6 +65,9 @@ class Config(Strict):
     sources: dict[str, str] = Field({}, exclude=True)  # dotted key -> where its value came from
     company: str | None = Field(None, exclude=True)  # set on one company's config of a group
     group_state: Path | None = Field(None, exclude=True)  # the group's state folder (its lock)
+    # a company whose digest goes to the group's recipients: its digest is a section of the
+    # group's one message, not a message of its own (companies[].digest.to gives it one)
+    in_group_digest: bool = Field(False, exclude=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -394,4 +397,5 @@ def for_company(config: Config, company: CompanySettings) -> Config:
         "erp": company.erp, "rules": company.rules or config.rules,
         "write": company.write or config.write, "digest": digest, "state": state,
         "companies": [], "company": company.name, "dealer": company.name,
-        "group_state": config.state.dir})
+        "group_state": config.state.dir,
+        "in_group_digest": company.digest is None or company.digest.to is None})

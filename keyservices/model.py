@@ -403,6 +403,8 @@ class DigestData:
     # full length, "added"/"removed" service totals and the "attachment" file name the digest
     # had ("" if none), so a re-render says the same numbers
     totals: dict[str, Any] = field(default_factory=dict)
+    # the company of a group this digest is for: the commands it suggests name --company
+    company: str | None = None
 
 
 @dataclass(slots=True)

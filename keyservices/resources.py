@@ -14,6 +14,8 @@ _PACKAGE = Path(__file__).resolve().parent
 
 # the digest's templates (HTML, text): a digest.templates folder must hold both
 DIGEST_TEMPLATES = ("digest.html.j2", "digest.txt.j2")
+# a company's section of a dealer group's one message; optional in a digest.templates folder
+SECTION_TEMPLATE = "digest-section.html.j2"
 
 
 def _find(name: str) -> Path:

@@ -87,16 +87,27 @@ def test_one_night_for_every_company_and_each_failure_is_its_own(
                 {company.company_name}
     assert [r["status"] for r in keyservices.history(west)["runs"]] == ["guard"]
     assert keyservices.history(south)["runs"] == []
-    # one digest per company that ran, side by side in the one outbox
-    outbox = sorted(p.name for p in config.digest.outbox.glob("*-run*-digest.eml"))
-    assert [n.split("-run")[0][len(AS_OF.isoformat()) + 1:] for n in outbox] == \
-        ["east", "north", "west"]
+    # one message for the group's recipients: no company has recipients of its own, so none
+    # gets a message of its own; each company that ran is a section of the group's
+    assert sorted(p.name for p in config.digest.outbox.glob("*-digest.eml")) == \
+        [Path(data["digest_eml"]).name]
     # the group's table: every company, what it did or why it failed, for digest.to
     with Path(data["digest_eml"]).open("rb") as eml:
         table = email.message_from_binary_file(eml, policy=email.policy.default)
     assert "5 companies, 3 not written (South, Central, West)" in table["Subject"]
     assert table["To"] == "managers@example.com"
     text = Path(data["digest_eml"]).with_suffix(".html").read_text(encoding="utf-8")
+    body = table.get_body(preferencelist=("html",)).get_content()
+    assert body.rstrip() == text and len(text.encode("utf-8")) <= 100_000
+    # after the table, the digests of North, East and West (its guard's banner), in order
+    sections = [body.index(f"{name} &middot; property") for name in ("North", "East", "West")]
+    assert sections == sorted(sections) and sections[0] > body.index("Group total")
+    assert "Change guard tripped." in body[sections[2]:]
+    assert "South &middot; property" not in body and "Central &middot; property" not in body
+    plain = table.get_body(preferencelist=("plain",)).get_content()
+    assert plain.index("== North ==") < plain.index("== East ==") < plain.index("== West ==")
+    # the commands a section suggests act on its own company
+    assert "--company North" in body[sections[0]:sections[1]]
     north_row = "".join(text.split("<b>North</b>")[1].split("</tr>")[:2])
     assert ">written<" in north_row and f">{nights['North']['result']['counts']['classified']}<" \
         in north_row

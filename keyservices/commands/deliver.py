@@ -17,6 +17,7 @@ from ..outputs import mail
 from ..outputs.calendar import calendar_for
 from ..outputs.files import atomic_write
 from ..progress import Reporter, Timings, step
+from ..resources import SECTION_TEMPLATE
 from ..rules import RuleSet
 from ..state import run_lock
 from .logs import current_log_file
@@ -42,6 +43,8 @@ def preflight(config: Config, rules: RuleSet) -> None:
     digest_mod.render(data, templates, max_rows=config.digest.max_rows,
                       max_unwritable_rows=config.digest.max_unwritable_rows,
                       max_opportunities=_top(rules))
+    if (templates / SECTION_TEMPLATE).is_file():  # a group's sections, when the folder has it
+        digest_mod.render(data, templates, html_template=SECTION_TEMPLATE)
 
 
 def digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send: bool,
@@ -67,13 +70,18 @@ def digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send: 
     data.alert_monitors, data.renewals = result.alert_monitors, result.renewals
     data.risks = result.risks
     data.config_file = str(config.config_path) if config.config_path else "config.yaml"
+    data.company = config.company
     with step(reporter, timings, "digest") as advance:
         templates = digest_mod.find_templates_dir(config.digest.templates)
         # a group's companies share the outbox, and each counts its runs in its own store
         company = f"{slug(config.company)}-" if config.company else ""
         stem = f"{result.as_of.isoformat()}-{company}run{result.run_id:04d}-digest"
         copies: list[tuple[str, DigestData, list[str]]] = []
-        if config.digest.to or not (config.digest.branches or config.digest.sales_reps):
+        # a group's company with the group's recipients: its digest is a section of the group's
+        # one message (commands.group), rendered again from result.digest_data
+        if config.in_group_digest:
+            pass
+        elif config.digest.to or not (config.digest.branches or config.digest.sales_reps):
             copies.append((stem, data, config.digest.to))
         routed = [(digest_mod.for_branch(data, branch), branch, recipients)
                   for branch, recipients in config.digest.branches.items()]
@@ -101,8 +109,8 @@ def digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send: 
         mail.mark_noted(gave_up)  # said once, in this digest; tonight's send may add more
         # what the digest can list, not every change: a million-change night stays small
         keep = max(config.digest.max_rows, config.digest.max_unwritable_rows, _top(rules))
-        digest_mod.save_data(digest_mod.trimmed(data, keep, attached),
-                             digest_data_path(config, result.run_id))
+        result.digest_data = digest_mod.trimmed(data, keep, attached)
+        digest_mod.save_data(result.digest_data, digest_data_path(config, result.run_id))
     if send and config.smtp is not None:
         with step(reporter, timings, "send") as advance:
             report = deliver_outbox(config)  # the run already holds the run lock

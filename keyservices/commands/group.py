@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import night
-from ..config import Config, company_configs
+from ..config import Config, company_configs, slug
 from ..errors import (
     EXIT_FAILURE,
     EXIT_GUARD,
@@ -33,7 +33,7 @@ from ..errors import (
     KeyservicesError,
 )
 from ..outputs import digest as digest_mod
-from ..outputs.group import CompanyRow, render_group
+from ..outputs.group import CompanyRow, render_consolidated
 from ..outputs.headline import at_stake
 from ..state import run_lock
 from .audit import history
@@ -110,8 +110,11 @@ def run_group(config: Config, *, only: Sequence[str] = (), dry_run: bool = False
     company named (``--company`` says which, where they are meant for one).
     """
     companies = company_configs(config, only)
+    top = 0  # the most calls a company's rules list: the group's message lists as many
     for company in companies:  # nothing is touched while any company's setup is wrong
-        preflight(company, night.rules_for(company))
+        rules = night.rules_for(company)
+        preflight(company, rules)
+        top = max(top, rules.opportunities.top if rules.opportunities else 0)
     as_of = as_of or dt.date.today()
     lock = contextlib.nullcontext() if dry_run else run_lock(config.state.dir)
     with lock:
@@ -123,15 +126,20 @@ def run_group(config: Config, *, only: Sequence[str] = (), dry_run: bool = False
         result = GroupResult(companies=nights, dry_run=dry_run)
         if dry_run:
             result.delivery = "none"
-        elif config.companies:
-            result.digest_eml = _queue_group_digest(config, as_of, nights)
-        elif send and config.smtp is not None:
+            return _logged(result)
+        if config.companies:
+            result.digest_eml = _queue_group_digest(config, as_of, nights, top)
+        if send and config.smtp is not None:
             report = deliver_outbox(config)  # once, for every company's digest and alert
             result.delivery = "queued" if report.error or report.queued else "sent"
             if report.error:
                 result.delivery_error = (f"the digests could not be sent ({report.error}); they "
                                          f"stay queued in {config.digest.outbox} and the next "
                                          "run (or 'keyservices send-outbox') retries them")
+    return _logged(result)
+
+
+def _logged(result: GroupResult) -> GroupResult:
     for failed in result.failed:
         log.error("company %s failed (exit %s): %s", failed.company, failed.exit_code,
                   failed.error)
@@ -152,18 +160,42 @@ def company_row(night: CompanyNight) -> CompanyRow:
                       at_stake(r.opportunities))
 
 
-def _queue_group_digest(config: Config, as_of: dt.date,
-                        nights: Sequence[CompanyNight]) -> Path | None:
-    """The group's table, queued in the outbox for ``digest.to`` (sent with the rest)."""
+def _queue_group_digest(config: Config, as_of: dt.date, nights: Sequence[CompanyNight],
+                        top: int) -> Path | None:
+    """The group's one message, queued in the outbox for ``digest.to`` (sent with the rest):
+    the table, then every company's digest as a section (also one with recipients of its own).
+    A company whose section does not fit (dozens of companies), and every company should the
+    group's message fail to render, gets its digest as a message of its own: none is lost."""
+    sections = [n.result.digest_data for n in nights
+                if n.result is not None and n.result.digest_data is not None]
+    templates = digest_mod.find_templates_dir(config.digest.templates)
+    stem = f"{as_of.isoformat()}-group-{dt.datetime.now():%H%M%S}"
+    alone = sections
     try:
-        rendered = render_group(config.dealer, as_of, [company_row(n) for n in nights])
-        message = digest_mod.build_message(rendered, sender=config.digest.sender,
+        whole = render_consolidated(config.dealer, as_of, [company_row(n) for n in nights],
+                                    sections, templates, max_rows=config.digest.max_rows,
+                                    max_unwritable_rows=config.digest.max_unwritable_rows,
+                                    max_opportunities=top)
+        message = digest_mod.build_message(whole.rendered, sender=config.digest.sender,
                                            recipients=config.digest.to)
-        stem = f"{as_of.isoformat()}-group-{dt.datetime.now():%H%M%S}-digest"
-        return digest_mod.write_outbox(message, rendered, config.digest.outbox, stem).eml
-    except Exception:  # the companies' own digests are queued: the table must not undo them
-        log.exception("could not queue the group's digest")
-        return None
+        queued = digest_mod.write_outbox(message, whole.rendered, config.digest.outbox,
+                                         f"{stem}-digest").eml
+        alone = [d for d in sections if (d.company or d.dealer) in whole.left_out]
+    except Exception:  # each company's digest then goes as a message of its own
+        log.exception("could not queue the group's digest; each company's goes on its own")
+        queued = None
+    for data in alone:  # to the group's recipients, in full (with its attachment)
+        try:
+            rendered = digest_mod.render(data, templates, max_rows=config.digest.max_rows,
+                                         max_unwritable_rows=config.digest.max_unwritable_rows,
+                                         max_opportunities=top)
+            message = digest_mod.build_message(rendered, sender=config.digest.sender,
+                                               recipients=config.digest.to)
+            digest_mod.write_outbox(message, rendered, config.digest.outbox,
+                                    f"{stem}-{slug(data.company or data.dealer)}-digest")
+        except Exception:
+            log.exception("could not queue %s's digest", data.company or data.dealer)
+    return queued
 
 
 def _one(config: Config, *, dry_run: bool, force: bool, new_erp: bool,

@@ -14,6 +14,7 @@ from ..model import (
     Change,
     Counts,
     CustomerRef,
+    DigestData,
     Opportunity,
     Renewal,
     RiskFlag,
@@ -65,6 +66,9 @@ class RunResult:
     risks: list[RiskFlag] = field(default_factory=list)
     mode_default: bool = False  # test mode because the config never says mode:
     guard_off: bool = False  # the change guard switched off in the config (write: ... off)
+    # what the digest showed, its long lists cut (outputs.digest.trimmed): a group's night
+    # renders it again as the company's section of the group's digest (not in to_dict)
+    digest_data: DigestData | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # the long lists are converted shallowly: dataclasses.asdict deep-copies every field of
@@ -75,7 +79,8 @@ class RunResult:
         data = dataclasses.asdict(dataclasses.replace(
             self, changes=[], no_configuration=[], no_attribute=[], opportunities=[], alerts=[],
             carried=[], location_changes=[], location_no_configuration=[],
-            location_no_attribute=[]))
+            location_no_attribute=[], digest_data=None))
+        del data["digest_data"]
         for key in long:
             data[key] = _rows(getattr(self, key))
         data["as_of"] = self.as_of.isoformat()

@@ -38,8 +38,9 @@ def alert_context(data: DigestData, max_rows: int) -> dict[str, Any]:
     total_new = (sum(m["new"] for m in monitors) if monitors
                  else data.totals.get("new_alerts", len(fresh)))  # totals: a trimmed copy
     owner = f" --owner {quoted(data.sales_rep)}" if data.sales_rep else ""
+    company = f" --company {quoted(data.company)}" if data.company else ""
     rows = [{**m, "command": f"keyservices export alerts --monitor {m['code']}{owner} "
-                             f"-c {quoted(data.config_file)}"} for m in monitors]
+                             f"-c {quoted(data.config_file)}{company}"} for m in monitors]
     shown = fresh[:max_rows]
     return {"alerts": shown, "more_alerts": max(0, total_new - len(shown)),
             "alert_monitors": rows, "new_alerts": total_new,

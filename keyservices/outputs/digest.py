@@ -40,7 +40,7 @@ from ..model import (
     ServiceCount,
     StatusAlert,
 )
-from ..resources import DIGEST_TEMPLATES
+from ..resources import DIGEST_TEMPLATES, SECTION_TEMPLATE
 from ..resources import templates_dir as packaged_templates
 from ..words import plural
 from .alerts import alert_context, quoted
@@ -188,6 +188,8 @@ class _Caps:
 def _pointers(data: DigestData, listing: Listing, wrote: bool) -> dict[str, str]:
     """Where the rest of each capped list is: the attachment, or the command that lists it."""
     cfg = f" -c {quoted(data.config_file)}" if data.config_file else ""
+    if data.company:  # a group's config: each command acts on the company this digest is for
+        cfg += f" --company {quoted(data.company)}"
     owner = f" --owner {quoted(data.sales_rep)}" if data.sales_rep else ""
     if wrote and data.run_id:
         everything = f"keyservices history --run {data.run_id} --limit 0{cfg}"
@@ -256,7 +258,7 @@ def check_templates(env: Environment) -> None:
 
     if env.loader is None:  # no templates to read
         return
-    pending, seen, problems = list(DIGEST_TEMPLATES), set[str](), list[str]()
+    pending, seen, problems = [*DIGEST_TEMPLATES, SECTION_TEMPLATE], set[str](), list[str]()
     while pending:
         name = pending.pop()
         if name in seen:
@@ -330,14 +332,17 @@ def _context(data: DigestData, caps: _Caps, counted: dict[str, Any], listing: Li
 def render(data: DigestData, templates_dir: Path, *, max_rows: int = 50,
            max_unwritable_rows: int = 20, max_opportunities: int = 25,
            max_html_bytes: int = HTML_LIMIT,
-           attachment_limit: int = ATTACHMENT_LIMIT) -> RenderedDigest:
+           attachment_limit: int = ATTACHMENT_LIMIT, max_notes: int = MAX_NOTES,
+           listing: Listing | None = None, html_template: str = HTML_TEMPLATE) -> RenderedDigest:
     """Both parts of the digest, and the attachment of everything listed.
 
     The unwritable lists repeat every night until fixed, so they get a smaller cap than changes.
     When the HTML part passes ``max_html_bytes`` at the configured caps, every cap is lowered
     (in proportion) until it fits; the "+N more" lines say where the rest is. The time this
     takes depends on the caps, not on the night: the full lists are only counted and streamed
-    into the attachment.
+    into the attachment. ``listing`` given: what became of the full list (a group's digest
+    attaches none, and its sections name the commands instead); ``html_template``: a company's
+    section of a group's message renders the small one.
     """
     from jinja2 import TemplateError
     from jinja2.sandbox import SecurityError
@@ -345,17 +350,20 @@ def render(data: DigestData, templates_dir: Path, *, max_rows: int = 50,
     env = template_environment(templates_dir)
     counted = totals(data)
     subject = subject_for(data, counted)
-    if data.totals:  # a stored, trimmed copy: name the attachment the digest had
+    if listing is not None:
+        pass
+    elif data.totals:  # a stored, trimmed copy: name the attachment the digest had
         listing = Listing(attachment=None, rows=counted["changes"] + counted["no_configuration"]
                           + counted["no_attribute"], name=counted.get("attachment", ""))
     else:
         listing = changes_listing(data, limit=attachment_limit)
-    caps = _Caps(max(0, max_rows), max(0, max_unwritable_rows), max(0, max_opportunities))
+    caps = _Caps(max(0, max_rows), max(0, max_unwritable_rows), max(0, max_opportunities),
+                 max(0, max_notes))
     try:
-        html_template = env.get_template(HTML_TEMPLATE)
+        page = env.get_template(html_template)
         while True:
             context = _context(data, caps, counted, listing, subject)
-            html = html_template.render(context)
+            html = page.render(context)
             size = len(html.encode("utf-8"))
             if size <= max_html_bytes or caps.exhausted:
                 break
