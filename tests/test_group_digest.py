@@ -195,3 +195,23 @@ def test_when_the_group_message_fails_each_company_gets_its_own(
     assert [n.rsplit("-", 2)[1] for n in queued] == ["east", "north"]
     for name in queued:
         assert _message(config.digest.outbox / name)["To"] == "managers@example.com"
+
+
+def test_a_group_keeps_each_companys_lists_cut_and_its_counts_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """20 companies' full plans held to the end of the night took 4.9 GB at 50,000 customers
+    each; a company's result now keeps its first rows, and every count stays whole."""
+    config = load_config(_group(tmp_path))
+    whole = {n.company: n.result for n in run_group(config, as_of=AS_OF, dry_run=True).companies}
+    monkeypatch.setattr("keyservices.commands.group.KEEP", 5)
+    nights = run_group(config, as_of=AS_OF, dry_run=True).companies
+    for night in nights:
+        full, kept = whole[night.company], night.result
+        assert full is not None and kept is not None and len(full.changes) > 5
+        assert len(kept.changes) == 5 and kept.changes == full.changes[:5]
+        assert kept.total("changes") == len(full.changes) == kept.cut["changes"]
+        assert kept.per_service() == full.per_service()
+        assert night.row is not None and night.row.added == sum(len(c.added)
+                                                                 for c in full.changes)
+        data = kept.to_dict()
+        assert len(data["changes"]) == 5 and data["cut"]["changes"] == len(full.changes)

@@ -116,7 +116,7 @@ def print_run(result: RunResult, *, guard_message: bool = True) -> None:
     click.echo(f"  {result.statements} statements read the ERP; "
                + ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()))
     if result.dry_run and result.changes:
-        table = _table(f"Plan: {len(result.changes):,} change(s)",
+        table = _table(f"Plan: {result.total('changes'):,} change(s)",
                        ("customer", "name", "before", "after", "added", "removed"),
                        whole={"customer"})
         for ch in result.changes[:PLAN_ROWS]:
@@ -124,20 +124,15 @@ def print_run(result: RunResult, *, guard_message: bool = True) -> None:
                           cell(" ".join(ch.added)), cell(" ".join(ch.removed)))
         _out().print(table)
         _print_causes((ch.number, ch.causes) for ch in result.changes[:PLAN_ROWS])
-        if len(result.changes) > PLAN_ROWS:
-            click.echo(f"  +{len(result.changes) - PLAN_ROWS:,} more (use --json for all)")
-        added: dict[str, int] = {}
-        removed: dict[str, int] = {}
-        for ch in result.changes:
-            for code in ch.added:
-                added[code] = added.get(code, 0) + 1
-            for code in ch.removed:
-                removed[code] = removed.get(code, 0) + 1
+        if result.total("changes") > PLAN_ROWS:
+            click.echo(f"  +{result.total('changes') - PLAN_ROWS:,} more (use --json for all"
+                       + (", with --company for a group's company)" if result.cut else ")"))
+        moves = result.per_service()
         click.echo("  per service: " + ", ".join(
-            f"{s.code} +{added.get(s.code, 0):,} -{removed.get(s.code, 0):,}"
+            f"{s.code} +{moves.get(s.code, [0, 0])[0]:,} -{moves.get(s.code, [0, 0])[1]:,}"
             for s in result.services))
     if result.dry_run and result.location_changes:
-        click.echo(f"  +{len(result.location_changes):,} location record(s) would follow their "
+        click.echo(f"  +{result.total('location_changes'):,} location record(s) would follow their "
                    "parent's value (use --json for all)")
     if result.guard_off:
         click.echo("  change guard: off (write.max_changes_percent: off in the config)")

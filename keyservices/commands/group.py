@@ -47,6 +47,8 @@ log = logging.getLogger("keyservices")
 
 # how bad an exit code is, for the night's one code: a failure (1) over a refusal by config,
 # schema or data shape (2) over a guard (3) over a digest that stayed queued (5)
+# rows of each long list a company's result keeps once its night is done (the rest counted)
+KEEP = 1000
 SEVERITY = {EXIT_OK: 0, EXIT_UNDELIVERED: 1, EXIT_GUARD: 2, EXIT_INVALID: 3, EXIT_FAILURE: 4}
 
 
@@ -64,6 +66,15 @@ class CompanyNight:
     result: RunResult | None = None  # None: it stopped before a plan (no database, data shape)
     error: str | None = None
     error_type: str | None = None
+    row: CompanyRow | None = None  # its line in the group's table, counted before the cut
+
+    def kept(self) -> CompanyNight:
+        """Itself with its line counted and its result's long lists cut (``KEEP`` rows): the
+        group holds every company's night until the end, and only two are worked at once."""
+        self.row = company_row(self)
+        if self.result is not None:
+            self.result = self.result.slimmed(KEEP)
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return {"company": self.company, "exit_code": self.exit_code,
@@ -148,6 +159,8 @@ def _logged(result: GroupResult) -> GroupResult:
 
 def company_row(night: CompanyNight) -> CompanyRow:
     """A company's line in the group's table."""
+    if night.row is not None:
+        return night.row
     r = night.result
     if r is None:
         return CompanyRow(night.company, "failed", night.exit_code, why=night.error)
@@ -207,11 +220,11 @@ def _one(config: Config, *, dry_run: bool, force: bool, new_erp: bool,
                      as_of=as_of, locked=True)
         if result.guard_message:  # a dry run's guard: no error raised, the same verdict
             return CompanyNight(name, result.exit_code, result, result.guard_message,
-                                GuardTripped.__name__)
-        return CompanyNight(name, result.exit_code, result)
+                                GuardTripped.__name__).kept()
+        return CompanyNight(name, result.exit_code, result).kept()
     except GuardTripped as exc:
         detail = exc.detail if isinstance(exc.detail, RunResult) else None
-        return CompanyNight(name, exc.exit_code, detail, str(exc), type(exc).__name__)
+        return CompanyNight(name, exc.exit_code, detail, str(exc), type(exc).__name__).kept()
     except KeyservicesError as exc:
         return CompanyNight(name, exc.exit_code, None, str(exc), type(exc).__name__)
     except Exception as exc:  # a company's failure must not stop the others

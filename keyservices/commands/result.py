@@ -22,6 +22,10 @@ from ..model import (
     StatusAlert,
 )
 
+# the lists that grow with the night (a row per change, customer or call)
+LONG = ("changes", "no_configuration", "no_attribute", "opportunities", "alerts", "carried",
+        "location_changes", "location_no_configuration", "location_no_attribute")
+
 
 @dataclass
 class RunResult:
@@ -69,19 +73,49 @@ class RunResult:
     # what the digest showed, its long lists cut (outputs.digest.trimmed): a group's night
     # renders it again as the company's section of the group's digest (not in to_dict)
     digest_data: DigestData | None = None
+    # lists cut short by ``slimmed`` (a group's night keeps 20 companies' results): their full
+    # lengths, and the services added and removed per service over every change
+    cut: dict[str, int] = field(default_factory=dict)
+    moves: dict[str, list[int]] = field(default_factory=dict)
+
+    def total(self, name: str) -> int:
+        """How many rows the list ``name`` had before any cut."""
+        return self.cut.get(name, len(getattr(self, name)))
+
+    def per_service(self) -> dict[str, list[int]]:
+        """Services added and removed over every change: code -> [added, removed]."""
+        if "changes" in self.cut:
+            return self.moves
+        out: dict[str, list[int]] = {}
+        for ch in self.changes:
+            for code in ch.added:
+                out.setdefault(code, [0, 0])[0] += 1
+            for code in ch.removed:
+                out.setdefault(code, [0, 0])[1] += 1
+        return out
+
+    def slimmed(self, keep: int) -> RunResult:
+        """A copy whose long lists keep their first ``keep`` rows, with their full lengths in
+        ``cut``: a group's night holds every company's result until the end, and 20 companies'
+        full plans would hold gigabytes (``--company NAME --json`` lists one company's all)."""
+        long = {name: getattr(self, name) for name in LONG if len(getattr(self, name)) > keep}
+        if not long:
+            return self
+        out = dataclasses.replace(self, cut={name: len(rows) for name, rows in long.items()},
+                                  moves=self.per_service())
+        for name, rows in long.items():
+            setattr(out, name, list(rows[:keep]))
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         # the long lists are converted shallowly: dataclasses.asdict deep-copies every field of
         # every item, which at hundreds of thousands of changes costs seconds and gigabytes
-        long = ("changes", "no_configuration", "no_attribute", "opportunities", "alerts",
-                "carried", "location_changes", "location_no_configuration",
-                "location_no_attribute")
         data = dataclasses.asdict(dataclasses.replace(
             self, changes=[], no_configuration=[], no_attribute=[], opportunities=[], alerts=[],
             carried=[], location_changes=[], location_no_configuration=[],
             location_no_attribute=[], digest_data=None))
         del data["digest_data"]
-        for key in long:
+        for key in LONG:
             data[key] = _rows(getattr(self, key))
         data["as_of"] = self.as_of.isoformat()
         for key in ("digest_eml", "digest_html"):
