@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -60,9 +61,13 @@ def cells(frame: OpportunityFrame, services: Mapping[int, frozenset[str]],
         return [], np.zeros(0, dtype=np.int64)
     book: dict[object, int] = {}
 
-    def coded(values: list[object]) -> np.ndarray:
-        return np.fromiter((book.setdefault(v, len(book)) for v in values), dtype=np.int64,
-                           count=len(values))
+    def coded(tag: str, values: list[Any]) -> np.ndarray:
+        """Each value's code in ``book`` (by its distinct values: a dict and ``map`` in C,
+        not a Python step per customer)."""
+        distinct: dict[Any, int] = dict.fromkeys(values, 0)
+        for v in distinct:
+            distinct[v] = book.setdefault((tag, v), len(book))
+        return np.fromiter(map(distinct.__getitem__, values), dtype=np.int64, count=len(values))
 
     # each customer's part of the cell is looked up once, not once per offer
     customers, row_of = np.unique(frame.customer, return_inverse=True)
@@ -78,13 +83,12 @@ def cells(frame: OpportunityFrame, services: Mapping[int, frozenset[str]],
 
     first = np.zeros(len(ids), dtype=np.int64)
     first[row_of[::-1]] = np.arange(len(row_of))[::-1]  # a row of each customer
-    held = coded([("h", held_key(services.get(c))) for c in ids])[row_of]
-    industry = coded([("i", v) for v in frame.people("industry")[first].tolist()])[row_of]
-    tier = coded([("t", tiers.get(c)) for c in ids])[row_of]
+    held = coded("h", list(map(held_key, map(services.get, ids))))[row_of]
+    industry = coded("i", frame.people("industry")[first].tolist())[row_of]
+    tier = coded("t", list(map(tiers.get, ids)))[row_of]
     fleet = fleet or {}
-    size = coded([("f", fleet.get(c)) for c in ids])[row_of]
-    key = np.stack([frame.offer, industry, tier, size, held])
-    unique, at = np.unique(key, axis=1, return_inverse=True)
+    size = coded("f", list(map(fleet.get, ids)))[row_of]
+    unique, at = unique_columns([frame.offer, industry, tier, size, held])
     names = {v: k for k, v in book.items()}
     out: list[Cell] = []
     for o, *parts in unique.T.tolist():
@@ -106,8 +110,7 @@ def scored(frame: OpportunityFrame, rates: Rates, services: Mapping[int, frozens
     found, at = cells(frame, services, tiers, fleet)
     neutral = neutral_value(np.array([o.estimated_annual_value or 0.0
                                       for o in frame.offers], dtype=np.float64))
-    pairs = np.stack([frame.offer, at])
-    unique, which = np.unique(pairs, axis=1, return_inverse=True)
+    unique, which = unique_columns([frame.offer, at])
     offers: list[Offer] = []
     for o, c in unique.T.tolist():
         offer, cell = frame.offers[o], found[c]
@@ -120,6 +123,26 @@ def scored(frame: OpportunityFrame, rates: Rates, services: Mapping[int, frozens
             expected_value=round(p * (value if value is not None and value > 0 else neutral), 2),
             evidence=rates.evidence(cell, names)))
     return frame.with_offers(which.reshape(-1), offers)
+
+
+def unique_columns(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(np.stack(parts), axis=1, return_inverse=True)`` for small non-negative
+    codes, an order of magnitude faster: the columns are folded into one integer (mixed radix,
+    in the same order, so the unique columns come out sorted as numpy's would) and that is
+    made unique. Falls back to numpy's where the codes could overflow 63 bits."""
+    sizes = [int(p.max()) + 1 if len(p) else 1 for p in parts]
+    if float(np.prod(np.array(sizes, dtype=np.float64))) >= 2.0 ** 62:
+        unique, at = np.unique(np.stack(parts), axis=1, return_inverse=True)
+        return unique, at.reshape(-1)
+    key = np.zeros(len(parts[0]), dtype=np.int64)
+    for part, size in zip(parts, sizes, strict=True):
+        key = key * size + part.astype(np.int64)
+    values, at = np.unique(key, return_inverse=True)
+    columns = []
+    for size in reversed(sizes):
+        values, digit = np.divmod(values, size)
+        columns.append(digit)
+    return np.stack(columns[::-1]), at.reshape(-1)
 
 
 def neutral_value(values: np.ndarray) -> float:
