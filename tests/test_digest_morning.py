@@ -91,6 +91,9 @@ def test_no_week_where_the_run_did_not_read_it_and_a_zero_week_says_so() -> None
     data.won_lost = {}  # a test-mode run, or the change guard tripped: no won/lost was read
     text = render(data, find_templates_dir()).text
     assert "Won this week" not in text and "At stake in the 10 calls below" in text
+    # a baseline has no week behind it: nothing won or lost yet is not news
+    baseline = dataclasses.replace(with_money(10), baseline=True)
+    assert "Won this week" not in render(baseline, find_templates_dir()).text
 
 
 def test_the_groups_section_carries_the_money_in_one_line() -> None:
@@ -188,7 +191,8 @@ def test_live_nights_show_the_weeks_money_and_collapse_the_unchanged_lists(
 
     night1 = keyservices.run(config, as_of=AS_OF)  # the baseline: every list in full
     assert night1.baseline and night1.digest_eml is not None
-    assert "NOC1" in html_of(night1.digest_eml)
+    assert "NOC1" in html_of(night1.digest_eml) and "Won this week" not in html_of(
+        night1.digest_eml)
 
     # night 2: Dana's customer wins Document Management (1,200 a year), Lee's loses it (600)
     erp.contract(dana, "DM-SUB", rate=100.0)

@@ -45,9 +45,9 @@ def own_won_lost(won_lost: dict[str, Any], attribute: Literal["branch", "sales_r
 
 def money(data: DigestData, shown: Sequence[Opportunity]) -> dict[str, Any]:
     """The first screen's money: this week's won and lost of the copy's customers (None where
-    the run did not read it: a dry run, test mode, the guard tripped), and what the calls shown
-    are worth a year."""
-    week = data.won_lost.get("week") if data.won_lost else None
+    the run did not read it: test mode, the guard tripped; and on a baseline, which has no
+    week behind it), and what the calls shown are worth a year."""
+    week = data.won_lost.get("week") if data.won_lost and not data.baseline else None
     out: dict[str, Any] = {"week": None, "calls": len(shown), "calls_value": at_stake(shown)}
     if week:
         won, lost, won_value, lost_value = week["all"]
