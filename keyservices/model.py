@@ -390,7 +390,8 @@ class DigestData:
     branch: str | None = None  # set on a branch manager's copy: only that branch is listed
     sales_rep: str | None = None  # set on a sales rep's copy: only that rep's customers are listed
     # services won and lost per sales rep: tonight and the last 30 / 90 days (live runs only);
-    # {"windows": [label...], "rows": [{"group": rep, "cells": [[won, lost, won $, lost $]...]}]}
+    # {"windows": [label...], "rows": [{"group": rep, "cells": [[won, lost, won $, lost $]...]}],
+    #  "week": this week's for the first screen (calls.wonlost.week_money)}
     won_lost: dict[str, Any] = field(default_factory=dict)
     # per monitor that fired: new and continuing hits, overall and per branch and sales rep
     # (keyservices.calls.alertlife.summary); ``alerts`` holds the rendered ones
@@ -405,6 +406,12 @@ class DigestData:
     totals: dict[str, Any] = field(default_factory=dict)
     # the company of a group this digest is for: the commands it suggests name --company
     company: str | None = None
+    # the unwritable lists of every copy the run rendered, stored with its digest so that the
+    # next run can tell an unchanged list: copy -> list -> {"sha", "since"} (outputs.morning)
+    unwritable_seen: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    # on a copy: the unwritable lists unchanged since an earlier digest -> the first night of
+    # that list (ISO date); the digest says them in one line with their count
+    unchanged: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -178,6 +178,12 @@ def test_the_digest_shows_won_and_lost_per_sales_rep(erp: ErpBuilder, dealer: di
     for days_ago in (100, 60):
         keyservices.run(config, as_of=day(days_ago), send=False)
     result = keyservices.run(config, as_of=day(10), send=False)
+    # this week's (the 7 nights up to the run) for the first screen, per branch and rep (#24)
+    assert result.won_lost.pop("week") == {
+        "since": day(16).isoformat(), "until": day(10).isoformat(),
+        "all": [1, 1, 3000.0, 7200.0],
+        "branch": {"Main": [0, 1, 0.0, 7200.0], "South": [1, 0, 3000.0, 0.0]},
+        "sales_rep": {"Dana Rep": [0, 1, 0.0, 7200.0], "Lee Rep": [1, 0, 3000.0, 0.0]}}
     assert result.won_lost == {
         "windows": ["tonight", "last 30 days", "last 90 days"],
         "rows": [{"group": "Dana Rep", "cells": [[0, 1, 0.0, 7200.0], [0, 1, 0.0, 7200.0],

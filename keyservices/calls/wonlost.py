@@ -43,6 +43,7 @@ class WonLostRow:
 
 MONTHS = 12
 WINDOWS = (30, 90)  # days: the periods the report and the digest show
+WEEK = 7  # days: "this week" on the digest's first screen, the 7 nights up to the run's date
 KINDS: tuple[Kind, ...] = ("branch", "sales_rep")
 
 
@@ -257,5 +258,24 @@ def digest_table(by_window: Mapping[str, list[WonLostRow]], kind: str = "sales_r
     return {"windows": labels, "rows": [{"group": g, "cells": cells[g]} for g in order]}
 
 
+def week_money(rows: Iterable[WonLostRow], since: dt.date, until: dt.date) -> dict[str, Any]:
+    """One window's won and lost, all services together, as the digest's first screen shows it:
+    [won, lost, won value, lost value] for the company ("all": every change once, as ``totals``
+    counts it), per branch and per sales rep (so a branch's or rep's copy shows its own), and
+    the days it covers. Small: one cell per branch and rep, stored with the digest."""
+    out: dict[str, Any] = {"since": since.isoformat(), "until": until.isoformat(),
+                           "all": [0, 0, 0.0, 0.0], "branch": {}, "sales_rep": {}}
+    for r in rows:
+        cells = [out[r.kind].setdefault(r.group, [0, 0, 0.0, 0.0])]
+        if r.kind == "branch":  # every change is in one branch row: the company's total
+            cells.append(out["all"])
+        for cell in cells:
+            cell[0] += r.won
+            cell[1] += r.lost
+            cell[2] = round(cell[2] + r.won_value, 2)
+            cell[3] = round(cell[3] + r.lost_value, 2)
+    return out
+
+
 __all__ = ["ValueColumns", "annual_values", "digest_table", "fill_annual_values", "totals",
-           "windows_ending", "won_lost"]
+           "week_money", "windows_ending", "won_lost"]

@@ -16,6 +16,7 @@ from ..outputs import digest as digest_mod
 from ..outputs import mail
 from ..outputs.calendar import calendar_for
 from ..outputs.files import atomic_write
+from ..outputs.morning import settle_unwritable
 from ..progress import Reporter, Timings, step
 from ..resources import SECTION_TEMPLATE
 from ..rules import RuleSet
@@ -91,6 +92,11 @@ def digest_and_send(config: Config, rules: RuleSet, result: RunResult, *, send: 
             if (mine.changes or mine.opportunities or mine.alerts or mine.guard_message
                     or mine.baseline or config.digest.send_empty):
                 copies.append((f"{stem}-{digest_mod.slug(name)}", mine, recipients))
+        # an unwritable list its readers saw in the previous digest is said in one line; the
+        # consolidated data always (a group's section and --preview render it), each copy sent
+        data.unwritable_seen = settle_unwritable(
+            [data, *(copy for _, copy, _ in copies if copy is not data)],
+            previous_digest(config, result.run_id))
         attached = ""  # the file the consolidated digest attached, named again by --preview
         for name, copy, recipients in copies:
             rendered = digest_mod.render(copy, templates, max_rows=config.digest.max_rows,
@@ -140,6 +146,23 @@ def _top(rules: RuleSet) -> int:
 
 def digest_data_path(config: Config, run_id: int | None) -> Path:
     return config.state.dir / "digests" / f"run-{run_id or 0:06d}.json.gz"
+
+
+def previous_digest(config: Config, run_id: int | None) -> DigestData | None:
+    """The digest data stored by the latest run before ``run_id`` (this company's state folder),
+    or None: the first night, or data an older version stored that cannot be read."""
+    folder = config.state.dir / "digests"
+    numbered = {int(p.name[4:10]): p for p in folder.glob("run-[0-9]*.json.gz")
+                if p.name[4:10].isdigit()} if folder.is_dir() and run_id else {}
+    earlier = [n for n in numbered if 0 < n < (run_id or 0)]
+    if not earlier:
+        return None
+    try:
+        return digest_mod.load_data(numbered[max(earlier)])
+    except (OSError, EOFError, ValueError, TypeError, KeyError) as exc:  # damaged, foreign
+        log.warning("could not read the previous digest %s (%s); the unwritable lists are "
+                    "shown in full tonight", numbered[max(earlier)], exc)
+        return None
 
 
 def preview_digest(config: Config, *, run_id: int | None = None,

@@ -393,9 +393,14 @@ def _non_empty(facts: Facts, classification: Classification) -> int:
 
 
 def _won_lost(state: StateStore, rules: RuleSet, as_of: dt.date) -> dict[str, Any]:
-    """Services won and lost per sales rep tonight and over the last 30 and 90 days."""
-    windows = {"tonight": (as_of, as_of), **wonlost.windows_ending(as_of)}
+    """Services won and lost per sales rep tonight and over the last 30 and 90 days, and this
+    week's (the 7 nights up to ``as_of``) per branch and rep for the first screen: one read."""
+    week = wonlost.windows_ending(as_of, (wonlost.WEEK,))
+    windows = {"tonight": (as_of, as_of), **wonlost.windows_ending(as_of), **week}
     rows = state.won_lost_rows(as_of)  # streamed, newest first: memory stays with the window
-    table = wonlost.digest_table(wonlost.won_lost(rows, rules.service_names(), windows,
-                                                  newest_first=True))
-    return table if table["rows"] else {}
+    by_window = wonlost.won_lost(rows, rules.service_names(), windows, newest_first=True)
+    ((label, (since, until)),) = week.items()
+    week_rows = by_window.pop(label)
+    # a live night knows its week even when nothing was won: the first screen says 0
+    return {**wonlost.digest_table(by_window),
+            "week": wonlost.week_money(week_rows, since, until)}

@@ -47,6 +47,7 @@ from .alerts import alert_context, quoted
 from .attachment import ATTACHMENT_LIMIT, Attachment, Listing, changes_listing
 from .files import atomic_write
 from .headline import subject_for, totals, unwritable_counts
+from .morning import money, own_won_lost, unwritable_lists
 
 if TYPE_CHECKING:  # jinja2 is imported where a digest is rendered, not by every command
     from jinja2 import Environment
@@ -99,10 +100,7 @@ def _only(data: DigestData, attribute: Literal["branch", "sales_rep"], value: st
         return [x for x in items if (getattr(x, attribute) or "") == value]
 
     only = getattr(data.opportunities, "only", None)  # an OpportunityFrame: by column
-    won_lost = data.won_lost
-    if attribute == "sales_rep" and won_lost:  # a rep sees their own line
-        rows = [r for r in won_lost["rows"] if r["group"] == value]
-        won_lost = {**won_lost, "rows": rows} if rows else {}
+    won_lost = own_won_lost(data.won_lost, attribute, value)  # a rep's line, their own week
     copy = dataclasses.replace(
         data, changes=mine(data.changes), no_configuration=mine(data.no_configuration),
         no_attribute=mine(data.no_attribute), alerts=mine(data.alerts), won_lost=won_lost,
@@ -304,15 +302,14 @@ def _context(data: DigestData, caps: _Caps, counted: dict[str, Any], listing: Li
              subject: str) -> dict[str, Any]:
     """What the templates see; only the capped lists are built (never a copy of every change)."""
     wrote = data.mode == "live" and not data.dry_run and not data.guard_message
+    shown = data.opportunities[:caps.opportunities]
     return {
         "d": data, "c": data.counts, "subject": subject, "max_rows": caps.rows,
         "groups": _groups(data.changes, data.service_names, caps.rows),
         "more_changes": max(0, counted["changes"] - caps.rows),
-        "no_configuration": data.no_configuration[:caps.unwritable],
-        "more_no_configuration": max(0, counted["no_configuration"] - caps.unwritable),
-        "no_attribute": data.no_attribute[:caps.unwritable],
-        "more_no_attribute": max(0, counted["no_attribute"] - caps.unwritable),
-        "opportunities": data.opportunities[:caps.opportunities],
+        # each capped, or none and one line when unchanged since an earlier digest
+        **unwritable_lists(data, caps.unwritable, counted),
+        "opportunities": shown, "money": money(data, shown),  # the first screen's money
         "more_opportunities": max(0, counted["opportunities"] - caps.opportunities),
         **alert_context(data, caps.rows),  # the new alerts, continuing ones counted per monitor
         "won_lost_rows": (data.won_lost.get("rows") or [])[:caps.rows] if data.won_lost else [],
