@@ -148,7 +148,7 @@ def setting_keys(model: type[BaseModel] | None = None, prefix: tuple[str, ...] =
     model = model or Config
     out: list[tuple[tuple[str, ...], Any]] = []
     for name, info in model.model_fields.items():
-        if name in ("config_path", "sources"):
+        if info.exclude:  # the loader's own (config_path, a group's company): not settings
             continue
         key = prefix + (info.alias or name,)
         inner = _model_in(info.annotation)
