@@ -38,6 +38,7 @@ from ..model import Counts, Facts, customer_column
 from ..progress import Beside, Reporter, Timings, gc_paused, step
 from ..rules import RuleSet
 from ..state import StateStore, run_lock
+from ..state.backtests import save_backtest
 from ..state.rates import save_rates
 from . import why
 from .alerts import listing_for, save_alerts
@@ -294,6 +295,9 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
     if tonight.learned and tonight.rates is not None and state is not None and not dry_run \
             and tonight.rates.offered:  # kept, so the next nights need not learn them again
         save_rates(state.engine, erp.identity(), tonight.rates)
+        if tonight.backtest is not None:  # its scores, for report's chart
+            save_backtest(state.engine, erp.identity(),
+                          tonight.backtest.summary(as_of, config.ranking.months))
     result = RunResult(
         run_id=run_id, as_of=as_of, mode=config.mode, dry_run=dry_run, baseline=baseline,
         counts=counts, changes=plan.changes, no_configuration=plan.no_configuration,
