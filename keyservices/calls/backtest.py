@@ -8,6 +8,10 @@ For as-of dates 30 days apart, the list is rebuilt from the facts as they stood 
   rules define the service);
 * an offer of a service contract for machines on none (``uncovered_machines``) is won when
   fewer of the rule's machines are on no contract 90 days on (one was put on a contract).
+  The dated history keeps no removal date (a machine inactive today is gone on every date),
+  so the count falls only when a contract line (or the contract it is on) starts covering a
+  machine: the night's rule for such an offer (``calls.lifecycle.covered_since``: won when a
+  line started since the offer covers a machine it was about, withdrawn when it was pulled).
 
 The rates a date is ranked with are learned only from offers whose 90 days had passed by that
 date, so a date's list never uses what happened after it. Reported per play and overall: the

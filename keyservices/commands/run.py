@@ -273,7 +273,8 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
         tracked = None
         if stored_life is not None:
             # tracked across nights: upserted, won when the service appears through a sale the
-            # causes name, withdrawn when their reason goes; snoozed and dismissed ones are
+            # causes name (or the machines go on a contract line), withdrawn when their reason
+            # goes; snoozed and dismissed ones are
             # kept but not listed
             stored = beside.result(stored_life)
             appeared: dict[int, set[str]] = {}  # the services tonight's values add
@@ -285,10 +286,12 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
                     said = [c for c in change.causes if c.startswith(f"{names.get(code)}:")]
                     if said:
                         named[(change.customer_id, code)] = said[0]
-            tracked = lifecycle.advance(
-                stored, why.hold_back(found, risks, stored.active_keys() if risks else ()),
-                classification.services, as_of, appeared=appeared,
-                causes=named if not baseline else None)
+            kept = why.hold_back(found, risks, stored.active_keys() if risks else ())
+            # an uncovered-machine offer is won when its machines went on a contract line
+            covered = why.machines_covered(erp, tonight, stored, kept, appeared)
+            tracked = lifecycle.advance(stored, kept, classification.services, as_of,
+                                        appeared=appeared, causes=named if not baseline else None,
+                                        covered=covered)
             found, lifecycle_counts = tracked.visible, dict(tracked.counts)
         found = why.hold_back(found, risks)  # a customer at risk is not offered tonight
     tonight.settle(erp, reporter)
