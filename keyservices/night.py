@@ -177,7 +177,13 @@ class Night:
     renewals: list[Renewal] = field(default_factory=list)  # listing.renewals_days: the calendar
     check: ValueCheck | None = None  # the verdict on the values, until ``settle``
     rates: Rates | None = None  # the win rates the calls were ranked with
-    learned: bool = False  # ... learned tonight (a live run keeps them)
+    backtest: Backtest | None = None  # the backtest that learned them tonight (a live run
+    # keeps both: the rates for the next nights, its scores for ``report``)
+
+    @property
+    def learned(self) -> bool:
+        """Whether the rates were learned tonight (not read from the state store)."""
+        return self.backtest is not None
 
     def settle(self, erp: Erp, reporter: Reporter | None = None) -> None:
         """Wait for the check of the values; ``SchemaError`` (exit 2) if the ERP holds values
@@ -225,7 +231,8 @@ def compute(config: Config, as_of: dt.date | None = None, *, erp: Erp,
     timings = timings if timings is not None else Timings()
     rules = erp.rules
     attr = erp.attribute_id()
-    rates, learned = None, False
+    rates: Rates | None = None
+    learned: Backtest | None = None
     erp.counter.count = 0
     value_columns = ValueColumns(rules) if values else None
     extra = ([value_columns] if value_columns is not None else []) + (
@@ -273,15 +280,16 @@ def compute(config: Config, as_of: dt.date | None = None, *, erp: Erp,
     done = Night(as_of=as_of, rules=rules, attribute_id=attr, facts=facts,
                  classification=classification, values=value_columns, calls=tonight,
                  statements=erp.counter.count + 1, timings=timings, renewals=renewals,
-                 check=check, rates=rates, learned=learned)
+                 check=check, rates=rates, backtest=learned)
     if settle:
         done.settle(erp, reporter=reporter)
     return done
 
 
 def rates_for(config: Config, erp: Erp, as_of: dt.date, *, reporter: Reporter | None = None,
-              timings: Timings | None = None) -> tuple[Rates, bool]:
-    """The win rates to rank ``as_of``'s calls with, and whether they were learned just now.
+              timings: Timings | None = None) -> tuple[Rates, Backtest | None]:
+    """The win rates to rank ``as_of``'s calls with, and the backtest that learned them just
+    now (None: the stored ones).
 
     The stored ones (``backtest --save``, or a live run) when they were learned from outcomes
     known by ``as_of`` and at most ``ranking.learn_every_days`` before it (0: however old);
@@ -298,9 +306,10 @@ def rates_for(config: Config, erp: Erp, as_of: dt.date, *, reporter: Reporter | 
     if stored is not None and stored.learned_on is not None and stored.last is not None \
             and stored.last + dt.timedelta(days=HORIZON_DAYS) <= as_of \
             and (not every or as_of - stored.learned_on <= dt.timedelta(days=every)):
-        return stored, False
-    return learn(erp, as_of, config.ranking.months, reporter, timings or Timings(),
-                 check=False)[0].rates, True
+        return stored, None
+    result = learn(erp, as_of, config.ranking.months, reporter, timings or Timings(),
+                   check=False)[0]
+    return result.rates, result
 
 
 def learn(erp: Erp, as_of: dt.date, months: int, reporter: Reporter | None,

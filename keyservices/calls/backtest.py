@@ -8,6 +8,10 @@ For as-of dates 30 days apart, the list is rebuilt from the facts as they stood 
   rules define the service);
 * an offer of a service contract for machines on none (``uncovered_machines``) is won when
   fewer of the rule's machines are on no contract 90 days on (one was put on a contract).
+  The dated history keeps no removal date (a machine inactive today is gone on every date),
+  so the count falls only when a contract line (or the contract it is on) starts covering a
+  machine: the night's rule for such an offer (``calls.lifecycle.covered_since``: won when a
+  line started since the offer covers a machine it was about, withdrawn when it was pulled).
 
 The rates a date is ranked with are learned only from offers whose 90 days had passed by that
 date, so a date's list never uses what happened after it. Reported per play and overall: the
@@ -24,6 +28,7 @@ import datetime as dt
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -156,6 +161,21 @@ class Score:
         s = self.static.get(k)
         return self.precision[k] / s if s else None
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, rounded numbers: what ``--json`` prints and the state store keeps for the
+        report's chart (one shape for both, so they never disagree)."""
+        return {"play": self.play, "offers": self.offers, "won": self.won,
+                "random": round(self.base_rate, 4),
+                **{f"precision_at_{k}": round(v, 4) for k, v in self.precision.items()},
+                **{f"static_at_{k}": round(v, 4) for k, v in self.static.items()},
+                **{f"lift_random_at_{k}": _r(self.lift(k)) for k in self.precision},
+                **{f"lift_static_at_{k}": _r(self.lift_static(k)) for k in self.precision},
+                "annual_value_won_top_25": round(self.value_won_top25, 2)}
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 2)
+
 
 @dataclass
 class Backtest:
@@ -169,6 +189,15 @@ class Backtest:
     limits: list[str] = field(default_factory=list)
     # per scored date: its offers, their learned p_win and expected value (``keep=True``)
     scored: list[tuple[Trials, np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    def summary(self, as_of: dt.date, months: int) -> dict[str, Any]:
+        """The scores as plain data: per play and overall, calibration by tenth, the dates.
+        ``backtest --json`` prints it; the state store keeps it for ``report``'s chart."""
+        return {"as_of": as_of.isoformat(), "months": months,
+                "dates": [d.isoformat() for d in self.dates],
+                "overall": self.overall.to_dict(), "plays": [s.to_dict() for s in self.plays],
+                "calibration": [{"predicted": round(p, 4), "observed": round(o, 4),
+                                 "offers": n} for p, o, n in self.calibration]}
 
 
 def run_backtest(history: Iterable[Facts], rules: RuleSet, *, limits: Sequence[str] = (),

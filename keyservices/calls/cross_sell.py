@@ -56,6 +56,22 @@ def play_of(rule: CrossSell) -> str:
     return f"cross_sell:{rule.name}"
 
 
+def uncovered_offers(rules: RuleSet, codes: Codes | None) -> dict[str, set[int]]:
+    """Service code -> the model category ids of the ``uncovered_machines`` rules offering it:
+    what a contract line must cover for such an offer to be won (``calls.lifecycle``)."""
+    out: dict[str, set[int]] = {}
+    if codes is None:
+        return out
+    for rule in rules.cross_sell:
+        if play_of(rule) != "uncovered_machines" or rule.equipment is None:
+            continue
+        column = equipment_units(rules, codes, section_of(rule.equipment))
+        ids = {i for f in column.filters if f.column == "category_id" for i in f.ids}
+        for code in rule.offer:
+            out.setdefault(code, set()).update(ids)
+    return out
+
+
 def combo_matches(rule: CrossSell, industry: str | None, services: frozenset[str]
                   ) -> list[str]:
     """The services this rule offers a customer of ``industry`` using ``services`` (before its

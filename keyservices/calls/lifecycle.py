@@ -44,6 +44,12 @@ ACTIVE: frozenset[str] = frozenset({NEW, OPEN})  # still worth a call; the other
 REASON_WON = "service appeared"
 REASON_OUT_OF_SCOPE = "customer inactive or out of scope"
 REASON_CLEARED = "condition cleared"
+# an uncovered-machines offer whose machines went on a contract line after it was made (won)
+REASON_COVERED = "machines put on a contract line"
+REASON_GONE = "the offer's reason is gone (machines covered or pulled)"
+# ... and, once contract lines were looked at, one whose machines no new line covers
+REASON_PULLED = ("the offer's reason is gone (machines pulled or moved; no contract line "
+                 "started since the offer)")
 # a win recorded before wins needed a sale the causes engine names (state store migration)
 REASON_UNVERIFIED = "service appeared (not verified: recorded before a win needed a named sale)"
 # what the causes engine says when it cannot name a sale: not enough to credit a win
@@ -273,7 +279,8 @@ def advance(stored: Mapping[Key, OpportunityRecord] | Stored,
             found: Sequence[Opportunity] | OpportunityFrame,
             services: Mapping[int, AbstractSet[str]], as_of: dt.date, *,
             appeared: Mapping[int, AbstractSet[str]] | None = None,
-            causes: Mapping[Key, str] | None = None) -> LifecycleResult:
+            causes: Mapping[Key, str] | None = None,
+            covered: Mapping[Key, str] | None = None) -> LifecycleResult:
     """Fold tonight's opportunities into the stored records.
 
     ``services`` maps every in-scope customer (active, not a prospect) to its services tonight:
@@ -284,7 +291,10 @@ def advance(stored: Mapping[Key, OpportunityRecord] | Stored,
     copier customer) that is no longer found closed because its condition cleared (the
     machine was deactivated), not because a sale was made. ``causes``: the causes engine's
     sentence for each (customer, service) that appeared; given, a win needs one that names a
-    sale, and an appearance it cannot explain is withdrawn, not won.
+    sale, and an appearance it cannot explain is withdrawn, not won. ``covered``: the
+    uncovered-machine offers whose machines were put on a contract line after the offer was
+    made (``covered_since``: every closing one asked about, with what covered it, or "" for
+    none): won; the others asked about are withdrawn as pulled.
     ``stored`` is not modified. Array work: a night's opportunities and the stored ones are
     matched by key in one sort, not one at a time.
     """
@@ -335,7 +345,7 @@ def advance(stored: Mapping[Key, OpportunityRecord] | Stored,
     found_now = frame.with_life(status, age)
     seen = np.zeros(len(theirs), dtype=bool)
     seen[at[known]] = True
-    closings = [_lost(cid, code, services, as_of, appeared, causes) for cid, code in zip(
+    closings = [_lost(cid, code, services, as_of, appeared, causes, covered) for cid, code in zip(
         old.customer[~seen & (old.status <= 1)].tolist(),
         old.service[~seen & (old.status <= 1)].tolist())]
     for c in closings:
@@ -348,9 +358,10 @@ def advance(stored: Mapping[Key, OpportunityRecord] | Stored,
 
 def _lost(customer_id: int, code: str, services: Mapping[int, AbstractSet[str]],
           as_of: dt.date, appeared: Mapping[int, AbstractSet[str]] | None = None,
-          causes: Mapping[Key, str] | None = None) -> Closing:
-    """An active opportunity not found tonight closes: won by a named sale, else withdrawn
-    with the cause its reason vanished."""
+          causes: Mapping[Key, str] | None = None,
+          covered: Mapping[Key, str] | None = None) -> Closing:
+    """An active opportunity not found tonight closes: won by a named sale (or its machines
+    put on a contract line), else withdrawn with the cause its reason vanished."""
     have = services.get(customer_id)
     new = appeared is None or code in appeared.get(customer_id, ())
     if have is None:
@@ -363,6 +374,69 @@ def _lost(customer_id: int, code: str, services: Mapping[int, AbstractSet[str]],
             return Closing(customer_id, code, WON, as_of, f"{REASON_WON}: {cause}"[:128])
         return Closing(customer_id, code, WITHDRAWN, as_of,
                        f"{REASON_WON} with no sale named{': ' + cause if cause else ''}"[:128])
-    why = ("the offer's reason is gone (machines covered or pulled)" if code in have
-           else REASON_CLEARED)
-    return Closing(customer_id, code, WITHDRAWN, as_of, why)
+    line = (covered or {}).get((customer_id, code))
+    if code in have and line is not None:  # an uncovered-machine offer, its lines looked at
+        if line:
+            return Closing(customer_id, code, WON, as_of, f"{REASON_COVERED}: {line}"[:128])
+        return Closing(customer_id, code, WITHDRAWN, as_of, REASON_PULLED)
+    return Closing(customer_id, code, WITHDRAWN, as_of, REASON_GONE if code in have
+                   else REASON_CLEARED)
+
+
+def closing(stored: Stored, found: Sequence[Opportunity] | OpportunityFrame,
+            codes: AbstractSet[str]) -> dict[Key, dt.date]:
+    """The active records of these services not found tonight (they close tonight), with the
+    day each was first seen: what ``covered_since`` asks the ERP about."""
+    if not codes or not len(stored):
+        return {}
+    mine = (stored.status <= 1) & np.isin(stored.service, list(codes))
+    if not mine.any():
+        return {}
+    now = frame_keys(found, codes)
+    return {(c, s): dt.date.fromordinal(f) for c, s, f in zip(
+        stored.customer[mine].tolist(), stored.service[mine].tolist(),
+        stored.first_seen[mine].tolist()) if (c, s) not in now}
+
+
+def frame_keys(found: Sequence[Opportunity] | OpportunityFrame, codes: AbstractSet[str]
+               ) -> set[Key]:
+    """(customer, service) of tonight's opportunities of these services."""
+    if not len(found):
+        return set()
+    if not isinstance(found, OpportunityFrame):
+        return {(o.customer_id, o.service_code) for o in found if o.service_code in codes}
+    service = found.column("service_code")
+    rows = np.flatnonzero(np.isin(service, list(codes)))
+    return set(zip(found.customer[rows].tolist(), service[rows].tolist()))
+
+
+def covered_since(asked: Mapping[Key, dt.date],
+                  lines: Sequence[tuple[int, int | None, int, dt.date | None, dt.date | None]]
+                  ) -> dict[Key, str]:
+    """Of the closing uncovered-machine offers ``asked`` (with the day each was first seen),
+    each with what put its machines on a contract line on or after that day ("" for none).
+
+    ``lines``: (site, its parent, machine, line start, install date) of the machines of the
+    rule's categories on a contract line live tonight (``erp.lines``); a site counts for its
+    own offers, else for its parent's. A machine installed after the offer was made is a new
+    machine, not one the offer was about; a machine pulled has no live line."""
+    days: dict[int, list[tuple[str, dt.date]]] = {}
+    for (cid, code), first in asked.items():
+        days.setdefault(cid, []).append((code, first))
+    starts: dict[Key, dict[int, dt.date]] = {}
+    for site, parent, machine, start, installed in lines:
+        owner = site if site in days else parent
+        if owner is None:
+            continue
+        for code, first in days.get(owner, []):
+            if start is not None and start >= first and (installed is None or installed <= first):
+                mine = starts.setdefault((owner, code), {})
+                mine[machine] = max(start, mine.get(machine, start))
+    out = dict.fromkeys(asked, "")
+    for key, machines in starts.items():
+        low, high = min(machines.values()), max(machines.values())
+        when = f"from {low.isoformat()}" if low == high else (
+            f"from {low.isoformat()} to {high.isoformat()}")
+        n = len(machines)
+        out[key] = f"{n} machine{'s' if n != 1 else ''}, {'lines' if n != 1 else 'line'} {when}"
+    return out

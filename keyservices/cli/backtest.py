@@ -27,7 +27,8 @@ from .base import (
                    "[default: ranking.months, 12].")
 @click.option("--save", is_flag=True,
               help="Keep the learned win rates in the state store (the night and the exports "
-                   "rank with them until they are a week old).")
+                   "rank with them until they are a week old), and the scores, which report "
+                   "charts.")
 @as_of_option
 @json_option
 def backtest_cmd(config_path: Path, months: int | None, save: bool, as_of: dt.datetime | None,
@@ -64,31 +65,13 @@ def backtest_cmd(config_path: Path, months: int | None, save: bool, as_of: dt.da
 
 
 def as_dict(report: Any) -> dict[str, Any]:
-    """The backtest as plain data (``--json``)."""
+    """The backtest as plain data (``--json``): the summary ``report`` charts, and more."""
     b = report.result
-
-    def score(s: Any) -> dict[str, Any]:
-        return {"play": s.play, "offers": s.offers, "won": s.won,
-                "random": round(s.base_rate, 4),
-                **{f"precision_at_{k}": round(v, 4) for k, v in s.precision.items()},
-                **{f"static_at_{k}": round(v, 4) for k, v in s.static.items()},
-                **{f"lift_random_at_{k}": _r(s.lift(k)) for k in s.precision},
-                **{f"lift_static_at_{k}": _r(s.lift_static(k)) for k in s.precision},
-                "annual_value_won_top_25": round(s.value_won_top25, 2)}
-
-    return {"as_of": report.as_of.isoformat(), "months": report.months,
-            "dates": [d.isoformat() for d in b.dates], "overall": score(b.overall),
-            "plays": [score(s) for s in b.plays],
-            "calibration": [{"predicted": round(p, 4), "observed": round(o, 4), "offers": n}
-                            for p, o, n in b.calibration],
+    return {**b.summary(report.as_of, report.months),
             "rates": {"offers": b.rates.offered, "won": b.rates.won,
                       "cells": len(b.rates.counts), "saved": report.saved},
             "limits": b.limits, "statements": report.statements,
             "seconds": report.seconds}
-
-
-def _r(x: float | None) -> float | None:
-    return None if x is None else round(x, 2)
 
 
 def lines(data: dict[str, Any]) -> list[str]:

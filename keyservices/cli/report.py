@@ -41,6 +41,11 @@ def report(config_path: Path, out: Path | None, as_of: dt.datetime | None,
     won-lost.csv, services gained and lost per branch and sales rep in the last 30 and 90 days
     with their annual contract value, from the audit of live runs (left out before the first run).
 
+    report.html also charts the last saved backtest (keyservices backtest --save, or a live run
+    that learned its win rates): the share of the top 25 and 100 calls won in the learned order,
+    the static order and at random, and predicted against observed chance by tenth. Without one
+    it names the command that saves one.
+
     For a group (companies: in the config) the files cover every company (or those named with
     --company) and the group: the CSVs gain a first company column, with the group's own rows
     under (group), and report.html opens with the group. One --company is that company's report.
@@ -76,6 +81,11 @@ def report(config_path: Path, out: Path | None, as_of: dt.datetime | None,
     for label, t in (result.won_lost or {}).items():
         click.echo(f"Won/lost, {label}: {t['won']:,} won ({t['won_value']:,.0f} a year), "
                    f"{t['lost']:,} lost ({t['lost_value']:,.0f} a year).")
+    if result.backtest:
+        b = result.backtest["overall"]
+        click.echo(f"Backtest as of {result.backtest['as_of']} (saved): the top 100 calls won "
+                   f"{b.get('precision_at_100', 0):.1%}, the static order's "
+                   f"{b.get('static_at_100', 0):.1%}, a random call {b['random']:.1%}.")
     for note in result.notes:
         click.echo(f"Note: {shown(note)}")
     click.echo(f"Wrote to {result.out}:")

@@ -3,7 +3,8 @@
 The backtest rebuilds the call list on past dates from the ERP's dated history and scores it
 against what was won in the 90 days after each (``calls.backtest``, read by ``night.learn``);
 the rates it learns are what ``p_win`` comes from, and ``--save`` keeps them in the state
-store for the nights and exports that follow (``night.rates_for``).
+store for the nights and exports that follow (``night.rates_for``), with the scores for
+``report``'s chart (``state.backtests``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ..config import Config
 from ..errors import ConfigError
 from ..progress import Reporter, Timings
 from ..state import StateStore
+from ..state.backtests import save_backtest
 from ..state.rates import save_rates
 
 
@@ -34,7 +36,8 @@ class BacktestReport:
 
 def backtest(config: Config, *, as_of: dt.date | None = None, months: int | None = None,
              save: bool = False, reporter: Reporter | None = None) -> BacktestReport:
-    """Rebuild the list on ``months`` past dates, score it, and (``save``) keep the rates."""
+    """Rebuild the list on ``months`` past dates, score it, and (``save``) keep the rates and
+    the scores."""
     as_of = as_of or dt.date.today()
     months = months or config.ranking.months
     rules = night.rules_for(config)
@@ -48,6 +51,7 @@ def backtest(config: Config, *, as_of: dt.date | None = None, months: int | None
             store = StateStore(config.state_url)
             try:
                 save_rates(store.engine, erp.identity(), result.rates)
+                save_backtest(store.engine, erp.identity(), result.summary(as_of, months))
             finally:
                 store.close()
     return BacktestReport(as_of, months, result, save, statements,

@@ -20,6 +20,8 @@ from typing import Any
 from ..calls.wonlost import WonLostRow
 from ..config import Config, company_configs
 from ..errors import EXIT_FAILURE, EXIT_OK, KeyservicesError
+from ..outputs.alerts import quoted
+from ..outputs.backtest_chart import HINT_COMMAND
 from ..outputs.group_report import CompanyReport, group_won_lost, summary, write_group_report
 from ..outputs.report import TOTAL_GROUP, ReportFiles
 from ..progress import Reporter
@@ -89,7 +91,8 @@ def group_report(config: Config, picked: Sequence[Config], *, out: Path | None =
                     "customers": r.matrices[0].total.customers if r.matrices else None,
                     "services": [{"code": c.code, "name": c.name, "users": c.users,
                                   "share": round(c.share, 4)}
-                                 for c in r.matrices[0].total.cells] if r.matrices else []}
+                                 for c in r.matrices[0].total.cells] if r.matrices else [],
+                    "backtest": dict(r.backtest) if r.backtest else None}
                    for r in reports],
         services=[{"code": c.code, "name": c.name, "users": c.users, "share": round(c.share, 4)}
                   for c in found[1].cells] if found else [],
@@ -110,8 +113,10 @@ def _one(config: Config, as_of: dt.date) -> tuple[CompanyReport, list[str]]:
         log.exception("company %s: unexpected error in the report", name)
         return CompanyReport(name, error=f"{type(exc).__name__}: {exc}",
                              exit_code=EXIT_FAILURE), []
-    return CompanyReport(name, tuple(parts.matrices), parts.won_lost,
-                         exit_code=EXIT_OK), parts.notes
+    return CompanyReport(name, tuple(parts.matrices), parts.won_lost, exit_code=EXIT_OK,
+                         backtest=parts.backtest,
+                         backtest_hint=HINT_COMMAND + f" --company {quoted(name)}"
+                         if parts.calls else None), parts.notes
 
 
 def _totals(rows: Sequence[WonLostRow]) -> dict[str, float]:

@@ -22,6 +22,7 @@ from ..config import Config
 from ..engine.classify import Classification
 from ..erp import wrap_db_error
 from ..model import Facts
+from ..outputs.backtest_chart import HINT_COMMAND
 from ..outputs.report import (
     DIMENSIONS,
     Matrix,
@@ -32,6 +33,7 @@ from ..outputs.report import (
 )
 from ..progress import Reporter
 from ..state import StateStore
+from ..state.backtests import load_backtest
 from ..state.store import store_exists
 
 
@@ -47,6 +49,9 @@ class ReportResult:
     groups: dict[str, int]  # dimension -> number of groups
     won_lost: dict[str, dict[str, float]] | None = None  # window -> won, lost, won/lost value
     notes: list[str] = field(default_factory=list)
+    # the saved backtest's scores (``backtest --save`` or a live run's learning) the page
+    # charts, as ``backtest --json`` prints them, with ``made_at``; None: none saved
+    backtest: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -65,6 +70,8 @@ class ReportParts:
     customers: int
     services: list[dict[str, Any]]
     notes: list[str]
+    backtest: dict[str, Any] | None = None  # the saved backtest summary (None: none saved)
+    calls: bool = True  # the rules find calls (else there is no list to backtest)
 
 
 def report(config: Config, *, out: Path | None = None, as_of: dt.date | None = None,
@@ -80,13 +87,15 @@ def report(config: Config, *, out: Path | None = None, as_of: dt.date | None = N
     parts = compute(config, as_of, reporter=reporter)
     target = out or (config.state.dir / "report")
     files = write_report(target, dealer=config.dealer, as_of=as_of, matrices=parts.matrices,
-                         won_lost=parts.won_lost, templates=config.digest.templates)
+                         won_lost=parts.won_lost, templates=config.digest.templates,
+                         backtest=parts.backtest,
+                         backtest_hint=HINT_COMMAND if parts.calls else None)
     return ReportResult(
         as_of=as_of, out=target, files=files, customers=parts.customers,
         services=parts.services, groups={m.by: len(m.rows) for m in parts.matrices},
         won_lost=None if parts.won_lost is None else {
             label: totals(rows) for label, rows in parts.won_lost.items()},
-        notes=parts.notes)
+        notes=parts.notes, backtest=parts.backtest)
 
 
 def compute(config: Config, as_of: dt.date, *, reporter: Reporter | None = None) -> ReportParts:
@@ -95,6 +104,8 @@ def compute(config: Config, as_of: dt.date, *, reporter: Reporter | None = None)
     rules = night.rules_for(config)
     with night.open_erp(config, rules) as erp:
         tonight = night.compute(config, as_of, erp=erp, reporter=reporter, calls=False)
+        calls = rules.opportunities is not None
+        saved = _backtest(config, erp.identity()) if calls else None
     facts, classification, values = tonight.facts, tonight.classification, tonight.values
     assert values is not None
     names = rules.service_names()
@@ -108,10 +119,13 @@ def compute(config: Config, as_of: dt.date, *, reporter: Reporter | None = None)
     if facts.metrics is None and values.sections:
         notes.append("the rules need the detailed facts path, which carries no contract values: "
                      "annual values are shown as 0")
+    if calls and saved is None:
+        notes.append(f"no backtest saved yet: run '{HINT_COMMAND}' to chart here whether the "
+                     "call list would have been right")
     return ReportParts(matrices=matrices, won_lost=figures,
                        customers=len(classification.services),
                        services=_services(matrices[0], classification, facts, values),
-                       notes=notes)
+                       notes=notes, backtest=saved, calls=calls)
 
 
 def _services(matrix: Matrix, classification: Classification, facts: Facts,
@@ -120,6 +134,20 @@ def _services(matrix: Matrix, classification: Classification, facts: Facts,
     book = annual_book(classification, facts, values)
     return [{"code": c.code, "name": c.name, "users": c.users, "share": round(c.share, 4),
              "annual_value": round(book.get(c.code, 0.0), 2)} for c in matrix.total.cells]
+
+
+def _backtest(config: Config, erp_id: str) -> dict[str, Any] | None:
+    """The backtest summary last saved for this ERP, read only (a report writes nothing);
+    None without a state store or a saved backtest."""
+    reader = StateStore.reader(config.state_url)
+    if reader is None:
+        return None
+    try:
+        return load_backtest(reader.engine, erp_id)
+    except SQLAlchemyError as exc:
+        raise wrap_db_error(exc, config.state_url) from exc
+    finally:
+        reader.close()
 
 
 def _won_lost(config: Config, names: dict[str, str],

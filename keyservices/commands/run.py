@@ -38,6 +38,7 @@ from ..model import Counts, Facts, customer_column
 from ..progress import Beside, Reporter, Timings, gc_paused, step
 from ..rules import RuleSet
 from ..state import StateStore, run_lock
+from ..state.backtests import save_backtest
 from ..state.rates import save_rates
 from . import why
 from .alerts import listing_for, save_alerts
@@ -272,7 +273,8 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
         tracked = None
         if stored_life is not None:
             # tracked across nights: upserted, won when the service appears through a sale the
-            # causes name, withdrawn when their reason goes; snoozed and dismissed ones are
+            # causes name (or the machines go on a contract line), withdrawn when their reason
+            # goes; snoozed and dismissed ones are
             # kept but not listed
             stored = beside.result(stored_life)
             appeared: dict[int, set[str]] = {}  # the services tonight's values add
@@ -284,16 +286,21 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
                     said = [c for c in change.causes if c.startswith(f"{names.get(code)}:")]
                     if said:
                         named[(change.customer_id, code)] = said[0]
-            tracked = lifecycle.advance(
-                stored, why.hold_back(found, risks, stored.active_keys() if risks else ()),
-                classification.services, as_of, appeared=appeared,
-                causes=named if not baseline else None)
+            kept = why.hold_back(found, risks, stored.active_keys() if risks else ())
+            # an uncovered-machine offer is won when its machines went on a contract line
+            covered = why.machines_covered(erp, tonight, stored, kept, appeared)
+            tracked = lifecycle.advance(stored, kept, classification.services, as_of,
+                                        appeared=appeared, causes=named if not baseline else None,
+                                        covered=covered)
             found, lifecycle_counts = tracked.visible, dict(tracked.counts)
         found = why.hold_back(found, risks)  # a customer at risk is not offered tonight
     tonight.settle(erp, reporter)
     if tonight.learned and tonight.rates is not None and state is not None and not dry_run \
             and tonight.rates.offered:  # kept, so the next nights need not learn them again
         save_rates(state.engine, erp.identity(), tonight.rates)
+        if tonight.backtest is not None:  # its scores, for report's chart
+            save_backtest(state.engine, erp.identity(),
+                          tonight.backtest.summary(as_of, config.ranking.months))
     result = RunResult(
         run_id=run_id, as_of=as_of, mode=config.mode, dry_run=dry_run, baseline=baseline,
         counts=counts, changes=plan.changes, no_configuration=plan.no_configuration,

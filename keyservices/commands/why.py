@@ -9,15 +9,18 @@ comparison about one customer. Nothing here decides what is written.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .. import night
+from ..calls import lifecycle
+from ..calls.cross_sell import uncovered_offers
 from ..calls.frame import OpportunityFrame
 from ..calls.lifecycle import Key
 from ..config import Config
 from ..engine.causes import REWRITTEN, Comparison, Kept, column_key, risks, rule_columns, signatures
+from ..erp.lines import read_lines
 from ..model import Change, Opportunity, RiskFlag
 from ..rules import RuleSet
 from ..state import snapshot
@@ -189,3 +192,26 @@ def _services_now(compared: Comparison, customer_id: int) -> frozenset[str] | No
         return None
     return frozenset(code for code in compared.services if compared.has(code, new))
 
+
+def machines_covered(erp: night.Erp, tonight: night.Night, stored: lifecycle.Stored,
+                     found: Sequence[Opportunity] | OpportunityFrame,
+                     appeared: Mapping[int, Collection[str]]) -> dict[Key, str] | None:
+    """The uncovered-machine offers closing tonight (their customer still has the service,
+    no sale added it), each with what put its machines on a contract line since the offer was
+    made ("" for nothing: pulled or moved); one statement, for those customers only. None when
+    no rule offers a contract for machines on none."""
+    rules = tonight.rules
+    offers = uncovered_offers(rules, tonight.facts.codes)
+    if not offers:
+        return None
+    services = tonight.classification.services
+    asked = {(cid, code): first for (cid, code), first
+             in lifecycle.closing(stored, found, set(offers)).items()
+             if code in services.get(cid, ()) and code not in appeared.get(cid, ())}
+    if not asked:
+        return {}
+    categories = set().union(*(offers[code] for _, code in asked))
+    with erp.engine.connect() as conn:
+        lines = read_lines(conn, erp.tables, {cid for cid, _ in asked}, categories,
+                           tonight.as_of, parent_level=rules.level == "parent")
+    return lifecycle.covered_since(asked, lines)

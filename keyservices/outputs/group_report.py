@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..calls.wonlost import NO_GROUP, WonLostRow
+from .backtest_chart import backtest_view
 from .files import atomic_write
 from .report import (
     PENETRATION_COLUMNS,
@@ -53,6 +54,8 @@ class CompanyReport:
     won_lost: Mapping[str, list[WonLostRow]] | None = None  # None: no state store yet
     error: str | None = None
     exit_code: int = 0
+    backtest: Mapping[str, Any] | None = None  # its saved backtest summary (None: none saved)
+    backtest_hint: str | None = None  # without one: the command that saves one
 
     @property
     def names(self) -> dict[str, str]:
@@ -198,7 +201,9 @@ def render_group_html(*, dealer: str, as_of: dt.date, reports: Sequence[CompanyR
                   "matrices": list(r.matrices), "names": r.names,
                   "overall": r.matrices[0].total if r.matrices else None,
                   "has_won_lost": r.won_lost is not None,
-                  "windows": won_lost_windows(r.won_lost, r.names)} for r in reports]
+                  "windows": won_lost_windows(r.won_lost, r.names),
+                  "backtest": backtest_view(r.backtest), "backtest_hint": r.backtest_hint}
+                 for r in reports]
     windows = [{"label": label,
                 "rows": [r for r in rows if r.group != TOTAL_GROUP],
                 "total": [r for r in rows if r.group == TOTAL_GROUP]}

@@ -23,6 +23,7 @@ from ..calls.wonlost import NO_GROUP, WonLostRow
 from ..errors import ConfigError
 from ..model import Customer
 from ..resources import templates_dir as packaged_templates
+from .backtest_chart import backtest_view
 from .cells import csv_writer
 from .digest import sandbox_class
 from .files import atomic_write
@@ -163,8 +164,12 @@ def find_report_templates(override: Path | None = None, name: str = REPORT_TEMPL
 
 def write_report(out_dir: Path, *, dealer: str, as_of: dt.date, matrices: list[Matrix],
                  won_lost: Mapping[str, list[WonLostRow]] | None = None,
-                 templates: Path | None = None) -> ReportFiles:
+                 templates: Path | None = None, backtest: Mapping[str, Any] | None = None,
+                 backtest_hint: str | None = None) -> ReportFiles:
     """Write penetration.csv, report.html and (when ``won_lost`` is given) won-lost.csv.
+
+    ``backtest``: the saved backtest summary the page charts; without one, ``backtest_hint``
+    (the command that saves one) is said in one line, or nothing (no call list to test).
 
     ``won_lost`` maps a window's label ("last 30 days") to its rows; windows keep the mapping's
     order, rows are sorted (branch before sales rep, then group name, then service order).
@@ -174,7 +179,8 @@ def write_report(out_dir: Path, *, dealer: str, as_of: dt.date, matrices: list[M
         raise ValueError("write_report needs at least one penetration matrix")
     names = dict(matrices[0].services)
     html = render_html(dealer=dealer, as_of=as_of, matrices=matrices, won_lost=won_lost,
-                       templates=find_report_templates(templates))
+                       templates=find_report_templates(templates), backtest=backtest,
+                       backtest_hint=backtest_hint)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = ReportFiles(csv=out_dir / PENETRATION_CSV, html=out_dir / REPORT_HTML,
                         won_lost_csv=out_dir / WON_LOST_CSV if won_lost is not None else None)
@@ -203,13 +209,16 @@ def won_lost_csv_rows(won_lost: Mapping[str, list[WonLostRow]],
 
 
 def render_html(*, dealer: str, as_of: dt.date, matrices: list[Matrix],
-                won_lost: Mapping[str, list[WonLostRow]] | None, templates: Path) -> str:
+                won_lost: Mapping[str, list[WonLostRow]] | None, templates: Path,
+                backtest: Mapping[str, Any] | None = None,
+                backtest_hint: str | None = None) -> str:
     """The standalone report page."""
     names = dict(matrices[0].services)
     context = {"dealer": dealer, "as_of": as_of, "matrices": matrices,
                "overall": matrices[0].total, "chart": bar_chart(matrices[0].total),
                "names": names, "windows": won_lost_windows(won_lost, names),
-               "no_group": NO_GROUP, "has_won_lost": won_lost is not None}
+               "no_group": NO_GROUP, "has_won_lost": won_lost is not None,
+               "backtest": backtest_view(backtest), "backtest_hint": backtest_hint}
     return render_page(templates, REPORT_TEMPLATE, context)
 
 
@@ -232,11 +241,14 @@ def won_lost_windows(won_lost: Mapping[str, list[WonLostRow]] | None,
 
 def render_page(templates: Path, name: str, context: Mapping[str, Any]) -> str:
     """Render one report template; an error in it is a ConfigError naming file and line."""
-    # sandboxed like the digest: digest.templates is a folder an admin edits
-    env = sandbox_class()(loader=FileSystemLoader(str(templates)), undefined=StrictUndefined,
+    # sandboxed like the digest: digest.templates is a folder an admin edits; a part the
+    # folder lacks (report-backtest.html.j2, new in a later version) comes from the package
+    folders = list(dict.fromkeys([str(templates), str(packaged_templates())]))
+    env = sandbox_class()(loader=FileSystemLoader(folders), undefined=StrictUndefined,
                           autoescape=lambda name: bool(name and name.endswith(".html.j2")),
                           trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["pct"] = lambda x: f"{x * 100:.0f}%"
+    env.filters["pct1"] = lambda x: f"{x * 100:.1f}%"
     env.filters["num"] = lambda x: f"{x:,}"
     env.filters["money"] = lambda x: f"{x:,.0f}"
     env.filters["heat"] = heat_colour

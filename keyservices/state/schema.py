@@ -133,8 +133,18 @@ win_rates = sa.Table(
     sa.Column("last_as_of", sa.Date, nullable=False),
     sa.Column("learned_on", sa.Date, nullable=False),
 )
+# The last backtest's scores per ERP (keyservices.calls.backtest ``Backtest.summary``), kept by
+# ``backtest --save`` and a live run that learns its rates, for ``report`` to chart: one row per
+# ERP, the summary as JSON (plain numbers; its shape is the one ``backtest --json`` prints).
+backtests = sa.Table(
+    "backtests", metadata,
+    sa.Column("erp_id", sa.String(512), primary_key=True),
+    sa.Column("as_of", sa.Date, nullable=False),
+    sa.Column("made_at", sa.DateTime, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+)
 # tables a store made by an earlier version may lack; a reader (dry run) treats them as empty
-LATER_TABLES = frozenset({"alerts", "win_rates"})
+LATER_TABLES = frozenset({"alerts", "win_rates", "backtests"})
 # the tables whose rows belong together: a store that has one and lacks the other was damaged
 # (another table missing is made on open: the first version had only these two)
 AUDIT_TABLES = frozenset({"runs", "changes"})
