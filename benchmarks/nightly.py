@@ -305,6 +305,39 @@ def gl_doubled(root: Path, size: int, statements: list[tuple[str, Any]]) -> dict
     return row
 
 
+def plain_dates(root: Path, size: int) -> dict[str, Any]:
+    """A third SQLite shape (#26): the demo built with ``--plain-dates`` (every date 'YYYY-MM-DD'
+    text, no time, as some ERPs and exports hold them): night 1 live, a day of activity, night 2
+    measured against its own floors (its statements captured from a run on it)."""
+    pristine = root / f"pristine-{size}-plain.sqlite"
+    t0 = time.perf_counter()
+    if not pristine.exists():
+        build_demo_db(pristine, customers=size, as_of=AS_OF, plain_dates=True)
+    build = time.perf_counter() - t0
+    folder = root / f"sqlite-{size}-plain"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    db = folder / "erp.sqlite"
+    shutil.copy(pristine, db)
+    config = write_config(folder, "sqlite:///erp.sqlite", "mode: live\n")
+    night1 = tool(config, "--no-email", as_of=AS_OF)
+    engine = sa.create_engine(f"sqlite:///{db.as_posix()}")
+    simulate_next_day(engine, day=NIGHT2, plain_dates=True)
+    engine.dispose()
+    statements = capture("sqlite:///erp.sqlite", folder)
+    floor_s, rows = floor_sqlite(db, facts_only(statements))
+    checked_s, _ = floor_sqlite(db, statements)
+    run = tool(config, "--dry-run")
+    row = {"db": "sqlite", "customers": size, "note": "plain dates", "build_s": round(build, 1),
+           "night1_s": round(night1["seconds"], 1), "tool_s": round(run["seconds"], 2),
+           "floor_s": round(floor_s, 2), "floor_checks_s": round(checked_s, 2),
+           "tool_over_floor": round(run["seconds"] / floor_s, 2), "rows_fetched": rows,
+           "statements": run["statements"], "peak_rss_mb": run["rss_mb"], "steps": run["steps"]}
+    print(json.dumps(row), flush=True)
+    shutil.rmtree(folder)
+    return row
+
+
 def pg_apply(root: Path, size: int, db_url: str, db_info: str, direct_url: str,
              ports: tuple[int, int]) -> dict[str, Any]:
     """The live baseline through the proxy against psycopg's bare executemany of the same
@@ -388,7 +421,7 @@ def table(results: dict[str, Any]) -> str:
             "naive s | naive/tool | statements | peak RSS MB |"),
            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results["reads"]:
-        label = r["db"] + (" (GL lines doubled)" if r.get("note") else "")
+        label = r["db"] + (f" ({r['note']})" if r.get("note") else "")
         out.append(f"| {label} | {r['customers']:,} | {r['tool_s']} | {r.get('floor_s', '-')} | "
                    f"{r.get('floor_checks_s', '-')} | "
                    f"{r.get('tool_over_floor', '-')} | {r.get('naive_s', '-')} | "
@@ -412,7 +445,7 @@ def table(results: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="10000,100000,250000,1000000")
+    parser.add_argument("--sizes", default="10000,100000,250000,300000,1000000")
     parser.add_argument("--naive-max", type=int, default=100_000)
     parser.add_argument("--pg-sizes", default="10000,100000,250000")
     parser.add_argument("--pg-tool-size", type=int, default=100_000)
@@ -423,6 +456,8 @@ def main() -> int:
                         help="one-way delay the proxy adds on PostgreSQL; its own hop already "
                              "costs a LAN-like round trip (measured and reported)")
     parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument("--plain-size", type=int, default=300_000,
+                        help="the plain-dates shape's size (0: skip it)")
     parser.add_argument("--work", type=Path, default=None,
                         help="keep databases here between invocations (reused when present)")
     parser.add_argument("--write", action="store_true",
@@ -446,6 +481,8 @@ def main() -> int:
                 results["apply"].append(applied)
         if not args.no_gl2:
             results["reads"].append(gl_doubled(root, sizes[-1], statements))
+        if args.plain_size:
+            results["reads"].append(plain_dates(root, args.plain_size))
         if not args.no_pg:
             pg_reads, pg_applied = pg_part(root, [int(x) for x in args.pg_sizes.split(",")],
                                            args.naive_max, args.pg_tool_size,
