@@ -8,6 +8,7 @@ line says why."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -219,3 +220,29 @@ def test_the_outcomes_lay_out_within_375px(dealer: keyservices.Config, tmp_path:
                          text=True, timeout=180, check=True)
     width, _ = map(int, out.stdout.split()[-1].split("x"))
     assert width <= 375
+
+
+def test_a_groups_page_and_csv_add_up_each_companys_outcomes(tmp_path: Path) -> None:
+    from keyservices.outputs.group_report import GROUP_COMPANY, write_group_report
+
+    from .test_group_report import EAST, NORTH, SOUTH
+
+    windows = windows_ending(AS_OF)
+    rows = [(r.play, r.status, r.first_seen, r.closed_on, r.close_reason, r.p_win,
+             r.expected_value) for r in RECORDS]
+    north = dataclasses.replace(NORTH, outcomes=outcomes(rows, windows))
+    east = dataclasses.replace(EAST, outcomes=outcomes(rows[:1], windows))
+    files = write_group_report(tmp_path, dealer="Group", as_of=AS_OF,
+                               reports=[north, SOUTH, east])
+    assert files.outcomes_csv is not None
+    got = list(csv.DictReader(io.StringIO(files.outcomes_csv.read_text(encoding="utf-8-sig"))))
+    group = {r["play"]: r for r in got
+             if r["company"] == GROUP_COMPANY and r["window"] == "last 30 days"}
+    assert list(group)[-1] == ALL_PLAYS
+    assert (group[ALL_PLAYS]["won"], group[ALL_PLAYS]["value_won"],
+            group[ALL_PLAYS]["win_share"]) == ("2", "4000.00", "0.6667")  # 2 / (2 + 1)
+    assert {r["company"] for r in got} == {"North", "East <b>&amp;</b>", GROUP_COMPANY}
+    html = files.html.read_text(encoding="utf-8")
+    assert html.count("Opportunities: outcomes") == 3  # the group's, North's, East's
+    assert "East <b>" not in html and "cross_sell:&lt;b&gt;Copier&lt;/b&gt;" in html
+    assert "opportunity-outcomes.csv, with a company column" in html

@@ -140,9 +140,26 @@ def _row(play: str, cell: list[float]) -> OutcomeRow:
     return OutcomeRow(play, **counts, value_won=round(float(cell[6]), 2), unvalued=int(cell[7]))
 
 
+def added(windows: Iterable[Mapping[str, Iterable[OutcomeRow]]]
+          ) -> dict[str, list[OutcomeRow]]:
+    """Several companies' outcomes as one (a group's): each window's rows added up per play,
+    in ``play_key`` order, the ``ALL_PLAYS`` total last."""
+    acc: dict[str, dict[str, list[float]]] = {}
+    for by_window in windows:
+        for label, rows in by_window.items():
+            for r in rows:
+                cell = acc.setdefault(label, {}).setdefault(r.play, [0] * 8)
+                for n, value in enumerate((*[getattr(r, f) for f in FIELDS], r.value_won,
+                                           r.unvalued)):
+                    cell[n] += value
+    return {label: [_row(play, cell) for play, cell in sorted(
+        plays.items(), key=lambda item: (item[0] == ALL_PLAYS, play_key(item[0])))]
+        for label, plays in acc.items()}
+
+
 def total(rows: Iterable[OutcomeRow]) -> OutcomeRow | None:
     """The ``ALL_PLAYS`` row of one window's rows."""
     return next((r for r in rows if r.play == ALL_PLAYS), None)
 
 
-__all__ = ["ALL_PLAYS", "HORIZON", "NO_PLAY", "OutcomeRow", "outcomes", "play_key", "total"]
+__all__ = ["ALL_PLAYS", "HORIZON", "NO_PLAY", "OutcomeRow", "added", "outcomes", "play_key", "total"]

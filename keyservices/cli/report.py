@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -22,6 +23,18 @@ from .base import (
     load_config_at,
     progress_reporter,
 )
+
+
+def show_outcomes(outcomes: dict[str, list[dict[str, Any]]] | None) -> None:
+    """One line per window: the calls' outcomes over all plays."""
+    for label, rows in (outcomes or {}).items():
+        t = rows[-1]  # all plays
+        share = "no call decided" if t["win_share"] is None else (
+            f"win share {t['win_share']:.0%} of {t['won'] + t['expired']:,} decided")
+        apart = f", {t['not_verified']:,} won not verified" if t["not_verified"] else ""
+        click.echo(f"Calls, {label}: {t['opened']:,} opened, {t['won']:,} won "
+                   f"({t['value_won']:,.0f} a year), {t['withdrawn']:,} withdrawn, "
+                   f"{t['expired']:,} expired ({share}){apart}.")
 
 
 @click.command("report")
@@ -87,14 +100,7 @@ def report(config_path: Path, out: Path | None, as_of: dt.datetime | None,
     for label, t in (result.won_lost or {}).items():
         click.echo(f"Won/lost, {label}: {t['won']:,} won ({t['won_value']:,.0f} a year), "
                    f"{t['lost']:,} lost ({t['lost_value']:,.0f} a year).")
-    for label, rows in (result.outcomes or {}).items():
-        t = rows[-1]  # all plays
-        share = "no call decided" if t["win_share"] is None else (
-            f"win share {t['win_share']:.0%} of {t['won'] + t['expired']:,} decided")
-        apart = f", {t['not_verified']:,} won not verified" if t["not_verified"] else ""
-        click.echo(f"Calls, {label}: {t['opened']:,} opened, {t['won']:,} won "
-                   f"({t['value_won']:,.0f} a year), {t['withdrawn']:,} withdrawn, "
-                   f"{t['expired']:,} expired ({share}){apart}.")
+    show_outcomes(result.outcomes)
     if result.outcomes_note:
         click.echo(shown(result.outcomes_note) + ".")
     if result.backtest:
