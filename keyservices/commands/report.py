@@ -2,8 +2,9 @@
 
 Reads the ERP the way a run does (the same set-based facts, plus the contract value columns of
 ``keyservices.calls.wonlost``), classifies, and counts every in-scope customer's services per group;
-won and lost over the last 30 and 90 days come from the state store's audit (when a state store
-exists). ``keyservices.outputs.report`` writes the files; nothing is written to the ERP or the state store.
+won and lost over the last 30 and 90 days come from the state store's audit, and what became
+of the calls (``calls.outcomes``) from its opportunity store (when a state store exists).
+``keyservices.outputs.report`` writes the files; nothing is written to the ERP or the state store.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ class ReportParts:
 
 def report(config: Config, *, out: Path | None = None, as_of: dt.date | None = None,
            reporter: Reporter | None = None) -> ReportResult:
-    """Write penetration.csv, report.html and (with a state store) won-lost.csv into ``out``.
+    """Write penetration.csv, report.html and (with a state store) won-lost.csv and
+    opportunity-outcomes.csv into ``out``.
 
     ``out`` defaults to ``report/`` in the state folder. Penetration counts the customers a run
     would write (active, not prospects; locations rolled up with ``level: parent``) by their
