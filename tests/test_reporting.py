@@ -153,8 +153,9 @@ def test_report_command(erp: ErpBuilder, dealer: dict[str, int], config_for, tmp
         in result.output
     assert "Won/lost, last 90 days: 2 won" in result.output
     assert f"Next: open {out_dir / 'report.html'}" in result.output
-    assert sorted(p.name for p in out_dir.iterdir()) == ["penetration.csv", "report.html",
-                                                         "won-lost.csv"]
+    # the nights tracked calls: their outcomes beside won/lost
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "opportunity-outcomes.csv", "penetration.csv", "report.html", "won-lost.csv"]
     data = json.loads(runner.invoke(cli, [*args, "--json"], catch_exceptions=False).output)
     assert data["files"]["html"] == str(out_dir / "report.html")
     assert data["customers"] == 5 and data["won_lost"]["last 30 days"]["lost"] == 1

@@ -21,9 +21,11 @@ from click.testing import CliRunner
 from sqlalchemy.dialects import mssql, sqlite
 
 from keyservices import demodb, night
+from keyservices.calls.cross_sell import uncovered_offers
 from keyservices.cli import cli
 from keyservices.commands.check import show_sql, sql_script
 from keyservices.config import Config, load_config
+from keyservices.erp.lines import read_lines
 from keyservices.erp.profile import DEFAULT_PROFILE
 from keyservices.erp.writeback import apply_changes
 from keyservices.model import Change
@@ -114,15 +116,28 @@ def test_show_sql_is_tsql_that_parses_in_run_order(tmp_path: Path, demo_db: Path
     statements = show_sql(offline, as_of=AS_OF)
     names = [n for n, _ in statements]
     facts = [n for n in names if n.startswith("facts: ")]
+    learn = [n for n in names if n.startswith("learn the win rates: ")]
     assert names == ["session settings", "attribute id", "code list: categories",
                      *[n for n in names if n.startswith("code list: ") and n[11:] != "categories"],
-                     "customers", *facts, "contacts", "update (value was empty)",
-                     "update (value was text)", "read-back"]
+                     "customers", *facts, *learn, "contacts",
+                     "contract lines of closing uncovered-machines offers",
+                     "update (value was empty)", "update (value was text)", "read-back"]
     if rules == "character-class":  # read_facts' fallback: per-code detail, no crash
         assert facts == ["facts: equipment", "facts: contracts", "facts: gl", "facts: items_sold"]
+        assert learn == []  # the history is read only for rules compiled to numbers
     else:  # the invoices counter (the demo's "no invoice for 90 days" monitor) is read too
         assert facts == ["facts: equipment", "facts: contracts", "facts: gl",
                          "facts: items_sold", "facts: invoices"]
+        # the weekly learning: one statement per kind of fact for all past dates (no monitor
+        # columns, so no invoices), after the count of machines inactive today
+        assert learn == [f"learn the win rates: {kind}" for kind in (
+            "machines inactive today", "equipment", "contracts", "gl", "items_sold")]
+    when = dict(statements)
+    for name in learn:
+        assert when[name].startswith("-- sent once a week (ranking.learn_every_days: 7 days), "
+                                     "to learn the win rates"), name
+    assert when["contract lines of closing uncovered-machines offers"].startswith(
+        "-- sent only when an uncovered-machines offer closes")
     script = sql_script(offline, statements)
     assert len(batches(script)) == len(statements)
     for name, sql in statements:
@@ -234,17 +249,8 @@ def test_show_sql_lists_every_statement_a_run_sends_in_run_order(
                 checking.pop()
 
         monkeypatch.setattr(night, "ensure_readable", ensure_readable)
-    if hasattr(night, "learn"):  # the week's learning of the win rates, not the night's
-        real_learn = night.learn
-
-        def learn(*args: Any, **kwargs: Any) -> Any:
-            checking.append(True)
-            try:
-                return real_learn(*args, **kwargs)
-            finally:
-                checking.pop()
-
-        monkeypatch.setattr(night, "learn", learn)
+    # the week's learning of the win rates (no rates stored: this night learns) is recorded
+    # too: show_sql prints its statements, marked as the week's
     if hasattr(night, "note_absent"):  # which optional dated columns exist: catalogue too
         real_absent = night.note_absent
 
@@ -272,6 +278,13 @@ def test_show_sql_lists_every_statement_a_run_sends_in_run_order(
     with night.open_erp(config) as erp:
         sa.event.listen(erp.engine, "before_cursor_execute", record)
         tonight = night.compute(config, AS_OF, erp=erp)
+        assert tonight.learned  # the learning statements were sent
+        # an uncovered-machines offer closing: its contract lines are read (commands.why)
+        offers = uncovered_offers(tonight.rules, tonight.facts.codes)
+        assert offers
+        with erp.engine.connect() as conn:
+            read_lines(conn, erp.tables, {empty}, set().union(*offers.values()), AS_OF,
+                       parent_level=tonight.rules.level == "parent")
         changes = [Change(customer_id=empty, number="E", name="E", branch=None, sales_rep=None,
                           before=None, after="CPY", added=("CPY",), removed=()),
                    Change(customer_id=texted[0], number="T", name="T", branch=None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -22,6 +23,18 @@ from .base import (
     load_config_at,
     progress_reporter,
 )
+
+
+def show_outcomes(outcomes: dict[str, list[dict[str, Any]]] | None) -> None:
+    """One line per window: the calls' outcomes over all plays."""
+    for label, rows in (outcomes or {}).items():
+        t = rows[-1]  # all plays
+        share = "no call decided" if t["win_share"] is None else (
+            f"win share {t['win_share']:.0%} of {t['won'] + t['expired']:,} decided")
+        apart = f", {t['not_verified']:,} won not verified" if t["not_verified"] else ""
+        click.echo(f"Calls, {label}: {t['opened']:,} opened, {t['won']:,} won "
+                   f"({t['value_won']:,.0f} a year), {t['withdrawn']:,} withdrawn, "
+                   f"{t['expired']:,} expired ({share}){apart}.")
 
 
 @click.command("report")
@@ -40,6 +53,12 @@ def report(config_path: Path, out: Path | None, as_of: dt.datetime | None,
     internet needed); penetration.csv, one row per group and service, for a spreadsheet; and
     won-lost.csv, services gained and lost per branch and sales rep in the last 30 and 90 days
     with their annual contract value, from the audit of live runs (left out before the first run).
+
+    Opportunities: outcomes (report.html, opportunity-outcomes.csv, --json "outcomes"): per play
+    and in total, the calls opened, won (through a sale the causes engine names), withdrawn
+    (their reason went; left out of the win share) and expired (open 90 days without a win) in
+    the last 30 and 90 days, the win share won / (won + expired) and the annual value won. Wins
+    an earlier version recorded without a named sale are shown as not verified, never as won.
 
     report.html also charts the last saved backtest (keyservices backtest --save, or a live run
     that learned its win rates): the share of the top 25 and 100 calls won in the learned order,
@@ -81,6 +100,9 @@ def report(config_path: Path, out: Path | None, as_of: dt.datetime | None,
     for label, t in (result.won_lost or {}).items():
         click.echo(f"Won/lost, {label}: {t['won']:,} won ({t['won_value']:,.0f} a year), "
                    f"{t['lost']:,} lost ({t['lost_value']:,.0f} a year).")
+    show_outcomes(result.outcomes)
+    if result.outcomes_note:
+        click.echo(shown(result.outcomes_note) + ".")
     if result.backtest:
         b = result.backtest["overall"]
         click.echo(f"Backtest as of {result.backtest['as_of']} (saved): the top 100 calls won "
@@ -94,6 +116,9 @@ def report(config_path: Path, out: Path | None, as_of: dt.datetime | None,
     if result.files.won_lost_csv is not None:
         click.echo(f"  {result.files.won_lost_csv.name:<16} won and lost per branch and sales "
                    "rep, with annual value")
+    if result.files.outcomes_csv is not None:
+        click.echo(f"  {result.files.outcomes_csv.name:<16} what became of each play's calls "
+                   "(opened, won, withdrawn, expired)")
     click.echo(f"Next: open {result.files.html}")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 from ..commands.group_report import GroupReportResult
+from .report import show_outcomes
 from .terminal import terminal_text as shown
 
 
@@ -26,6 +27,7 @@ def show_group_report(result: GroupReportResult) -> None:
     for label, t in (result.won_lost or {}).items():
         click.echo(f"Won/lost, {label}: {t['won']:,} won ({t['won_value']:,.0f} a year), "
                    f"{t['lost']:,} lost ({t['lost_value']:,.0f} a year).")
+    show_outcomes(result.outcomes)
     for note in result.notes:
         click.echo(f"Note: {shown(note)}")
     click.echo(f"Wrote to {result.out} (a company column in each CSV; the group's rows under "
@@ -35,4 +37,7 @@ def show_group_report(result: GroupReportResult) -> None:
     if result.files.won_lost_csv is not None:
         click.echo(f"  {result.files.won_lost_csv.name:<16} won and lost per company, branch and "
                    "sales rep, with annual value")
+    if result.files.outcomes_csv is not None:
+        click.echo(f"  {result.files.outcomes_csv.name:<16} what became of each company's "
+                   "calls, per play")
     click.echo(f"Next: open {result.files.html}")

@@ -137,8 +137,10 @@ def _run_group(config: Config, config_path: Path, companies: tuple[str, ...], *,
 @cli.command()
 @config_option
 @click.option("--show-sql", is_flag=True,
-              help="Print every statement a run sends to the ERP, in run order, as SQL to paste "
-                   "(T-SQL batches ending in GO on SQL Server), and stop (no connection is made).")
+              help="Print every statement a run can send to the ERP, in run order, as SQL to "
+                   "paste (T-SQL batches ending in GO on SQL Server), and stop (no connection "
+                   "is made). A statement not sent every night says when it is (the weekly "
+                   "win-rate learning, the contract lines of a closing offer).")
 @click.option("--with-ids", is_flag=True,
               help="With --show-sql: connect (reads only) and write in this database's attribute "
                    "and code-list ids, so each statement is the one tonight's run sends.")

@@ -15,6 +15,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .. import night
 from ..calls import extras as call_extras
+from ..calls.backtest import as_of_dates
+from ..calls.monitors import MonitorColumns
 from ..calls.tonight import monitors_naming_contacts
 from ..calls.wonlost import ValueColumns
 from ..config import Config
@@ -286,9 +288,16 @@ def show_sql(config: Config, *, with_ids: bool = False, conn: sa.Connection | No
     session = session_settings(config.erp.read_isolation, config.erp.lock_timeout_seconds,
                                backend=dialect.name)
     routed = bool(config.digest.sales_reps or config.digest.branches)
+    as_of = as_of or dt.date.today()
+    # the night learns its win rates with every call extra but the monitors' (night.learn)
+    learning = None if rules.opportunities is None else [
+        c for e in call_extras(rules) if not isinstance(e, MonitorColumns)
+        for c in e.columns(codes)]
     steps = night_steps(tables, rules, codes, needed, [c for e in extra for c in e.columns(codes)],
-                        as_of or dt.date.today(), attr_id=attr or 0, session=session,
-                        listed=routed, renewals_days=renewal_days(config))
+                        as_of, attr_id=attr or 0, session=session,
+                        listed=routed, renewals_days=renewal_days(config), learn=learning,
+                        learn_dates=as_of_dates(as_of, config.ranking.months),
+                        learn_every=config.ranking.learn_every_days)
     printer = Printer(dialect, tables, rules, attribute=attr, examples=examples)
     return [(step.name, printer.sql(step)) for step in steps]
 

@@ -11,18 +11,25 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..calls.outcomes import OutcomeRow
 from ..calls.wonlost import WonLostRow
 from ..config import Config, company_configs
 from ..errors import EXIT_FAILURE, EXIT_OK, KeyservicesError
 from ..outputs.alerts import quoted
 from ..outputs.backtest_chart import HINT_COMMAND
-from ..outputs.group_report import CompanyReport, group_won_lost, summary, write_group_report
+from ..outputs.group_report import (
+    CompanyReport,
+    group_outcomes,
+    group_won_lost,
+    summary,
+    write_group_report,
+)
 from ..outputs.report import TOTAL_GROUP, ReportFiles
 from ..progress import Reporter
 from .group import worst
@@ -43,6 +50,8 @@ class GroupReportResult:
     services: list[dict[str, Any]]  # the group's: code, name, users, share
     won_lost: dict[str, dict[str, float]] | None = None  # window -> the group's totals
     notes: list[str] = field(default_factory=list)
+    # the companies' calls' outcomes added up: window -> one dict per play, then "all plays"
+    outcomes: dict[str, list[dict[str, Any]]] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -52,10 +61,12 @@ class GroupReportResult:
         return {"group": True, "as_of": self.as_of.isoformat(), "out": str(self.out),
                 "files": {"csv": str(self.files.csv), "html": str(self.files.html),
                           "won_lost_csv": str(self.files.won_lost_csv)
-                          if self.files.won_lost_csv else None},
+                          if self.files.won_lost_csv else None,
+                          "outcomes_csv": str(self.files.outcomes_csv)
+                          if self.files.outcomes_csv else None},
                 "exit_code": self.exit_code, "customers": self.customers,
                 "companies": self.companies, "services": self.services,
-                "won_lost": self.won_lost, "notes": self.notes}
+                "won_lost": self.won_lost, "outcomes": self.outcomes, "notes": self.notes}
 
 
 def report_for(config: Config, companies: Sequence[str] = (), *, out: Path | None = None,
@@ -92,14 +103,15 @@ def group_report(config: Config, picked: Sequence[Config], *, out: Path | None =
                     "services": [{"code": c.code, "name": c.name, "users": c.users,
                                   "share": round(c.share, 4)}
                                  for c in r.matrices[0].total.cells] if r.matrices else [],
-                    "backtest": dict(r.backtest) if r.backtest else None}
+                    "backtest": dict(r.backtest) if r.backtest else None,
+                    "outcomes": _outcomes(r.outcomes), "outcomes_note": r.outcomes_note}
                    for r in reports],
         services=[{"code": c.code, "name": c.name, "users": c.users, "share": round(c.share, 4)}
                   for c in found[1].cells] if found else [],
         won_lost=None if group is None else {
             label: _totals([r for r in rows if r.group == TOTAL_GROUP])
             for label, rows in group.items()},
-        notes=notes)
+        notes=notes, outcomes=_outcomes(group_outcomes(reports)))
 
 
 def _one(config: Config, as_of: dt.date) -> tuple[CompanyReport, list[str]]:
@@ -114,9 +126,17 @@ def _one(config: Config, as_of: dt.date) -> tuple[CompanyReport, list[str]]:
         return CompanyReport(name, error=f"{type(exc).__name__}: {exc}",
                              exit_code=EXIT_FAILURE), []
     return CompanyReport(name, tuple(parts.matrices), parts.won_lost, exit_code=EXIT_OK,
-                         backtest=parts.backtest,
+                         backtest=parts.backtest, outcomes=parts.outcomes,
+                         outcomes_note=parts.outcomes_note,
                          backtest_hint=HINT_COMMAND + f" --company {quoted(name)}"
                          if parts.calls else None), parts.notes
+
+
+def _outcomes(by_window: Mapping[str, Sequence[OutcomeRow]] | None
+              ) -> dict[str, list[dict[str, Any]]] | None:
+    """Outcomes as ``--json`` gives them: window -> one dict per play (None: none)."""
+    return None if by_window is None else {
+        label: [r.to_dict() for r in rows] for label, rows in by_window.items()}
 
 
 def _totals(rows: Sequence[WonLostRow]) -> dict[str, float]:

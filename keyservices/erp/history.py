@@ -68,19 +68,11 @@ def read_history(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id
         for start in range(0, len(points), size):
             chunk = points[start:start + size]
             held = [MetricTable.empty(compiled, customers.ids) for _ in chunk]
-            joined = metric_queries(tables, compiled, chunk[-1], chunk)
-            buckets = BucketClock(chunk, compiled)
-            bucketed = metric_queries(tables, compiled, chunk[-1], clock=buckets)
-            fleet = fleet_statement(tables, compiled, chunk)
-            spans = contract_statement(tables, compiled, chunk)
-            for kind, (stmt, columns) in joined.items():
+            sent = ChunkStatements(tables, compiled, chunk)
+            buckets, fleet, spans = sent.buckets, sent.fleet, sent.spans
+            for kind in sent.joined:
+                stmt, columns = sent.statement(kind)
                 by_bucket = kind in BUCKETED
-                if by_bucket:
-                    stmt, columns = bucketed[kind]
-                elif kind == "equipment" and fleet is not None:
-                    stmt = fleet[0]
-                elif kind == "contracts" and spans is not None:
-                    stmt = spans[0]
                 folded = by_bucket or kind in ("equipment", "contracts")
                 parts: list[np.ndarray] = []  # rows folded once, after the statement
                 with step(reporter, timings, f"read {kind} on {len(chunk)} dates") as advance:
@@ -111,6 +103,48 @@ def read_history(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id
 
 # the statements whose rows carry a date: counted once, in the bucket of dates they fall in
 BUCKETED = frozenset({"gl", "items_sold", "invoices"})
+
+
+class ChunkStatements:
+    """The statements ``read_history`` sends for one chunk of dates, one per kind of fact:
+    dated rows by the bucket of dates they fall in, machines by their first date and the
+    dates a line covers them, contracts by their horizons, the rest joined to the dates.
+    ``check --show-sql`` prints the same (``history_statements``)."""
+
+    def __init__(self, tables: ErpTables, compiled: Compiled,
+                 chunk: Sequence[dt.date]) -> None:
+        self.joined = metric_queries(tables, compiled, chunk[-1], chunk)
+        self.buckets = BucketClock(chunk, compiled)
+        self.bucketed = metric_queries(tables, compiled, chunk[-1], clock=self.buckets)
+        self.fleet = fleet_statement(tables, compiled, chunk)
+        self.spans = contract_statement(tables, compiled, chunk)
+
+    def statement(self, kind: str) -> tuple[sa.Select, Sequence[int]]:
+        """The statement sent for ``kind`` and the compiled columns its rows carry."""
+        stmt, columns = self.joined[kind]
+        if kind in BUCKETED:
+            return self.bucketed[kind]
+        if kind == "equipment" and self.fleet is not None:
+            return self.fleet[0], columns
+        if kind == "contracts" and self.spans is not None:
+            return self.spans[0], columns
+        return stmt, columns
+
+
+def history_statements(tables: ErpTables, compiled: Compiled, points: Sequence[dt.date]
+                       ) -> list[tuple[str, sa.Select]]:
+    """(kind of fact, statement) as ``read_history`` sends them for ``points`` in one chunk
+    (a year of dates fits one up to a few hundred thousand customers), and the count of the
+    machines inactive today it sends first."""
+    sent = ChunkStatements(tables, compiled, sorted(set(points)))
+    return ([("machines inactive today", inactive_statement(tables))]
+            + [(kind, sent.statement(kind)[0]) for kind in sent.joined])
+
+
+def inactive_statement(tables: ErpTables) -> sa.Select:
+    """The machines inactive today: counted, since the history keeps no removal date."""
+    e = tables.equipment
+    return sa.select(sa.func.count()).select_from(e).where(is_off(e.c.active))
 
 
 def _add_buckets(held: list[MetricTable], chunk: Sequence[dt.date], buckets: BucketClock,
@@ -144,9 +178,7 @@ def _limits(conn: sa.Connection, tables: ErpTables, customers: CustomerTable,
     """What the ERP cannot rebuild, counted (one small statement): machines inactive today
     (e-automate keeps no removal date, so they count as removed on every past date) and the
     dated columns this database lacks."""
-    e = tables.equipment
-    inactive = int(conn.execute(sa.select(sa.func.count()).select_from(e)
-                                .where(is_off(e.c.active))).scalar() or 0)
+    inactive = int(conn.execute(inactive_statement(tables)).scalar() or 0)
     out = []
     if inactive:
         out.append(f"{inactive:,} machines are inactive today; the ERP keeps no removal date, "

@@ -24,11 +24,14 @@ import sqlalchemy as sa
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter
 
+from ..calls.cross_sell import uncovered_offers
 from ..engine.metrics import Codes, Column, NotCompilable, compile_rules
 from ..rules import RuleSet
 from .connection import ErpTables, attribute_statement
 from .contacts import contacts_statement
 from .facts import code_list_statements
+from .history import history_statements
+from .lines import lines_statement
 from .queries import customers_query, fact_queries, metric_queries
 from .renewals import renewals_statement
 from .writeback import read_back_statement, update_statements
@@ -41,6 +44,7 @@ ROW_VARIABLES: dict[str, tuple[str, str, str]] = {
     "b_before": ("before", "nvarchar(1024)", "the value read tonight (the guard)"),
 }
 RUN_TIME_LISTS = {"ids": "the CustomerIDs of this chunk, up to 1,000 a statement",
+                  "owners": "the CustomerIDs whose uncovered-machines offers close tonight",
                   "listed": "the CustomerIDs tonight's digest lists (status alerts, the "
                             "opportunities of rep and branch copies)"}
 # a filtered id column -> the Codes list and the code table its ids come from
@@ -50,6 +54,20 @@ _CODE_LISTS = {"category_id": ("categories", "model_categories"),
                "status_id": ("statuses", "contract_statuses"),
                "account_id": ("accounts", "gl_accounts"),
                "item_category_id": ("item_categories", "item_categories")}
+LINES_NOTE = ("sent only when an uncovered-machines offer closes: the contract lines started since "
+              "the offer that may have won it")
+
+
+def learn_note(every_days: int, dates: int) -> str:
+    """When the win-rate learning statements are sent (``night.rates_for``)."""
+    when = (f"sent once a week (ranking.learn_every_days: {every_days} days)" if every_days == 7
+            else f"sent once every {every_days} days (ranking.learn_every_days)" if every_days
+            else "sent when no stored win rates fit the night's date (ranking.learn_every_days: "
+                 "0)")
+    return (f"{when}, to learn the win rates from the ERP's history on {dates} past dates; "
+            "the code lists and customers above are read again first")
+
+
 WRITE_NOTE = ("sent once per chunk of up to write.chunk_size changes, each chunk one short "
               "transaction; on SQL Server the chunk's rows go as one batch (fast_executemany)")
 
@@ -66,12 +84,15 @@ class Step:
 def night_steps(tables: ErpTables, rules: RuleSet, codes: Codes, needed: set[str],
                 extra: Sequence[Column], as_of: dt.date, *, attr_id: int = 0,
                 session: Sequence[str] = (), listed: bool = False,
-                renewals_days: int = 0) -> list[Step]:
+                renewals_days: int = 0, learn: Sequence[Column] | None = None,
+                learn_dates: Sequence[dt.date] = (), learn_every: int = 7) -> list[Step]:
     """Every statement of a live run, in run order: the session settings, the attribute, the code
     lists, the customers, one aggregate per kind of fact (or the per-code detail when the rules
-    cannot be compiled to numbers, as ``read_facts`` falls back), the contacts for alerts and
-    the rep and branch copies (``listed``), the renewals (``renewals_days``), and the guarded
-    UPDATEs with their read-back."""
+    cannot be compiled to numbers, as ``read_facts`` falls back), the win-rate learning on
+    ``learn_dates`` with the ``learn`` columns (None: the rules find no calls), the contacts
+    for alerts and the rep and branch copies (``listed``), the renewals (``renewals_days``),
+    the contract lines of closing uncovered-machines offers, and the guarded UPDATEs with their
+    read-back."""
     steps = [Step("session settings", "\n".join(f"{s};" for s in session),
                   "run on each new connection")] if session else []
     steps.append(Step("attribute id", attribute_statement(tables, rules.property)))
@@ -86,6 +107,13 @@ def night_steps(tables: ErpTables, rules: RuleSet, codes: Codes, needed: set[str
         facts = fact_queries(tables, rules, list(codes.categories.values()), as_of)
         note = f"per-code detail: {exc}, so the rules are evaluated row by row"
     steps += [Step(f"facts: {kind}", stmt, note) for kind, stmt in facts.items()]
+    if learn is not None and learn_dates:
+        note = learn_note(learn_every, len(learn_dates))
+        try:
+            history = history_statements(tables, compile_rules(rules, codes, learn), learn_dates)
+        except NotCompilable:  # rules read per code: the history has no statements for them
+            history = []
+        steps += [Step(f"learn the win rates: {kind}", stmt, note) for kind, stmt in history]
     if rules.monitors or (listed and rules.opportunities is not None):
         steps.append(Step("contacts", contacts_statement(tables, {0}),
                           "only when tonight's digest lists customers (status alerts, the "
@@ -93,6 +121,11 @@ def night_steps(tables: ErpTables, rules: RuleSet, codes: Codes, needed: set[str
     if renewals_days:
         steps.append(Step("renewals", renewals_statement(tables, as_of, renewals_days),
                           "digest.renewals_ics: the sales reps' renewal calendars"))
+    offers = uncovered_offers(rules, codes)
+    if offers:
+        steps.append(Step("contract lines of closing uncovered-machines offers", lines_statement(
+            tables, {0}, set().union(*offers.values()), as_of,
+            parent_level=rules.level == "parent"), LINES_NOTE))
     when_null, when_text = update_statements(tables, attr_id)
     steps += [Step("update (value was empty)", when_null, WRITE_NOTE),
               Step("update (value was text)", when_text, WRITE_NOTE),

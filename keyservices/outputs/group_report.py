@@ -18,9 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..calls.outcomes import OutcomeRow, added
 from ..calls.wonlost import NO_GROUP, WonLostRow
 from .backtest_chart import backtest_view
 from .files import atomic_write
+from .outcomes import (
+    MEANINGS,
+    OUTCOMES_COLUMNS,
+    OUTCOMES_CSV,
+    outcome_windows,
+    outcomes_csv_rows,
+)
 from .report import (
     PENETRATION_COLUMNS,
     PENETRATION_CSV,
@@ -56,6 +64,9 @@ class CompanyReport:
     exit_code: int = 0
     backtest: Mapping[str, Any] | None = None  # its saved backtest summary (None: none saved)
     backtest_hint: str | None = None  # without one: the command that saves one
+    # the calls' outcomes per window (None: none, ``outcomes_note`` says why)
+    outcomes: Mapping[str, Sequence[OutcomeRow]] | None = None
+    outcomes_note: str | None = None
 
     @property
     def names(self) -> dict[str, str]:
@@ -172,22 +183,44 @@ def won_lost_csv(reports: Sequence[CompanyReport],
                    r.won, r.lost, f"{r.won_value:.2f}", f"{r.lost_value:.2f}"]
 
 
+def group_outcomes(reports: Sequence[CompanyReport]) -> dict[str, list[OutcomeRow]] | None:
+    """The companies' outcomes added up per window and play; None when no company has any."""
+    having = [r.outcomes for r in reports if r.outcomes is not None]
+    return added(having) if having else None
+
+
+def outcomes_csv(reports: Sequence[CompanyReport],
+                 group: Mapping[str, Sequence[OutcomeRow]]) -> Iterable[list[Any]]:
+    """Each company's outcome rows with its name first, then the group's."""
+    for report in reports:
+        if report.outcomes is not None:
+            for row in outcomes_csv_rows(report.outcomes):
+                yield [report.company, *row]
+    for row in outcomes_csv_rows(group):
+        yield [GROUP_COMPANY, *row]
+
+
 def write_group_report(out_dir: Path, *, dealer: str, as_of: dt.date,
                        reports: Sequence[CompanyReport],
                        templates: Path | None = None) -> ReportFiles:
     """Write the group's penetration.csv, report.html and (once any company has a state
     store) won-lost.csv, each beside its target and renamed into place."""
     group = group_won_lost(reports)
+    calls = group_outcomes(reports)
     html = render_group_html(dealer=dealer, as_of=as_of, reports=reports, group=group,
                              templates=find_report_templates(templates, GROUP_TEMPLATE))
     out_dir.mkdir(parents=True, exist_ok=True)
     files = ReportFiles(csv=out_dir / PENETRATION_CSV, html=out_dir / REPORT_HTML,
-                        won_lost_csv=out_dir / WON_LOST_CSV if group is not None else None)
+                        won_lost_csv=out_dir / WON_LOST_CSV if group is not None else None,
+                        outcomes_csv=out_dir / OUTCOMES_CSV if calls is not None else None)
     atomic_write(files.csv, csv_bytes([COMPANY_COLUMN, *PENETRATION_COLUMNS],
                                       penetration_csv(reports)))
     if files.won_lost_csv is not None and group is not None:
         atomic_write(files.won_lost_csv, csv_bytes([COMPANY_COLUMN, *WON_LOST_COLUMNS],
                                                    won_lost_csv(reports, group)))
+    if files.outcomes_csv is not None and calls is not None:
+        atomic_write(files.outcomes_csv, csv_bytes([COMPANY_COLUMN, *OUTCOMES_COLUMNS],
+                                                   outcomes_csv(reports, calls)))
     atomic_write(files.html, html.encode("utf-8"))
     return files
 
@@ -202,7 +235,8 @@ def render_group_html(*, dealer: str, as_of: dt.date, reports: Sequence[CompanyR
                   "overall": r.matrices[0].total if r.matrices else None,
                   "has_won_lost": r.won_lost is not None,
                   "windows": won_lost_windows(r.won_lost, r.names),
-                  "backtest": backtest_view(r.backtest), "backtest_hint": r.backtest_hint}
+                  "backtest": backtest_view(r.backtest), "backtest_hint": r.backtest_hint,
+                  "outcomes": outcome_windows(r.outcomes), "outcomes_note": r.outcomes_note}
                  for r in reports]
     windows = [{"label": label,
                 "rows": [r for r in rows if r.group != TOTAL_GROUP],
@@ -212,5 +246,6 @@ def render_group_html(*, dealer: str, as_of: dt.date, reports: Sequence[CompanyR
                "services": services, "names": dict(services), "no_group": NO_GROUP,
                "rows": found[0] if found else [], "total": found[1] if found else None,
                "windows": windows, "has_won_lost": group is not None,
-               "failed": [r for r in reports if r.error]}
+               "failed": [r for r in reports if r.error],
+               "outcomes": outcome_windows(group_outcomes(reports)), "meanings": MEANINGS}
     return render_page(templates, GROUP_TEMPLATE, context)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import io
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError
 
+from ..calls.outcomes import OutcomeRow
 from ..calls.wonlost import NO_GROUP, WonLostRow
 from ..errors import ConfigError
 from ..model import Customer
@@ -27,6 +28,13 @@ from .backtest_chart import backtest_view
 from .cells import csv_writer
 from .digest import sandbox_class
 from .files import atomic_write
+from .outcomes import (
+    MEANINGS,
+    OUTCOMES_COLUMNS,
+    OUTCOMES_CSV,
+    outcome_windows,
+    outcomes_csv_rows,
+)
 
 REPORT_TEMPLATE = "report.html.j2"
 PENETRATION_CSV = "penetration.csv"
@@ -86,6 +94,7 @@ class ReportFiles:
     csv: Path
     html: Path
     won_lost_csv: Path | None = None
+    outcomes_csv: Path | None = None  # the calls' outcomes (with a state store and calls)
 
 
 def group_of(customer: Customer, by: Dimension) -> str:
@@ -165,8 +174,14 @@ def find_report_templates(override: Path | None = None, name: str = REPORT_TEMPL
 def write_report(out_dir: Path, *, dealer: str, as_of: dt.date, matrices: list[Matrix],
                  won_lost: Mapping[str, list[WonLostRow]] | None = None,
                  templates: Path | None = None, backtest: Mapping[str, Any] | None = None,
-                 backtest_hint: str | None = None) -> ReportFiles:
-    """Write penetration.csv, report.html and (when ``won_lost`` is given) won-lost.csv.
+                 backtest_hint: str | None = None,
+                 outcomes: Mapping[str, Sequence[OutcomeRow]] | None = None,
+                 outcomes_note: str | None = None) -> ReportFiles:
+    """Write penetration.csv, report.html, (when ``won_lost`` is given) won-lost.csv and
+    (when ``outcomes`` is) opportunity-outcomes.csv.
+
+    ``outcomes``: the calls' outcomes per window (``calls.outcomes``); without them the page
+    says ``outcomes_note`` (why there are none) in one line.
 
     ``backtest``: the saved backtest summary the page charts; without one, ``backtest_hint``
     (the command that saves one) is said in one line, or nothing (no call list to test).
@@ -180,14 +195,18 @@ def write_report(out_dir: Path, *, dealer: str, as_of: dt.date, matrices: list[M
     names = dict(matrices[0].services)
     html = render_html(dealer=dealer, as_of=as_of, matrices=matrices, won_lost=won_lost,
                        templates=find_report_templates(templates), backtest=backtest,
-                       backtest_hint=backtest_hint)
+                       backtest_hint=backtest_hint, outcomes=outcomes,
+                       outcomes_note=outcomes_note)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = ReportFiles(csv=out_dir / PENETRATION_CSV, html=out_dir / REPORT_HTML,
-                        won_lost_csv=out_dir / WON_LOST_CSV if won_lost is not None else None)
+                        won_lost_csv=out_dir / WON_LOST_CSV if won_lost is not None else None,
+                        outcomes_csv=out_dir / OUTCOMES_CSV if outcomes is not None else None)
     atomic_write(files.csv, csv_bytes(PENETRATION_COLUMNS, penetration_rows(matrices)))
     if files.won_lost_csv is not None and won_lost is not None:
         atomic_write(files.won_lost_csv,
                       csv_bytes(WON_LOST_COLUMNS, won_lost_csv_rows(won_lost, names)))
+    if files.outcomes_csv is not None and outcomes is not None:
+        atomic_write(files.outcomes_csv, csv_bytes(OUTCOMES_COLUMNS, outcomes_csv_rows(outcomes)))
     atomic_write(files.html, html.encode("utf-8"))
     return files
 
@@ -211,14 +230,18 @@ def won_lost_csv_rows(won_lost: Mapping[str, list[WonLostRow]],
 def render_html(*, dealer: str, as_of: dt.date, matrices: list[Matrix],
                 won_lost: Mapping[str, list[WonLostRow]] | None, templates: Path,
                 backtest: Mapping[str, Any] | None = None,
-                backtest_hint: str | None = None) -> str:
+                backtest_hint: str | None = None,
+                outcomes: Mapping[str, Sequence[OutcomeRow]] | None = None,
+                outcomes_note: str | None = None) -> str:
     """The standalone report page."""
     names = dict(matrices[0].services)
     context = {"dealer": dealer, "as_of": as_of, "matrices": matrices,
                "overall": matrices[0].total, "chart": bar_chart(matrices[0].total),
                "names": names, "windows": won_lost_windows(won_lost, names),
                "no_group": NO_GROUP, "has_won_lost": won_lost is not None,
-               "backtest": backtest_view(backtest), "backtest_hint": backtest_hint}
+               "backtest": backtest_view(backtest), "backtest_hint": backtest_hint,
+               "outcomes": outcome_windows(outcomes), "outcomes_note": outcomes_note,
+               "meanings": MEANINGS}
     return render_page(templates, REPORT_TEMPLATE, context)
 
 

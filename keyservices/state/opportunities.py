@@ -10,7 +10,7 @@ import dataclasses
 import datetime as dt
 import itertools
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from operator import attrgetter
 from typing import Any
 
@@ -53,6 +53,23 @@ class OpportunityTable:
             return Stored.joined([Stored.from_rows(batch) for batch in fetch_batches(
                 conn, sa.select(o.customer_id, o.service_code, o.status, o.first_seen,
                                 o.closed_on, o.snoozed_until, o.reopened), raw=True)])
+
+    def outcome_records(self, until: dt.date) -> Iterator[tuple[Any, ...]]:
+        """(play, status, first_seen, closed_on, close_reason, p_win, expected_value) of every
+        opportunity first found by ``until``, streamed a batch at a time (the report's
+        ``calls.outcomes`` keeps counts only, so a million records are never held)."""
+        o = opportunities.c
+        with self.engine.connect() as conn:
+            for batch in fetch_batches(conn, sa.select(
+                    o.play, o.status, o.first_seen, o.closed_on, o.close_reason, o.p_win,
+                    o.expected_value).where(o.first_seen <= until)):
+                yield from batch
+
+    def has_opportunities(self) -> bool:
+        """Whether any opportunity was ever remembered (a live run found a call)."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(opportunities.c.customer_id).limit(1)).first() \
+                is not None
 
     def save_life(self, result: LifecycleResult) -> None:
         """Save one night's life cycle in one transaction: every opportunity found tonight
