@@ -8,6 +8,7 @@ can never disagree about a customer.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from .calls.tonight import monitors_naming_contacts
 from .calls.wonlost import ValueColumns
 from .config import Config
 from .engine.classify import Classification, classify
+from .engine.metrics import NotCompilable
 from .erp import ErpTables, StatementCounter, attribute, connect, verify_schema, wrap_db_error
 from .erp.contacts import read_contacts
 from .erp.dated import note_absent
@@ -39,6 +41,8 @@ from .progress import Beside, Reporter, Timings, gc_paused, step
 from .rules import RuleSet, load_rules
 from .state import StateStore
 from .state.rates import load_rates
+
+log = logging.getLogger("keyservices")
 
 
 def rules_for(config: Config) -> RuleSet:
@@ -308,8 +312,16 @@ def rates_for(config: Config, erp: Erp, as_of: dt.date, *, reporter: Reporter | 
             and stored.last + dt.timedelta(days=HORIZON_DAYS) <= as_of \
             and (not every or as_of - stored.learned_on <= dt.timedelta(days=every)):
         return stored, None
-    result = learn(erp, as_of, config.ranking.months, reporter, timings or Timings(),
-                   check=False)[0]
+    try:
+        result = learn(erp, as_of, config.ranking.months, reporter, timings or Timings(),
+                       check=False)[0]
+    except NotCompilable as exc:  # the night reads these rules' detail; the history cannot
+        log.warning("the win rates cannot be learned from the ERP's history: %s (the history "
+                    "is read as numbers the database adds up). The calls are ranked with %s; "
+                    "'keyservices backtest' says the same.", exc,
+                    "the rates learned earlier" if stored is not None else
+                    "no learned rates (each call at the prior, by its value)")
+        return (stored if stored is not None else Rates.learn([])), None
     return result.rates, result
 
 

@@ -126,9 +126,12 @@ def assign_tiers(spec: Tiers, revenue: np.ndarray) -> np.ndarray:
 def tiers(rules: RuleSet, compiled_index: Index, codes: Codes,
           services: Mapping[int, frozenset[str]], rolled: np.ndarray | None) -> dict[int, str]:
     """Each in-scope customer's tier (customers reaching no tier are left out); quantiles rank
-    every row of ``rolled`` (``Classification.rolled``, in ``services`` order)."""
+    every row of ``rolled`` (``Classification.rolled``, in ``services`` order); none where the
+    facts carry no numbers (rules read as per-code detail: no codes, no rolled rows)."""
+    if rolled is None or codes is None or not len(services):
+        return {}
     col = tier_column(rules, codes)
-    if col is None or rolled is None or not len(services):
+    if col is None:
         return {}
     assert rules.priority is not None and rules.priority.tiers is not None
     j = indexer(compiled_index, "PriorityColumns")(col)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from .. import night
 from ..calls.backtest import Backtest
 from ..config import Config
+from ..engine.metrics import NotCompilable
 from ..errors import ConfigError
 from ..progress import Reporter, Timings
 from ..state import StateStore
@@ -46,7 +47,13 @@ def backtest(config: Config, *, as_of: dt.date | None = None, months: int | None
                           "to test; see docs/rules.md")
     timings = Timings()
     with night.open_erp(config, rules) as erp:
-        result, statements = night.learn(erp, as_of, months, reporter, timings)
+        try:
+            result, statements = night.learn(erp, as_of, months, reporter, timings)
+        except NotCompilable as exc:
+            raise ConfigError(f"the backtest reads the history as numbers the database adds "
+                              f"up, and these rules need the per-code detail: {exc}. Write the "
+                              "rule without it (docs/rules.md), or rank the calls without "
+                              "learned rates") from None
         if save:
             store = StateStore(config.state_url)
             try:
