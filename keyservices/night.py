@@ -227,8 +227,7 @@ def compute(config: Config, as_of: dt.date | None = None, *, erp: Erp,
     is let go once the customers are read (``progress.Beside``).
 
     The check of the values runs on a second connection while Python classifies (see
-    ``erp.shapes``); where a second connection reads the same data, the equipment statement
-    runs beside the other fact statements (``erp.aside``). With ``settle`` (the default) ``compute`` waits for its verdict; a caller
+    ``erp.shapes``). With ``settle`` (the default) ``compute`` waits for its verdict; a caller
     that has more to work out first passes ``settle=False`` and must call ``Night.settle``
     before it writes or shows anything (and inside ``Night.explaining`` meanwhile).
     """

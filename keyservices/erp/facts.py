@@ -28,7 +28,6 @@ from ..engine.metrics import (
 from ..model import ContractFact, CustomerFacts, CustomerTable, Facts, ItemsSold, add_sold
 from ..progress import Beside, Reporter, Timings, gc_paused, step
 from ..rules import RuleSet, glob_match
-from .aside import cancel_all, start_aside
 from .connection import ErpTables
 from .fold import CUSTOMER_COLUMNS, ColumnBuilder, CreatedDates, float_rows, fold_customers
 from .queries import customers_query, fact_queries, metric_queries
@@ -89,27 +88,12 @@ def _read_facts(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id:
             conn, tables, rules, attr_id, as_of, reporter=reporter, timings=timings, flags=flags)
         return _read_detail(conn, tables, rules, as_of, customers, categories, reporter,
                             timings, only)
-    # the equipment statement starts at once on a second connection where that reads the same
-    # data (erp.aside): the database works on it while the customers and the rest are read
-    asides, queries = start_aside(conn, metric_queries(tables, compiled, as_of))
-    try:
-        customers = read_customers(conn, tables, rules, attr_id, as_of, reporter=reporter,
-                                   timings=timings, flags=flags)
-        if beside is not None:
-            beside.open()
-        table = MetricTable.empty(compiled, customers.ids)
-        read_metrics(conn, tables, compiled, as_of, table, reporter=reporter, timings=timings,
-                     queries=queries)
-        for side in asides:
-            with step(reporter, timings, f"read {_STEP_NAMES[side.kind]}") as advance:
-                for rows in side.rows():
-                    table.put(side.columns, rows)
-                    advance(len(rows))
-            if timings is not None:  # the statement's own time, beside the others
-                timings[f"{_STEP_NAMES[side.kind]} beside"] = round(side.seconds, 4)
-    except BaseException:
-        cancel_all(asides)
-        raise
+    customers = read_customers(conn, tables, rules, attr_id, as_of, reporter=reporter,
+                               timings=timings, flags=flags)
+    if beside is not None:
+        beside.open()
+    table = MetricTable.empty(compiled, customers.ids)
+    read_metrics(conn, tables, compiled, as_of, table, reporter=reporter, timings=timings)
     arrays: dict[str, np.ndarray] | None = {
         "active": flags["active"], "prospect": flags["prospect"], "parent": flags["parent"]}
     return Facts(as_of=as_of, customers=customers, facts={}, categories=categories,
@@ -197,13 +181,9 @@ def code_list_statements(tables: ErpTables, needed: set[str]) -> list[tuple[str,
 
 def read_metrics(conn: sa.Connection, tables: ErpTables, compiled: Compiled, as_of: dt.date,
                  table: MetricTable, *, reporter: Reporter | None = None,
-                 timings: Timings | None = None,
-                 queries: dict[str, tuple[sa.Select, list[int]]] | None = None) -> None:
-    """One aggregate statement per kind of fact, one row per customer, folded into ``table``
-    (``queries``: those of ``metric_queries`` left to read here)."""
-    if queries is None:
-        queries = metric_queries(tables, compiled, as_of)
-    for kind, (stmt, columns) in queries.items():
+                 timings: Timings | None = None) -> None:
+    """One aggregate statement per kind of fact, one row per customer, folded into ``table``."""
+    for kind, (stmt, columns) in metric_queries(tables, compiled, as_of).items():
         with step(reporter, timings, f"read {_STEP_NAMES[kind]}") as advance:
             for batch in _raw_batches(conn, stmt):
                 table.put(columns, float_rows(batch))

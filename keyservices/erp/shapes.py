@@ -20,10 +20,9 @@ The pass over every table is the night's most expensive statement on SQLite (a t
 database time at a million customers), and its verdict is needed only before anything is
 written or shown. So a run sends it after the facts are read, on a second connection, while
 Python classifies and works out the opportunities (``ValueCheck.start``), and waits for it
-before the first write or output (``ValueCheck.verdict``). Where a second connection reads
-the same data, the equipment statement also runs beside the other facts (``erp.aside``). A
-failure while the facts are read or worked on waits for the verdict first: a value the tool
-cannot interpret explains it better than a traceback.
+before the first write or output (``ValueCheck.verdict``). The database still runs one of the
+night's big statements at a time. A failure while the facts are read or worked on waits for
+the verdict first: a value the tool cannot interpret explains it better than a traceback.
 """
 
 from __future__ import annotations
