@@ -391,6 +391,13 @@ def pg_part(root: Path, sizes: list[int], naive_max: int, tool_size: int,
                                    "build_s": round(build, 1),
                                    "round_trip_ms": round(rtt * 1000, 3),
                                    "loopback_round_trip_ms": round(loopback * 1000, 3)}
+            # the win rates stored first (as a weekly night or 'backtest --save' leaves them),
+            # so that the measured night, like the floor, reads only the night's facts
+            rates = subprocess.run([sys.executable, "-m", "keyservices", "backtest", "--save",
+                                    "-c", str(config), "--as-of", AS_OF.isoformat()],
+                                   capture_output=True, text=True, check=False)
+            if rates.returncode != 0:
+                raise RuntimeError(f"keyservices backtest failed:\n{rates.stderr[-3000:]}")
             run = tool(config, "--dry-run", as_of=AS_OF)  # night 1 (no baseline on PostgreSQL)
             row.update(tool_s=round(run["seconds"], 2), statements=run["statements"],
                        peak_rss_mb=run["rss_mb"], steps=run["steps"])
