@@ -246,19 +246,20 @@ def compute(config: Config, as_of: dt.date | None = None, *, erp: Erp,
             erp.note_dated(conn)
             check = ensure_readable(conn, erp.tables, rules, reporter=reporter, timings=timings,
                                     contacts=reads_contacts(config, rules))
+            if calls and rules.opportunities is not None:
+                # stored, or learned from the history before ``as_of`` (weekly at most), before
+                # the night's own facts are read, so the learning's dates and the night's facts
+                # are not held at once, and before the scan of the values starts (one big
+                # statement at a time); that scan covers the columns these reads use, and a
+                # failure here waits for its verdict. Its statements are the week's.
+                with check.explaining(erp.engine):
+                    sent = erp.counter.count
+                    rates, learned = rates_for(config, erp, as_of, reporter=reporter,
+                                               timings=timings)
+                    erp.counter.count = sent
             with check.explaining(erp.engine):
                 facts = read_facts(conn, erp.tables, rules, attr, as_of, reporter=reporter,
                                    timings=timings, extra=extra, beside=beside)
-        if calls and rules.opportunities is not None:
-            # stored, or learned from the history before ``as_of`` (weekly at most), before the
-            # scan of the values starts (one big statement at a time); that scan covers the
-            # columns these reads use, and a failure here waits for its verdict. Its statements
-            # are the week's, not the night's.
-            with check.explaining(erp.engine):
-                sent = erp.counter.count
-                rates, learned = rates_for(config, erp, as_of, reporter=reporter,
-                                           timings=timings)
-                erp.counter.count = sent
         # the scan of the values runs now, on a second connection, while Python works
         check.start(erp.engine)
         if isinstance(listing, Future):

@@ -119,7 +119,7 @@ def test_show_sql_is_tsql_that_parses_in_run_order(tmp_path: Path, demo_db: Path
     learn = [n for n in names if n.startswith("learn the win rates: ")]
     assert names == ["session settings", "attribute id", "code list: categories",
                      *[n for n in names if n.startswith("code list: ") and n[11:] != "categories"],
-                     "customers", *facts, *learn, "contacts",
+                     "customers", *learn, *facts, "contacts",
                      "contract lines of closing uncovered-machines offers",
                      "update (value was empty)", "update (value was text)", "read-back"]
     if rules == "character-class":  # read_facts' fallback: per-code detail, no crash

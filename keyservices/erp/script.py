@@ -99,6 +99,13 @@ def night_steps(tables: ErpTables, rules: RuleSet, codes: Codes, needed: set[str
     steps += [Step(f"code list: {name}", stmt)
               for name, stmt in code_list_statements(tables, needed)]
     steps.append(Step("customers", customers_query(tables, rules, attr_id)))
+    if learn is not None and learn_dates:  # before the night's facts (night.compute)
+        note = learn_note(learn_every, len(learn_dates))
+        try:
+            history = history_statements(tables, compile_rules(rules, codes, learn), learn_dates)
+        except NotCompilable:  # rules read per code: the history has no statements for them
+            history = []
+        steps += [Step(f"learn the win rates: {kind}", stmt, note) for kind, stmt in history]
     try:
         compiled = compile_rules(rules, codes, extra)
         facts = {kind: stmt for kind, (stmt, _) in metric_queries(tables, compiled, as_of).items()}
@@ -107,13 +114,6 @@ def night_steps(tables: ErpTables, rules: RuleSet, codes: Codes, needed: set[str
         facts = fact_queries(tables, rules, list(codes.categories.values()), as_of)
         note = f"per-code detail: {exc}, so the rules are evaluated row by row"
     steps += [Step(f"facts: {kind}", stmt, note) for kind, stmt in facts.items()]
-    if learn is not None and learn_dates:
-        note = learn_note(learn_every, len(learn_dates))
-        try:
-            history = history_statements(tables, compile_rules(rules, codes, learn), learn_dates)
-        except NotCompilable:  # rules read per code: the history has no statements for them
-            history = []
-        steps += [Step(f"learn the win rates: {kind}", stmt, note) for kind, stmt in history]
     if rules.monitors or (listed and rules.opportunities is not None):
         steps.append(Step("contacts", contacts_statement(tables, {0}),
                           "only when tonight's digest lists customers (status alerts, the "
