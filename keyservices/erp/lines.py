@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from .clock import Clock
 from .connection import ErpTables, is_on
 from .queries import line_live
+from .renewals import as_date
 
 
 def lines_statement(tables: ErpTables, customers: Collection[int], categories: Collection[int],
@@ -62,13 +63,7 @@ def read_lines(conn: sa.Connection, tables: ErpTables, customers: Collection[int
 
 
 def _day(value: object) -> dt.date | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value)[:10])
+    return None if value is None else as_date(value)
 
 
 __all__ = ["lines_statement", "read_lines"]

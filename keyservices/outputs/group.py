@@ -152,7 +152,7 @@ def render_consolidated(dealer: str, as_of: dt.date, rows: Sequence[CompanyRow],
     caps are lowered together, in proportion to what the listed rows cost, so a quiet company
     and a busy one shrink alike. Sections that do not fit even with no rows listed are left out
     from the last one up (``left_out`` names them)."""
-    def bodies(caps: tuple[int, int, int, int], picked: Sequence[DigestData]) -> list[Any]:
+    def bodies(caps: tuple[int, ...], picked: Sequence[DigestData]) -> list[Any]:
         return [_section(d, templates_dir, caps) for d in picked]
 
     def size(parts: Sequence[tuple[str, str]]) -> int:
@@ -170,11 +170,11 @@ def render_consolidated(dealer: str, as_of: dt.date, rows: Sequence[CompanyRow],
         kept += 1
     picked = sections[:kept]
     floor = size(bare[:kept])
-    caps = (max_rows, max_unwritable_rows, max_opportunities, MAX_NOTES)
+    caps: tuple[int, ...] = (max_rows, max_unwritable_rows, max_opportunities, MAX_NOTES)
     parts = bodies(caps, picked)
     while fixed + size(parts) > limit and any(caps):
         factor = 0.95 * (limit - fixed - floor) / max(1, size(parts) - floor)
-        caps = tuple(max(0, min(n - 1, int(n * factor))) for n in caps)  # type: ignore[assignment]
+        caps = tuple(max(0, min(n - 1, int(n * factor))) for n in caps)
         parts = bodies(caps, picked)
     left_out = [d.company or d.dealer for d in sections[kept:]]
     html_sections = "".join(body for body, _ in parts)
@@ -193,7 +193,7 @@ def _left_out_note(names: Sequence[str]) -> str:
 
 
 def _section(data: DigestData, templates_dir: Path,
-             caps: tuple[int, int, int, int]) -> tuple[str, str]:
+             caps: tuple[int, ...]) -> tuple[str, str]:
     """A company's digest as the group's message shows it: the small section (its HTML) and the
     digest's text, with no attachment (each "+N more" names the command, with --company, that
     lists the rest)."""
