@@ -143,7 +143,7 @@ def test_the_life_cycle_saved_and_read_as_columns_keeps_overrides(store: StateSt
     assert isinstance(loaded, Stored) and len(loaded) == 3
     second = advance(loaded, OpportunityFrame.of([opp(1, "MIT"), opp(2, "DM")]),
                      {1: frozenset(), 2: frozenset(), 3: frozenset({"MIT"})}, day2)
-    assert second.counts == {"new": 0, "open": 2, "won": 1, "closed": 0, "withdrawn": 0,
+    assert second.counts == {"new": 0, "open": 2, "won": 1, "closed": 0, "withdrawn": 0, "lost": 0,
                              "reopened": 0,
                              "hidden": 1}
     assert [(o.number, o.status, o.age_days) for o in second.visible] == [("C1", "open", 1)]

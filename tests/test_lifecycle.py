@@ -45,7 +45,7 @@ def test_first_night_every_opportunity_is_new() -> None:
         ((ACME, "MIT"), "new", DAY1, DAY1), ((BOLT, "DM"), "new", DAY1, DAY1)]
     assert [(o.number, o.status, o.age_days) for o in result.visible] == [
         ("ACME01", "new", 0), ("BOLT01", "new", 0)]
-    assert result.counts == {"new": 2, "open": 0, "won": 0, "closed": 0, "withdrawn": 0,
+    assert result.counts == {"new": 2, "open": 0, "won": 0, "closed": 0, "withdrawn": 0, "lost": 0,
                              "reopened": 0,
                              "hidden": 0}
     assert nights.stored[(ACME, "MIT")].owner == "Dana Rep"
@@ -88,7 +88,7 @@ def test_open_closes_when_the_customer_leaves_the_scope() -> None:
     assert nights.stored[(ACME, "MIT")].close_reason == "customer inactive or out of scope"
     assert nights.stored[(ACME, "MIT")].closed_on == day2
     assert nights.stored[(BOLT, "MIT")].status == "open"
-    assert result.counts == {"new": 0, "open": 1, "won": 0, "closed": 0, "withdrawn": 1,
+    assert result.counts == {"new": 0, "open": 1, "won": 0, "closed": 0, "withdrawn": 1, "lost": 0,
                              "reopened": 0, "hidden": 0}
 
 

@@ -242,9 +242,9 @@ def test_override_errors(config: Config, customer: str, service: str, until: dt.
 def test_unsnooze_and_list_errors(config: Config) -> None:
     with pytest.raises(ConfigError, match="^no DM opportunity for customer COP001"):
         overrides.unsnooze(config, "COP001", "DM")
-    with pytest.raises(ConfigError, match=r"^unknown status 'lost'; use one of new, open, won, "
-                                          r"closed, withdrawn$"):
-        overrides.list_opportunities(config, status="lost")
+    with pytest.raises(ConfigError, match=r"^unknown status 'gone'; use one of new, open, won, "
+                                          r"closed, withdrawn, lost$"):
+        overrides.list_opportunities(config, status="gone")
 
 
 def test_list_filters(config: Config) -> None:

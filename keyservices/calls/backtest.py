@@ -12,6 +12,8 @@ For as-of dates 30 days apart, the list is rebuilt from the facts as they stood 
   so the count falls only when a contract line (or the contract it is on) starts covering a
   machine: the night's rule for such an offer (``calls.lifecycle.covered_since``: won when a
   line started since the offer covers a machine it was about, withdrawn when it was pulled).
+* a renewal call (every contract of a service the customer has ends within the window) is won
+  when the customer has a contract of the service running 90 days on (``calls.renewal``).
 
 The rates a date is ranked with are learned only from offers whose 90 days had passed by that
 date, so a date's list never uses what happened after it. Reported per play and overall: the
@@ -35,7 +37,7 @@ import numpy as np
 from ..engine.classify import Classification, classify
 from ..model import Facts
 from ..rules import RuleSet
-from . import cross_sell, priority, ranking, tonight
+from . import cross_sell, priority, ranking, renewal, tonight
 from .rates import Cell, Rates
 
 STEP_DAYS = 30
@@ -79,18 +81,23 @@ class Pending:
     uncovered_rows: np.ndarray  # offers of the uncovered_machines play
     services: Mapping[int, frozenset[str]]  # the services each customer used on the date
     bare: dict[int, float]  # machines on no contract, per customer (uncovered_machines)
+    renewal_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # service -> sorted ids of the customers with a contract of it running (renewal)
+    running: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 def prepare(facts: Facts, rules: RuleSet, offers: bool = True) -> Pending:
     """The list as of ``facts.as_of`` (its facts may be let go afterwards); without
     ``offers``, only what judging an earlier date needs of this one."""
     now = classify(facts, rules)
+    index = facts.metrics.compiled.index_of if facts.metrics is not None else {}
+    running = renewal.running(renewal.counts(rules, index, facts.codes, now.rolled),
+                              list(now.services))
     if not offers:
         return Pending(Trials(facts.as_of, [], np.zeros(0, np.int64), np.zeros(0),
                               np.zeros(0, bool), np.zeros(0, np.int64), np.zeros(0, np.int64)),
                        [], np.zeros(0, np.int64), now.services,
-                       _uncovered_units(rules, facts, now))
-    index = facts.metrics.compiled.index_of if facts.metrics is not None else {}
+                       _uncovered_units(rules, facts, now), running=running)
     tiers = priority.tiers(rules, index, facts.codes, now.services, now.rolled)
     units = cross_sell.units(rules, index, facts.codes, now.rolled)
     found = tonight.offers(facts, now, rules, tiers, units, {})
@@ -98,12 +105,13 @@ def prepare(facts: Facts, rules: RuleSet, offers: bool = True) -> Pending:
                               ranking.fleets(facts, now.rolled, list(now.services)))
     value = np.array([o.estimated_annual_value or 0.0 for o in found.offers],
                      dtype=np.float64)[found.offer] if len(found) else np.zeros(0)
-    uncovered = (np.flatnonzero(found.column("play") == "uncovered_machines") if len(found)
-                 else np.zeros(0, np.int64))
+    plays = found.column("play") if len(found) else np.zeros(0, dtype=object)
+    uncovered = np.flatnonzero(plays == "uncovered_machines")
     out = Trials(facts.as_of, cells, at, value, np.zeros(len(found), dtype=bool),
                  np.arange(len(found)), found.customer)
     return Pending(out, found.column("service_code").tolist() if len(found) else [],
-                   uncovered, now.services, _uncovered_units(rules, facts, now))
+                   uncovered, now.services, _uncovered_units(rules, facts, now),
+                   np.flatnonzero(plays == renewal.RENEWAL), running)
 
 
 def judge(pending: Pending, later: Pending) -> Trials:
@@ -117,6 +125,13 @@ def judge(pending: Pending, later: Pending) -> Trials:
         tr.won[rows] = np.fromiter(
             (later.bare.get(c, 0.0) < pending.bare.get(c, 0.0)
              for c in tr.customer[rows].tolist()), dtype=bool, count=len(rows))
+    if len(pending.renewal_rows):  # renewed: a contract of the service runs 90 days on
+        rows = pending.renewal_rows
+        codes = np.asarray(pending.codes, dtype=object)[rows]
+        for code in set(codes.tolist()):
+            mine = rows[codes == code]
+            tr.won[mine] = np.isin(tr.customer[mine],
+                                   later.running.get(code, np.zeros(0, np.int64)))
     return tr
 
 

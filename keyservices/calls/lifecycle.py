@@ -36,9 +36,10 @@ import numpy as np
 
 from ..model import Opportunity
 from .frame import OpportunityFrame
+from .renewal import RENEWAL
 
-NEW, OPEN, WON, CLOSED, WITHDRAWN = "new", "open", "won", "closed", "withdrawn"
-STATUSES: tuple[str, ...] = (NEW, OPEN, WON, CLOSED, WITHDRAWN)
+NEW, OPEN, WON, CLOSED, WITHDRAWN, LOST = "new", "open", "won", "closed", "withdrawn", "lost"
+STATUSES: tuple[str, ...] = (NEW, OPEN, WON, CLOSED, WITHDRAWN, LOST)
 ACTIVE: frozenset[str] = frozenset({NEW, OPEN})  # still worth a call; the others are history
 
 REASON_WON = "service appeared"
@@ -52,6 +53,9 @@ REASON_PULLED = ("the offer's reason is gone (machines pulled or moved; no contr
                  "started since the offer)")
 # a win recorded before wins needed a sale the causes engine names (state store migration)
 REASON_UNVERIFIED = "service appeared (not verified: recorded before a win needed a named sale)"
+# a renewal call (calls.renewal) closes by the contracts alone: renewed, or not
+REASON_RENEWED = "renewed: a contract of the service runs past the renewal window"
+REASON_NOT_RENEWED = "not renewed: no contract of the service runs any more"
 # what the causes engine says when it cannot name a sale: not enough to credit a win
 _UNNAMED = ("not compared", "its facts changed", "no such service", "its rule changed")
 
@@ -120,6 +124,12 @@ class Stored:
     snoozed_until: np.ndarray
     reopened: np.ndarray  # int64
     records: list[OpportunityRecord] | None = None
+    renewal: np.ndarray | None = None  # bool: a renewal call (its play), when read
+
+    def is_renewal(self) -> np.ndarray:
+        """Whether each record is a renewal call (False where the play was not read)."""
+        return (self.renewal if self.renewal is not None
+                else np.zeros(len(self.customer), dtype=bool))
 
     @classmethod
     def of(cls, stored: Mapping[Key, OpportunityRecord] | Stored) -> Stored:
@@ -127,14 +137,15 @@ class Stored:
             return stored
         records = list(stored.values())
         return cls.from_rows([(r.customer_id, r.service_code, r.status, r.first_seen,
-                               r.closed_on, r.snoozed_until, r.reopened)
+                               r.closed_on, r.snoozed_until, r.reopened, r.play)
                               for r in records], records)
 
     @classmethod
     def from_rows(cls, rows: Sequence[tuple[Any, ...]],
                   records: list[OpportunityRecord] | None = None) -> Stored:
         """From (customer_id, service_code, status, first_seen, closed_on, snoozed_until,
-        reopened) tuples, dates as ``date``, ISO text (a SQLite store read raw) or None."""
+        reopened[, play]) tuples, dates as ``date``, ISO text (a SQLite store read raw) or
+        None."""
         n = len(rows)
         cols = list(zip(*rows)) if n else [()] * 7
         ordinal: dict[Any, int] = {None: -1}
@@ -152,7 +163,9 @@ class Stored:
         return cls(np.fromiter(cols[0], dtype=np.int64, count=n), service,
                    np.fromiter(map(status_of.__getitem__, cols[2]), dtype=np.int8, count=n),
                    day_numbers(cols[3]), day_numbers(cols[4]), day_numbers(cols[5]),
-                   np.fromiter(cols[6], dtype=np.int64, count=n), records)
+                   np.fromiter(cols[6], dtype=np.int64, count=n), records,
+                   np.fromiter((p == RENEWAL for p in cols[7]), dtype=bool, count=n)
+                   if len(cols) > 7 else None)
 
     @classmethod
     def joined(cls, parts: Sequence[Stored]) -> Stored:
@@ -165,7 +178,8 @@ class Stored:
             return np.concatenate([getattr(p, name) for p in parts])
 
         return cls(column("customer"), column("service"), column("status"), column("first_seen"),
-                   column("closed_on"), column("snoozed_until"), column("reopened"))
+                   column("closed_on"), column("snoozed_until"), column("reopened"), None,
+                   np.concatenate([p.is_renewal() for p in parts]))
 
     def __len__(self) -> int:
         return len(self.customer)
@@ -182,7 +196,7 @@ class Closing:
 
     customer_id: int
     service_code: str
-    status: str  # won | withdrawn
+    status: str  # won | withdrawn | lost
     closed_on: dt.date
     close_reason: str
 
@@ -280,7 +294,8 @@ def advance(stored: Mapping[Key, OpportunityRecord] | Stored,
             services: Mapping[int, AbstractSet[str]], as_of: dt.date, *,
             appeared: Mapping[int, AbstractSet[str]] | None = None,
             causes: Mapping[Key, str] | None = None,
-            covered: Mapping[Key, str] | None = None) -> LifecycleResult:
+            covered: Mapping[Key, str] | None = None,
+            running: Mapping[str, np.ndarray] | None = None) -> LifecycleResult:
     """Fold tonight's opportunities into the stored records.
 
     ``services`` maps every in-scope customer (active, not a prospect) to its services tonight:
@@ -294,7 +309,9 @@ def advance(stored: Mapping[Key, OpportunityRecord] | Stored,
     sale, and an appearance it cannot explain is withdrawn, not won. ``covered``: the
     uncovered-machine offers whose machines were put on a contract line after the offer was
     made (``covered_since``: every closing one asked about, with what covered it, or "" for
-    none): won; the others asked about are withdrawn as pulled.
+    none): won; the others asked about are withdrawn as pulled. ``running``: service -> the
+    sorted ids of the customers with a contract of it running tonight (``calls.renewal``),
+    which closes a renewal call as won (renewed) or lost (not renewed).
     ``stored`` is not modified. Array work: a night's opportunities and the stored ones are
     matched by key in one sort, not one at a time.
     """
@@ -337,7 +354,7 @@ def advance(stored: Mapping[Key, OpportunityRecord] | Stored,
     snoozed = np.where(known, before(old.snoozed_until), -1)
     hidden = snoozed >= today
     age = np.where(closed_on >= 0, closed_on, today) - first_seen
-    counts = dict.fromkeys((NEW, OPEN, WON, CLOSED, WITHDRAWN, "reopened", "hidden"), 0)
+    counts = dict.fromkeys((NEW, OPEN, WON, CLOSED, WITHDRAWN, LOST, "reopened", "hidden"), 0)
     counts[NEW] = int((~known).sum())
     counts[OPEN] = int(active_before.sum())
     counts["reopened"] = int(reopened_now.sum())
@@ -345,9 +362,13 @@ def advance(stored: Mapping[Key, OpportunityRecord] | Stored,
     found_now = frame.with_life(status, age)
     seen = np.zeros(len(theirs), dtype=bool)
     seen[at[known]] = True
-    closings = [_lost(cid, code, services, as_of, appeared, causes, covered) for cid, code in zip(
-        old.customer[~seen & (old.status <= 1)].tolist(),
-        old.service[~seen & (old.status <= 1)].tolist())]
+    gone = ~seen & (old.status <= 1)
+    closings = [_renewal_closed(cid, code, services, as_of, running) if renews else
+                _lost(cid, code, services, as_of, appeared, causes, covered)
+                for cid, code, renews in zip(old.customer[gone].tolist(),
+                                             old.service[gone].tolist(),
+                                             (old.is_renewal()[gone] & (running is not None))
+                                             .tolist())]
     for c in closings:
         counts[c.status] += 1
     return LifecycleResult(found=found_now, first_seen=first_seen, closed_on=closed_on,
@@ -381,6 +402,19 @@ def _lost(customer_id: int, code: str, services: Mapping[int, AbstractSet[str]],
         return Closing(customer_id, code, WITHDRAWN, as_of, REASON_PULLED)
     return Closing(customer_id, code, WITHDRAWN, as_of, REASON_GONE if code in have
                    else REASON_CLEARED)
+
+
+def _renewal_closed(customer_id: int, code: str, services: Mapping[int, AbstractSet[str]],
+                    as_of: dt.date, running: Mapping[str, np.ndarray] | None) -> Closing:
+    """A renewal call no longer found: won when a contract of its service still runs (past
+    the window, or it would still be found), lost when none does."""
+    if customer_id not in services:
+        return Closing(customer_id, code, WITHDRAWN, as_of, REASON_OUT_OF_SCOPE)
+    ids = (running or {}).get(code, np.zeros(0, np.int64))
+    at = int(np.searchsorted(ids, customer_id))
+    if at < len(ids) and int(ids[at]) == customer_id:
+        return Closing(customer_id, code, WON, as_of, REASON_RENEWED)
+    return Closing(customer_id, code, LOST, as_of, REASON_NOT_RENEWED)
 
 
 def closing(stored: Stored, found: Sequence[Opportunity] | OpportunityFrame,

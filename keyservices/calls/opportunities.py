@@ -25,6 +25,7 @@ from ..engine.classify import Classification
 from ..model import Facts, Opportunity, customer_column
 from ..rules import RuleSet
 from . import cross_sell as xs
+from . import renewal as rn
 from .frame import PRIORITY_ORDER, Offer, OpportunityFrame
 from .money import PeerValues, peer_values
 
@@ -65,7 +66,8 @@ def label(group: Group) -> str:
 def find(facts: Facts, classification: Classification, rules: RuleSet, *,
          ordered: bool = True, tiers: Mapping[int, str] | None = None,
          values: Mapping[str, np.ndarray] | None = None,
-         units: Mapping[int, np.ndarray] | None = None) -> OpportunityFrame:
+         units: Mapping[int, np.ndarray] | None = None,
+         renewals: rn.Counts | None = None) -> OpportunityFrame:
     """Every opportunity, most promising first (``ordered=False``: in the order found, for a
     caller that ranks them again), as a frame (``calls.frame``): one row per (customer,
     service), an ``Opportunity`` made only for the rows read.
@@ -74,7 +76,8 @@ def find(facts: Facts, classification: Classification, rules: RuleSet, *,
     and the rules' ``tiers``; ``values``: service code -> annual contract value per in-scope
     customer in ``classification.services`` order (the money at stake); ``units``: cross-sell
     rule position -> its equipment count per customer, same order (``cross_sell.units``). A
-    rule with an equipment condition finds nobody without its counts.
+    rule with an equipment condition finds nobody without its counts. ``renewals``: the
+    renewal play's contract counts (``calls.renewal.counts``), same order.
     """
     settings = rules.opportunities
     customers = facts.customers
@@ -102,6 +105,7 @@ def find(facts: Facts, classification: Classification, rules: RuleSet, *,
     allowed = _allowed(facts, ids, settings.grace_days, settings.exclude_customers)
     _typical(found, rules, combos, at, allowed, peers, users, names)
     _cross_sell(found, rules, combos, at, ids, allowed, peers, users, names, tiers, units)
+    _renewals(found, rules, allowed, renewals or {}, values or {}, names)
     frame = found.frame(np.asarray(ids, dtype=np.int64), customers)
     return frame.ranked() if ordered else frame
 
@@ -184,11 +188,11 @@ class _Found:
 
     def offer(self, code: str, priority: str, reason: str, share: float, group: Group, *,
               rule: str | None = None, value: float | None = None,
-              play: str = INDUSTRY_GAP) -> int:
+              play: str = INDUSTRY_GAP, basis: str = "") -> int:
         """The id of this offer (one object per distinct offer)."""
         if value is not None:
             worth: float | None = value
-            basis = BY_RULE
+            basis = basis or BY_RULE
         else:
             estimate = self.money.estimate(group if group[0] else None, label(group), code)
             worth, basis = (estimate.value, estimate.basis) if estimate else (None, "")
@@ -338,6 +342,31 @@ def _cross_sell(found: _Found, rules: RuleSet, combos: list[Combo], at: np.ndarr
                             group, rule=rule.name, value=rule.value, play=xs.play_of(rule))
                 for code in offered[k]]
         found.add(*_expand(rows, which.reshape(-1), per_pair))
+
+
+def _renewals(found: _Found, rules: RuleSet, allowed: np.ndarray, counts: rn.Counts,
+              values: Mapping[str, np.ndarray], names: Mapping[str, str]) -> None:
+    """The renewal play: customers whose every contract of a service ends within the window,
+    each valued at its own contracts' annual value."""
+    settings = rules.opportunities
+    assert settings is not None
+    for code, due in rn.due(counts).items():
+        rows = np.flatnonzero(due & allowed)
+        if not len(rows):
+            continue
+        n = np.rint(counts[code][0][rows]).astype(np.int64)
+        worth = values.get(code)
+        money = (np.round(worth[rows], 2) if worth is not None
+                 else np.full(len(rows), np.nan))
+        # one offer per distinct (contracts, value) pair, not per customer
+        pairs, which = np.unique(np.stack([n.astype(np.float64), money]), axis=1,
+                                 return_inverse=True)
+        offers = [found.offer(code, rn.PRIORITY, rn.reason(names[code], int(k),
+                                                           settings.renewal_days),
+                              0.0, (None, None), value=None if np.isnan(v) or v <= 0 else v,
+                              play=rn.RENEWAL, basis=rn.VALUE_BASIS)
+                  for k, v in zip(pairs[0].tolist(), pairs[1].tolist())]
+        found.add(rows, np.asarray(offers, dtype=np.int64)[which.reshape(-1)])
 
 
 __all__ = ["PRIORITY_ORDER", "find", "industry_shares", "label", "sort_key"]

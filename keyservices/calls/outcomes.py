@@ -9,7 +9,7 @@ recorded without a named sale (marked not verified by the state store's migratio
 *closed* records of earlier versions, whose cause was never checked.
 
 A call is *lost* to the share when it is still open 90 days after it was first found without
-a win: ``p_win`` is the chance of a win within those 90 days, so the share can be read against
+a win, or, for a renewal call, when it closes lost (no contract of the service runs any more): ``p_win`` is the chance of a win within those 90 days, so the share can be read against
 it. Each record counts once per window for its outcome: its close when that falls in the
 window, else its 90th day when that does and it was still open then.
 
@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .lifecycle import ACTIVE, CLOSED, REASON_UNVERIFIED, WITHDRAWN, WON
+from .lifecycle import ACTIVE, CLOSED, LOST, REASON_UNVERIFIED, WITHDRAWN, WON
 
 HORIZON = 90  # days: p_win is the chance of a win within them (calls.backtest's label)
 ALL_PLAYS = "all plays"  # the total row
@@ -46,7 +46,7 @@ class OutcomeRow:
     window by a named sale. ``not_verified``: a win an earlier version recorded (not counted as
     won). ``withdrawn``: its reason went in the window. ``closed``: closed by an earlier version
     (cause never checked). ``expired``: reached its 90th day in the window still open, without
-    a win. ``value_won``: the annual value the ranking put on the calls won (expected value /
+    a win, or a renewal call lost in the window (not renewed). ``value_won``: the annual value the ranking put on the calls won (expected value /
     chance); ``unvalued``: wins stored without one (before calls were ranked).
     """
 
@@ -110,8 +110,8 @@ def outcomes(records: Iterable[Record], windows: Mapping[str, tuple[dt.date, dt.
             if closed_on is not None and since <= closed_on <= until:
                 if status == WON and reason == REASON_UNVERIFIED:
                     at = 2
-                elif status in (WON, WITHDRAWN, CLOSED):
-                    at = {WON: 1, WITHDRAWN: 3, CLOSED: 4}[status]
+                elif status in (WON, WITHDRAWN, CLOSED, LOST):
+                    at = {WON: 1, WITHDRAWN: 3, CLOSED: 4, LOST: 5}[status]
                 else:
                     continue
             elif since <= ninetieth <= until and (

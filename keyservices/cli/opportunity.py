@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 # ``keyservices.calls.lifecycle.STATUSES``, spelled out: importing it runs the ``calls`` package,
 # which loads numpy and the rule engine for every ``--help``. tests/test_startup.py keeps the two equal.
-STATUSES: tuple[str, ...] = ("new", "open", "won", "closed", "withdrawn")
+STATUSES: tuple[str, ...] = ("new", "open", "won", "closed", "withdrawn", "lost")
 
 
 def _until_option(f: Callable) -> Callable:

@@ -25,7 +25,8 @@ _WITHDRAWN = ("closed in the window because the call's reason went (the customer
               "machines pulled, the gap cleared): never won, never lost, so left out of the win "
               "share.")
 _EXPIRED = (f"still open {HORIZON} days after first found, without a win, with the {HORIZON}th "
-            "day in the window: the horizon of the chance to win (p_win).")
+            "day in the window: the horizon of the chance to win (p_win); and the renewal calls "
+            "lost in the window (no contract of the service runs any more).")
 _SHARE = ("won / (won + expired): of the calls decided in the window, the share won; withdrawn "
           "calls, unverified wins and earlier versions' closes are left out.")
 _VALUE = ("the annual value the ranking put on the calls won (its expected value / its chance "

@@ -169,6 +169,8 @@ class Opportunities(_Strict):
     peers: Literal["industry", "industry_and_tier"] = Field(
         "industry", description="who a customer is compared with: its industry, or its industry "
                                 "and size tier (priority.tiers)")
+    renewal_days: int = Field(90, ge=0, le=3660, description="a renewal call for a service "
+                              "whose every contract ends within this many days (0: none)")
 
 
 Days = Annotated[int, Field(ge=1, le=3660)]

@@ -28,7 +28,7 @@ from .schema import LIFECYCLE_FIELDS, opportunities
 _DRIVER_READY = {"first_seen", "last_seen", "closed_on", "snoozed_until", "dismissed", "score"}
 SAVE_ROWS = 50_000  # opportunities per executemany while a night's life cycle is saved
 _ON_CONFLICT: dict[str, Any] = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
-_STATUS_ORDER = {"new": 0, "open": 1, "won": 2, "closed": 3, "withdrawn": 3}
+_STATUS_ORDER = {"new": 0, "open": 1, "won": 2, "closed": 3, "withdrawn": 3, "lost": 3}
 
 
 class OpportunityTable:
@@ -52,7 +52,8 @@ class OpportunityTable:
             # distinct one once, where a converting fetch would touch every row
             return Stored.joined([Stored.from_rows(batch) for batch in fetch_batches(
                 conn, sa.select(o.customer_id, o.service_code, o.status, o.first_seen,
-                                o.closed_on, o.snoozed_until, o.reopened), raw=True)])
+                                o.closed_on, o.snoozed_until, o.reopened, o.play),
+                raw=True)])
 
     def outcome_records(self, until: dt.date) -> Iterator[tuple[Any, ...]]:
         """(play, status, first_seen, closed_on, close_reason, p_win, expected_value) of every
