@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..errors import ConfigError
+from . import revisions
 from .adoption import Company, adopt
 from .bulk import flush as _flush
 from .schema import (
@@ -103,6 +104,7 @@ class _Generator:
         self.model_ids: dict[str, list[int]] = {}
         self.item_ids: dict[str, list[int]] = {}
         self.companies: list[Company] = []
+        self.first_terms: dict[int, revisions.FirstTerm] = {}  # contract id -> (revisions)
         self.installed: dt.datetime = self.day  # the install date of the last machine made
 
     def emit(self, table: str, row: dict[str, Any]) -> None:
@@ -309,7 +311,10 @@ class _Generator:
         the copier customers who have no contract at all, the MIF report's "machines in the
         field without a service contract". No random draw, so the rest of the data is as it was.
         """
+        term = self.first_terms.get(contract)
         for eid in machines:
+            if eid % 7 and term is not None:
+                term.machines.append(eid)  # its first term covered it too
             if eid % 7:
                 self.emit("SCContractDetails", {"ContractDetailID": self.ids.next("detail"),
                                                 "ContractID": contract, "EquipmentID": eid})
@@ -321,15 +326,19 @@ class _Generator:
         start = start or self.days_ago(30, 1400)
         term = rng.choice([12, 36, 48, 60])
         exp = start + dt.timedelta(days=30 * term)
-        if exp < self.day:  # renewed: keep most contracts running
+        ended = exp if exp < self.day else None
+        if ended is not None:  # renewed: keep most contracts running
             exp = self.day + dt.timedelta(days=rng.randint(20, 700))
-        self.emit("SCContracts", {
+        row = {
             "ContractID": kid, "ContractNumber": f"CN{kid:06d}-01", "ContractMajor": f"CN{kid:06d}",
             "ContractMinor": "01", "CustomerID": customer, "BillToID": customer,
             "ContractCodeID": list(CONTRACT_CODES).index(code) + 1,
             "BillCodeID": rng.randint(1, len(BILL_CODES)), "StartDate": start, "ExpDate": exp,
             "ExpDateInitial": exp, "Active": True, "BaseRate": round(rng.uniform(49, 1900), 2),
-            "SalesRepID": rng.randint(1, len(REPS))})
+            "SalesRepID": rng.randint(1, len(REPS))}
+        if ended is not None and revisions.in_window(self.day, ended):
+            revisions.split(self.first_terms, row, start, ended)  # a new revision since then
+        self.emit("SCContracts", row)
         self.summary.contracts += 1
         return kid
 
@@ -376,6 +385,7 @@ def populate(engine: sa.Engine, *, customers: int, seed: int = 42, as_of: dt.dat
             _flush(conn, md, gen)
         if history:  # after every company: the ids drawn above stay as they were
             adopt(gen, seed=seed)
+            revisions.revise(gen, seed=seed)
         _flush(conn, md, gen, force=True)
         for index in demo_indexes(md):
             index.create(conn)
