@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import calls as calls_mod
 from .calls.backtest import HORIZON_DAYS, Backtest, as_of_dates, run_backtest
-from .calls.monitors import Contact, MonitorColumns
+from .calls.monitors import Contact
 from .calls.rates import Rates
 from .calls.tonight import monitors_naming_contacts
 from .calls.wonlost import ValueColumns
@@ -332,7 +332,7 @@ def learn(erp: Erp, as_of: dt.date, months: int, reporter: Reporter | None,
     ``check``: the values these reads interpret are checked first (the night checks them
     itself, beside)."""
     rules = erp.rules
-    extra = [e for e in calls_mod.extras(rules) if not isinstance(e, MonitorColumns)]
+    extra = calls_mod.extras(rules)  # the monitors' too: their hits are calls (monitor plays)
     before = erp.counter.count
     with step(reporter, timings, "learn win rates") as advance, gc_paused():
         with erp.engine.connect() as conn:

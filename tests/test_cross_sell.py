@@ -271,7 +271,8 @@ def test_equipment_on_contract_is_counted_in_the_same_statements(any_erp: ErpBui
     config = keyservices.load_config(path)
     text, _ = export_opportunities(config, as_of=AS_OF)
     rows = {(r["customer_number"], r["service"]): r["reason"]
-            for r in csv.DictReader(io.StringIO(text))}
+            for r in csv.DictReader(io.StringIO(text))
+            if not r["play"].startswith("monitor:")}  # the status monitors' calls aside
     assert rows == {
         ("BARE", "Copiers"): "Machines without a service contract (2 COPIER units on no "
                              "active contract)",

@@ -7,7 +7,14 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from keyservices.calls.lifecycle import Key, LifecycleResult, OpportunityRecord, advance
+from keyservices.calls.lifecycle import (
+    REASON_KEPT,
+    REASON_RENEWED,
+    Key,
+    LifecycleResult,
+    OpportunityRecord,
+    advance,
+)
 from keyservices.model import Opportunity
 
 DAY1 = dt.date(2026, 11, 24)
@@ -242,10 +249,16 @@ def test_on_the_demo_every_win_is_a_service_its_night_added(tmp_path: Path) -> N
     engine = sa.create_engine(f"sqlite:///{state.as_posix()}")
     with engine.connect() as conn:
         won = conn.execute(sa.text("SELECT customer_id, service_code, closed_on FROM "
-                                   "opportunities WHERE status = 'won'")).all()
+                                   "opportunities WHERE status = 'won' AND play <> 'renewal' "
+                                   "AND play NOT LIKE 'monitor:%'")).all()
+        # the calls that keep a customer are won by what they watch, not by a service added
+        kept = conn.execute(sa.text("SELECT DISTINCT play, close_reason FROM opportunities "
+                                    "WHERE status = 'won' AND (play = 'renewal' OR play LIKE "
+                                    "'monitor:%')")).all()
         added = {(cid, code) for cid, codes in conn.execute(sa.text(
             "SELECT c.customer_id, c.added FROM changes c JOIN runs r ON r.id = c.run_id "
             "WHERE r.baseline = 0")) for code in (codes or "").split(";") if code}
     engine.dispose()
     assert result is not None
     assert all((cid, code) in added for cid, code, _ in won), won
+    assert {reason for play, reason in kept} <= {REASON_RENEWED, REASON_KEPT}, kept

@@ -86,7 +86,7 @@ def test_check_show_sql_prints_sql_server_statements_without_connecting(tmp_path
     assert "UPDATE [ARCustomerCustomProperties] SET [TextVal]=@after" in out
     assert "INSERT" not in out and "DELETE" not in out
     # session, attribute, categories, 2 code lists, customers, 5 facts, the week's learning
-    # (the count of inactive machines and 4 facts), contacts, the contract lines of closing
+    # (the count of inactive machines and 5 facts), contacts, the contract lines of closing
     # uncovered-machines offers, 2 updates and the read-back: each a batch
     # (tests/test_sqlserver.py parses them)
-    assert out.count("\nGO\n") == 21
+    assert out.count("\nGO\n") == 22

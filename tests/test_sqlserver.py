@@ -128,10 +128,12 @@ def test_show_sql_is_tsql_that_parses_in_run_order(tmp_path: Path, demo_db: Path
     else:  # the invoices counter (the demo's "no invoice for 90 days" monitor) is read too
         assert facts == ["facts: equipment", "facts: contracts", "facts: gl",
                          "facts: items_sold", "facts: invoices"]
-        # the weekly learning: one statement per kind of fact for all past dates (no monitor
-        # columns, so no invoices), after the count of machines inactive today
+        # the weekly learning: one statement per kind of fact for all past dates (the
+        # monitors' columns too, their hits being calls: invoices), after the count of
+        # machines inactive today
         assert learn == [f"learn the win rates: {kind}" for kind in (
-            "machines inactive today", "equipment", "contracts", "gl", "items_sold")]
+            "machines inactive today", "equipment", "contracts", "gl", "items_sold",
+            "invoices")]
     when = dict(statements)
     for name in learn:
         assert when[name].startswith("-- sent once a week (ranking.learn_every_days: 7 days), "

@@ -13,7 +13,9 @@ For as-of dates 30 days apart, the list is rebuilt from the facts as they stood 
   machine: the night's rule for such an offer (``calls.lifecycle.covered_since``: won when a
   line started since the offer covers a machine it was about, withdrawn when it was pulled).
 * a renewal call (every contract of a service the customer has ends within the window) is won
-  when the customer has a contract of the service running 90 days on (``calls.renewal``).
+  when the customer has a contract of the service running 90 days on (``calls.renewal``);
+* a status monitor's hit (``monitor:<code>``) is won when the customer bought what the monitor
+  watches in the 90 days after it (``calls.monitor_calls``).
 
 The rates a date is ranked with are learned only from offers whose 90 days had passed by that
 date, so a date's list never uses what happened after it. Reported per play and overall: the
@@ -37,7 +39,7 @@ import numpy as np
 from ..engine.classify import Classification, classify
 from ..model import Facts
 from ..rules import RuleSet
-from . import cross_sell, priority, ranking, renewal, tonight
+from . import cross_sell, monitor_calls, priority, ranking, renewal, tonight
 from .rates import Cell, Rates
 
 STEP_DAYS = 30
@@ -84,6 +86,9 @@ class Pending:
     renewal_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     # service -> sorted ids of the customers with a contract of it running (renewal)
     running: Mapping[str, np.ndarray] = field(default_factory=dict)
+    monitor_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # monitor code -> sorted ids of the customers who bought what it watches (monitor plays)
+    kept: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 def prepare(facts: Facts, rules: RuleSet, offers: bool = True) -> Pending:
@@ -93,11 +98,12 @@ def prepare(facts: Facts, rules: RuleSet, offers: bool = True) -> Pending:
     index = facts.metrics.compiled.index_of if facts.metrics is not None else {}
     running = renewal.running(renewal.counts(rules, index, facts.codes, now.rolled),
                               list(now.services))
+    kept = monitor_calls.kept(rules, index, facts.codes, now.rolled, list(now.services))
     if not offers:
         return Pending(Trials(facts.as_of, [], np.zeros(0, np.int64), np.zeros(0),
                               np.zeros(0, bool), np.zeros(0, np.int64), np.zeros(0, np.int64)),
                        [], np.zeros(0, np.int64), now.services,
-                       _uncovered_units(rules, facts, now), running=running)
+                       _uncovered_units(rules, facts, now), running=running, kept=kept)
     tiers = priority.tiers(rules, index, facts.codes, now.services, now.rolled)
     units = cross_sell.units(rules, index, facts.codes, now.rolled)
     found = tonight.offers(facts, now, rules, tiers, units, {})
@@ -111,7 +117,9 @@ def prepare(facts: Facts, rules: RuleSet, offers: bool = True) -> Pending:
                  np.arange(len(found)), found.customer)
     return Pending(out, found.column("service_code").tolist() if len(found) else [],
                    uncovered, now.services, _uncovered_units(rules, facts, now),
-                   np.flatnonzero(plays == renewal.RENEWAL), running)
+                   np.flatnonzero(plays == renewal.RENEWAL), running,
+                   np.flatnonzero([monitor_calls.is_monitor_play(p) for p in plays.tolist()]),
+                   kept)
 
 
 def judge(pending: Pending, later: Pending) -> Trials:
@@ -125,13 +133,14 @@ def judge(pending: Pending, later: Pending) -> Trials:
         tr.won[rows] = np.fromiter(
             (later.bare.get(c, 0.0) < pending.bare.get(c, 0.0)
              for c in tr.customer[rows].tolist()), dtype=bool, count=len(rows))
-    if len(pending.renewal_rows):  # renewed: a contract of the service runs 90 days on
-        rows = pending.renewal_rows
+    # renewed: a contract of the service runs 90 days on; a monitor's: the customer bought
+    # what it watches in those 90 days
+    for rows, bought in ((pending.renewal_rows, later.running),
+                         (pending.monitor_rows, later.kept)):
         codes = np.asarray(pending.codes, dtype=object)[rows]
         for code in set(codes.tolist()):
             mine = rows[codes == code]
-            tr.won[mine] = np.isin(tr.customer[mine],
-                                   later.running.get(code, np.zeros(0, np.int64)))
+            tr.won[mine] = np.isin(tr.customer[mine], bought.get(code, np.zeros(0, np.int64)))
     return tr
 
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from ..model import Opportunity
 from .frame import OpportunityFrame
+from .monitor_calls import is_monitor_play
 from .renewal import RENEWAL
 
 NEW, OPEN, WON, CLOSED, WITHDRAWN, LOST = "new", "open", "won", "closed", "withdrawn", "lost"
@@ -56,6 +57,9 @@ REASON_UNVERIFIED = "service appeared (not verified: recorded before a win neede
 # a renewal call (calls.renewal) closes by the contracts alone: renewed, or not
 REASON_RENEWED = "renewed: a contract of the service runs past the renewal window"
 REASON_NOT_RENEWED = "not renewed: no contract of the service runs any more"
+# a monitor's call (calls.monitor_calls): by what the monitor watches, over the last 90 days
+REASON_KEPT = "kept: the customer bought what the monitor watches in the last 90 days"
+REASON_NOT_KEPT = "lost: nothing the monitor watches was bought in the last 90 days"
 # what the causes engine says when it cannot name a sale: not enough to credit a win
 _UNNAMED = ("not compared", "its facts changed", "no such service", "its rule changed")
 
@@ -124,12 +128,13 @@ class Stored:
     snoozed_until: np.ndarray
     reopened: np.ndarray  # int64
     records: list[OpportunityRecord] | None = None
-    renewal: np.ndarray | None = None  # bool: a renewal call (its play), when read
+    kind: np.ndarray | None = None  # int8 per record, by its play: ``_KINDS`` (when read)
 
-    def is_renewal(self) -> np.ndarray:
-        """Whether each record is a renewal call (False where the play was not read)."""
-        return (self.renewal if self.renewal is not None
-                else np.zeros(len(self.customer), dtype=bool))
+    def kinds(self) -> np.ndarray:
+        """Each record's kind of call: 0 judged by its service, 1 a renewal, 2 a monitor's (0
+        where the play was not read)."""
+        return (self.kind if self.kind is not None
+                else np.zeros(len(self.customer), dtype=np.int8))
 
     @classmethod
     def of(cls, stored: Mapping[Key, OpportunityRecord] | Stored) -> Stored:
@@ -164,8 +169,8 @@ class Stored:
                    np.fromiter(map(status_of.__getitem__, cols[2]), dtype=np.int8, count=n),
                    day_numbers(cols[3]), day_numbers(cols[4]), day_numbers(cols[5]),
                    np.fromiter(cols[6], dtype=np.int64, count=n), records,
-                   np.fromiter((p == RENEWAL for p in cols[7]), dtype=bool, count=n)
-                   if len(cols) > 7 else None)
+                   np.fromiter(map({p: _kind(p) for p in set(cols[7])}.__getitem__, cols[7]),
+                               dtype=np.int8, count=n) if len(cols) > 7 else None)
 
     @classmethod
     def joined(cls, parts: Sequence[Stored]) -> Stored:
@@ -179,7 +184,7 @@ class Stored:
 
         return cls(column("customer"), column("service"), column("status"), column("first_seen"),
                    column("closed_on"), column("snoozed_until"), column("reopened"), None,
-                   np.concatenate([p.is_renewal() for p in parts]))
+                   np.concatenate([p.kinds() for p in parts]))
 
     def __len__(self) -> int:
         return len(self.customer)
@@ -295,7 +300,8 @@ def advance(stored: Mapping[Key, OpportunityRecord] | Stored,
             appeared: Mapping[int, AbstractSet[str]] | None = None,
             causes: Mapping[Key, str] | None = None,
             covered: Mapping[Key, str] | None = None,
-            running: Mapping[str, np.ndarray] | None = None) -> LifecycleResult:
+            running: Mapping[str, np.ndarray] | None = None,
+            kept: Mapping[str, np.ndarray] | None = None) -> LifecycleResult:
     """Fold tonight's opportunities into the stored records.
 
     ``services`` maps every in-scope customer (active, not a prospect) to its services tonight:
@@ -311,7 +317,9 @@ def advance(stored: Mapping[Key, OpportunityRecord] | Stored,
     made (``covered_since``: every closing one asked about, with what covered it, or "" for
     none): won; the others asked about are withdrawn as pulled. ``running``: service -> the
     sorted ids of the customers with a contract of it running tonight (``calls.renewal``),
-    which closes a renewal call as won (renewed) or lost (not renewed).
+    which closes a renewal call as won (renewed) or lost (not renewed); ``kept``: monitor code
+    -> the sorted ids of the customers who bought what it watches in the last 90 days
+    (``calls.monitor_calls``), which closes a monitor's call as won or lost.
     ``stored`` is not modified. Array work: a night's opportunities and the stored ones are
     matched by key in one sort, not one at a time.
     """
@@ -363,12 +371,15 @@ def advance(stored: Mapping[Key, OpportunityRecord] | Stored,
     seen = np.zeros(len(theirs), dtype=bool)
     seen[at[known]] = True
     gone = ~seen & (old.status <= 1)
-    closings = [_renewal_closed(cid, code, services, as_of, running) if renews else
-                _lost(cid, code, services, as_of, appeared, causes, covered)
-                for cid, code, renews in zip(old.customer[gone].tolist(),
-                                             old.service[gone].tolist(),
-                                             (old.is_renewal()[gone] & (running is not None))
-                                             .tolist())]
+    by_kind = {1: (running, REASON_RENEWED, REASON_NOT_RENEWED),
+               2: (kept, REASON_KEPT, REASON_NOT_KEPT)}
+    closings = []
+    for cid, code, kind in zip(old.customer[gone].tolist(), old.service[gone].tolist(),
+                               old.kinds()[gone].tolist()):
+        bought, won, lost = by_kind.get(kind, (None, "", ""))
+        closings.append(_lost(cid, code, services, as_of, appeared, causes, covered)
+                        if bought is None else
+                        _bought_or_not(cid, code, services, as_of, bought, won, lost))
     for c in closings:
         counts[c.status] += 1
     return LifecycleResult(found=found_now, first_seen=first_seen, closed_on=closed_on,
@@ -404,17 +415,24 @@ def _lost(customer_id: int, code: str, services: Mapping[int, AbstractSet[str]],
                    else REASON_CLEARED)
 
 
-def _renewal_closed(customer_id: int, code: str, services: Mapping[int, AbstractSet[str]],
-                    as_of: dt.date, running: Mapping[str, np.ndarray] | None) -> Closing:
-    """A renewal call no longer found: won when a contract of its service still runs (past
-    the window, or it would still be found), lost when none does."""
+def _bought_or_not(customer_id: int, code: str, services: Mapping[int, AbstractSet[str]],
+                   as_of: dt.date, bought: Mapping[str, np.ndarray], won: str, lost: str
+                   ) -> Closing:
+    """A renewal or monitor call no longer found: won when the customer is among ``bought``
+    for its code (a contract of the service runs; it bought what the monitor watches), else
+    lost."""
     if customer_id not in services:
         return Closing(customer_id, code, WITHDRAWN, as_of, REASON_OUT_OF_SCOPE)
-    ids = (running or {}).get(code, np.zeros(0, np.int64))
+    ids = bought.get(code, np.zeros(0, np.int64))
     at = int(np.searchsorted(ids, customer_id))
     if at < len(ids) and int(ids[at]) == customer_id:
-        return Closing(customer_id, code, WON, as_of, REASON_RENEWED)
-    return Closing(customer_id, code, LOST, as_of, REASON_NOT_RENEWED)
+        return Closing(customer_id, code, WON, as_of, won)
+    return Closing(customer_id, code, LOST, as_of, lost)
+
+
+def _kind(play: str | None) -> int:
+    """A stored play's kind of call (``Stored.kinds``)."""
+    return 1 if play == RENEWAL else 2 if is_monitor_play(play) else 0
 
 
 def closing(stored: Stored, found: Sequence[Opportunity] | OpportunityFrame,

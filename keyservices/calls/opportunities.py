@@ -25,6 +25,7 @@ from ..engine.classify import Classification
 from ..model import Facts, Opportunity, customer_column
 from ..rules import RuleSet
 from . import cross_sell as xs
+from . import monitor_calls as mc
 from . import renewal as rn
 from .frame import PRIORITY_ORDER, Offer, OpportunityFrame
 from .money import PeerValues, peer_values
@@ -67,7 +68,9 @@ def find(facts: Facts, classification: Classification, rules: RuleSet, *,
          ordered: bool = True, tiers: Mapping[int, str] | None = None,
          values: Mapping[str, np.ndarray] | None = None,
          units: Mapping[int, np.ndarray] | None = None,
-         renewals: rn.Counts | None = None) -> OpportunityFrame:
+         renewals: rn.Counts | None = None,
+         monitored: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None
+         ) -> OpportunityFrame:
     """Every opportunity, most promising first (``ordered=False``: in the order found, for a
     caller that ranks them again), as a frame (``calls.frame``): one row per (customer,
     service), an ``Opportunity`` made only for the rows read.
@@ -77,7 +80,8 @@ def find(facts: Facts, classification: Classification, rules: RuleSet, *,
     customer in ``classification.services`` order (the money at stake); ``units``: cross-sell
     rule position -> its equipment count per customer, same order (``cross_sell.units``). A
     rule with an equipment condition finds nobody without its counts. ``renewals``: the
-    renewal play's contract counts (``calls.renewal.counts``), same order.
+    renewal play's contract counts (``calls.renewal.counts``), same order; ``monitored``:
+    each status monitor's hits and their values (``calls.monitor_calls.hits``), same order.
     """
     settings = rules.opportunities
     customers = facts.customers
@@ -106,6 +110,7 @@ def find(facts: Facts, classification: Classification, rules: RuleSet, *,
     _typical(found, rules, combos, at, allowed, peers, users, names)
     _cross_sell(found, rules, combos, at, ids, allowed, peers, users, names, tiers, units)
     _renewals(found, rules, allowed, renewals or {}, values or {}, names)
+    _monitored(found, rules, allowed, monitored or {})
     frame = found.frame(np.asarray(ids, dtype=np.int64), customers)
     return frame.ranked() if ordered else frame
 
@@ -197,7 +202,12 @@ class _Found:
             estimate = self.money.estimate(group if group[0] else None, label(group), code)
             worth, basis = (estimate.value, estimate.basis) if estimate else (None, "")
         offer = Offer(code, self.names[code], priority, reason, round(share * 100, 1), worth,
-                      basis, rule is None, (rule,) if rule else (), play=play)
+                      basis, rule is None and play == INDUSTRY_GAP, (rule,) if rule else (),
+                      play=play)
+        return self._id(offer)
+
+    def add_offer(self, offer: Offer) -> int:
+        """The id of an offer made whole by the caller (a play with its own fields)."""
         return self._id(offer)
 
     def _id(self, offer: Offer) -> int:
@@ -366,6 +376,27 @@ def _renewals(found: _Found, rules: RuleSet, allowed: np.ndarray, counts: rn.Cou
                               0.0, (None, None), value=None if np.isnan(v) or v <= 0 else v,
                               play=rn.RENEWAL, basis=rn.VALUE_BASIS)
                   for k, v in zip(pairs[0].tolist(), pairs[1].tolist())]
+        found.add(rows, np.asarray(offers, dtype=np.int64)[which.reshape(-1)])
+
+
+def _monitored(found: _Found, rules: RuleSet, allowed: np.ndarray,
+               monitored: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """The monitor plays: each status monitor's hits, valued at the revenue it watches."""
+    for mon in rules.monitors:
+        got = monitored.get(mon.code)
+        if got is None:
+            continue
+        rows, yearly = got
+        keep = allowed[rows]
+        rows, yearly = rows[keep], yearly[keep]
+        if not len(rows):
+            continue
+        # one offer per distinct value (whole units), not per customer
+        distinct, which = np.unique(np.round(yearly), return_inverse=True)
+        offers = [found.add_offer(Offer(
+            mon.code, mon.name, mon.priority or mc.PRIORITY, mc.reason(mon), 0.0,
+            None if np.isnan(v) else v, "" if np.isnan(v) else mc.VALUE_BASIS, False,
+            play=mc.play_of(mon))) for v in distinct.tolist()]
         found.add(rows, np.asarray(offers, dtype=np.int64)[which.reshape(-1)])
 
 

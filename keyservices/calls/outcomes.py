@@ -32,7 +32,7 @@ from .lifecycle import ACTIVE, CLOSED, LOST, REASON_UNVERIFIED, WITHDRAWN, WON
 HORIZON = 90  # days: p_win is the chance of a win within them (calls.backtest's label)
 ALL_PLAYS = "all plays"  # the total row
 NO_PLAY = "(not recorded)"  # a record stored before calls had a play
-PLAY_ORDER = ("industry_gap", "cross_sell:", "uncovered_machines")
+PLAY_ORDER = ("industry_gap", "cross_sell:", "uncovered_machines", "renewal", "monitor:")
 
 # one stored record as the report reads it
 Record = tuple[str | None, str, dt.date, dt.date | None, str | None, float | None, float | None]

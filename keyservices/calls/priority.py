@@ -254,7 +254,9 @@ def _decide(rules: RuleSet, spec: Any, opp: Opportunity, tiers: Mapping[int, str
             why.append(f"{rule.name} ({'; '.join(facts) or 'every opportunity'}): "
                        f"{', '.join(effects)}")
     if priority is None:
-        origin = "the industry share" if opp.typical else f"cross-sell rule {opp.cross_sell[0]}"
+        origin = ("the industry share" if opp.typical else
+                  f"cross-sell rule {opp.cross_sell[0]}" if opp.cross_sell else
+                  f"the {opp.play} play")
         why.append(f"{opp.priority} from {origin} (no priority rule matched)")
     return Decision(priority or opp.priority, points, tuple(why), pin, boost, hide)
 
@@ -298,7 +300,8 @@ def apply(rules: RuleSet, opportunities: Sequence[Opportunity], tiers: Mapping[i
                             service=offer.service, priority=offer.priority, reason=offer.reason,
                             customer_id=0, service_code=offer.service_code, score=offer.score,
                             estimated_annual_value=offer.estimated_annual_value,
-                            typical=offer.typical, cross_sell=offer.cross_sell)
+                            typical=offer.typical, cross_sell=offer.cross_sell,
+                            play=offer.play)
         d = _decide(rules, spec, probe, {} if tier is None else {0: tier},
                     {} if renewing is None else {0: renewing}, {0: hit} if hit else {})
         offers.append(dataclasses.replace(offer, priority=d.priority,

@@ -18,7 +18,7 @@ from ..engine.metrics import Extra
 from ..model import Facts, Opportunity, StatusAlert
 from ..rules import RuleSet
 from ..rules.texts import names_contact
-from . import alertlife, cross_sell, monitors, priority, ranking, renewal
+from . import alertlife, cross_sell, monitor_calls, monitors, priority, ranking, renewal
 from .cross_sell import CrossSellColumns
 from .frame import OpportunityFrame
 from .opportunities import find
@@ -34,7 +34,8 @@ def extras(rules: RuleSet) -> list[Extra]:
     values = [ValueColumns(rules)] if rules.opportunities is not None else []
     fleet = [ranking.FleetColumns()] if rules.opportunities is not None else []
     return [*values, monitors.MonitorColumns(rules), priority.PriorityColumns(rules),
-            CrossSellColumns(rules), *fleet, renewal.RenewalColumns(rules)]
+            CrossSellColumns(rules), *fleet, renewal.RenewalColumns(rules),
+            monitor_calls.FollowColumns(rules)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +143,8 @@ def offers(facts: Facts, classification: Classification, rules: RuleSet,
     index = facts.metrics.compiled.index_of if facts.metrics is not None else {}
     found = find(facts, classification, rules, tiers=tiers,
                  values=annual_by_service(rules, facts, classification), units=counts,
-                 renewals=renewal.counts(rules, index, facts.codes, classification.rolled))
+                 renewals=renewal.counts(rules, index, facts.codes, classification.rolled),
+                 monitored=monitor_calls.hits(rules, index, facts.codes, classification.rolled))
     if rules.priority is not None and found:
         found = priority.apply(
             rules, found, tiers,

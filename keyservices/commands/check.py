@@ -16,7 +16,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from .. import night
 from ..calls import extras as call_extras
 from ..calls.backtest import as_of_dates
-from ..calls.monitors import MonitorColumns
 from ..calls.tonight import monitors_naming_contacts
 from ..calls.wonlost import ValueColumns
 from ..config import Config
@@ -289,10 +288,9 @@ def show_sql(config: Config, *, with_ids: bool = False, conn: sa.Connection | No
                                backend=dialect.name)
     routed = bool(config.digest.sales_reps or config.digest.branches)
     as_of = as_of or dt.date.today()
-    # the night learns its win rates with every call extra but the monitors' (night.learn)
+    # the night learns its win rates with every call extra (night.learn)
     learning = None if rules.opportunities is None else [
-        c for e in call_extras(rules) if not isinstance(e, MonitorColumns)
-        for c in e.columns(codes)]
+        c for e in call_extras(rules) for c in e.columns(codes)]
     steps = night_steps(tables, rules, codes, needed, [c for e in extra for c in e.columns(codes)],
                         as_of, attr_id=attr or 0, session=session,
                         listed=routed, renewals_days=renewal_days(config), learn=learning,

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import night
-from ..calls import lifecycle, renewal, wonlost
+from ..calls import lifecycle, monitor_calls, renewal, wonlost
 from ..config import Config, guard_limits, guard_off
 from ..engine.classify import Classification
 from ..engine.diff import (
@@ -292,7 +292,8 @@ def _compute(config: Config, rules: RuleSet, erp: night.Erp, as_of: dt.date, *,
             tracked = lifecycle.advance(
                 stored, kept, classification.services, as_of, appeared=appeared,
                 causes=named if not baseline else None, covered=covered,
-                running=renewal.running_tonight(tonight.facts, classification, rules))
+                running=renewal.running_tonight(tonight.facts, classification, rules),
+                kept=monitor_calls.kept_tonight(tonight.facts, classification, rules))
             found, lifecycle_counts = tracked.visible, dict(tracked.counts)
         found = why.hold_back(found, risks)  # a customer at risk is not offered tonight
     tonight.settle(erp, reporter)

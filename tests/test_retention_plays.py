@@ -1,12 +1,15 @@
-"""The renewal play (#24): a customer whose every contract of a service ends within
+"""The renewal and monitor plays (#24). The renewal play: a customer whose every contract of a service ends within
 ``opportunities.renewal_days`` is a call on the one expected-value scale, valued at its own
 contracts' annual value; it is judged by the contracts alone, the same way by the backtest
 (won when a contract of the service runs 90 days on) and by the nights (won when one runs past
-the window, lost when none runs any more)."""
+the window, lost when none runs any more). A status monitor's hit is a call too, play
+``monitor:<code>``, won when the customer bought what the monitor watches in the 90 days
+after it."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 from pathlib import Path
@@ -17,6 +20,8 @@ import keyservices
 from keyservices.calls import renewal
 from keyservices.calls.backtest import Pending, Trials, judge
 from keyservices.calls.lifecycle import (
+    REASON_KEPT,
+    REASON_NOT_KEPT,
     REASON_NOT_RENEWED,
     REASON_RENEWED,
     OpportunityRecord,
@@ -149,3 +154,56 @@ def test_a_lost_renewal_counts_against_the_win_share() -> None:
                     {"last 30 days": (AS_OF - dt.timedelta(days=29), AS_OF)})["last 30 days"]
     row = next(r for r in rows if r.play == "renewal")
     assert (row.won, row.expired, row.win_share) == (1, 1, 0.5)
+
+
+# -- the monitor plays ------------------------------------------------------------------------------
+def test_a_status_monitors_hit_is_a_call_won_when_the_customer_buys_again(
+        any_erp: ErpBuilder, tmp_path: Path) -> None:
+    """DM-LAPSING (DM revenue in 90 days, none in 30): BACK pays again and its call is won;
+    GONE pays nothing more, and once its last payment is 90 days old the monitor stops and
+    the call is lost."""
+    erp = any_erp
+    back, gone = erp.customer("BACK"), erp.customer("GONE")
+    for cid in (back, gone):
+        erp.gl(cid, "4150", 900.0, days_ago=(AS_OF - NIGHT_1).days + 60)
+    config = keyservices.load_config(write_config(tmp_path, erp.url, schema=erp.schema))
+    text = export_opportunities(config, as_of=NIGHT_1).text
+    calls = {(r["customer_number"], r["play"]): r
+             for r in csv.DictReader(io.StringIO(text.lstrip("\ufeff")))}
+    call = calls[("BACK", "monitor:DM-LAPSING")]
+    assert call["service"] == "Document management lapsing"
+    assert call["reason"] == "status monitor: Document management lapsing"
+    assert float(call["estimated_annual_value"]) == round(900.0 * 365 / 90, 2)
+    assert ("GONE", "monitor:DM-LAPSING") in calls
+
+    keyservices.run(config, as_of=NIGHT_1, force=True, send=False)
+    erp.gl(back, "4150", 450.0, days_ago=5)
+    keyservices.run(config, as_of=AS_OF, force=True, send=False)
+    store = StateStore(config.state_url)
+    try:
+        got = {r.customer_number: (r.status, r.close_reason) for r in store.list_opportunities()
+               if r.service_code == "DM-LAPSING"}
+    finally:
+        store.close()
+    assert got == {"BACK": ("won", REASON_KEPT), "GONE": ("lost", REASON_NOT_KEPT)}
+
+
+def test_a_monitor_call_is_won_by_what_the_monitor_watches_90_days_on() -> None:
+    before = _pending(["DM-LAPSING", "DM-LAPSING", "CPY"], [1, 2, 2], {})
+    before.monitor_rows = np.array([0, 1], dtype=np.int64)
+    before.renewal_rows = np.zeros(0, dtype=np.int64)
+    later = _pending([], [], {})
+    later.kept = {"DM-LAPSING": np.array([2], dtype=np.int64)}
+    assert judge(before, later).won.tolist() == [False, True, False]
+
+
+def test_a_monitor_record_closes_by_what_it_watches() -> None:
+    stored = {(r.customer_id, r.service_code): r for r in (
+        dataclasses.replace(_record(1, "monitor:DM-LAPSING"), service_code="DM-LAPSING"),
+        dataclasses.replace(_record(2, "monitor:DM-LAPSING"), service_code="DM-LAPSING"))}
+    services = {1: frozenset(), 2: frozenset()}
+    closed = {c.customer_id: (c.status, c.close_reason) for c in advance(
+        Stored.of(stored), [], services, AS_OF,
+        kept={"DM-LAPSING": np.array([2], dtype=np.int64)}).closings}
+    assert closed == {1: ("lost", REASON_NOT_KEPT), 2: ("won", REASON_KEPT)}
+
