@@ -112,7 +112,8 @@ def who_to_call(facts: Facts, classification: Classification, rules: RuleSet,
                          "the rules could not be computed as numbers (see the run log)")
     found = offers(facts, classification, rules, tiers, counts, hits)
     found = ranking.ranked(ranking.scored(
-        found, rates or Rates(), classification.services, tiers, rules.service_names(),
+        found, rates or Rates(), classification.services, tiers,
+        {**rules.service_names(), **{m.code: m.name for m in rules.monitors}},
         ranking.fleets(facts, classification.rolled, list(classification.services))))
     out.opportunities = found
     listed = listed_rows(found, listing)
