@@ -156,7 +156,8 @@ def test_the_backtest_command_says_the_sample(dealer: Path, tmp_path: Path) -> N
     text = runner.invoke(cli, ["backtest", "-c", str(path), "--months", str(MONTHS),
                                "--as-of", AS_OF.isoformat()])
     assert text.exit_code == 0, text.output
-    assert "learned from " in text.output and "ranking.learn_customers: 700" in text.output
+    assert "The sample, and what the ERP cannot rebuild:\n  - learned from " in text.output
+    assert "ranking.learn_customers: 700" in text.output
 
 
 def test_a_night_that_learns_uses_the_sample_and_below_the_limit_all(dealer: Path,
