@@ -330,7 +330,9 @@ def learn(erp: Erp, as_of: dt.date, months: int, reporter: Reporter | None,
     """The backtest over ``months`` as-of dates before ``as_of`` (``calls.backtest``), read
     from the ERP's dated history in one statement per kind of fact; and the statements sent.
     ``check``: the values these reads interpret are checked first (the night checks them
-    itself, beside)."""
+    itself, beside). A dealer above ``ranking.learn_customers`` is learned from a sample of
+    its customer groups (``erp.history.sample_groups``; the backtest's limits name it): rates
+    per cell need a few hundred thousand customers, and time and memory follow the sample."""
     rules = erp.rules
     extra = calls_mod.extras(rules)  # the monitors' too: their hits are calls (monitor plays)
     before = erp.counter.count
@@ -340,7 +342,8 @@ def learn(erp: Erp, as_of: dt.date, months: int, reporter: Reporter | None,
             if check:
                 ensure_readable(conn, erp.tables, rules, contacts=False).verdict(erp.engine)
             rebuilt = read_history(conn, erp.tables, rules, erp.attribute_id(),
-                                   as_of_dates(as_of, months), extra)
+                                   as_of_dates(as_of, months), extra,
+                                   limit=erp.config.ranking.learn_customers)
             result = run_backtest(rebuilt.facts, rules, limits=rebuilt.limits,
                                   names=rules.service_names(), keep=keep,
                                   last=rebuilt.points[-1])

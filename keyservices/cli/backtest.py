@@ -43,6 +43,8 @@ def backtest_cmd(config_path: Path, months: int | None, save: bool, as_of: dt.da
     Printed per play and for all: the precision of the top 25 and 100 (the share won), the
     same for a random order and for the static priority order, the annual value the top 25
     won, and the calibration (predicted against observed rate). Nothing is written to the ERP.
+    Above ranking.learn_customers customers, every k-th customer group (a parent with its
+    locations) is learned from, and the output says so.
 
     \b
     Examples:
@@ -110,6 +112,8 @@ def lines(data: dict[str, Any]) -> list[str]:
                 f"{rates['cells']:,} groups"
             + ("; saved in the state store." if rates["saved"]
                else "; not saved (add --save to rank the nights and exports with them).")]
-    if data["limits"]:
-        out += ["", "What the ERP cannot rebuild:"] + [f"  - {x}" for x in data["limits"]]
+    if data["limits"]:  # a large dealer's sample (ranking.learn_customers) comes first
+        sampled = data["limits"][0].startswith("learned from ")
+        out += ["", "The sample, and what the ERP cannot rebuild:" if sampled
+                else "What the ERP cannot rebuild:"] + [f"  - {x}" for x in data["limits"]]
     return out

@@ -71,6 +71,8 @@ state:
 ranking:                               # who to call first: docs/ranking.md
   learn_every_days: 7                  # a live run learns the win rates again this often
   months: 12                           # as-of dates (30 days apart) they are learned from
+  learn_customers: 250000              # above this many customers, from every k-th customer
+                                       # group (a parent with its locations); 0: from all
 
 digest:
   outbox: outbox                       # every digest is written here first (.eml and .html)

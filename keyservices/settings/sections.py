@@ -175,6 +175,10 @@ class RankingSettings(Strict):
                                   "learn them; keyservices backtest --save does)")
     months: int = Field(12, ge=4, le=60, description="as-of dates (30 days apart) the rates "
                         "are learned from")
+    learn_customers: int = Field(250_000, ge=0, description="above this many customers the "
+                                 "rates are learned from every k-th customer group (a parent "
+                                 "with its locations), enough for them and bounded in time and "
+                                 "memory (0: from all)")
 
 
 class DigestSettings(Strict):
