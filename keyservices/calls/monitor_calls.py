@@ -34,7 +34,7 @@ from .monitors import EPS, criterion_column, matches
 PREFIX = "monitor:"
 HORIZON = 90  # days the follow-up counters look back (p_win's horizon)
 PRIORITY = "Medium"  # a monitor without its own priority
-VALUE_BASIS = "the revenue it watches, over a year"
+VALUE_BASIS = "the revenue it watches over a year, to two digits"
 
 
 def play_of(monitor: Monitor) -> str:

@@ -366,7 +366,7 @@ def _renewals(found: _Found, rules: RuleSet, allowed: np.ndarray, counts: rn.Cou
             continue
         n = np.rint(counts[code][0][rows]).astype(np.int64)
         worth = values.get(code)
-        money = (np.round(worth[rows], 2) if worth is not None
+        money = (about(worth[rows]) if worth is not None
                  else np.full(len(rows), np.nan))
         # one offer per distinct (contracts, value) pair, not per customer
         pairs, which = np.unique(np.stack([n.astype(np.float64), money]), axis=1,
@@ -377,6 +377,18 @@ def _renewals(found: _Found, rules: RuleSet, allowed: np.ndarray, counts: rn.Cou
                               play=rn.RENEWAL, basis=rn.VALUE_BASIS)
                   for k, v in zip(pairs[0].tolist(), pairs[1].tolist())]
         found.add(rows, np.asarray(offers, dtype=np.int64)[which.reshape(-1)])
+
+
+def about(values: np.ndarray) -> np.ndarray:
+    """Values to two significant digits (22,326 -> 22,000; NaN and 0 stay): a customer's own
+    value is an estimate of what the call is worth, and rounded, a million customers share a
+    few hundred offers instead of one each (the priority rules and the rates are worked out
+    per offer)."""
+    v = np.asarray(values, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        step = 10.0 ** (np.floor(np.log10(np.abs(v))) - 1)
+        out = np.round(v / step) * step
+    return np.where(np.isfinite(out), out, v)
 
 
 def _monitored(found: _Found, rules: RuleSet, allowed: np.ndarray,
@@ -392,7 +404,7 @@ def _monitored(found: _Found, rules: RuleSet, allowed: np.ndarray,
         if not len(rows):
             continue
         # one offer per distinct value (whole units), not per customer
-        distinct, which = np.unique(np.round(yearly), return_inverse=True)
+        distinct, which = np.unique(about(yearly), return_inverse=True)
         offers = [found.add_offer(Offer(
             mon.code, mon.name, mon.priority or mc.PRIORITY, mc.reason(mon), 0.0,
             None if np.isnan(v) else v, "" if np.isnan(v) else mc.VALUE_BASIS, False,

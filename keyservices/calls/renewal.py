@@ -34,7 +34,7 @@ from ..rules import RuleSet
 
 RENEWAL = "renewal"  # the play
 PRIORITY = "Medium"  # its static priority (priority rules may change it)
-VALUE_BASIS = "its own contracts' annual value"
+VALUE_BASIS = "its own contracts' annual value, to two digits"
 
 
 def renewable(rules: RuleSet) -> list[tuple[str, tuple[str, ...]]]:
