@@ -10,9 +10,9 @@ Builds the demo ERP (its two years of adoption follow a documented model,
   ranking (by expected value, as the digest lists, and by p_win alone) against a ranking by
   the true chances (the generating model's own 90-day chance for each call: what no dealer
   knows), the static priority order and a random order. The target is learned >= 0.8x true.
-  Renewal calls are left out of this comparison: the demo draws their outcomes as contract
-  revisions (``keyservices.demodb.revisions``), not as a chance per call; the backtest's own
-  table shows how their ranking does.
+  Renewal and monitor calls are left out of this comparison: the demo draws their outcomes as
+  contract revisions (``keyservices.demodb.revisions``) and as its GL and invoices, not as a
+  chance per call; the backtest's own table shows how their ranking does.
 
 Usage: python benchmarks/backtest.py [--customers 100000] [--rounds 2] [--keep DIR]
 """
@@ -38,6 +38,7 @@ from nightly import RSS, write_config
 
 import keyservices
 from keyservices import night
+from keyservices.calls.monitor_calls import is_monitor_play
 from keyservices.calls.renewal import RENEWAL
 from keyservices.demodb import build_demo_db
 from keyservices.demodb.adoption import chance, cover_chance
@@ -84,8 +85,10 @@ def quality(config_path: Path, db: Path) -> dict[str, Any]:
                                     "static": [], "random": []}
     for tr, p, ev in result.scored:
         # the adoption model's plays: a renewal's outcome is drawn by the contract revisions
-        # (demodb.revisions), which give no chance per call to rank by
-        drawn = np.array([tr.cells[a][0] != RENEWAL for a in tr.at.tolist()], dtype=bool)
+        # (demodb.revisions), a monitor's by the demo's GL and invoices, neither by a chance
+        # per call to rank by
+        drawn = np.array([tr.cells[a][0] != RENEWAL and not is_monitor_play(tr.cells[a][0])
+                          for a in tr.at.tolist()], dtype=bool)
         rows = np.flatnonzero(drawn)
         truth = np.array([true_chance(tr.cells[a], sites.get(int(c), 1))
                           for a, c in zip(tr.at[rows].tolist(), tr.customer[rows].tolist())])

@@ -118,7 +118,8 @@ def prepare(facts: Facts, rules: RuleSet, offers: bool = True) -> Pending:
     return Pending(out, found.column("service_code").tolist() if len(found) else [],
                    uncovered, now.services, _uncovered_units(rules, facts, now),
                    np.flatnonzero(plays == renewal.RENEWAL), running,
-                   np.flatnonzero([monitor_calls.is_monitor_play(p) for p in plays.tolist()]),
+                   np.flatnonzero(np.array([monitor_calls.is_monitor_play(o.play)
+                                            for o in found.offers], dtype=bool)[found.offer]),
                    kept)
 
 
