@@ -24,6 +24,7 @@ from keyservices.calls.lifecycle import (
     REASON_NOT_KEPT,
     REASON_NOT_RENEWED,
     REASON_RENEWED,
+    REASON_RULE_GONE,
     OpportunityRecord,
     Stored,
     advance,
@@ -207,3 +208,11 @@ def test_a_monitor_record_closes_by_what_it_watches() -> None:
         kept={"DM-LAPSING": np.array([2], dtype=np.int64)}).closings}
     assert closed == {1: ("lost", REASON_NOT_KEPT), 2: ("won", REASON_KEPT)}
 
+
+
+def test_a_call_whose_monitor_left_the_rules_is_withdrawn_not_lost() -> None:
+    stored = {(3, "OLD-MON"): dataclasses.replace(_record(3, "monitor:OLD-MON"),
+                                                  service_code="OLD-MON")}
+    closed = advance(Stored.of(stored), [], {3: frozenset()}, AS_OF,
+                     kept={"DM-LAPSING": np.array([3], dtype=np.int64)}).closings
+    assert [(c.status, c.close_reason) for c in closed] == [("withdrawn", REASON_RULE_GONE)]

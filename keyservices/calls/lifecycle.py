@@ -60,6 +60,7 @@ REASON_NOT_RENEWED = "not renewed: no contract of the service runs any more"
 # a monitor's call (calls.monitor_calls): by what the monitor watches, over the last 90 days
 REASON_KEPT = "kept: the customer bought what the monitor watches in the last 90 days"
 REASON_NOT_KEPT = "lost: nothing the monitor watches was bought in the last 90 days"
+REASON_RULE_GONE = "the rule that made the call is no longer in the rules"
 # what the causes engine says when it cannot name a sale: not enough to credit a win
 _UNNAMED = ("not compared", "its facts changed", "no such service", "its rule changed")
 
@@ -423,7 +424,9 @@ def _bought_or_not(customer_id: int, code: str, services: Mapping[int, AbstractS
     lost."""
     if customer_id not in services:
         return Closing(customer_id, code, WITHDRAWN, as_of, REASON_OUT_OF_SCOPE)
-    ids = bought.get(code, np.zeros(0, np.int64))
+    if code not in bought:  # its monitor or renewable service is no longer in the rules
+        return Closing(customer_id, code, WITHDRAWN, as_of, REASON_RULE_GONE)
+    ids = bought[code]
     at = int(np.searchsorted(ids, customer_id))
     if at < len(ids) and int(ids[at]) == customer_id:
         return Closing(customer_id, code, WON, as_of, won)
