@@ -1,7 +1,7 @@
 """The backtest's chart in ``report``: the saved summary laid out for the page.
 
 ``backtest --save`` (or a live run that learned its rates) keeps the backtest's scores in the
-state store; ``report`` draws them rather than running a backtest (about four dry runs). This
+state store; ``report`` draws them rather than running a backtest (about three dry runs). This
 turns the summary (``calls.backtest.Backtest.summary``, plain data) into what the template
 needs: bar widths as percentages of one shared scale, so bars compare across plays, and words
 for the plays. Widths are numbers computed here, never text from the ERP or the rules: the

@@ -1,6 +1,6 @@
 """The last backtest's scores in the state store, per ERP, for ``report``'s chart.
 
-Running a backtest inside ``report`` would cost about four dry runs, so ``backtest --save``
+Running a backtest inside ``report`` would cost about three dry runs, so ``backtest --save``
 and a live run that learns its win rates keep the summary they computed
 (``calls.backtest.Backtest.summary``) and ``report`` reads it. A store made by an earlier
 version has no table yet: it reads as no backtest.
