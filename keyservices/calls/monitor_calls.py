@@ -26,10 +26,17 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from ..engine.classify import Classification
-from ..engine.metrics import Codes, Column, Extra, contracts_matching, gl_revenue, invoices_within
+from ..engine.metrics import Codes, Column, contracts_matching, gl_revenue, invoices_within
 from ..model import Facts
 from ..rules import Criterion, Monitor, RuleSet
-from .monitors import EPS, criterion_column, matches
+from .monitors import (
+    EPS,
+    MonitorColumns,
+    criterion_accounts,
+    criterion_column,
+    criterion_globs,
+    matches,
+)
 
 PREFIX = "monitor:"
 HORIZON = 90  # days the follow-up counters look back (p_win's horizon)
@@ -50,45 +57,16 @@ def follow_column(rules: RuleSet, codes: Codes, crit: Criterion) -> Column:
     if crit.counter == "invoices":
         return invoices_within(HORIZON)
     if crit.counter == "revenue":
-        return gl_revenue(codes, _accounts(rules, crit), HORIZON)
-    return contracts_matching(codes, _globs(rules, crit))
+        return gl_revenue(codes, criterion_accounts(rules, crit), HORIZON)
+    return contracts_matching(codes, criterion_globs(rules, crit))
 
 
-def _accounts(rules: RuleSet, crit: Criterion) -> Sequence[str]:
-    if crit.service:
-        svc = rules.service(crit.service)
-        assert svc is not None and svc.gl is not None  # rules.py validated the reference
-        return svc.gl.accounts
-    return crit.accounts
+class FollowColumns(MonitorColumns):
+    """The monitors' follow-up columns (``follow_column`` for each criterion); pass to
+    ``read_facts(extra=[...])`` beside ``monitors.MonitorColumns``."""
 
-
-def _globs(rules: RuleSet, crit: Criterion) -> Sequence[str]:
-    if crit.service:
-        svc = rules.service(crit.service)
-        assert svc is not None and svc.contracts is not None
-        return svc.contracts.contract_codes
-    return crit.contract_codes or ["*"]
-
-
-class FollowColumns(Extra):
-    """The monitors' follow-up columns; pass to ``read_facts(extra=[...])`` beside
-    ``monitors.MonitorColumns``."""
-
-    def __init__(self, rules: RuleSet) -> None:
-        self.rules = rules
-        counters = {c.counter for m in rules.monitors for c in m.criteria}
-        self.codes_needed = frozenset(
-            ({"accounts"} if "revenue" in counters else set())
-            | ({"contract_codes"} if "contracts_expiring" in counters else set()))
-
-    def columns(self, codes: Codes) -> list[Column]:
-        out: list[Column] = []
-        for mon in self.rules.monitors:
-            for crit in mon.criteria:
-                col = follow_column(self.rules, codes, crit)
-                if col not in out:
-                    out.append(col)
-        return out
+    def column(self, codes: Codes, crit: Criterion) -> Column:
+        return follow_column(self.rules, codes, crit)
 
 
 Index = Callable[[Column], int] | Mapping[Column, int]

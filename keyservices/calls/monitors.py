@@ -57,22 +57,31 @@ class MonitorResult:
 
 
 # -- columns --------------------------------------------------------------------------------------
+def criterion_accounts(rules: RuleSet, crit: Criterion) -> Sequence[str]:
+    """The GL account globs a ``revenue`` criterion counts (its service's, if it names one)."""
+    if crit.service:
+        svc = rules.service(crit.service)
+        assert svc is not None and svc.gl is not None  # rules.py validated the reference
+        return svc.gl.accounts
+    return crit.accounts
+
+
+def criterion_globs(rules: RuleSet, crit: Criterion) -> Sequence[str]:
+    """The contract code globs a ``contracts_expiring`` criterion counts (``*``: every one)."""
+    if crit.service:
+        svc = rules.service(crit.service)
+        assert svc is not None and svc.contracts is not None
+        return svc.contracts.contract_codes
+    return crit.contract_codes or ["*"]
+
+
 def criterion_column(rules: RuleSet, codes: Codes, crit: Criterion) -> Column:
     """The metrics column a criterion counts (the same object ``MonitorColumns`` asks for)."""
     if crit.counter == "revenue":
-        accounts = crit.accounts
-        if crit.service:
-            svc = rules.service(crit.service)
-            assert svc is not None and svc.gl is not None  # rules.py validated the reference
-            accounts = svc.gl.accounts
-        return gl_revenue(codes, accounts, crit.period)
+        return gl_revenue(codes, criterion_accounts(rules, crit), crit.period)
     if crit.counter == "contracts_expiring":
-        globs: Sequence[str] = crit.contract_codes or ["*"]
-        if crit.service:
-            svc = rules.service(crit.service)
-            assert svc is not None and svc.contracts is not None
-            globs = svc.contracts.contract_codes
-        return contracts_matching(codes, globs, expires_within=crit.period)
+        return contracts_matching(codes, criterion_globs(rules, crit),
+                                  expires_within=crit.period)
     return invoices_within(crit.period)
 
 
@@ -86,11 +95,15 @@ class MonitorColumns(Extra):
             ({"accounts"} if "revenue" in counters else set())
             | ({"contract_codes"} if "contracts_expiring" in counters else set()))
 
+    def column(self, codes: Codes, crit: Criterion) -> Column:
+        """The column read for one criterion (a subclass reads another of it)."""
+        return criterion_column(self.rules, codes, crit)
+
     def columns(self, codes: Codes) -> list[Column]:
         out: list[Column] = []
         for mon in self.rules.monitors:
             for crit in mon.criteria:
-                col = criterion_column(self.rules, codes, crit)
+                col = self.column(codes, crit)
                 if col not in out:
                     out.append(col)
         return out
