@@ -134,8 +134,13 @@ def main() -> int:
                 runs[name].append(cli(config, *argv))
         backtest = min(x["seconds"] for x in runs["backtest"])
         dry = min(x["seconds"] for x in runs["dry_run"])
+        # each round's pair too: this machine's speed wanders (its memory is handed back and
+        # forth with the host), so the best of each and the median pair are both shown
+        pairs = [b["seconds"] / d["seconds"] for b, d in zip(runs["backtest"], runs["dry_run"])]
         cost = {"customers": args.customers, "backtest_s": round(backtest, 2),
                 "dry_run_s": round(dry, 2), "ratio": round(backtest / dry, 2),
+                "median_pair_ratio": round(float(np.median(pairs)), 2),
+                "rounds": {k: [round(x["seconds"], 2) for x in v] for k, v in runs.items()},
                 "peak_rss_mb": max(x["rss_mb"] for v in runs.values() for x in v),
                 "statements": json.loads(runs["backtest"][-1]["stdout"])["statements"]}
         print(json.dumps({"cost": cost, "quality": quality(config, db)}, indent=2))

@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -329,8 +329,9 @@ def learn(erp: Erp, as_of: dt.date, months: int, reporter: Reporter | None,
           timings: Timings, keep: bool = False, check: bool = True) -> tuple[Backtest, int]:
     """The backtest over ``months`` as-of dates before ``as_of`` (``calls.backtest``), read
     from the ERP's dated history in one statement per kind of fact; and the statements sent.
-    ``check``: the values these reads interpret are checked first (the night checks them
-    itself, beside). A dealer above ``ranking.learn_customers`` is learned from a sample of
+    ``check``: the values these reads interpret are checked beside them, on a second
+    connection, with the verdict before anything is returned (the night checks its own). A
+    dealer above ``ranking.learn_customers`` is learned from a sample of
     its customer groups (``erp.history.sample_groups``; the backtest's limits name it): rates
     per cell need a few hundred thousand customers, and time and memory follow the sample."""
     rules = erp.rules
@@ -339,13 +340,19 @@ def learn(erp: Erp, as_of: dt.date, months: int, reporter: Reporter | None,
     with step(reporter, timings, "learn win rates") as advance, gc_paused():
         with erp.engine.connect() as conn:
             erp.note_dated(conn)
-            if check:
-                ensure_readable(conn, erp.tables, rules, contacts=False).verdict(erp.engine)
-            rebuilt = read_history(conn, erp.tables, rules, erp.attribute_id(),
-                                   as_of_dates(as_of, months), extra,
-                                   limit=erp.config.ranking.learn_customers)
-            result = run_backtest(rebuilt.facts, rules, limits=rebuilt.limits,
-                                  names=rules.service_names(), keep=keep,
-                                  last=rebuilt.points[-1])
+            # the scan of the values runs beside the reads, on a second connection; nothing
+            # is saved before its verdict, and a failure meanwhile waits for it
+            values = ensure_readable(conn, erp.tables, rules, contacts=False) if check else None
+            if values is not None:
+                values.start(erp.engine)
+            with values.explaining(erp.engine) if values is not None else nullcontext():
+                rebuilt = read_history(conn, erp.tables, rules, erp.attribute_id(),
+                                       as_of_dates(as_of, months), extra,
+                                       limit=erp.config.ranking.learn_customers)
+                result = run_backtest(rebuilt.facts, rules, limits=rebuilt.limits,
+                                      names=rules.service_names(), keep=keep,
+                                      last=rebuilt.points[-1])
+            if values is not None:
+                values.verdict(erp.engine)
         advance(result.rates.offered)
     return result, erp.counter.count - before

@@ -18,6 +18,7 @@ import keyservices
 from keyservices import night
 from keyservices.calls.wonlost import annual_values, fill_annual_values, won_lost
 from keyservices.cli import cli
+from keyservices.commands.backtest import backtest
 from keyservices.config import Config, load_config
 from keyservices.demodb import build_demo_db
 from keyservices.engine.diff import plan_changes
@@ -259,7 +260,9 @@ def test_values_the_tool_cannot_interpret_stop_the_run(
 
     before = values()
     for attempt in (lambda: keyservices.check(config),
-                    lambda: keyservices.run(config, as_of=AS_OF)):
+                    lambda: keyservices.run(config, as_of=AS_OF),
+                    # the backtest checks beside its reads: the verdict still comes first
+                    lambda: backtest(config, as_of=AS_OF, save=True)):
         with pytest.raises(SchemaError) as caught:
             attempt()
         message = str(caught.value)
@@ -268,6 +271,11 @@ def test_values_the_tool_cannot_interpret_stop_the_run(
         assert len(shown) == 3, message
         assert caught.value.exit_code == 2
     assert values() == before
+    state = sa.create_engine(config.state_url)
+    with state.connect() as conn:  # the backtest saved no rates
+        assert "win_rates" not in sa.inspect(conn).get_table_names() or not conn.execute(
+            sa.text("SELECT COUNT(*) FROM win_rates")).scalar()
+    state.dispose()
 
 
 def test_text_dates_and_amounts_that_are_fine_pass(erp: ErpBuilder, tmp_path: Path) -> None:

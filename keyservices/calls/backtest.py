@@ -89,6 +89,23 @@ class Pending:
     monitor_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     # monitor code -> sorted ids of the customers who bought what it watches (monitor plays)
     kept: Mapping[str, np.ndarray] = field(default_factory=dict)
+    _sets: tuple[np.ndarray, np.ndarray, list[frozenset[str]]] | None = field(
+        default=None, repr=False)
+
+    def users(self, codes: set[str]) -> dict[str, np.ndarray]:
+        """Service code -> the ids of the customers using it on the date, worked out per
+        distinct set of services (a few hundred), not per customer and offer; the sets are
+        found once per date (a date is judged on, and judges an earlier one)."""
+        if self._sets is None:
+            ids = np.fromiter(self.services.keys(), dtype=np.int64, count=len(self.services))
+            distinct: dict[frozenset[str], int] = {}
+            at = np.fromiter((distinct.setdefault(v, len(distinct))
+                              for v in self.services.values()),
+                             dtype=np.int64, count=len(self.services))
+            self._sets = ids, at, list(distinct)
+        ids, at, sets = self._sets
+        return {code: ids[np.array([code in used for used in sets], dtype=bool)[at]]
+                if sets else ids for code in codes}
 
 
 def prepare(facts: Facts, rules: RuleSet, offers: bool = True) -> Pending:
@@ -125,10 +142,10 @@ def prepare(facts: Facts, rules: RuleSet, offers: bool = True) -> Pending:
 
 def judge(pending: Pending, later: Pending) -> Trials:
     """Each offer of the pending date won or not, by the date 90 days on."""
-    tr, now, then = pending.trials, pending.services, later.services
+    tr = pending.trials
     codes = np.asarray(pending.codes, dtype=object)
     wanted = set(pending.codes)
-    had, has = _users(now, wanted), _users(then, wanted)
+    had, has = pending.users(wanted), later.users(wanted)
     tr.won = np.zeros(len(codes), dtype=bool)
     for code in wanted:  # used 90 days on, not on the date
         mine = np.flatnonzero(codes == code)
@@ -148,18 +165,6 @@ def judge(pending: Pending, later: Pending) -> Trials:
             mine = rows[codes == code]
             tr.won[mine] = np.isin(tr.customer[mine], bought.get(code, np.zeros(0, np.int64)))
     return tr
-
-
-def _users(services: Mapping[int, frozenset[str]], codes: set[str]) -> dict[str, np.ndarray]:
-    """Service code -> the ids of the customers using it, worked out per distinct set of
-    services (a few hundred), not per customer and offer."""
-    ids = np.fromiter(services.keys(), dtype=np.int64, count=len(services))
-    distinct: dict[frozenset[str], int] = {}
-    at = np.fromiter((distinct.setdefault(v, len(distinct)) for v in services.values()),
-                     dtype=np.int64, count=len(services))
-    sets = list(distinct)
-    return {code: ids[np.array([code in used for used in sets], dtype=bool)[at]]
-            if sets else ids for code in codes}
 
 
 def _uncovered_units(rules: RuleSet, facts: Facts, c: Classification) -> dict[int, float]:

@@ -19,7 +19,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from ..model import Opportunity, customer_column
+from ..model import Opportunity, customer_column, customer_rank
 
 PRIORITY_ORDER = {"Critical": 0, "High": 1, "Medium": 2, "Low": 3}
 STATUS_CODES = ("new", "open")
@@ -176,7 +176,7 @@ class OpportunityFrame(Sequence[Opportunity]):
                          dtype=np.float64)[self.offer]
         codes = sorted({o.service_code for o in self.offers})
         code = np.array([codes.index(o.service_code) for o in self.offers])[self.offer]
-        numbers = self.people("number").astype(str)
+        numbers = customer_rank(self.customers, "number", self.customer)
         return self.take(np.lexsort((code, numbers, -worth, -score, order)))
 
     def only(self, attribute: str, value: str) -> OpportunityFrame:

@@ -338,10 +338,14 @@ def _cross_sell(found: _Found, rules: RuleSet, combos: list[Combo], at: np.ndarr
             continue
         n_units = (np.rint(count[rows]).astype(np.int64) if count is not None
                    else np.full(len(rows), -1, dtype=np.int64))
-        # the offers depend on the combo and the unit count only: one list per distinct pair
-        pairs, which = np.unique(np.stack([at[rows], n_units]), axis=1, return_inverse=True)
+        # the offers depend on the combo and the unit count only: one list per distinct pair,
+        # found as one number per row (a sort of numbers, not of rows)
+        width = int(n_units.max()) + 2
+        pairs, which = np.unique(at[rows].astype(np.int64) * width + n_units + 1,
+                                 return_inverse=True)
         per_pair: dict[int, list[int]] = {}
-        for p, (k, n) in enumerate(zip(pairs[0].tolist(), pairs[1].tolist())):
+        for p, (k, n) in enumerate(zip((pairs // width).tolist(),
+                                       (pairs % width - 1).tolist())):
             group = combos[k][0]
             peer_count = peers.get(group, 0)
             why = xs.reason(rule, names, None if n < 0 else n)

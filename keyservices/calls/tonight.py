@@ -142,7 +142,7 @@ def offers(facts: Facts, classification: Classification, rules: RuleSet,
     """Every opportunity with the priority rules applied, in the static order (priority,
     score, value): what the night ranks, and what the backtest compares its ranking with."""
     index = facts.metrics.compiled.index_of if facts.metrics is not None else {}
-    found = find(facts, classification, rules, tiers=tiers,
+    found = find(facts, classification, rules, tiers=tiers, ordered=rules.priority is None,
                  values=annual_by_service(rules, facts, classification), units=counts,
                  renewals=renewal.counts(rules, index, facts.codes, classification.rolled),
                  monitored=monitor_calls.hits(rules, index, facts.codes, classification.rolled))

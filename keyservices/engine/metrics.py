@@ -299,10 +299,10 @@ class MetricTable:
     @classmethod
     def empty(cls, compiled: Compiled, ids: Sequence[int] | np.ndarray) -> MetricTable:
         arr = np.asarray(ids, dtype=np.int64)
-        values = np.zeros((len(arr), len(compiled.columns)), dtype=np.float64)
-        for j, col in enumerate(compiled.columns):
-            if col.is_max:
-                values[:, j] = NONE
+        row = np.array([NONE if col.is_max else 0.0 for col in compiled.columns],
+                       dtype=np.float64)
+        values = np.empty((len(arr), len(compiled.columns)), dtype=np.float64)
+        values[:] = row  # row by row, in memory order (a column at a time strides: 5x slower)
         return cls(compiled, arr, values)
 
     def release(self) -> None:
@@ -343,18 +343,23 @@ def rolled_up(table: MetricTable, target: np.ndarray,
     dst = position[target[valid]]
     kept = dst >= 0
     src, dst = src[kept], dst[kept]
-    out = np.empty((len(rows), table.values.shape[1]), dtype=table.values.dtype)
-    # a row most rows count for alone (a parent without locations) just takes its value; only
-    # rows that several count for need the (slow, unbuffered) maximum.at
+    columns = table.compiled.columns
+    out = np.empty((len(rows), len(columns)), dtype=table.values.dtype)
+    out[:] = np.array([NONE if col.is_max else 0.0 for col in columns])
+    # a row most rows count for alone (a parent without locations) just takes its values, a
+    # whole row at a time; only rows that several count for are added up, in row order
     shared = np.bincount(dst, minlength=len(rows))[dst] > 1
-    alone_src, alone_dst, many_src, many_dst = src[~shared], dst[~shared], src[shared], dst[shared]
-    for j, col in enumerate(table.compiled.columns):
+    out[dst[~shared]] = table.values[src[~shared]]
+    many_src, many_dst = src[shared], dst[shared]
+    if not len(many_src):
+        return out
+    into, at = np.unique(many_dst, return_inverse=True)
+    for j, col in enumerate(columns):
         if col.is_max:
-            out[:, j] = NONE
-            out[alone_dst, j] = table.values[alone_src, j]
             np.maximum.at(out[:, j], many_dst, table.values[many_src, j])
-        else:
-            out[:, j] = np.bincount(dst, weights=table.values[src, j], minlength=len(rows))
+        else:  # bincount adds in row order from 0.0, over the shared rows' targets only
+            out[into, j] = np.bincount(at.reshape(-1), weights=table.values[many_src, j],
+                                       minlength=len(into))
     return out
 
 
