@@ -74,7 +74,8 @@ def test_first_seen_is_kept_per_customer_and_monitor_and_cleared_alerts_start_ag
 
 def test_a_live_night_keeps_first_seen_and_the_digest_lists_only_the_new_alerts(
         erp: ErpBuilder, config_for) -> None:
-    erp.customer("QUIET1", "Quiet One")  # no invoice, no revenue: NO-SALE-90
+    # paid 200 days ago, no invoice or revenue since: NO-SALE-90
+    erp.gl(erp.customer("QUIET1", "Quiet One"), "4000", 250.0, days_ago=200)
     for i in range(3):
         busy(erp, f"BUSY{i}")
     config = config_for(erp)
@@ -82,6 +83,8 @@ def test_a_live_night_keeps_first_seen_and_the_digest_lists_only_the_new_alerts(
     (alert,) = [a for a in first.alerts if a.code == "NO-SALE-90"]
     assert alert.number == "QUIET1" and alert.new and alert.first_seen == AS_OF
     second_quiet = erp.customer("QUIET2", "Quiet Two")
+    erp.gl(second_quiet, "4000", 250.0, days_ago=200)
+    erp.customer("NEVER", "Never Bought")  # no revenue ever: not a customer who used to buy
     # a dry run and a test-mode run do not move the store: QUIET2 stays new tonight
     keyservices.run(config, as_of=NEXT, dry_run=True)
     config.mode = "test"
@@ -92,6 +95,7 @@ def test_a_live_night_keeps_first_seen_and_the_digest_lists_only_the_new_alerts(
     assert by_number["QUIET1"].first_seen == AS_OF and not by_number["QUIET1"].new
     assert by_number["QUIET2"].first_seen == NEXT and by_number["QUIET2"].new
     assert second_quiet in {a.customer_id for a in second.alerts}
+    assert "NEVER" not in by_number
     text = digest_text(second.digest_eml)  # type: ignore[arg-type]
     alerts_part = text.split("STATUS ALERTS", 1)[1].split("\n\n\n", 1)[0]
     assert "QUIET2" in alerts_part and "QUIET1" not in alerts_part
@@ -102,11 +106,11 @@ def test_a_live_night_keeps_first_seen_and_the_digest_lists_only_the_new_alerts(
 
 def test_export_alerts_has_first_seen_and_a_new_filter(erp: ErpBuilder, config_for, runner,
                                                        tmp_path: Path) -> None:
-    erp.customer("QUIET1", "Quiet One")
+    erp.gl(erp.customer("QUIET1", "Quiet One"), "4000", 250.0, days_ago=200)
     busy(erp, "BUSY0")
     config = config_for(erp)
     keyservices.run(config, as_of=AS_OF)
-    erp.customer("QUIET2", "Quiet Two")
+    erp.gl(erp.customer("QUIET2", "Quiet Two"), "4000", 250.0, days_ago=200)
     out = tmp_path / "alerts.csv"
     args = ["export", "alerts", "-c", str(config.config_path), "--monitor", "NO-SALE-90",
             "--out", str(out), "--as-of", NEXT.isoformat()]
@@ -148,7 +152,7 @@ def test_a_monitor_firing_for_more_than_a_fifth_of_customers_is_named() -> None:
 def test_check_and_the_digest_warn_about_a_monitor_that_fires_for_most_customers(
         erp: ErpBuilder, config_for) -> None:
     for i in range(3):
-        erp.customer(f"QUIET{i}")
+        erp.gl(erp.customer(f"QUIET{i}"), "4000", 250.0, days_ago=200)
     busy(erp, "BUSY0")
     config = config_for(erp)
     report = keyservices.check(config)
@@ -186,7 +190,7 @@ def test_a_bad_monitor_priority_is_a_rules_error_with_file_and_line(tmp_path: Pa
 def test_alerts_carry_the_monitor_priority_and_sort_by_it(erp: ErpBuilder, config_for) -> None:
     lapsing = erp.customer("DMX001", "Lapsing")
     erp.gl(lapsing, "4150", 500.0, days_ago=60)
-    erp.customer("QUIET1", "Quiet")
+    erp.gl(erp.customer("QUIET1", "Quiet"), "4000", 250.0, days_ago=200)
     config = config_for(erp)
     _rules_with_priorities(config.config_path.parent, "High", "Low")  # type: ignore[union-attr]
     result = keyservices.run(config, as_of=AS_OF, dry_run=True)

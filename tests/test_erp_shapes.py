@@ -87,15 +87,21 @@ def boundary_dealer(erp: ErpBuilder, day: dt.date
     erp.sale(customer("SALE-BEFORE", set()), "SW-DM-CAPTURE", 900.0,
              days_ago=_ago(day - d(730)))
     erp.sale(customer("SALE-AFTER", set()), "SW-DM-CAPTURE", 900.0, days_ago=_ago(day + d(1)))
-    # status monitors: COPY-RENEWAL (copier contracts expiring within 60 days), NO-SALE-90
-    erp.contract(customer("RENEW-59", {"CPY"}, ("COPY-RENEWAL", True)), "COPY-MAINT",
-                 end=day + d(59))
-    erp.contract(customer("RENEW-60", {"CPY"}, ("COPY-RENEWAL", False)), "COPY-MAINT", end=day + d(60))
-    erp.sale(customer("INV-FIRST", set(), ("NO-SALE-90", False)), "WTR-COOLER", 100.0, days_ago=_ago(day - d(89)))
-    erp.sale(customer("INV-BEFORE", set(), ("NO-SALE-90", True)), "WTR-COOLER", 100.0,
-             days_ago=_ago(day - d(90)))
-    erp.sale(customer("INV-AFTER", set(), ("NO-SALE-90", True)), "WTR-COOLER", 100.0,
-             days_ago=_ago(day + d(1)))
+    # status monitors: COPY-RENEWAL (copier contracts expiring within 90 days), NO-SALE-90 (no
+    # invoice or revenue in 90 days, revenue in the last 365: each customer's revenue is 200 days
+    # back, so the invoice decides; and one on each side of the 365-day bound, no invoices)
+    erp.contract(customer("RENEW-89", {"CPY"}, ("COPY-RENEWAL", True)), "COPY-MAINT",
+                 end=day + d(89))
+    erp.contract(customer("RENEW-90", {"CPY"}, ("COPY-RENEWAL", False)), "COPY-MAINT", end=day + d(90))
+    for number, back, fires in (("INV-FIRST", 89, False), ("INV-BEFORE", 90, True),
+                                ("INV-AFTER", -1, True)):
+        cid = customer(number, set(), ("NO-SALE-90", fires))
+        erp.sale(cid, "WTR-COOLER", 100.0, days_ago=_ago(day - d(back)))
+        erp.gl(cid, "4000", 100.0, days_ago=_ago(day - d(200)))
+    erp.gl(customer("PAID-FIRST", set(), ("NO-SALE-90", True)), "4000", 100.0,
+           days_ago=_ago(day - d(364)))
+    erp.gl(customer("PAID-BEFORE", set(), ("NO-SALE-90", False)), "4000", 100.0,
+           days_ago=_ago(day - d(365)))
     return ids, services, alerts
 
 

@@ -366,7 +366,7 @@ def test_a_million_customers_in_well_under_a_second(tmp_path: Path) -> None:
 # -- the shipped examples and a real database -----------------------------------------------------
 def test_the_example_rules_folder_validates_with_its_monitors() -> None:
     rules = load_rules(example_rules_dir())
-    assert rules.monitor_periods == (30, 60, 90)
+    assert rules.monitor_periods == (30, 90, 365)
     assert [m.code for m in rules.monitors] == ["DM-LAPSING", "MIT-LAPSING", "COPY-RENEWAL",
                                                 "NO-SALE-90"]
     assert rules.priority is not None and MonitorColumns(rules).columns(CODES)
@@ -462,3 +462,17 @@ def test_export_alerts_lists_every_hit_with_its_text(erp: ErpBuilder, config_for
     bad = runner.invoke(cli, ["export", "alerts", "-c", str(config.config_path), "--monitor",
                               "NOPE"])
     assert bad.exit_code == 2 and "no monitor 'NOPE'" in bad.output
+
+
+def test_a_monitor_sharing_a_service_code_is_refused_where_its_hits_are_calls(
+        tmp_path: Path) -> None:
+    """A monitor's hits are calls, kept per customer and code: a monitor coded like a service
+    would merge its calls with the service's (the life cycle would judge one by the other's
+    outcome). Without an opportunities block there are no calls, and the rules load."""
+    crit = "[{counter: invoices, period: 30}]"
+    monitor = f"monitors:\n  - {{code: MPS, name: Print revenue fell, text: t, any: {crit}}}\n"
+    assert [m.code for m in rules_with(tmp_path, monitor).monitors] == ["MPS"]
+    out = problems(tmp_path, monitor, "opportunities: {typical_share: 0.3}\n")
+    assert ("monitors.yaml:3:6: monitors[0].code: monitor code 'MPS' is also a service's code"
+            in out), out
+    assert "Give the monitor a code of its own" in out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 from pathlib import Path
 
 import pytest
@@ -138,7 +139,11 @@ def test_changes_are_audited_with_before_values(erp: ErpBuilder, dealer: dict[st
 def test_digest_lists_added_removed_and_unwritable(erp: ErpBuilder, dealer: dict[str, int],
                                                    config_for) -> None:
     config = config_for(erp)
-    keyservices.run(config, as_of=AS_OF)
+    first = keyservices.run(config, as_of=AS_OF)
+    msg = email.message_from_bytes(first.digest_eml.read_bytes(),  # type: ignore[union-attr]
+                                   policy=email.policy.default)
+    text = msg.get_body(preferencelist=("plain",)).get_content()
+    assert "NOCFG1" in text and "NOATT1" in text  # the first digest names them
     erp.contract(dealer["copier"], "DM-SUB")
     erp.set_value(dealer["paid_dm"], "DM;MIT")  # MIT will be removed
     result = keyservices.run(config, as_of=AS_OF)
@@ -148,7 +153,9 @@ def test_digest_lists_added_removed_and_unwritable(erp: ErpBuilder, dealer: dict
     text = msg.get_body(preferencelist=("plain",)).get_content()
     html = msg.get_body(preferencelist=("html",)).get_content()
     assert "COP001" in text and "DM0001" in text
-    assert "NOCFG1" in text and "NOATT1" in text
+    # the next counts them in one line each, unchanged since the first night
+    assert re.search(r"WITHOUT A CUSTOM-PROPERTY CONFIGURATION: 1 customer, unchanged since", text)
+    assert re.search(r"CONFIGURATION WITHOUT ZCJKeyServices: 1 customer, unchanged since", text)
     assert "Copier &amp; Co &lt;Legal&gt;" in html and "<Legal>" not in html
     assert result.digest_html.exists()
 

@@ -234,7 +234,9 @@ class Criterion(_Strict):
 class Monitor(_Strict):
     """A status monitor (SuperOffice SAINT): customers meeting its criteria get an alert."""
 
-    code: str = Field(pattern=CODE_PATTERN, description="short code (priority rules name it)")
+    code: str = Field(pattern=CODE_PATTERN, description=(
+        "short code (priority rules name it); with an opportunities: block, not a service's "
+        "code (its hits are calls, kept per customer and code)"))
     name: str = Field(min_length=1, max_length=64, description="display name in the digest")
     all: list[Criterion] | None = Field(None, description="criteria that must all hold")
     any: list[Criterion] | None = Field(None, description="criteria of which one must hold")

@@ -159,6 +159,18 @@ def _merge(parsed: list[tuple[Path, Any, RuleFile]], property_override: str | No
                                         f"(first defined in {seen_codes[svc.code]})"))
             seen_codes[svc.code] = path
             services.append(svc)
+    if settings.get("opportunities", (None, None))[0] is not None:
+        for path, data, rf in parsed:  # a monitor's hits are calls, kept per customer and code
+            for i, mon in enumerate(rf.monitors):
+                if mon.code in seen_codes:
+                    line, col = position(data, ("monitors", i, "code"))
+                    problems.append(Problem(
+                        path, line, col, f"monitors[{i}].code",
+                        f"monitor code {mon.code!r} is also a service's code (in "
+                        f"{seen_codes[mon.code]}); the call list keeps one call per customer "
+                        "and code, so the monitor's calls and the service's would be one. Give "
+                        "the monitor a code of its own (and use it in the priority rules' "
+                        "'monitors:' lists)"))
     if not services and not problems:
         path0, data0, _ = parsed[0]
         line, col = position(data0, ("services",))
