@@ -260,3 +260,32 @@ def test_a_location_is_a_file_and_line_or_a_setting_never_a_url_port() -> None:
                        "write.max_changes: not a number") == "write.max_changes"
     assert location_in("database error on postgresql+psycopg://ks@127.0.0.1:5432/co: "
                        "refused") is None
+
+
+def test_a_runs_json_writes_its_long_lists_a_row_at_a_time(tmp_path: Path, capsys) -> None:
+    """``run --json`` of a dealer's every call writes the same text as ``json.dumps`` of the
+    whole result, without making the call list's rows into objects that stay (at a million
+    calls those were 9 GB); the command's document parses with every call in it."""
+    from keyservices.calls.frame import OpportunityFrame
+    from keyservices.cli.base import emit_json
+    from keyservices.demodb import build_demo_db
+
+    build_demo_db(tmp_path / "erp.sqlite", customers=300, as_of=AS_OF)
+    config_path = write_config(tmp_path, "sqlite:///erp.sqlite")
+    result = keyservices.run(keyservices.load_config(config_path), as_of=AS_OF, dry_run=True)
+    frame = result.opportunities
+    assert isinstance(frame, OpportunityFrame) and len(frame) > 100
+    made = frame.materialised
+    emit_json(result.to_dict(passing=True))
+    streamed = capsys.readouterr().out
+    assert frame.materialised == made  # no row kept as an object
+    whole = json.dumps(result.to_dict(), indent=2, default=str, ensure_ascii=False) + "\n"
+    assert streamed == whole
+    assert json.dumps(json.loads(streamed)["opportunities"][0]) == json.dumps(
+        json.loads(whole)["opportunities"][0])
+    out = CliRunner().invoke(cli, ["run", "-c", str(config_path), "--dry-run", "--json",
+                                   "--as-of", AS_OF.isoformat()])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert len(data["opportunities"]) == len(frame) and data["changes"]
+    assert {"play", "p_win", "expected_value"} <= data["opportunities"][0].keys()

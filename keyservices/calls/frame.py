@@ -243,6 +243,29 @@ class OpportunityFrame(Sequence[Opportunity]):
             play=o.play, p_win=o.p_win, expected_value=o.expected_value, evidence=o.evidence)
         return made
 
+    def passing(self) -> Iterator[Opportunity]:
+        """Every row as an ``Opportunity`` made for the moment and not kept (a made one as it
+        is): a script's ``--json`` of a million calls holds one at a time, not a million."""
+        number, name = self.people("number"), self.people("name")
+        branch, rep = self.people("branch"), self.people("sales_rep")
+        for i in range(len(self)):
+            origin = int(self.origin[i])
+            made = self._made.get(origin)
+            if made is not None:
+                yield made
+                continue
+            o = self.offers[int(self.offer[i])]
+            contact, phone, email = self.contacts.get(origin, ("", "", ""))
+            yield Opportunity(
+                number=number[i], name=name[i], branch=branch[i], sales_rep=rep[i],
+                service=o.service, priority=o.priority, reason=o.reason,
+                customer_id=int(self.customer[i]), service_code=o.service_code, score=o.score,
+                status=STATUS_CODES[int(self.status[i])], age_days=int(self.age[i]), why=o.why,
+                contact_name=contact, contact_phone=phone, contact_email=email,
+                estimated_annual_value=o.estimated_annual_value, value_basis=o.value_basis,
+                typical=o.typical, cross_sell=o.cross_sell, play=o.play, p_win=o.p_win,
+                expected_value=o.expected_value, evidence=o.evidence)
+
     def set_contact(self, i: int, name: str, phone: str, email: str) -> None:
         """The contact to call for row ``i`` (kept for every frame cut from this one)."""
         origin = int(self.origin[i])

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from .. import __version__
+from ..commands.result import Rows
 from ..errors import EXIT_CODES, EXIT_FAILURE, KeyservicesError
 
 log = logging.getLogger("keyservices")
@@ -236,7 +237,42 @@ def progress_reporter(as_json: bool) -> Any:
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+    """``data`` as indented JSON on stdout. A top-level value that is a ``Rows`` (a run's
+    long lists, ``RunResult.to_dict(passing=True)``) is written an item at a time, in pieces
+    of about a megabyte, as ``json.dumps`` would have written the whole list."""
+    if not (isinstance(data, dict) and any(isinstance(v, Rows) for v in data.values())):
+        click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+        return
+
+    def dumped(value: Any, indent: str) -> str:  # JSON text has no raw newline but these
+        return json.dumps(value, indent=2, default=str, ensure_ascii=False).replace(
+            "\n", "\n" + indent)
+
+    out: list[str] = []
+    size = 0
+
+    def write(text: str) -> None:
+        nonlocal size
+        out.append(text)
+        size += len(text)
+        if size >= 1 << 20:
+            click.echo("".join(out), nl=False)
+            out.clear()
+            size = 0
+
+    write("{")
+    for n, (key, value) in enumerate(data.items()):
+        write(("," if n else "") + "\n  " + json.dumps(str(key), ensure_ascii=False) + ": ")
+        if not isinstance(value, Rows):
+            write(dumped(value, "  "))
+            continue
+        first = True
+        for row in value:
+            write(("[" if first else ",") + "\n    " + dumped(row, "    "))
+            first = False
+        write("[]" if first else "\n  ]")
+    write("\n}" if data else "}")
+    click.echo("".join(out))
 
 
 def program() -> str:

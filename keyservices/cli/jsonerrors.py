@@ -17,6 +17,8 @@ from typing import Any
 
 import click
 
+from ..commands.result import RunResult
+
 JSON_FLAG = "--json"
 META_KEY = "keyservices.json"  # ctx.meta: --json was among the command line's arguments
 
@@ -63,7 +65,10 @@ def library_error(exc: Exception, code: int) -> dict[str, Any]:
     detail = getattr(exc, "detail", None)
     if detail is None:
         return {"error": error}
-    data = detail.to_dict() if hasattr(detail, "to_dict") else detail
+    if isinstance(detail, RunResult):  # a stopped night's plan: written a row at a time
+        data = detail.to_dict(passing=True)
+    else:
+        data = detail.to_dict() if hasattr(detail, "to_dict") else detail
     return {**data, "error": error} if isinstance(data, dict) else {"error": error,
                                                                      "result": data}
 

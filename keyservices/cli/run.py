@@ -97,7 +97,7 @@ def run_cmd(config_path: Path, dry_run: bool, force: bool, new_erp: bool, no_ema
             print_run(exc.detail, guard_message=False)
         raise
     if as_json:
-        data = result.to_dict()
+        data = result.to_dict(passing=True)  # the long lists written a row at a time
         if result.delivery_error:  # exit 5: the run's result and the error, one document
             data["error"] = error_object(result.exit_code, "DeliveryFailed",
                                          result.delivery_error)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,7 +107,9 @@ class RunResult:
             setattr(out, name, list(rows[:keep]))
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, passing: bool = False) -> dict[str, Any]:
+        """The result as JSON-ready data. ``passing``: the long lists are ``Rows``, made into
+        dicts one at a time as they are written (``--json`` of a million calls), not held."""
         # the long lists are converted shallowly: dataclasses.asdict deep-copies every field of
         # every item, which at hundreds of thousands of changes costs seconds and gigabytes
         data = dataclasses.asdict(dataclasses.replace(
@@ -116,13 +118,34 @@ class RunResult:
             location_no_attribute=[], digest_data=None))
         del data["digest_data"]
         for key in LONG:
-            data[key] = _rows(getattr(self, key))
+            data[key] = Rows(getattr(self, key)) if passing else _rows(getattr(self, key))
         data["as_of"] = self.as_of.isoformat()
         for key in ("digest_eml", "digest_html"):
             data[key] = str(data[key]) if data[key] else None
         data["sent"] = [str(p) for p in self.sent]
         data["digests"] = [str(p) for p in self.digests]
         return data
+
+
+class Rows:
+    """A long list written as JSON one item at a time (``cli.base.emit_json``): each item
+    becomes a dict as it is written, and a frame's rows are not kept. Not a list, so that no
+    encoder can take it for an empty one."""
+
+    def __init__(self, items: Sequence[Any]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        items = self.items
+        rows: Iterable[Any] = items.passing() if hasattr(items, "passing") else items
+        names: list[str] | None = None
+        for item in rows:
+            if names is None:
+                names = [f.name for f in dataclasses.fields(item)]
+            yield {n: getattr(item, n) for n in names}
 
 
 def _rows(items: Sequence[Any]) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +32,7 @@ from .connection import ErpTables, is_off
 from .facts import raw_batches, read_codes, read_customers
 from .fleet import add_fleet, fleet_statement
 from .fold import float_rows, known_rows
+from .prefetch import Prefetch
 from .queries import metric_queries
 from .spans import add_contracts, contract_statement
 
@@ -142,39 +144,60 @@ def read_history(conn: sa.Connection, tables: ErpTables, rules: RuleSet, attr_id
             chunk = points[start:start + size]
             held = [MetricTable.empty(compiled, customers.ids) for _ in chunk]
             sent = ChunkStatements(tables, compiled, chunk)
-            buckets, fleet, spans = sent.buckets, sent.fleet, sent.spans
-            for kind in sent.joined:
-                stmt, columns = sent.statement(kind)
-                by_bucket = kind in BUCKETED
-                folded = by_bucket or kind in ("equipment", "contracts")
-                key = sent.key_column(kind) if sample is not None else None
-                parts: list[np.ndarray] = []  # rows folded once, after the statement
-                with step(reporter, timings, f"read {kind} on {len(chunk)} dates") as advance:
-                    for batch in raw_batches(conn, stmt):
-                        rows = float_rows(batch)
-                        if key is not None:  # a sample: the others' rows go now, not held
-                            rows = known_rows(customers.ids, rows, key)[0]
-                        if folded:
-                            parts.append(rows)
-                        else:
-                            point = rows[:, 0].astype(np.int64)
-                            for p in np.unique(point).tolist():
-                                held[p].put(columns, rows[point == p, 1:])
-                        advance(len(batch))
-                    if parts and by_bucket:
-                        _add_buckets(held, chunk, buckets, compiled, columns,
-                                     np.concatenate(parts))
-                    elif parts and kind == "equipment" and fleet is not None:
-                        add_fleet(held, fleet[1], np.concatenate(parts))
-                    elif parts and kind == "contracts" and spans is not None:
-                        add_contracts(held, spans[1], np.concatenate(parts))
-                    parts.clear()
+            with _ahead(conn, [(kind, sent.statement(kind)[0]) for kind in sent.joined]) as ahead:
+                for kind in sent.joined:
+                    _fold(kind, sent, ahead, held, chunk)
             for day, table in zip(chunk, held):
                 yield Facts(as_of=day, customers=customers, facts={}, categories=categories,
                             metrics=table, codes=codes, customer_arrays=arrays)
             held.clear()
 
+    def _fold(kind: str, sent: ChunkStatements, ahead: Prefetch | None,
+              held: list[MetricTable], chunk: Sequence[dt.date]) -> None:
+        """One statement's rows into every date's numbers."""
+        buckets, fleet, spans = sent.buckets, sent.fleet, sent.spans
+        stmt, columns = sent.statement(kind)
+        by_bucket = kind in BUCKETED
+        folded = by_bucket or kind in ("equipment", "contracts")
+        key = sent.key_column(kind) if sample is not None else None
+        parts: list[np.ndarray] = []  # rows folded once, after the statement
+        with step(reporter, timings, f"read {kind} on {len(chunk)} dates") as advance:
+            for batch in (ahead.rows(kind) if ahead is not None
+                          else raw_batches(conn, stmt)):
+                rows = float_rows(batch)
+                if key is not None:  # a sample: the others' rows go now, not held
+                    rows = known_rows(customers.ids, rows, key)[0]
+                if folded:
+                    parts.append(rows)
+                else:
+                    point = rows[:, 0].astype(np.int64)
+                    for p in np.unique(point).tolist():
+                        held[p].put(columns, rows[point == p, 1:])
+                advance(len(batch))
+            if parts and by_bucket:
+                _add_buckets(held, chunk, buckets, compiled, columns,
+                             np.concatenate(parts))
+            elif parts and kind == "equipment" and fleet is not None:
+                add_fleet(held, fleet[1], np.concatenate(parts))
+            elif parts and kind == "contracts" and spans is not None:
+                add_contracts(held, spans[1], np.concatenate(parts))
+            parts.clear()
+
     return Rebuilt(points, dated(), limits, 2 + len(needed) + more, sample)
+
+
+@contextmanager
+def _ahead(conn: sa.Connection, statements: Sequence[tuple[str, sa.Select]]
+           ) -> Iterator[Prefetch | None]:
+    """The chunk's statements read ahead on a second connection (``erp.prefetch``) while
+    Python folds the rows, where there can be one (an in-memory SQLite database is one
+    connection's alone: there they are read in turn, on ``conn``)."""
+    if len(statements) < 2 or isinstance(conn.engine.pool, (sa.pool.StaticPool,
+                                                            sa.pool.SingletonThreadPool)):
+        yield None
+        return
+    with Prefetch(conn.engine, statements, raw_batches) as ahead:
+        yield ahead
 
 
 # the statements whose rows carry a date: counted once, in the bucket of dates they fall in
